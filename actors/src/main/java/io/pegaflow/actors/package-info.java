@@ -1,0 +1,5 @@
+/**
+ * Control plane on Pekko typed: cluster membership from the static topology and (later) the sharded block
+ * directory and transfer coordination. Actors here never touch KV bytes and never block on I/O.
+ */
+package io.pegaflow.actors;

@@ -1,0 +1,177 @@
+package io.pegaflow.fabric.node;
+
+import com.typesafe.config.Config;
+import com.typesafe.config.ConfigFactory;
+import io.pegaflow.actors.cluster.ClusterSettings;
+import io.pegaflow.actors.cluster.ClusterView;
+import io.pegaflow.actors.cluster.MembershipLogger;
+import io.pegaflow.config.ByteSize;
+import io.pegaflow.fabric.grpc.FabricGrpcImpl;
+import io.pegaflow.fabric.metrics.MetricsEndpoint;
+import io.pegaflow.fabric.metrics.NodeMetricsSampler;
+import io.pegaflow.proto.fabric.FabricHandlerFactory;
+import java.time.Duration;
+import java.util.concurrent.CompletionStage;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.Done;
+import org.apache.pekko.actor.CoordinatedShutdown;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.http.javadsl.Http;
+import org.apache.pekko.http.javadsl.ServerBinding;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One running node: the cluster member, the gRPC server and the metrics endpoint. Stops through Pekko's
+ * CoordinatedShutdown (Shutdown RPC or SIGTERM): unbind gRPC, leave the cluster, terminate.
+ */
+public final class FabricNode implements FabricGrpcImpl.NodeState {
+  private static final Logger log = LoggerFactory.getLogger(FabricNode.class);
+  public static final String VERSION = "0.1.0";
+  private static final Duration BIND_TIMEOUT = Duration.ofSeconds(20);
+
+  private final NodeLaunch launch;
+  private final ActorSystem<Void> system;
+  private final long startNs = System.nanoTime();
+
+  private FabricNode(NodeLaunch launch, ActorSystem<Void> system) {
+    this.launch = launch;
+    this.system = system;
+  }
+
+  /** Starts the node; returns once gRPC and metrics listen (cluster joining continues in the background). */
+  public static FabricNode start(NodeLaunch launch) {
+    LocalHostCheck.check(launch.self(), launch.grpcBindHost());
+    Config base =
+        ConfigFactory.parseResources("pegaflow-node.conf").withFallback(ConfigFactory.load()).resolve();
+    MetricsEndpoint metrics =
+        MetricsEndpoint.start(base, launch.self().id(), launch.grpcBindHost(), launch.self().metricsPort());
+    Config config = ClusterSettings.forNode(launch.topology(), launch.self().id(), base);
+    ActorSystem<Void> system =
+        ActorSystem.create(
+            Behaviors.setup(
+                context -> {
+                  context.spawn(MembershipLogger.create(), "membership-logger");
+                  return Behaviors.empty();
+                }),
+            ClusterSettings.systemName(launch.topology()),
+            config);
+    FabricNode node = new FabricNode(launch, system);
+    NodeMetricsSampler sampler = NodeMetricsSampler.start(node::clusterView);
+    CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
+    shutdown.addTask(
+        CoordinatedShutdown.PhaseBeforeActorSystemTerminate(),
+        "stop-metrics",
+        () -> {
+          sampler.close();
+          return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
+        });
+    node.bindGrpc(shutdown);
+    log.info(
+        "node {} started: cluster {} at {}:{}, gRPC {}:{}, metrics http://{}:{}/metrics, pool {}, copy engine {}, transport {}",
+        launch.self().id(),
+        launch.topology().clusterName(),
+        launch.self().host(),
+        launch.self().clusterPort(),
+        launch.grpcBindHost(),
+        launch.self().grpcPort(),
+        launch.grpcBindHost(),
+        launch.self().metricsPort(),
+        ByteSize.format(launch.poolSizeBytes()),
+        node.copyEngine(),
+        node.transport());
+    // Kamon lives as long as the process; stop it after the actor system is gone.
+    system.getWhenTerminated().thenRun(metrics::close);
+    return node;
+  }
+
+  private void bindGrpc(CoordinatedShutdown shutdown) {
+    var handler = FabricHandlerFactory.create(new FabricGrpcImpl(this, VERSION), system);
+    CompletionStage<ServerBinding> binding =
+        Http.get(system).newServerAt(launch.grpcBindHost(), launch.self().grpcPort()).bind(handler);
+    ServerBinding bound;
+    try {
+      bound = binding.toCompletableFuture().get(BIND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+    } catch (Exception e) {
+      system.terminate();
+      throw new NodeStartException(
+          "node " + launch.self().id() + ": cannot listen for gRPC on " + launch.grpcBindHost() + ":"
+              + launch.self().grpcPort() + ": " + rootMessage(e),
+          e);
+    }
+    // Stop taking new calls first, let calls in flight finish, then leave the cluster.
+    shutdown.addTask(
+        CoordinatedShutdown.PhaseServiceUnbind(),
+        "grpc-unbind",
+        () -> bound.unbind().thenApply(done -> Done.getInstance()));
+    shutdown.addTask(
+        CoordinatedShutdown.PhaseServiceRequestsDone(),
+        "grpc-drain",
+        () -> bound.terminate(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
+  }
+
+  /** Completes when the node has fully stopped. */
+  public CompletionStage<Done> whenTerminated() {
+    return system.getWhenTerminated();
+  }
+
+  /** Graceful stop, as SIGTERM or the Shutdown RPC do it. */
+  public CompletionStage<Done> stop(String reason) {
+    return CoordinatedShutdown.get(system).runAll(new Reason(reason));
+  }
+
+  public ActorSystem<Void> system() {
+    return system;
+  }
+
+  @Override
+  public String nodeId() {
+    return launch.self().id();
+  }
+
+  @Override
+  public String clusterName() {
+    return launch.topology().clusterName();
+  }
+
+  @Override
+  public ClusterView clusterView() {
+    return ClusterView.of(system, launch.topology());
+  }
+
+  @Override
+  public long uptimeMs() {
+    return (System.nanoTime() - startNs) / 1_000_000;
+  }
+
+  @Override
+  public String copyEngine() {
+    // Until the CUDA engine lands ([3 of 7]) every node runs the host path, whatever --device says.
+    return "host";
+  }
+
+  @Override
+  public String transport() {
+    return "tcp";
+  }
+
+  @Override
+  public void requestShutdown(String reason) {
+    log.info("node {}: shutdown requested ({})", nodeId(), reason);
+    // Let the gRPC reply leave before the server unbinds.
+    system.scheduler()
+        .scheduleOnce(Duration.ofMillis(200), () -> stop(reason), system.executionContext());
+  }
+
+  private static String rootMessage(Throwable e) {
+    Throwable t = e;
+    while (t.getCause() != null) {
+      t = t.getCause();
+    }
+    return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+  }
+
+  /** A CoordinatedShutdown reason carrying the caller's words. */
+  private record Reason(String text) implements CoordinatedShutdown.Reason {}
+}

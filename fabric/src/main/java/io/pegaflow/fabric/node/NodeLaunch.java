@@ -1,0 +1,23 @@
+package io.pegaflow.fabric.node;
+
+import io.pegaflow.config.NodeSpec;
+import io.pegaflow.config.Topology;
+import java.util.Optional;
+
+/**
+ * Everything a node needs to start, resolved from the topology and the command line.
+ *
+ * @param topology the whole static topology
+ * @param self this node's entry
+ * @param grpcBindHost the address the gRPC server binds ({@code self.host()} unless {@code --addr} widened it)
+ * @param poolSizeBytes size of the block pool
+ * @param device the GPU to serve, if any (used from issue [3 of 7]; the host path runs until then)
+ * @param logLevel root log level
+ */
+public record NodeLaunch(
+    Topology topology,
+    NodeSpec self,
+    String grpcBindHost,
+    long poolSizeBytes,
+    Optional<Integer> device,
+    String logLevel) {}
