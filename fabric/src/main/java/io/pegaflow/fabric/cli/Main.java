@@ -82,9 +82,12 @@ public final class Main {
     return 0;
   }
 
+  /** Sets the root level and Pekko's (which logback.xml pins to INFO) together. */
   static void setRootLogLevel(String level) {
-    if (LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME) instanceof ch.qos.logback.classic.Logger root) {
-      root.setLevel(Level.toLevel(level, Level.INFO));
+    for (String name : new String[] {Logger.ROOT_LOGGER_NAME, "org.apache.pekko"}) {
+      if (LoggerFactory.getLogger(name) instanceof ch.qos.logback.classic.Logger logger) {
+        logger.setLevel(Level.toLevel(level, Level.INFO));
+      }
     }
   }
 

@@ -6,6 +6,7 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Supplier;
 import kamon.Kamon;
+import kamon.tag.TagSet;
 import kamon.metric.Metric;
 import kamon.metric.MeasurementUnit;
 import org.apache.pekko.grpc.GrpcServiceException;
@@ -38,12 +39,9 @@ public final class GrpcMetrics {
   }
 
   private void record(String method, String status, long durationNs) {
-    counter().withTag("service", service).withTag("method", method).withTag("status", status).increment();
-    histogram()
-        .withTag("service", service)
-        .withTag("method", method)
-        .withTag("status", status)
-        .record(durationNs);
+    TagSet tags = TagSet.builder().add("service", service).add("method", method).add("status", status).build();
+    counter().withTags(tags).increment();
+    histogram().withTags(tags).record(durationNs);
   }
 
   /** The gRPC status code name a failure maps to (unknown exceptions are INTERNAL, as the server reports them). */
