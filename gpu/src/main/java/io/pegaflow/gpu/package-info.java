@@ -1,6 +1,8 @@
 /**
- * CUDA driver API through FFM and a host-memory stand-in with the same copy-engine interface.
+ * Moving KV bytes between a worker's memory and the node's pool: the {@link io.pegaflow.gpu.CopyEngine} interface,
+ * its host-memory implementation ({@code memcpy} over mapped shared-memory files) and, from issue [3 of 7], the CUDA
+ * driver through FFM.
  *
- * <p>Filled in by issue [3 of 7]; until then the node runs on the host path only.
+ * <p>Copy engines are thread-safe; a {@link io.pegaflow.gpu.CopyBatch} is owned by one thread at a time.
  */
 package io.pegaflow.gpu;

@@ -38,6 +38,11 @@ public final class GrpcMetrics {
         (value, error) -> record(method, error == null ? "OK" : statusOf(error), System.nanoTime() - startNs));
   }
 
+  /** Counts a call whose duration means nothing (a stream's start). */
+  public void count(String method, String status) {
+    counter().withTags(TagSet.builder().add("service", service).add("method", method).add("status", status).build()).increment();
+  }
+
   private void record(String method, String status, long durationNs) {
     TagSet tags = TagSet.builder().add("service", service).add("method", method).add("status", status).build();
     counter().withTags(tags).increment();

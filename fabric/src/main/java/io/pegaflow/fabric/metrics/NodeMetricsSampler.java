@@ -41,14 +41,19 @@ public final class NodeMetricsSampler implements AutoCloseable {
             return t;
           });
   private final Supplier<ClusterView> cluster;
+  private final List<Runnable> moreSamplers;
   private final long startNs = System.nanoTime();
 
-  private NodeMetricsSampler(Supplier<ClusterView> cluster) {
+  private NodeMetricsSampler(Supplier<ClusterView> cluster, List<Runnable> moreSamplers) {
     this.cluster = cluster;
+    this.moreSamplers = List.copyOf(moreSamplers);
   }
 
-  public static NodeMetricsSampler start(Supplier<ClusterView> cluster) {
-    NodeMetricsSampler sampler = new NodeMetricsSampler(cluster);
+  /**
+   * @param moreSamplers other components' samplers run on the same tick (e.g. the engine's)
+   */
+  public static NodeMetricsSampler start(Supplier<ClusterView> cluster, List<Runnable> moreSamplers) {
+    NodeMetricsSampler sampler = new NodeMetricsSampler(cluster, moreSamplers);
     sampler.timer.scheduleAtFixedRate(sampler::sampleSafely, 0, 1, TimeUnit.SECONDS);
     return sampler;
   }
@@ -57,6 +62,7 @@ public final class NodeMetricsSampler implements AutoCloseable {
     try {
       sampleCluster();
       sampleJvm();
+      moreSamplers.forEach(Runnable::run);
     } catch (RuntimeException e) {
       // A failed sample (e.g. during shutdown) must not cancel the schedule.
       Kamon.counter("pegaflow.metrics.sample.errors").withoutTags().increment();

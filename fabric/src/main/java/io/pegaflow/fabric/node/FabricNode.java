@@ -9,7 +9,20 @@ import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
 import io.pegaflow.fabric.metrics.NodeMetricsSampler;
+import io.pegaflow.fabric.engine.BlockStore;
+import io.pegaflow.fabric.engine.KvEngine;
+import io.pegaflow.fabric.grpc.EngineGrpcImpl;
+import io.pegaflow.fabric.metrics.EngineMetrics;
+import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.gpu.HostCopyEngine;
+import io.pegaflow.proto.engine.Engine;
+import io.pegaflow.proto.engine.EngineHandlerFactory;
+import io.pegaflow.proto.fabric.Fabric;
 import io.pegaflow.proto.fabric.FabricHandlerFactory;
+import java.util.List;
+import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import java.time.Duration;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
@@ -33,11 +46,13 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
 
   private final NodeLaunch launch;
   private final ActorSystem<Void> system;
+  private final KvEngine engine;
   private final long startNs = System.nanoTime();
 
-  private FabricNode(NodeLaunch launch, ActorSystem<Void> system) {
+  private FabricNode(NodeLaunch launch, ActorSystem<Void> system, KvEngine engine) {
     this.launch = launch;
     this.system = system;
+    this.engine = engine;
   }
 
   /** Starts the node; returns once gRPC and metrics listen (cluster joining continues in the background). */
@@ -48,6 +63,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     MetricsEndpoint metrics =
         MetricsEndpoint.start(base, launch.self().id(), launch.grpcBindHost(), launch.self().metricsPort());
     Config config = ClusterSettings.forNode(launch.topology(), launch.self().id(), base);
+    EngineMetrics engineMetrics = new EngineMetrics("host");
     ActorSystem<Void> system =
         ActorSystem.create(
             Behaviors.setup(
@@ -57,14 +73,26 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 }),
             ClusterSettings.systemName(launch.topology()),
             config);
-    FabricNode node = new FabricNode(launch, system);
-    NodeMetricsSampler sampler = NodeMetricsSampler.start(node::clusterView);
+    KvEngine engine;
+    try {
+      engine = startEngine(launch, engineMetrics);
+    } catch (RuntimeException | OutOfMemoryError e) {
+      system.terminate();
+      throw new NodeStartException(
+          "node " + launch.self().id() + ": cannot allocate a pool of " + ByteSize.format(launch.poolSizeBytes())
+              + ": " + e.getMessage(),
+          e);
+    }
+    FabricNode node = new FabricNode(launch, system, engine);
+    NodeMetricsSampler sampler = NodeMetricsSampler.start(node::clusterView, List.of(engineMetrics::sample));
     CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
     shutdown.addTask(
         CoordinatedShutdown.PhaseBeforeActorSystemTerminate(),
-        "stop-metrics",
+        "stop-engine",
         () -> {
           sampler.close();
+          engine.close();
+          engine.store().pool().close();
           return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
         });
     node.bindGrpc(shutdown);
@@ -81,13 +109,35 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         ByteSize.format(launch.poolSizeBytes()),
         node.copyEngine(),
         node.transport());
+    launch
+        .device()
+        .ifPresent(
+            d ->
+                log.warn(
+                    "--device {} asked for the GPU, but this build has no CUDA copy engine yet: node {} runs the"
+                        + " host copy engine (shared-memory registrations only)",
+                    d,
+                    launch.self().id()));
     // Kamon lives as long as the process; stop it after the actor system is gone.
     system.getWhenTerminated().thenRun(metrics::close);
     return node;
   }
 
+  private static KvEngine startEngine(NodeLaunch launch, EngineMetrics metrics) {
+    BlockPool pool = BlockPool.allocateOffHeap(launch.poolSizeBytes());
+    BlockStore store = new BlockStore(pool, launch.partialTimeoutMs() * 1_000_000, System::nanoTime);
+    int copyThreads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors()));
+    KvEngine engine = new KvEngine(store, new HostCopyEngine(), copyThreads, metrics);
+    metrics.attach(store);
+    return engine;
+  }
+
   private void bindGrpc(CoordinatedShutdown shutdown) {
-    var handler = FabricHandlerFactory.create(new FabricGrpcImpl(this, VERSION), system);
+    Executor blocking = system.dispatchers().lookup(DispatcherSelector.blocking());
+    var handler =
+        ServiceHandler.concatOrNotFound(
+            FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
+            EngineHandlerFactory.partial(new EngineGrpcImpl(engine, blocking, this::uptimeMs), Engine.name, system));
     CompletionStage<ServerBinding> binding =
         Http.get(system).newServerAt(launch.grpcBindHost(), launch.self().grpcPort()).bind(handler);
     ServerBinding bound;
@@ -148,7 +198,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
   @Override
   public String copyEngine() {
     // Until the CUDA engine lands ([3 of 7]) every node runs the host path, whatever --device says.
-    return "host";
+    return engine.copyEngineName();
+  }
+
+  public KvEngine engine() {
+    return engine;
   }
 
   @Override

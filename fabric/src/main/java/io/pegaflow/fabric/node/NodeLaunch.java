@@ -13,6 +13,7 @@ import java.util.Optional;
  * @param poolSizeBytes size of the block pool
  * @param device the GPU to serve, if any (used from issue [3 of 7]; the host path runs until then)
  * @param logLevel root log level
+ * @param partialTimeoutMs how long a block may wait for its missing slots before it is dropped
  */
 public record NodeLaunch(
     Topology topology,
@@ -20,4 +21,5 @@ public record NodeLaunch(
     String grpcBindHost,
     long poolSizeBytes,
     Optional<Integer> device,
-    String logLevel) {}
+    String logLevel,
+    long partialTimeoutMs) {}

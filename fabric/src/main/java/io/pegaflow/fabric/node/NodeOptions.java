@@ -19,7 +19,8 @@ public final class NodeOptions {
   public static final long DEFAULT_POOL_BYTES = ByteSize.parse("1gb");
 
   static final Set<String> VALUED =
-      Set.of("topology", "node", "addr", "pool-size", "device", "log-level", "cluster-port", "metrics-port");
+      Set.of("topology", "node", "addr", "pool-size", "device", "log-level", "cluster-port", "metrics-port",
+          "partial-timeout-ms");
   static final Set<String> BOOLEANS = Set.of("help");
   static final Set<String> LOG_LEVELS = Set.of("trace", "debug", "info", "warn", "error");
 
@@ -39,6 +40,7 @@ public final class NodeOptions {
         --cluster-port N    Artery port without a topology (default 25520)
         --metrics-port N    Prometheus port without a topology (default 9091)
         --log-level LEVEL   trace, debug, info, warn, error (default info)
+        --partial-timeout-ms N  drop a block still missing slots (e.g. a TP rank) after N ms (default 30000)
         --help              this text
       """;
 
@@ -113,7 +115,8 @@ public final class NodeOptions {
         bindHost,
         poolSize.orElse(self.poolSizeBytes()),
         device.or(() -> self.gpus().stream().findFirst()),
-        logLevel);
+        logLevel,
+        args.intValue("partial-timeout-ms", 100, 3_600_000).orElse(30_000));
   }
 
   private static long parsePoolSize(String text) {

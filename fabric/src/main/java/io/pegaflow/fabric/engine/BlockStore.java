@@ -1,0 +1,395 @@
+package io.pegaflow.fabric.engine;
+
+import io.pegaflow.fabric.pool.BlockPool;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.function.LongSupplier;
+
+/**
+ * The index of blocks in the pool, keyed by (namespace, hash): in-flight blocks collecting slots, sealed blocks
+ * visible to queries, an LRU list of sealed blocks, pins (leases, loads in progress) that keep blocks from eviction,
+ * and leases. Every method is a short critical section under this object's monitor; copies happen outside it.
+ */
+public final class BlockStore {
+  private final BlockPool pool;
+  private final LongSupplier clockNs;
+  private final long partialTimeoutNs;
+  private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
+  /** Sealed blocks with no pins, per block size: what eviction could free for a block of that size. */
+  private final HashMap<Long, Integer> evictableBySize = new HashMap<>();
+  private final HashMap<Long, Lease> leases = new HashMap<>();
+  private final StoreCounters counters = new StoreCounters();
+  private BlockEntry lruHead; // least recently used
+  private BlockEntry lruTail;
+  private long nextLeaseId = 1;
+  private int sealedCount;
+  private int inFlightCount;
+
+  record Lease(long id, BlockEntry[] entries, long expiresNs) {}
+
+  /** The slots one save request copies into one block. */
+  record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
+
+  public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs) {
+    this.pool = pool;
+    this.partialTimeoutNs = partialTimeoutNs;
+    this.clockNs = clockNs;
+  }
+
+  public BlockPool pool() {
+    return pool;
+  }
+
+  public StoreCounters counters() {
+    return counters;
+  }
+
+  public synchronized int sealedBlocks() {
+    return sealedCount;
+  }
+
+  public synchronized int inFlightBlocks() {
+    return inFlightCount;
+  }
+
+  public synchronized int activeLeases() {
+    return leases.size();
+  }
+
+  /** Pool figures read together, so used + free never disagree in one sample. */
+  public synchronized long[] poolSnapshot() {
+    return new long[] {pool.capacityBytes(), pool.usedBytes(), pool.largestFreeBytes()};
+  }
+
+  // ---- save ----
+
+  /**
+   * Reserves pool space and marks slots in flight for one save. Blocks already sealed, and slots already present or
+   * being copied by another request, are left out. Either every needed block is allocated (evicting least recently
+   * used unpinned blocks of the same size) or nothing changes and RESOURCE_EXHAUSTED is thrown.
+   *
+   * @param slotsPerBlock the slot indices this request fills in each block
+   * @return targets to copy (pinned until {@link #completeSave})
+   */
+  public synchronized List<SaveTarget> reserveForSave(
+      NamespaceLayout layout, int[] blockIds, byte[][] hashes, int[] slotsPerBlock) {
+    long now = clockNs.getAsLong();
+    BlockKey[] keys = new BlockKey[blockIds.length];
+    int newBlocks = 0;
+    HashMap<BlockKey, Boolean> seen = new HashMap<>();
+    for (int i = 0; i < blockIds.length; i++) {
+      keys[i] = new BlockKey(layout.namespace(), hashes[i]);
+      if (seen.putIfAbsent(keys[i], Boolean.TRUE) == null && !index.containsKey(keys[i])) {
+        newBlocks++;
+      }
+    }
+    long blockBytes = layout.blockBytes();
+    if (newBlocks > 0 && !ensureRoom(blockBytes, newBlocks)) {
+      counters.saveRejectedFull++;
+      throw new EngineException(
+          EngineException.Code.RESOURCE_EXHAUSTED,
+          "pool cannot hold "
+              + newBlocks
+              + " more blocks of "
+              + blockBytes
+              + " bytes even after evicting unleased blocks (capacity "
+              + pool.capacityBytes()
+              + ", used "
+              + pool.usedBytes()
+              + ")");
+    }
+    List<SaveTarget> targets = new ArrayList<>();
+    HashMap<BlockKey, Boolean> planned = new HashMap<>();
+    for (int i = 0; i < blockIds.length; i++) {
+      if (planned.putIfAbsent(keys[i], Boolean.TRUE) != null) {
+        continue; // the same hash twice in one request: copy it once
+      }
+      BlockEntry entry = index.get(keys[i]);
+      if (entry == null) {
+        long offset = pool.allocate(blockBytes);
+        if (offset < 0) {
+          throw new IllegalStateException("pool refused an allocation that ensureRoom promised");
+        }
+        entry = new BlockEntry(keys[i], layout, offset, now);
+        index.put(keys[i], entry);
+        inFlightCount++;
+      } else if (entry.sealed) {
+        continue;
+      }
+      int[] todo = slotsToCopy(entry, slotsPerBlock);
+      if (todo.length == 0) {
+        continue;
+      }
+      for (int slot : todo) {
+        entry.markInFlight(slot);
+      }
+      entry.pins++;
+      entry.updatedNs = now;
+      targets.add(new SaveTarget(entry, blockIds[i], todo));
+    }
+    return targets;
+  }
+
+  private static int[] slotsToCopy(BlockEntry entry, int[] slots) {
+    int n = 0;
+    for (int slot : slots) {
+      if (!entry.hasArrived(slot) && !entry.isInFlight(slot)) {
+        n++;
+      }
+    }
+    int[] todo = new int[n];
+    int j = 0;
+    for (int slot : slots) {
+      if (!entry.hasArrived(slot) && !entry.isInFlight(slot)) {
+        todo[j++] = slot;
+      }
+    }
+    return todo;
+  }
+
+  /**
+   * Ends a save: marks the copied slots arrived (or not, if the copy failed), unpins, and seals blocks whose last
+   * slot arrived.
+   *
+   * @return how many blocks this call sealed
+   */
+  public synchronized int completeSave(List<SaveTarget> targets, boolean copied) {
+    long now = clockNs.getAsLong();
+    int sealedNow = 0;
+    for (SaveTarget target : targets) {
+      BlockEntry entry = target.entry();
+      for (int slot : target.slots()) {
+        entry.clearInFlight(slot);
+        if (copied) {
+          entry.markArrived(slot);
+        }
+      }
+      entry.updatedNs = now;
+      entry.pins--;
+      if (entry.removed) {
+        continue; // dropped as stale while copying (cannot happen while pinned, kept for safety)
+      }
+      if (copied && entry.complete()) {
+        entry.sealed = true;
+        inFlightCount--;
+        sealedCount++;
+        counters.insertions++;
+        lruAppend(entry);
+        if (entry.pins == 0) {
+          adjustEvictable(entry.bytes, +1);
+        }
+        sealedNow++;
+      } else if (!copied && entry.arrivedCount == 0 && !entry.anyInFlight() && entry.pins == 0) {
+        removeInFlight(entry);
+      }
+    }
+    return sealedNow;
+  }
+
+  // ---- query and leases ----
+
+  /**
+   * Length of the contiguous prefix of {@code hashes} sealed in the pool; touches the hits. With {@code leaseTtlMs
+   * > 0} and at least one hit, leases the prefix.
+   *
+   * @return {hitCount, leaseId (0 = none), expiresInMs}
+   */
+  public synchronized long[] query(String namespace, byte[][] hashes, long leaseTtlMs) {
+    int hits = 0;
+    BlockEntry[] found = new BlockEntry[hashes.length];
+    for (byte[] hash : hashes) {
+      BlockEntry entry = index.get(new BlockKey(namespace, hash));
+      if (entry == null || !entry.sealed) {
+        break;
+      }
+      found[hits++] = entry;
+    }
+    counters.hits += hits;
+    counters.misses += hashes.length - hits;
+    for (int i = 0; i < hits; i++) {
+      lruTouch(found[i]);
+    }
+    if (leaseTtlMs <= 0 || hits == 0) {
+      return new long[] {hits, 0, 0};
+    }
+    BlockEntry[] leased = java.util.Arrays.copyOf(found, hits);
+    for (BlockEntry entry : leased) {
+      pin(entry);
+    }
+    long id = nextLeaseId++;
+    leases.put(id, new Lease(id, leased, clockNs.getAsLong() + leaseTtlMs * 1_000_000));
+    counters.leasesCreated++;
+    return new long[] {hits, id, leaseTtlMs};
+  }
+
+  /** Ends a lease; false if it is unknown (never existed, expired or released). */
+  public synchronized boolean release(long leaseId) {
+    Lease lease = leases.remove(leaseId);
+    if (lease == null) {
+      return false;
+    }
+    for (BlockEntry entry : lease.entries()) {
+      unpin(entry);
+    }
+    counters.leasesReleased++;
+    return true;
+  }
+
+  // ---- load ----
+
+  /**
+   * Pins every sealed block among {@code hashes} for a load; a missing block gets null. Consumes {@code leaseId}
+   * (if it is known) after pinning, so the blocks never become evictable in between.
+   */
+  public synchronized BlockEntry[] pinForLoad(String namespace, byte[][] hashes, long leaseId) {
+    BlockEntry[] entries = new BlockEntry[hashes.length];
+    for (int i = 0; i < hashes.length; i++) {
+      BlockEntry entry = index.get(new BlockKey(namespace, hashes[i]));
+      if (entry != null && entry.sealed) {
+        pin(entry);
+        lruTouch(entry);
+        entries[i] = entry;
+      }
+    }
+    if (leaseId != 0) {
+      release(leaseId);
+    }
+    return entries;
+  }
+
+  public synchronized void unpinAll(BlockEntry[] entries) {
+    for (BlockEntry entry : entries) {
+      if (entry != null) {
+        unpin(entry);
+      }
+    }
+  }
+
+  // ---- housekeeping ----
+
+  /** Expires leases and drops partial blocks that stopped receiving slots. Called periodically. */
+  public synchronized void sweep() {
+    long now = clockNs.getAsLong();
+    Iterator<Map.Entry<Long, Lease>> it = leases.entrySet().iterator();
+    while (it.hasNext()) {
+      Lease lease = it.next().getValue();
+      if (lease.expiresNs() <= now) {
+        it.remove();
+        for (BlockEntry entry : lease.entries()) {
+          unpin(entry);
+        }
+        counters.leasesExpired++;
+      }
+    }
+    if (inFlightCount == 0) {
+      return;
+    }
+    List<BlockEntry> stale = new ArrayList<>();
+    for (BlockEntry entry : index.values()) {
+      if (!entry.sealed && entry.pins == 0 && !entry.anyInFlight() && now - entry.updatedNs >= partialTimeoutNs) {
+        stale.add(entry);
+      }
+    }
+    for (BlockEntry entry : stale) {
+      removeInFlight(entry);
+      counters.partialDropped++;
+    }
+  }
+
+  /** True if the block is sealed (visible to queries). */
+  public synchronized boolean isSealed(String namespace, byte[] hash) {
+    BlockEntry entry = index.get(new BlockKey(namespace, hash));
+    return entry != null && entry.sealed;
+  }
+
+  // ---- internals ----
+
+  private boolean ensureRoom(long blockBytes, int count) {
+    int free = pool.freeSlotsFor(blockBytes);
+    if (free >= count) {
+      return true;
+    }
+    int evictable = evictableBySize.getOrDefault(blockBytes, 0);
+    if (free + evictable < count) {
+      return false;
+    }
+    BlockEntry entry = lruHead;
+    while (entry != null && pool.freeSlotsFor(blockBytes) < count) {
+      BlockEntry next = entry.lruNext;
+      if (entry.pins == 0 && entry.bytes == blockBytes) {
+        evict(entry);
+      }
+      entry = next;
+    }
+    return pool.freeSlotsFor(blockBytes) >= count;
+  }
+
+  private void evict(BlockEntry entry) {
+    lruRemove(entry);
+    index.remove(entry.key);
+    adjustEvictable(entry.bytes, -1);
+    pool.free(entry.offset);
+    entry.removed = true;
+    sealedCount--;
+    counters.evictions++;
+  }
+
+  private void removeInFlight(BlockEntry entry) {
+    index.remove(entry.key);
+    pool.free(entry.offset);
+    entry.removed = true;
+    inFlightCount--;
+  }
+
+  private void pin(BlockEntry entry) {
+    if (entry.pins++ == 0 && entry.sealed) {
+      adjustEvictable(entry.bytes, -1);
+    }
+  }
+
+  private void unpin(BlockEntry entry) {
+    if (--entry.pins == 0 && entry.sealed && !entry.removed) {
+      adjustEvictable(entry.bytes, +1);
+    }
+  }
+
+  private void adjustEvictable(long bytes, int delta) {
+    evictableBySize.merge(bytes, delta, Integer::sum);
+  }
+
+  private void lruAppend(BlockEntry entry) {
+    entry.lruPrev = lruTail;
+    entry.lruNext = null;
+    if (lruTail != null) {
+      lruTail.lruNext = entry;
+    } else {
+      lruHead = entry;
+    }
+    lruTail = entry;
+  }
+
+  private void lruRemove(BlockEntry entry) {
+    if (entry.lruPrev != null) {
+      entry.lruPrev.lruNext = entry.lruNext;
+    } else {
+      lruHead = entry.lruNext;
+    }
+    if (entry.lruNext != null) {
+      entry.lruNext.lruPrev = entry.lruPrev;
+    } else {
+      lruTail = entry.lruPrev;
+    }
+    entry.lruPrev = null;
+    entry.lruNext = null;
+  }
+
+  private void lruTouch(BlockEntry entry) {
+    if (entry.sealed && entry != lruTail) {
+      lruRemove(entry);
+      lruAppend(entry);
+    }
+  }
+}

@@ -1,0 +1,622 @@
+package io.pegaflow.fabric.engine;
+
+import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.gpu.CopyBatch;
+import io.pegaflow.gpu.CopyEngine;
+import io.pegaflow.gpu.SharedMemoryFile;
+import io.pegaflow.proto.engine.ByteSegment;
+import io.pegaflow.proto.engine.LayerRegistration;
+import io.pegaflow.proto.engine.RegisterContextRequest;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The local KV engine: validates requests, keeps worker contexts and namespace layouts, and drives copies between
+ * workers' memory and the pool through the {@link CopyEngine}. Bad requests throw {@link EngineException} before
+ * anything changes.
+ */
+public final class KvEngine implements AutoCloseable {
+  private static final Logger log = LoggerFactory.getLogger(KvEngine.class);
+  static final int MAX_HASH_BYTES = 64;
+
+  private final BlockStore store;
+  private final CopyEngine copyEngine;
+  private final EngineListener listener;
+  private final ExecutorService copyThreads;
+  private final ScheduledExecutorService housekeeping;
+  private final ConcurrentHashMap<String, WorkerContext> contexts = new ConcurrentHashMap<>();
+  private final ConcurrentHashMap<String, NamespaceLayout> namespaces = new ConcurrentHashMap<>();
+  /** Worker (instance, tp rank, pp rank) to its current context: a re-registration replaces the old one. */
+  private final ConcurrentHashMap<String, String> contextByWorker = new ConcurrentHashMap<>();
+  private final AtomicLong contextSeq = new AtomicLong();
+  private final ThreadLocal<CopyBatch> batches = ThreadLocal.withInitial(() -> new CopyBatch(4096));
+
+  public KvEngine(BlockStore store, CopyEngine copyEngine, int copyThreadCount, EngineListener listener) {
+    this.store = store;
+    this.copyEngine = copyEngine;
+    this.listener = listener;
+    this.copyThreads = Executors.newFixedThreadPool(copyThreadCount, named("pegaflow-copy"));
+    this.housekeeping = Executors.newSingleThreadScheduledExecutor(named("pegaflow-store-sweeper"));
+    housekeeping.scheduleWithFixedDelay(this::sweepSafely, 100, 100, TimeUnit.MILLISECONDS);
+  }
+
+  public BlockStore store() {
+    return store;
+  }
+
+  public String copyEngineName() {
+    return copyEngine.name();
+  }
+
+  public int contextCount() {
+    return contexts.size();
+  }
+
+  // ---- registration ----
+
+  public record Registered(String contextId, long blockBytes, long slotBytes) {}
+
+  public Registered register(RegisterContextRequest request) {
+    NamespaceLayout layout = validateHeader(request);
+    List<SharedMemoryFile> mapped = new ArrayList<>();
+    try {
+      LayerMapping[] layers = mapLayers(request, mapped);
+      long slotBytes = layers[0].slotBytes();
+      for (LayerMapping layer : layers) {
+        if (layer.slotBytes() != slotBytes) {
+          throw EngineException.invalid(
+              "layers: layer "
+                  + layer.layerIndex()
+                  + " has "
+                  + layer.slotBytes()
+                  + " bytes per block but layer "
+                  + layers[0].layerIndex()
+                  + " has "
+                  + slotBytes
+                  + "; layers of different sizes are not supported");
+        }
+      }
+      layout = new NamespaceLayout(layout.namespace(), layout.totalLayers(), layout.tpSize(), slotBytes);
+      if (layout.blockBytes() > store.pool().slabBytes()) {
+        throw EngineException.precondition(
+            "a block of this namespace needs "
+                + layout.blockBytes()
+                + " bytes, more than the pool's largest allocation ("
+                + store.pool().slabBytes()
+                + " bytes); start the node with a larger --pool-size");
+      }
+      NamespaceLayout existing = namespaces.putIfAbsent(layout.namespace(), layout);
+      if (existing != null && existing.mismatch(layout) != null) {
+        throw EngineException.precondition(
+            "namespace \"" + layout.namespace() + "\": " + existing.mismatch(layout) + " (registered earlier)");
+      }
+      String worker = request.getInstanceId() + "/tp" + request.getTpRank() + "/pp" + request.getPpRank();
+      String id = worker + "#" + contextSeq.incrementAndGet();
+      WorkerContext context =
+          new WorkerContext(
+              id,
+              request.getInstanceId(),
+              layout,
+              request.getTpRank(),
+              request.getPpRank(),
+              request.getDevice(),
+              layers,
+              mapped);
+      contexts.put(id, context);
+      String previous = contextByWorker.put(worker, id);
+      if (previous != null) {
+        unregister(previous, "replaced by a new registration of " + worker);
+      }
+      log.info(
+          "context {} registered: namespace {}, {} layers, tp {}/{}, {} blocks, {} bytes per block slot, copy engine {}",
+          id,
+          layout.namespace(),
+          layers.length,
+          request.getTpRank(),
+          layout.tpSize(),
+          context.numBlocks(),
+          slotBytes,
+          copyEngine.name());
+      listener.contextsChanged(contexts.size());
+      return new Registered(id, layout.blockBytes(), slotBytes * layers.length);
+    } catch (RuntimeException e) {
+      mapped.forEach(SharedMemoryFile::close);
+      throw e;
+    }
+  }
+
+  private static NamespaceLayout validateHeader(RegisterContextRequest r) {
+    List<String> problems = new ArrayList<>();
+    if (r.getInstanceId().isBlank()) {
+      problems.add("instance_id: missing");
+    }
+    if (r.getNamespace().isBlank()) {
+      problems.add("namespace: missing");
+    }
+    if (r.getTpSize() < 1 || r.getTpSize() > 1024) {
+      problems.add("tp_size: " + r.getTpSize() + " is out of range 1..1024");
+    } else if (r.getTpRank() >= r.getTpSize()) {
+      problems.add("tp_rank: " + r.getTpRank() + " is out of range 0.." + (r.getTpSize() - 1));
+    }
+    if (r.getTotalLayers() < 1 || r.getTotalLayers() > 4096) {
+      problems.add("total_layers: " + r.getTotalLayers() + " is out of range 1..4096");
+    }
+    if (r.getLayersCount() == 0) {
+      problems.add("layers: at least one layer is needed");
+    }
+    if (!problems.isEmpty()) {
+      throw EngineException.invalid(String.join("; ", problems));
+    }
+    return new NamespaceLayout(r.getNamespace(), r.getTotalLayers(), r.getTpSize(), 0);
+  }
+
+  private static LayerMapping[] mapLayers(RegisterContextRequest r, List<SharedMemoryFile> mapped) {
+    Map<String, Integer> regionByPath = new LinkedHashMap<>();
+    boolean[] seen = new boolean[r.getTotalLayers()];
+    LayerMapping[] layers = new LayerMapping[r.getLayersCount()];
+    for (int i = 0; i < r.getLayersCount(); i++) {
+      LayerRegistration layer = r.getLayers(i);
+      String at = "layers[" + i + "]";
+      if (layer.getLayerIndex() >= r.getTotalLayers()) {
+        throw EngineException.invalid(
+            at + ".layer_index: " + layer.getLayerIndex() + " is out of range 0.." + (r.getTotalLayers() - 1));
+      }
+      if (seen[layer.getLayerIndex()]) {
+        throw EngineException.invalid(at + ".layer_index: " + layer.getLayerIndex() + " is registered twice");
+      }
+      seen[layer.getLayerIndex()] = true;
+      if (layer.getNumBlocks() < 1) {
+        throw EngineException.invalid(at + ".num_blocks: must be at least 1");
+      }
+      if (layer.getBlockStrideBytes() < 1) {
+        throw EngineException.invalid(at + ".block_stride_bytes: must be positive");
+      }
+      if (layer.getSegmentsCount() == 0 || layer.getSegmentsCount() > 8) {
+        throw EngineException.invalid(at + ".segments: needs 1..8 segments, got " + layer.getSegmentsCount());
+      }
+      long[] offsets = new long[layer.getSegmentsCount()];
+      long[] lengths = new long[layer.getSegmentsCount()];
+      long slotBytes = 0;
+      for (int s = 0; s < layer.getSegmentsCount(); s++) {
+        ByteSegment seg = layer.getSegments(s);
+        if (seg.getLengthBytes() < 1) {
+          throw EngineException.invalid(at + ".segments[" + s + "].length_bytes: must be positive");
+        }
+        offsets[s] = seg.getOffsetBytes();
+        lengths[s] = seg.getLengthBytes();
+        slotBytes = Math.addExact(slotBytes, seg.getLengthBytes());
+      }
+      if (!layer.hasRegion()) {
+        throw EngineException.invalid(at + ".region: missing");
+      }
+      if (layer.getRegion().hasCudaIpc()) {
+        throw EngineException.precondition(
+            at + ".region: CUDA IPC regions need a node running the CUDA copy engine (--device); this node runs"
+                + " the host copy engine and maps shared-memory files only");
+      }
+      if (!layer.getRegion().hasShm() || layer.getRegion().getShm().getPath().isBlank()) {
+        throw EngineException.invalid(at + ".region.shm.path: missing");
+      }
+      String path = layer.getRegion().getShm().getPath();
+      Integer regionIndex = regionByPath.get(path);
+      if (regionIndex == null) {
+        try {
+          mapped.add(SharedMemoryFile.map(Path.of(path)));
+        } catch (IOException | RuntimeException e) {
+          throw EngineException.invalid(at + ".region.shm.path: cannot map " + path + ": " + e.getMessage());
+        }
+        regionIndex = mapped.size() - 1;
+        regionByPath.put(path, regionIndex);
+      }
+      SharedMemoryFile file = mapped.get(regionIndex);
+      long base = layer.getRegion().getShm().getOffsetBytes();
+      long lastBlock = (long) (layer.getNumBlocks() - 1) * layer.getBlockStrideBytes();
+      for (int s = 0; s < offsets.length; s++) {
+        long end;
+        try {
+          end = Math.addExact(Math.addExact(Math.addExact(base, lastBlock), offsets[s]), lengths[s]);
+        } catch (ArithmeticException e) {
+          end = Long.MAX_VALUE;
+        }
+        if (end > file.sizeBytes()) {
+          throw EngineException.invalid(
+              at
+                  + ".segments["
+                  + s
+                  + "]: block "
+                  + (layer.getNumBlocks() - 1)
+                  + " ends at byte "
+                  + end
+                  + ", past the end of "
+                  + path
+                  + " ("
+                  + file.sizeBytes()
+                  + " bytes)");
+        }
+      }
+      layers[i] =
+          new LayerMapping(
+              layer.getName(),
+              layer.getLayerIndex(),
+              regionIndex,
+              file.memory(),
+              base,
+              layer.getNumBlocks(),
+              layer.getBlockStrideBytes(),
+              offsets,
+              lengths,
+              slotBytes);
+    }
+    Arrays.sort(layers, Comparator.comparingInt(LayerMapping::layerIndex));
+    return layers;
+  }
+
+  /** Drops a context's mappings (after its operations in flight); its blocks stay cached. */
+  public boolean unregister(String contextId, String why) {
+    WorkerContext context = contexts.remove(contextId);
+    if (context == null) {
+      return false;
+    }
+    contextByWorker.remove(
+        context.instanceId + "/tp" + context.tpRank + "/pp" + context.ppRank, contextId);
+    context.close();
+    log.info("context {} unregistered ({})", contextId, why);
+    listener.contextsChanged(contexts.size());
+    return true;
+  }
+
+  public boolean hasContext(String contextId) {
+    return contexts.containsKey(contextId);
+  }
+
+  // ---- save ----
+
+  public record SaveResult(int stored, int skipped, int sealed) {}
+
+  public CompletableFuture<SaveResult> save(String contextId, int[] blockIds, byte[][] hashes, int[] layerIndices) {
+    WorkerContext context = requireContext(contextId);
+    validateBlocks(context, blockIds, hashes);
+    int[] slots = slotsFor(context, layerIndices);
+    if (!context.acquire()) {
+      throw EngineException.notFound("context_id: " + contextId + " was unregistered");
+    }
+    List<BlockStore.SaveTarget> targets;
+    try {
+      targets = store.reserveForSave(context.layout, blockIds, hashes, slots);
+    } catch (RuntimeException e) {
+      context.releaseRef();
+      throw e;
+    }
+    int skipped = blockIds.length - targets.size();
+    if (targets.isEmpty()) {
+      context.releaseRef();
+      return CompletableFuture.completedFuture(new SaveResult(0, skipped, 0));
+    }
+    return CompletableFuture.supplyAsync(
+        () -> {
+          long startNs = System.nanoTime();
+          boolean copied = false;
+          try {
+            long bytes = copySave(context, targets);
+            copied = true;
+            int sealed = store.completeSave(targets, true);
+            listener.saved(bytes, System.nanoTime() - startNs, targets.size());
+            return new SaveResult(targets.size(), skipped, sealed);
+          } catch (RuntimeException e) {
+            if (!copied) {
+              store.completeSave(targets, false);
+            }
+            throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
+          } finally {
+            context.releaseRef();
+          }
+        },
+        copyThreads);
+  }
+
+  /** Worker memory to pool, one batch per mapped region. */
+  private long copySave(WorkerContext context, List<BlockStore.SaveTarget> targets) {
+    MemorySegment pool = store.pool().memory();
+    CopyBatch batch = batches.get();
+    long bytes = 0;
+    for (int region = 0; region < regionCount(context); region++) {
+      batch.clear();
+      for (BlockStore.SaveTarget target : targets) {
+        for (int slot : target.slots()) {
+          LayerMapping layer = context.layer(slot / context.layout.tpSize());
+          if (layer.regionIndex() != region) {
+            continue;
+          }
+          long dst = target.entry().offset + (long) slot * context.layout.slotBytes();
+          for (int s = 0; s < layer.segmentOffsets().length; s++) {
+            batch.add(layer.sourceOffset(target.blockId(), s), dst, layer.segmentLengths()[s]);
+            dst += layer.segmentLengths()[s];
+          }
+        }
+      }
+      if (batch.runCount() > 0) {
+        copyEngine.copy(layerInRegion(context, region).region(), pool, batch);
+        bytes += batch.totalBytes();
+      }
+    }
+    return bytes;
+  }
+
+  // ---- query ----
+
+  public record QueryResult(int hitBlocks, long leaseId, long leaseExpiresInMs) {}
+
+  public QueryResult query(String namespace, byte[][] hashes, long leaseTtlMs) {
+    if (namespace.isBlank()) {
+      throw EngineException.invalid("namespace: missing");
+    }
+    for (int i = 0; i < hashes.length; i++) {
+      checkHash("hashes[" + i + "]", hashes[i]);
+    }
+    if (leaseTtlMs < 0 || leaseTtlMs > 600_000) {
+      throw EngineException.invalid("lease_ttl_ms: " + leaseTtlMs + " is out of range 0..600000");
+    }
+    long[] r = store.query(namespace, hashes, leaseTtlMs);
+    return new QueryResult((int) r[0], r[1], r[2]);
+  }
+
+  public boolean release(long leaseId) {
+    return store.release(leaseId);
+  }
+
+  // ---- load ----
+
+  public record LoadStarted(int[] failedBlockIds, int scheduled) {}
+
+  /**
+   * Starts a load; missing blocks are reported at once, present ones are copied in the background and the flag is
+   * set when they have landed.
+   */
+  public LoadStarted load(
+      String contextId, int[] blockIds, byte[][] hashes, long leaseId, String flagPath, long flagOffset) {
+    WorkerContext context = requireContext(contextId);
+    validateBlocks(context, blockIds, hashes);
+    if (flagPath.isBlank()) {
+      throw EngineException.invalid("flag.path: missing");
+    }
+    if (flagOffset % 8 != 0) {
+      throw EngineException.invalid("flag.offset_bytes: " + flagOffset + " is not 8-byte aligned");
+    }
+    if (!context.acquire()) {
+      throw EngineException.notFound("context_id: " + contextId + " was unregistered");
+    }
+    MemorySegment flag;
+    SharedMemoryFile flagFile;
+    try {
+      flagFile = SharedMemoryFile.map(Path.of(flagPath));
+    } catch (IOException | RuntimeException e) {
+      context.releaseRef();
+      throw EngineException.invalid("flag.path: cannot map " + flagPath + ": " + e.getMessage());
+    }
+    if (flagOffset > flagFile.sizeBytes() - LoadFlagWriter.FLAG_BYTES) {
+      long size = flagFile.sizeBytes();
+      flagFile.close();
+      context.releaseRef();
+      throw EngineException.invalid(
+          "flag.offset_bytes: " + flagOffset + " + 32 is past the end of " + flagPath + " (" + size + " bytes)");
+    }
+    flag = flagFile.memory().asSlice(flagOffset, LoadFlagWriter.FLAG_BYTES);
+    LoadFlagWriter.pending(flag);
+    BlockEntry[] entries = store.pinForLoad(context.layout.namespace(), hashes, leaseId);
+    int[] failed = missing(blockIds, entries);
+    int scheduled = blockIds.length - failed.length;
+    if (scheduled == 0) {
+      LoadFlagWriter.finish(flag, 0, failed.length, 0);
+      flagFile.close();
+      context.releaseRef();
+      listener.loaded(0, 0, 0, failed.length);
+      return new LoadStarted(failed, 0);
+    }
+    CompletableFuture.runAsync(
+        () -> {
+          long startNs = System.nanoTime();
+          long bytes = 0;
+          boolean ok = false;
+          try {
+            bytes = copyLoad(context, blockIds, entries);
+            ok = true;
+          } catch (RuntimeException e) {
+            log.warn("load into context {} failed: {}", contextId, e.toString());
+          } finally {
+            store.unpinAll(entries);
+            long durationNs = System.nanoTime() - startNs;
+            int loaded = ok ? scheduled : 0;
+            int failedCount = ok ? failed.length : blockIds.length;
+            LoadFlagWriter.finish(flag, loaded, failedCount, durationNs);
+            flagFile.close();
+            context.releaseRef();
+            listener.loaded(bytes, durationNs, loaded, failedCount);
+          }
+        },
+        copyThreads);
+    return new LoadStarted(failed, scheduled);
+  }
+
+  /** Pool to worker memory for this context's layers and rank, one batch per mapped region. */
+  private long copyLoad(WorkerContext context, int[] blockIds, BlockEntry[] entries) {
+    MemorySegment pool = store.pool().memory();
+    CopyBatch batch = batches.get();
+    long bytes = 0;
+    NamespaceLayout layout = context.layout;
+    for (int region = 0; region < regionCount(context); region++) {
+      batch.clear();
+      for (int i = 0; i < blockIds.length; i++) {
+        BlockEntry entry = entries[i];
+        if (entry == null) {
+          continue;
+        }
+        for (LayerMapping layer : context.layers) {
+          if (layer.regionIndex() != region) {
+            continue;
+          }
+          long src = entry.offset + layout.slotOffset(layer.layerIndex(), context.tpRank);
+          for (int s = 0; s < layer.segmentOffsets().length; s++) {
+            batch.add(src, layer.sourceOffset(blockIds[i], s), layer.segmentLengths()[s]);
+            src += layer.segmentLengths()[s];
+          }
+        }
+      }
+      if (batch.runCount() > 0) {
+        copyEngine.copy(pool, layerInRegion(context, region).region(), batch);
+        bytes += batch.totalBytes();
+      }
+    }
+    return bytes;
+  }
+
+  private static int[] missing(int[] blockIds, BlockEntry[] entries) {
+    int n = 0;
+    for (BlockEntry e : entries) {
+      if (e == null) {
+        n++;
+      }
+    }
+    int[] failed = new int[n];
+    int j = 0;
+    for (int i = 0; i < entries.length; i++) {
+      if (entries[i] == null) {
+        failed[j++] = blockIds[i];
+      }
+    }
+    return failed;
+  }
+
+  // ---- validation helpers ----
+
+  private WorkerContext requireContext(String contextId) {
+    if (contextId.isBlank()) {
+      throw EngineException.invalid("context_id: missing");
+    }
+    WorkerContext context = contexts.get(contextId);
+    if (context == null) {
+      throw EngineException.notFound(
+          "context_id: " + contextId + " is not registered (never registered, unregistered, or its session ended)");
+    }
+    return context;
+  }
+
+  private static void validateBlocks(WorkerContext context, int[] blockIds, byte[][] hashes) {
+    int numBlocks = context.numBlocks();
+    for (int i = 0; i < blockIds.length; i++) {
+      if (blockIds[i] < 0 || blockIds[i] >= numBlocks) {
+        throw EngineException.invalid(
+            "blocks[" + i + "].block_id: " + Integer.toUnsignedString(blockIds[i]) + " is out of range 0.." + (numBlocks - 1));
+      }
+      checkHash("blocks[" + i + "].hash", hashes[i]);
+    }
+    HashMap<Integer, Integer> seen = new HashMap<>();
+    for (int i = 0; i < blockIds.length; i++) {
+      Integer previous = seen.putIfAbsent(blockIds[i], i);
+      if (previous != null && !Arrays.equals(hashes[previous], hashes[i])) {
+        throw EngineException.invalid(
+            "blocks[" + i + "].block_id: " + blockIds[i] + " appears twice with different hashes (also blocks[" + previous + "])");
+      }
+    }
+  }
+
+  private static void checkHash(String field, byte[] hash) {
+    if (hash.length == 0 || hash.length > MAX_HASH_BYTES) {
+      throw EngineException.invalid(field + ": " + hash.length + " bytes; a hash has 1.." + MAX_HASH_BYTES + " bytes");
+    }
+  }
+
+  private static int[] slotsFor(WorkerContext context, int[] layerIndices) {
+    if (layerIndices.length == 0) {
+      int[] slots = new int[context.layers.length];
+      for (int i = 0; i < slots.length; i++) {
+        slots[i] = context.layout.slotIndex(context.layers[i].layerIndex(), context.tpRank);
+      }
+      return slots;
+    }
+    int[] slots = new int[layerIndices.length];
+    for (int i = 0; i < layerIndices.length; i++) {
+      if (context.layer(layerIndices[i]) == null) {
+        throw EngineException.invalid(
+            "layer_indices[" + i + "]: layer " + Integer.toUnsignedString(layerIndices[i]) + " is not registered by context " + context.id);
+      }
+      slots[i] = context.layout.slotIndex(layerIndices[i], context.tpRank);
+    }
+    for (int i = 0; i < slots.length; i++) {
+      for (int j = 0; j < i; j++) {
+        if (slots[i] == slots[j]) {
+          throw EngineException.invalid("layer_indices[" + i + "]: layer " + layerIndices[i] + " is listed twice");
+        }
+      }
+    }
+    return slots;
+  }
+
+  private static int regionCount(WorkerContext context) {
+    int max = 0;
+    for (LayerMapping layer : context.layers) {
+      max = Math.max(max, layer.regionIndex() + 1);
+    }
+    return max;
+  }
+
+  private static LayerMapping layerInRegion(WorkerContext context, int region) {
+    for (LayerMapping layer : context.layers) {
+      if (layer.regionIndex() == region) {
+        return layer;
+      }
+    }
+    throw new IllegalStateException("no layer in region " + region);
+  }
+
+  private void sweepSafely() {
+    try {
+      store.sweep();
+    } catch (RuntimeException e) {
+      log.warn("store sweep failed", e);
+    }
+  }
+
+  private static java.util.concurrent.ThreadFactory named(String prefix) {
+    AtomicLong n = new AtomicLong();
+    return r -> {
+      Thread t = new Thread(r, prefix + "-" + n.incrementAndGet());
+      t.setDaemon(true);
+      return t;
+    };
+  }
+
+  @Override
+  public void close() {
+    housekeeping.shutdownNow();
+    copyThreads.shutdown();
+    try {
+      copyThreads.awaitTermination(10, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+    new ArrayList<>(contexts.keySet()).forEach(id -> unregister(id, "node stopping"));
+  }
+
+  /** For tests: the block size of a registered namespace, or 0. */
+  long blockBytes(String namespace) {
+    NamespaceLayout layout = namespaces.get(namespace);
+    return layout == null ? 0 : layout.blockBytes();
+  }
+}

@@ -1,0 +1,88 @@
+package io.pegaflow.fabric.engine;
+
+import io.pegaflow.gpu.SharedMemoryFile;
+import java.util.List;
+
+/**
+ * One registered worker (a vLLM GPU rank): its namespace layout, rank, and the layers it mapped. Operations in
+ * flight hold a reference; the mappings are unmapped only when the context is closed and the last one finished.
+ */
+final class WorkerContext {
+  final String id;
+  final String instanceId;
+  final NamespaceLayout layout;
+  final int tpRank;
+  final int ppRank;
+  final String device;
+  /** Layers sorted by global index. */
+  final LayerMapping[] layers;
+
+  private final List<SharedMemoryFile> mappings;
+  private int inFlight;
+  private boolean closed;
+  private boolean unmapped;
+
+  WorkerContext(
+      String id,
+      String instanceId,
+      NamespaceLayout layout,
+      int tpRank,
+      int ppRank,
+      String device,
+      LayerMapping[] layers,
+      List<SharedMemoryFile> mappings) {
+    this.id = id;
+    this.instanceId = instanceId;
+    this.layout = layout;
+    this.tpRank = tpRank;
+    this.ppRank = ppRank;
+    this.device = device;
+    this.layers = layers;
+    this.mappings = List.copyOf(mappings);
+  }
+
+  /** Takes a reference for one operation; false once the context is closed. */
+  synchronized boolean acquire() {
+    if (closed) {
+      return false;
+    }
+    inFlight++;
+    return true;
+  }
+
+  synchronized void releaseRef() {
+    inFlight--;
+    unmapIfIdle();
+  }
+
+  /** Stops new operations; unmaps now or when the last operation in flight ends. */
+  synchronized void close() {
+    closed = true;
+    unmapIfIdle();
+  }
+
+  private void unmapIfIdle() {
+    if (closed && inFlight == 0 && !unmapped) {
+      unmapped = true;
+      mappings.forEach(SharedMemoryFile::close);
+    }
+  }
+
+  LayerMapping layer(int layerIndex) {
+    for (LayerMapping layer : layers) {
+      if (layer.layerIndex() == layerIndex) {
+        return layer;
+      }
+    }
+    return null;
+  }
+
+
+  int numBlocks() {
+    int min = Integer.MAX_VALUE;
+    for (LayerMapping layer : layers) {
+      min = Math.min(min, layer.numBlocks());
+    }
+    return min;
+  }
+}

@@ -1,0 +1,101 @@
+package io.pegaflow.fabric.metrics;
+
+import io.pegaflow.fabric.engine.BlockStore;
+import io.pegaflow.fabric.engine.EngineListener;
+import io.pegaflow.fabric.engine.StoreCounters;
+import java.util.concurrent.atomic.AtomicInteger;
+import kamon.Kamon;
+import kamon.metric.MeasurementUnit;
+import kamon.tag.TagSet;
+
+/**
+ * Engine and block-store metrics. Save/load sizes and durations are recorded as they happen (copy threads);
+ * store counters and pool gauges are sampled by {@link #sample()} once a second, turning the store's cumulative
+ * counts into Kamon counter increments.
+ *
+ * <p>Exported (Prometheus names): {@code pegaflow_pool_capacity_bytes}, {@code pegaflow_pool_used_bytes},
+ * {@code pegaflow_pool_largest_free_bytes}, {@code pegaflow_store_blocks{state}}, {@code
+ * pegaflow_block_hits_total}, {@code pegaflow_block_misses_total}, {@code pegaflow_block_insertions_total}, {@code
+ * pegaflow_block_evictions_total}, {@code pegaflow_block_partial_dropped_total}, {@code
+ * pegaflow_save_rejected_total}, {@code pegaflow_save_size_bytes}, {@code pegaflow_save_duration_seconds}, {@code
+ * pegaflow_load_size_bytes}, {@code pegaflow_load_duration_seconds}, {@code pegaflow_load_blocks_total{outcome}},
+ * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}.
+ */
+public final class EngineMetrics implements EngineListener {
+  private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
+  private static final MeasurementUnit NANOS = MeasurementUnit.time().nanoseconds();
+
+  private final TagSet engineTag;
+  private final AtomicInteger contexts = new AtomicInteger();
+  private BlockStore store;
+  private final long[] last = new long[9];
+
+  public EngineMetrics(String copyEngine) {
+    this.engineTag = TagSet.of("copy_engine", copyEngine);
+  }
+
+  /** The store to sample; set once the engine exists. */
+  public void attach(BlockStore store) {
+    this.store = store;
+  }
+
+  @Override
+  public void saved(long bytes, long durationNs, int blocksStored) {
+    Kamon.histogram("pegaflow.save.size", "Bytes copied into the pool per Save", BYTES).withTags(engineTag).record(bytes);
+    Kamon.histogram("pegaflow.save.duration", "Save copy time", NANOS).withTags(engineTag).record(durationNs);
+  }
+
+  @Override
+  public void loaded(long bytes, long durationNs, int blocksLoaded, int blocksFailed) {
+    if (bytes > 0) {
+      Kamon.histogram("pegaflow.load.size", "Bytes copied out of the pool per Load", BYTES)
+          .withTags(engineTag)
+          .record(bytes);
+      Kamon.histogram("pegaflow.load.duration", "Load copy time", NANOS).withTags(engineTag).record(durationNs);
+    }
+    Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
+        .withTag("outcome", "loaded")
+        .increment(blocksLoaded);
+    Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
+        .withTag("outcome", "failed")
+        .increment(blocksFailed);
+  }
+
+  @Override
+  public void contextsChanged(int registered) {
+    contexts.set(registered);
+  }
+
+  /** Called by the node's sampler thread. */
+  public void sample() {
+    BlockStore s = store;
+    if (s == null) {
+      return;
+    }
+    long[] pool = s.poolSnapshot();
+    Kamon.gauge("pegaflow.pool.capacity", "Pool size", BYTES).withoutTags().update(pool[0]);
+    Kamon.gauge("pegaflow.pool.used", "Pool bytes allocated to blocks", BYTES).withoutTags().update(pool[1]);
+    Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES).withoutTags().update(pool[2]);
+    Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state").withTag("state", "sealed").update(s.sealedBlocks());
+    Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
+        .withTag("state", "inflight")
+        .update(s.inFlightBlocks());
+    Kamon.gauge("pegaflow.leases.active", "Leases held").withoutTags().update(s.activeLeases());
+    Kamon.gauge("pegaflow.engine.contexts", "Registered worker contexts").withoutTags().update(contexts.get());
+    StoreCounters c = s.counters();
+    bump(0, c.hits(), Kamon.counter("pegaflow.block.hits", "Query hits (blocks)").withoutTags());
+    bump(1, c.misses(), Kamon.counter("pegaflow.block.misses", "Query misses (blocks)").withoutTags());
+    bump(2, c.insertions(), Kamon.counter("pegaflow.block.insertions", "Blocks sealed").withoutTags());
+    bump(3, c.evictions(), Kamon.counter("pegaflow.block.evictions", "Blocks evicted (LRU)").withoutTags());
+    bump(4, c.partialDropped(), Kamon.counter("pegaflow.block.partial.dropped", "Stale partial blocks dropped").withoutTags());
+    bump(5, c.saveRejectedFull(), Kamon.counter("pegaflow.save.rejected", "Saves refused: pool full").withoutTags());
+    bump(6, c.leasesCreated(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "created"));
+    bump(7, c.leasesReleased(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "released"));
+    bump(8, c.leasesExpired(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
+  }
+
+  private void bump(int slot, long now, kamon.metric.Counter counter) {
+    counter.increment(now - last[slot]);
+    last[slot] = now;
+  }
+}
