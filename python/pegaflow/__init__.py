@@ -1,7 +1,9 @@
 """PegaFlow Python client.
 
-The engine client, shared-memory/CUDA IPC registration helpers and the vLLM v1 KV connector
-(``pegaflow.vllm``) arrive with issues [2 of 7] and [4 of 7]. vLLM is never imported at package import time.
+``pegaflow.client`` (gRPC clients), ``pegaflow.shm`` (shared-memory KV caches and their registration),
+``pegaflow.flag`` (load-completion flags), ``pegaflow.layout`` (block layout from strides). The vLLM v1 KV
+connector (``pegaflow.vllm``) arrives with issue [4 of 7]. Importing this package imports neither vLLM nor torch
+(nor numpy, grpc or the stubs: submodules load what they need).
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,80 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class HealthRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class HealthResponse(_message.Message):
+    __slots__ = ("node_id", "status", "version", "uptime_ms", "copy_engine", "transport")
+    class ServingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SERVING_STATUS_UNSPECIFIED: _ClassVar[HealthResponse.ServingStatus]
+        SERVING: _ClassVar[HealthResponse.ServingStatus]
+        NOT_SERVING: _ClassVar[HealthResponse.ServingStatus]
+    SERVING_STATUS_UNSPECIFIED: HealthResponse.ServingStatus
+    SERVING: HealthResponse.ServingStatus
+    NOT_SERVING: HealthResponse.ServingStatus
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_MS_FIELD_NUMBER: _ClassVar[int]
+    COPY_ENGINE_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    status: HealthResponse.ServingStatus
+    version: str
+    uptime_ms: int
+    copy_engine: str
+    transport: str
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[HealthResponse.ServingStatus, str]] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., copy_engine: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterStatusResponse(_message.Message):
+    __slots__ = ("cluster_name", "self_node_id", "self_address", "members", "unreachable", "leader_address")
+    CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
+    SELF_NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    SELF_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    UNREACHABLE_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    cluster_name: str
+    self_node_id: str
+    self_address: str
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    unreachable: _containers.RepeatedScalarFieldContainer[str]
+    leader_address: str
+    def __init__(self, cluster_name: _Optional[str] = ..., self_node_id: _Optional[str] = ..., self_address: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ..., unreachable: _Optional[_Iterable[str]] = ..., leader_address: _Optional[str] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("address", "node_id", "status", "roles")
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    address: str
+    node_id: str
+    status: str
+    roles: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, address: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ShutdownRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ShutdownResponse(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,142 @@
+"""Load-completion flags: 32-byte slots in a shared-memory file that the node writes when a Load ends.
+
+Slot layout (engine.proto, LoadFlag), all int64 little-endian:
+    [0,8) state: 0 pending, 1 done, 2 failed   [8,16) blocks loaded   [16,24) blocks failed   [24,32) node ns
+The node writes the counters first and the state last, so a reader reads the state first and the counters only
+after seeing a final state.
+
+Threading: one slot belongs to one load in flight; reset it before issuing the Load that reports into it.
+"""
+
+from __future__ import annotations
+
+import enum
+import mmap
+import os
+import struct
+import time
+from dataclasses import dataclass
+
+from pegaflow._proto import engine_pb2
+from pegaflow._shmfile import map_file, resolve_shm_path
+
+SLOT_BYTES = 32
+_INT64 = struct.Struct("<q")
+_COUNTERS = struct.Struct("<qqq")  # loaded, failed, duration_ns at [8,32)
+
+# Polling: start fine-grained (loads of a few blocks finish in microseconds), back off to keep a CPU free.
+_FIRST_POLL_S = 20e-6
+_MAX_POLL_S = 1e-3
+
+
+class LoadState(enum.IntEnum):
+    PENDING = 0
+    DONE = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True)
+class LoadFlagSnapshot:
+    """One consistent reading of a slot: the counters are meaningful only once state is not PENDING."""
+
+    state: LoadState
+    loaded_blocks: int
+    failed_blocks: int
+    duration_ns: int
+
+
+class LoadFlagSlot:
+    """One 32-byte slot of a LoadFlagFile."""
+
+    def __init__(self, file: LoadFlagFile, index: int):
+        self._file = file
+        self.index = index
+        self.path = file.path
+        self.offset_bytes = index * SLOT_BYTES
+
+    def reset(self) -> None:
+        """Marks the slot pending with zero counters; do this before issuing the Load that reports here."""
+        self._file._buffer()[self.offset_bytes : self.offset_bytes + SLOT_BYTES] = bytes(SLOT_BYTES)
+
+    @property
+    def state(self) -> LoadState:
+        raw = _INT64.unpack_from(self._file._buffer(), self.offset_bytes)[0]
+        try:
+            return LoadState(raw)
+        except ValueError:
+            raise ValueError(f"{self.path} slot {self.index}: unknown load state {raw}") from None
+
+    @property
+    def loaded(self) -> int:
+        return self.snapshot().loaded_blocks
+
+    @property
+    def failed(self) -> int:
+        return self.snapshot().failed_blocks
+
+    @property
+    def duration_ns(self) -> int:
+        return self.snapshot().duration_ns
+
+    def snapshot(self) -> LoadFlagSnapshot:
+        """Reads the state first, then the counters (the mirror of the node's write order)."""
+        state = self.state
+        # CPython gives no fence here; x86 does not reorder a load with a later load, which is what this needs.
+        loaded, failed, duration_ns = _COUNTERS.unpack_from(self._file._buffer(), self.offset_bytes + 8)
+        return LoadFlagSnapshot(state, loaded, failed, duration_ns)
+
+    def wait(self, timeout_s: float) -> LoadState:
+        """Polls until the state is final or ``timeout_s`` passes; returns the state (PENDING on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        pause_s = _FIRST_POLL_S
+        while True:
+            state = self.state
+            if state is not LoadState.PENDING:
+                return state
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return LoadState.PENDING
+            time.sleep(min(pause_s, remaining_s))
+            pause_s = min(pause_s * 2, _MAX_POLL_S)
+
+    def to_proto(self) -> engine_pb2.LoadFlag:
+        return engine_pb2.LoadFlag(path=str(self.path), offset_bytes=self.offset_bytes)
+
+    def __repr__(self) -> str:
+        return f"LoadFlagSlot({str(self.path)!r}, index={self.index})"
+
+
+class LoadFlagFile:
+    """A shared-memory file of ``slots`` load flags (32 bytes each), created zeroed (every slot pending)."""
+
+    def __init__(self, path: str | os.PathLike | None = None, slots: int = 64):
+        if slots <= 0:
+            raise ValueError(f"slots must be > 0, got {slots}")
+        self.path = resolve_shm_path(path)
+        self.slots = slots
+        self._mmap: mmap.mmap | None = map_file(self.path, slots * SLOT_BYTES, create=True)
+
+    def slot(self, index: int) -> LoadFlagSlot:
+        if not 0 <= index < self.slots:
+            raise ValueError(f"slot index must be in [0, {self.slots}), got {index}")
+        return LoadFlagSlot(self, index)
+
+    def _buffer(self) -> mmap.mmap:
+        if self._mmap is None:
+            raise ValueError(f"LoadFlagFile {self.path} is closed")
+        return self._mmap
+
+    def close(self) -> None:
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+
+    def unlink(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> LoadFlagFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        self.unlink()

@@ -1,0 +1,206 @@
+"""EngineClient and FabricClient against an in-process fake node (and against nothing at all)."""
+
+import socket
+import threading
+import time
+from concurrent import futures
+
+import grpc
+import pytest
+
+from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
+from pegaflow.client import EngineClient, EngineError, FabricClient
+from pegaflow.flag import LoadFlagFile
+from pegaflow.session import CLOSED_BY_CLIENT, ENDED_BY_NODE
+from pegaflow.shm import HOST_DEVICE, SharedKVCache
+
+
+class FakeEngine(engine_pb2_grpc.EngineServicer):
+    """Records requests; Session behaviour is chosen per context id."""
+
+    def __init__(self):
+        self.requests = []
+        self.session_cancelled = threading.Event()
+
+    def RegisterContext(self, request, context):
+        self.requests.append(request)
+        if not request.layers:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "layers: at least one layer is required")
+        return engine_pb2.RegisterContextResponse(context_id="ctx-1", block_bytes=4096, slot_bytes=1024)
+
+    def UnregisterContext(self, request, context):
+        self.requests.append(request)
+        return engine_pb2.UnregisterContextResponse()
+
+    def Session(self, request, context):
+        if request.context_id == "unknown":
+            context.abort(grpc.StatusCode.NOT_FOUND, "context unknown is not registered")
+        if request.context_id == "silent":
+            context.add_callback(self.session_cancelled.set)
+            while context.is_active():
+                time.sleep(0.01)
+            return
+        context.add_callback(self.session_cancelled.set)
+        yield engine_pb2.SessionEvent(attached=request.context_id)
+        if request.context_id == "short":
+            return  # the node ends the stream
+        if request.context_id == "failing":
+            context.abort(grpc.StatusCode.INTERNAL, "node stopping")
+        uptime_ms = 0
+        while context.is_active():
+            uptime_ms += 10
+            yield engine_pb2.SessionEvent(heartbeat_ms=uptime_ms)
+            time.sleep(0.01)
+
+    def Save(self, request, context):
+        self.requests.append(request)
+        return engine_pb2.SaveResponse(blocks_stored=len(request.blocks))
+
+    def Query(self, request, context):
+        self.requests.append(request)
+        return engine_pb2.QueryResponse(hit_blocks=len(request.hashes), lease_id=9 if request.lease_ttl_ms else 0)
+
+    def Load(self, request, context):
+        self.requests.append(request)
+        return engine_pb2.LoadResponse(blocks_scheduled=len(request.blocks))
+
+    def Release(self, request, context):
+        self.requests.append(request)
+        return engine_pb2.ReleaseResponse(released=request.lease_id == 9)
+
+
+class FakeFabric(fabric_pb2_grpc.FabricServicer):
+    def Health(self, request, context):
+        return fabric_pb2.HealthResponse(node_id="n1", status=fabric_pb2.HealthResponse.SERVING)
+
+    def ClusterStatus(self, request, context):
+        return fabric_pb2.ClusterStatusResponse(cluster_name="pegaflow", self_node_id="n1")
+
+    def Shutdown(self, request, context):
+        return fabric_pb2.ShutdownResponse(node_id="n1")
+
+
+@pytest.fixture
+def node():
+    engine = FakeEngine()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
+    fabric_pb2_grpc.add_FabricServicer_to_server(FakeFabric(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield engine, f"127.0.0.1:{port}"
+    server.stop(grace=None)
+
+
+@pytest.fixture
+def client(node):
+    with EngineClient(node[1], timeout_s=2.0) as c:
+        yield c
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_closed_port_fails_fast_with_unavailable():
+    started = time.monotonic()
+    with EngineClient(f"127.0.0.1:{_closed_port()}", timeout_s=1.0) as client, pytest.raises(EngineError) as raised:
+        client.query("ns", [b"h"])
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert raised.value.method == "Query"
+    assert isinstance(raised.value.__cause__, grpc.RpcError)
+    assert time.monotonic() - started < 1.5
+
+
+def test_register_sends_the_layers_and_returns_the_context(node, client):
+    engine, _ = node
+    with SharedKVCache(num_layers=2, num_blocks=4, block_size=4, num_kv_heads=1, head_size=8) as cache:
+        response = client.register_context("engine-0", "ns", 0, 1, 0, 2, HOST_DEVICE, cache.layer_registrations())
+        assert response.context_id == "ctx-1"
+        sent = engine.requests[-1]
+        assert sent.device == "host" and sent.total_layers == 2
+        assert list(sent.layers) == cache.layer_registrations()
+
+
+def test_server_errors_keep_their_status_code(client):
+    with pytest.raises(EngineError) as raised:
+        client.register_context("engine-0", "ns", 0, 1, 0, 2, HOST_DEVICE, [])
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "layers" in raised.value.details
+
+
+def test_data_calls_build_the_requests(node, client):
+    engine, _ = node
+    assert client.save("ctx-1", [(3, b"\x01" * 32), engine_pb2.BlockRef(block_id=4, hash=b"\x02")]).blocks_stored == 2
+    save = engine.requests[-1]
+    assert [(b.block_id, b.hash) for b in save.blocks] == [(3, b"\x01" * 32), (4, b"\x02")]
+    assert list(save.layer_indices) == []
+    client.save("ctx-1", [(3, b"h")], layer_indices=[0, 5])
+    assert list(engine.requests[-1].layer_indices) == [0, 5]
+
+    query = client.query("ns", [b"a", b"b"], lease_ttl_ms=500)
+    assert (query.hit_blocks, query.lease_id) == (2, 9)
+    assert engine.requests[-1].lease_ttl_ms == 500
+
+    with LoadFlagFile(slots=2) as flags:
+        assert client.load("ctx-1", [(1, b"a")], flags.slot(1), lease_id=9).blocks_scheduled == 1
+        load = engine.requests[-1]
+        assert (load.flag.path, load.flag.offset_bytes, load.lease_id) == (str(flags.path), 32, 9)
+
+    assert client.release(9).released
+    client.unregister_context("ctx-1")
+    assert engine.requests[-1] == engine_pb2.UnregisterContextRequest(context_id="ctx-1")
+
+
+def test_session_attaches_receives_heartbeats_and_closes(node, client):
+    engine, _ = node
+    session = client.open_session("ctx-1")
+    try:
+        assert session.alive
+        deadline = time.monotonic() + 5
+        while session.last_heartbeat_ms is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert session.last_heartbeat_ms is not None
+    finally:
+        session.close()
+    assert not session.alive
+    assert session.end_reason == CLOSED_BY_CLIENT and session.error is None
+    assert engine.session_cancelled.wait(5), "the node must see the stream end"
+
+
+def test_session_ended_by_the_node_records_why(client):
+    ended = threading.Event()
+    session = client.open_session("short", on_end=lambda s: ended.set())
+    assert ended.wait(5)
+    assert not session.alive
+    assert session.end_reason == ENDED_BY_NODE
+
+
+def test_session_failure_records_the_status(client):
+    session = client.open_session("failing")
+    assert session.wait_ended(5)
+    assert session.error.code == grpc.StatusCode.INTERNAL
+    assert "node stopping" in session.end_reason
+
+
+def test_session_for_an_unknown_context_raises(client):
+    with pytest.raises(EngineError) as raised:
+        client.open_session("unknown")
+    assert raised.value.code == grpc.StatusCode.NOT_FOUND
+
+
+def test_session_without_attach_times_out(node):
+    engine, endpoint = node
+    with EngineClient(endpoint, timeout_s=0.2) as client, pytest.raises(EngineError) as raised:
+        client.open_session("silent")
+    assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert engine.session_cancelled.wait(5)
+
+
+def test_fabric_client_calls(node):
+    with FabricClient(node[1], timeout_s=2.0) as fabric:
+        assert fabric.health().status == fabric_pb2.HealthResponse.SERVING
+        assert fabric.cluster_status().cluster_name == "pegaflow"
+        assert fabric.shutdown("test").node_id == "n1"
