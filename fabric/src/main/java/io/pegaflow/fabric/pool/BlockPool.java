@@ -40,6 +40,7 @@ public final class BlockPool implements AutoCloseable {
   private final MemorySegment memory;
   private final Arena arena; // null when the memory belongs to the caller
   private final long slabBytes;
+  private final int slabPages; // slabBytes / ALIGNMENT
   private final int slabCount;
   private final long capacityBytes;
 
@@ -57,6 +58,7 @@ public final class BlockPool implements AutoCloseable {
 
   private int classCount;
   private long[] classBytes = new long[INITIAL_CLASSES];
+  private int[] classPagesOf = new int[INITIAL_CLASSES]; // size / ALIGNMENT
   private int[] classSlotsPerSlab = new int[INITIAL_CLASSES];
   private int[] classHead = new int[INITIAL_CLASSES]; // first slab with a free slot, NONE if none
   private long[] classFreeSlots = new long[INITIAL_CLASSES]; // free slots in the slabs on the class's list
@@ -69,6 +71,7 @@ public final class BlockPool implements AutoCloseable {
 
   private BlockPool(MemorySegment memory, long slabBytes, int slabCount, Arena arena) {
     this.slabBytes = slabBytes;
+    this.slabPages = (int) (slabBytes >>> ALIGNMENT_SHIFT);
     this.slabCount = slabCount;
     this.capacityBytes = slabBytes * slabCount;
     this.memory = memory.asSlice(0, capacityBytes);
@@ -90,22 +93,19 @@ public final class BlockPool implements AutoCloseable {
   }
 
   /**
-   * A pool of plain off-heap memory ({@link Arena#ofShared()}, 4 KiB-aligned), freed by {@link #close()}. (Named
-   * apart from the instance method {@link #allocate(long)}, which has the same signature.) The slab size
-   * is {@link #defaultSlabBytes(long)}; the capacity is rounded down to a whole number of slabs.
+   * A pool of plain off-heap memory ({@link Arena#ofShared()}, 4 KiB-aligned), freed by {@link #close()}. The slab
+   * size is {@link #defaultSlabBytes(long)}; the capacity is rounded down to a whole number of slabs. (Not named
+   * {@code allocate}: that is the instance method {@link #allocate(long)}, with the same signature.)
    *
-   * @param capacityBytes at least {@link #ALIGNMENT}
+   * @param capacityBytes at least {@link #ALIGNMENT}; at most 2^31-1 pages of {@link #ALIGNMENT} (8 TiB - 4 KiB)
    */
   public static BlockPool allocateOffHeap(long capacityBytes) {
     long slab = defaultSlabBytes(capacityBytes);
-    long slabs = capacityBytes / slab;
-    if (slabs > Integer.MAX_VALUE) {
-      throw new IllegalArgumentException("capacityBytes " + capacityBytes + " needs more than 2^31-1 slabs");
-    }
+    int slabs = slabCount(capacityBytes, slab);
     Arena arena = Arena.ofShared();
     try {
       MemorySegment memory = arena.allocate(slab * slabs, ALIGNMENT);
-      return new BlockPool(memory, slab, (int) slabs, arena);
+      return new BlockPool(memory, slab, slabs, arena);
     } catch (RuntimeException | Error e) {
       arena.close();
       throw e;
@@ -113,11 +113,12 @@ public final class BlockPool implements AutoCloseable {
   }
 
   /**
-   * A pool over memory owned by the caller (later: CUDA-pinned host memory); {@link #close()} does not free it. Only the
-   * first {@code memory.byteSize() / slabBytes} whole slabs are used.
+   * A pool over memory owned by the caller (later: CUDA-pinned host memory); {@link #close()} does not free it. Only
+   * the first {@code memory.byteSize() / slabBytes} whole slabs are used.
    *
    * @param memory a native, writable segment whose address is a multiple of {@link #ALIGNMENT}
-   * @param slabBytes a positive multiple of {@link #ALIGNMENT}, at most {@code memory.byteSize()}
+   * @param slabBytes a positive multiple of {@link #ALIGNMENT}, at most {@code memory.byteSize()}; the slabs used may
+   *     add up to at most 2^31-1 pages of {@link #ALIGNMENT} (8 TiB - 4 KiB)
    */
   public static BlockPool wrap(MemorySegment memory, long slabBytes) {
     Objects.requireNonNull(memory, "memory");
@@ -140,16 +141,23 @@ public final class BlockPool implements AutoCloseable {
               + " and at most the memory size "
               + memory.byteSize());
     }
-    if (slabBytes / ALIGNMENT > Integer.MAX_VALUE || memory.byteSize() / slabBytes > Integer.MAX_VALUE) {
+    return new BlockPool(memory, slabBytes, slabCount(memory.byteSize(), slabBytes), null);
+  }
+
+  /** Whole slabs in {@code bytes}; the pool's pages (4 KiB units) must fit an int, so at most 8 TiB - 4 KiB. */
+  private static int slabCount(long bytes, long slabBytes) {
+    long slabs = bytes / slabBytes;
+    if ((slabs * slabBytes) / ALIGNMENT > Integer.MAX_VALUE) {
       throw new IllegalArgumentException(
-          "slabBytes " + slabBytes + " over " + memory.byteSize() + " bytes: slab or slot counts exceed 2^31-1");
+          "pool of " + slabs * slabBytes + " bytes is too large: at most " + Integer.MAX_VALUE * ALIGNMENT);
     }
-    return new BlockPool(memory, slabBytes, (int) (memory.byteSize() / slabBytes), null);
+    return (int) slabs;
   }
 
   /**
-   * The slab size {@link #allocateOffHeap(long)} uses: {@code capacityBytes / 16} clamped to [4 MiB, 256 MiB], rounded down to
-   * {@link #ALIGNMENT}; a capacity below 4 MiB gives one slab of the whole capacity rounded down to {@link #ALIGNMENT}.
+   * The slab size {@link #allocateOffHeap(long)} uses: {@code capacityBytes / 16} clamped to [4 MiB, 256 MiB], rounded
+   * down to {@link #ALIGNMENT}; a capacity below 4 MiB gives one slab of the whole capacity rounded down to
+   * {@link #ALIGNMENT}.
    *
    * @param capacityBytes at least {@link #ALIGNMENT}
    */
@@ -316,8 +324,8 @@ public final class BlockPool implements AutoCloseable {
   }
 
   /**
-   * Frees the memory of a pool from {@link #allocateOffHeap(long)} (every slice becomes unusable); wrapped memory stays with
-   * its owner. Idempotent; afterwards allocate, free and block throw {@link IllegalStateException}.
+   * Frees the memory of a pool from {@link #allocateOffHeap(long)} (every slice becomes unusable); wrapped memory stays
+   * with its owner. Idempotent; afterwards allocate, free and block throw {@link IllegalStateException}.
    */
   @Override
   public void close() {
@@ -371,19 +379,21 @@ public final class BlockPool implements AutoCloseable {
       throw new IllegalArgumentException(
           "offset " + offset + " is not a live allocation: not a multiple of " + ALIGNMENT);
     }
-    int slab = (int) (offset / slabBytes);
+    // 32-bit page arithmetic: capacity is at most 2^31-1 pages, and int division is cheaper than long division
+    int page = (int) (offset >>> ALIGNMENT_SHIFT);
+    int slab = page / slabPages;
     int c = slabClass[slab];
     if (c == NONE) {
       throw new IllegalArgumentException("offset " + offset + " is not a live allocation: slab " + slab + " is free");
     }
-    long within = offset - slab * slabBytes;
-    long size = classBytes[c];
-    long slot = within / size;
-    if (slot * size != within || slot >= classSlotsPerSlab[c]) {
+    int within = page - slab * slabPages;
+    int classPages = classPagesOf[c];
+    int slot = within / classPages;
+    if (slot * classPages != within || slot >= classSlotsPerSlab[c]) {
       throw new IllegalArgumentException(
-          "offset " + offset + " is not a live allocation: not at the start of a " + size + "-byte block");
+          "offset " + offset + " is not a live allocation: not at the start of a " + classBytes[c] + "-byte block");
     }
-    if ((slabLive[slab][(int) slot >>> 6] & (1L << slot)) == 0) {
+    if ((slabLive[slab][slot >>> 6] & (1L << slot)) == 0) {
       throw new IllegalArgumentException(
           "offset " + offset + " is not a live allocation: freed already or never allocated (double free?)");
     }
@@ -454,12 +464,14 @@ public final class BlockPool implements AutoCloseable {
     if (classCount == classBytes.length) {
       int n = classCount * 2;
       classBytes = Arrays.copyOf(classBytes, n);
+      classPagesOf = Arrays.copyOf(classPagesOf, n);
       classSlotsPerSlab = Arrays.copyOf(classSlotsPerSlab, n);
       classHead = Arrays.copyOf(classHead, n);
       classFreeSlots = Arrays.copyOf(classFreeSlots, n);
     }
     int c = classCount++;
     classBytes[c] = size;
+    classPagesOf[c] = key;
     classSlotsPerSlab[c] = (int) (slabBytes / size);
     classHead[c] = NONE;
     classFreeSlots[c] = 0;

@@ -362,6 +362,34 @@ class BlockPoolTest {
   }
 
   @Test
+  void shouldServeOffsetsUpTo2To31PagesAndRejectLargerPools() {
+    long slab = 256 * MIB;
+    long limit = Integer.MAX_VALUE * BlockPool.ALIGNMENT;
+    // address space only: nothing here reads or writes the memory
+    MemorySegment tooLarge = MemorySegment.NULL.reinterpret(limit + BlockPool.ALIGNMENT);
+    assertThrows(IllegalArgumentException.class, () -> BlockPool.wrap(tooLarge, slab));
+    BlockPool pool = BlockPool.wrap(MemorySegment.NULL.reinterpret(limit), slab);
+    assertEquals(limit / slab, pool.slabCount());
+    long last = -1;
+    for (int i = 0; i < pool.slabCount(); i++) {
+      last = pool.allocate(slab);
+    }
+    assertEquals(pool.capacityBytes() - slab, last);
+    assertEquals(-1, pool.allocate(4096));
+    pool.free(last);
+    assertThrows(IllegalArgumentException.class, () -> pool.free(pool.capacityBytes() - slab));
+    long small = pool.allocate(12_288);
+    assertEquals(pool.capacityBytes() - slab, small);
+    long next = pool.allocate(12_288);
+    assertEquals(small + 12_288, next);
+    assertThrows(IllegalArgumentException.class, () -> pool.free(next + 4096));
+    pool.free(next);
+    pool.free(small);
+    assertEquals(pool.capacityBytes() - slab, pool.usedBytes());
+    pool.close();
+  }
+
+  @Test
   void shouldMakeSlicesUnusableWhenAnAllocatedPoolIsClosed() {
     BlockPool pool = BlockPool.allocateOffHeap(4 * MIB);
     MemorySegment block = pool.block(pool.allocate(4096), 4096);
