@@ -28,7 +28,8 @@ public final class DemoCommand {
       Usage: pegaflow demo [--topology FILE] [--log-dir DIR] [--timeout-s N]
 
       Starts every node of the topology (default examples/cluster-3node.yaml) as a separate process on this machine,
-      waits for the cluster to form, prints the cluster status from each node, then shuts every node down
+      waits for the cluster to form, prints the cluster status from each node, runs the KV workload (a Python
+      worker saving, loading and verifying vLLM-shaped blocks) against the first node, then shuts every node down
       gracefully and checks that each exits 0. Node logs go to DIR (default target/demo-logs).
       """;
 
@@ -82,6 +83,16 @@ public final class DemoCommand {
       out.printf("cluster formed in %.1f s%n%n", (System.nanoTime() - startNs) / 1e9);
       formed.values().forEach(status -> out.println(StatusFormat.table(status)));
 
+      NodeSpec first = topology.nodes().getFirst();
+      out.printf("KV workload against node %s (a Python worker process, shared-memory KV caches):%n", first.id());
+      int workload = runWorkload(new HostPort(first.host(), first.grpcPort()), out, err);
+      if (workload != 0) {
+        err.printf("the KV workload failed (exit %d)%n", workload);
+        dumpLogs(nodes, err);
+        return 1;
+      }
+      out.println();
+
       for (var entry : byNode.entrySet()) {
         entry.getValue()
             .shutdown(ShutdownRequest.newBuilder().setReason("demo finished").build())
@@ -109,6 +120,41 @@ public final class DemoCommand {
         // already exiting: the hook runs anyway
       }
     }
+  }
+
+  /**
+   * Runs {@code python3 -m pegaflow.demo_workload} (python/ of this checkout) against {@code endpoint}: a worker
+   * that registers vLLM-shaped shared-memory caches, saves, scribbles, queries, loads and verifies every byte.
+   */
+  private static int runWorkload(HostPort endpoint, PrintStream out, PrintStream err) throws Exception {
+    Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", ".")).toAbsolutePath().resolve("python");
+    ProcessBuilder builder =
+        new ProcessBuilder(
+                System.getenv().getOrDefault("PYTHON", "python3"),
+                "-m",
+                "pegaflow.demo_workload",
+                "--endpoint",
+                endpoint.toString())
+            .redirectErrorStream(true);
+    builder.environment().merge("PYTHONPATH", pythonDir.toString(), (a, b) -> b + java.io.File.pathSeparator + a);
+    Process process;
+    try {
+      process = builder.start();
+    } catch (java.io.IOException e) {
+      err.println("cannot start python3 for the workload: " + e.getMessage() + " (install Python 3.10+ with python/requirements-test.txt)");
+      return 1;
+    }
+    try (var lines = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))) {
+      String line;
+      while ((line = lines.readLine()) != null) {
+        out.println("  " + line);
+      }
+    }
+    if (!process.waitFor(120, TimeUnit.SECONDS)) {
+      process.destroyForcibly();
+      return 124;
+    }
+    return process.exitValue();
   }
 
   /** Each node's status once every node reports all members Up; null on timeout or when a node died. */
