@@ -1,2 +1,5 @@
-/** Benchmarks (JMH and harnesses). The first ones arrive with the local KV engine, issue [2 of 7]. */
+/**
+ * JMH benchmarks, run from {@code target/benchmarks.jar} (see bench/README.md). Each benchmark's state is confined to
+ * its JMH thread.
+ */
 package io.pegaflow.bench;

@@ -7,8 +7,9 @@ import java.util.Objects;
 
 /**
  * One large off-heap region carved into fixed-size slabs; each slab serves one block size class at a time. Allocation
- * and free are O(1) and create no objects once every slab has been used by its size class (arrays are sized at the
- * first use of a slab for a class and kept).
+ * and free are O(1) and create no objects in steady state: objects are made only when a size class is first seen (its
+ * table entry) and when a slab first serves a class with more slots than it has served before (its slot arrays, kept
+ * for later use).
  *
  * <p>Block sizes are rounded up to {@link #ALIGNMENT}; that rounded size is the block's size class. Every block offset
  * is a multiple of {@link #ALIGNMENT} (slabs are multiples of it, and so are the slots inside a slab), so blocks are
@@ -40,7 +41,6 @@ public final class BlockPool implements AutoCloseable {
   private final MemorySegment memory;
   private final Arena arena; // null when the memory belongs to the caller
   private final long slabBytes;
-  private final int slabPages; // slabBytes / ALIGNMENT
   private final int slabCount;
   private final long capacityBytes;
 
@@ -58,7 +58,6 @@ public final class BlockPool implements AutoCloseable {
 
   private int classCount;
   private long[] classBytes = new long[INITIAL_CLASSES];
-  private int[] classPagesOf = new int[INITIAL_CLASSES]; // size / ALIGNMENT
   private int[] classSlotsPerSlab = new int[INITIAL_CLASSES];
   private int[] classHead = new int[INITIAL_CLASSES]; // first slab with a free slot, NONE if none
   private long[] classFreeSlots = new long[INITIAL_CLASSES]; // free slots in the slabs on the class's list
@@ -71,7 +70,6 @@ public final class BlockPool implements AutoCloseable {
 
   private BlockPool(MemorySegment memory, long slabBytes, int slabCount, Arena arena) {
     this.slabBytes = slabBytes;
-    this.slabPages = (int) (slabBytes >>> ALIGNMENT_SHIFT);
     this.slabCount = slabCount;
     this.capacityBytes = slabBytes * slabCount;
     this.memory = memory.asSlice(0, capacityBytes);
@@ -97,7 +95,7 @@ public final class BlockPool implements AutoCloseable {
    * size is {@link #defaultSlabBytes(long)}; the capacity is rounded down to a whole number of slabs. (Not named
    * {@code allocate}: that is the instance method {@link #allocate(long)}, with the same signature.)
    *
-   * @param capacityBytes at least {@link #ALIGNMENT}; at most 2^31-1 pages of {@link #ALIGNMENT} (8 TiB - 4 KiB)
+   * @param capacityBytes at least {@link #ALIGNMENT}
    */
   public static BlockPool allocateOffHeap(long capacityBytes) {
     long slab = defaultSlabBytes(capacityBytes);
@@ -117,8 +115,7 @@ public final class BlockPool implements AutoCloseable {
    * the first {@code memory.byteSize() / slabBytes} whole slabs are used.
    *
    * @param memory a native, writable segment whose address is a multiple of {@link #ALIGNMENT}
-   * @param slabBytes a positive multiple of {@link #ALIGNMENT}, at most {@code memory.byteSize()}; the slabs used may
-   *     add up to at most 2^31-1 pages of {@link #ALIGNMENT} (8 TiB - 4 KiB)
+   * @param slabBytes a positive multiple of {@link #ALIGNMENT}, at most {@code memory.byteSize()}
    */
   public static BlockPool wrap(MemorySegment memory, long slabBytes) {
     Objects.requireNonNull(memory, "memory");
@@ -144,12 +141,12 @@ public final class BlockPool implements AutoCloseable {
     return new BlockPool(memory, slabBytes, slabCount(memory.byteSize(), slabBytes), null);
   }
 
-  /** Whole slabs in {@code bytes}; the pool's pages (4 KiB units) must fit an int, so at most 8 TiB - 4 KiB. */
+  /** Whole slabs in {@code bytes}; slab ids and slots per slab are ints. */
   private static int slabCount(long bytes, long slabBytes) {
     long slabs = bytes / slabBytes;
-    if ((slabs * slabBytes) / ALIGNMENT > Integer.MAX_VALUE) {
+    if (slabs > Integer.MAX_VALUE || slabBytes / ALIGNMENT > Integer.MAX_VALUE) {
       throw new IllegalArgumentException(
-          "pool of " + slabs * slabBytes + " bytes is too large: at most " + Integer.MAX_VALUE * ALIGNMENT);
+          "slabBytes " + slabBytes + " over " + bytes + " bytes: slab or slot counts exceed 2^31-1");
     }
     return (int) slabs;
   }
@@ -379,21 +376,19 @@ public final class BlockPool implements AutoCloseable {
       throw new IllegalArgumentException(
           "offset " + offset + " is not a live allocation: not a multiple of " + ALIGNMENT);
     }
-    // 32-bit page arithmetic: capacity is at most 2^31-1 pages, and int division is cheaper than long division
-    int page = (int) (offset >>> ALIGNMENT_SHIFT);
-    int slab = page / slabPages;
+    int slab = (int) (offset / slabBytes);
     int c = slabClass[slab];
     if (c == NONE) {
       throw new IllegalArgumentException("offset " + offset + " is not a live allocation: slab " + slab + " is free");
     }
-    int within = page - slab * slabPages;
-    int classPages = classPagesOf[c];
-    int slot = within / classPages;
-    if (slot * classPages != within || slot >= classSlotsPerSlab[c]) {
+    long within = offset - slab * slabBytes;
+    long size = classBytes[c];
+    long slot = within / size;
+    if (slot * size != within || slot >= classSlotsPerSlab[c]) {
       throw new IllegalArgumentException(
-          "offset " + offset + " is not a live allocation: not at the start of a " + classBytes[c] + "-byte block");
+          "offset " + offset + " is not a live allocation: not at the start of a " + size + "-byte block");
     }
-    if ((slabLive[slab][slot >>> 6] & (1L << slot)) == 0) {
+    if ((slabLive[slab][(int) slot >>> 6] & (1L << slot)) == 0) {
       throw new IllegalArgumentException(
           "offset " + offset + " is not a live allocation: freed already or never allocated (double free?)");
     }
@@ -464,14 +459,12 @@ public final class BlockPool implements AutoCloseable {
     if (classCount == classBytes.length) {
       int n = classCount * 2;
       classBytes = Arrays.copyOf(classBytes, n);
-      classPagesOf = Arrays.copyOf(classPagesOf, n);
       classSlotsPerSlab = Arrays.copyOf(classSlotsPerSlab, n);
       classHead = Arrays.copyOf(classHead, n);
       classFreeSlots = Arrays.copyOf(classFreeSlots, n);
     }
     int c = classCount++;
     classBytes[c] = size;
-    classPagesOf[c] = key;
     classSlotsPerSlab[c] = (int) (slabBytes / size);
     classHead[c] = NONE;
     classFreeSlots[c] = 0;

@@ -362,14 +362,12 @@ class BlockPoolTest {
   }
 
   @Test
-  void shouldServeOffsetsUpTo2To31PagesAndRejectLargerPools() {
+  void shouldServeAndCheckOffsetsBeyond32BitPageNumbers() {
     long slab = 256 * MIB;
-    long limit = Integer.MAX_VALUE * BlockPool.ALIGNMENT;
+    long size = 16 * 1024 * GIB + slab; // more than 2^32 pages of 4 KiB: offsets need 64-bit arithmetic throughout
     // address space only: nothing here reads or writes the memory
-    MemorySegment tooLarge = MemorySegment.NULL.reinterpret(limit + BlockPool.ALIGNMENT);
-    assertThrows(IllegalArgumentException.class, () -> BlockPool.wrap(tooLarge, slab));
-    BlockPool pool = BlockPool.wrap(MemorySegment.NULL.reinterpret(limit), slab);
-    assertEquals(limit / slab, pool.slabCount());
+    BlockPool pool = BlockPool.wrap(MemorySegment.NULL.reinterpret(size), slab);
+    assertEquals(size / slab, pool.slabCount());
     long last = -1;
     for (int i = 0; i < pool.slabCount(); i++) {
       last = pool.allocate(slab);
@@ -383,6 +381,7 @@ class BlockPoolTest {
     long next = pool.allocate(12_288);
     assertEquals(small + 12_288, next);
     assertThrows(IllegalArgumentException.class, () -> pool.free(next + 4096));
+    assertThrows(IllegalArgumentException.class, () -> pool.free(next - (1L << 32))); // same low 32 bits, other slab
     pool.free(next);
     pool.free(small);
     assertEquals(pool.capacityBytes() - slab, pool.usedBytes());
