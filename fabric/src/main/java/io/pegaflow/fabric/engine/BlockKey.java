@@ -10,9 +10,21 @@ public final class BlockKey {
   private final int hashCode;
 
   public BlockKey(String namespace, byte[] hash) {
+    this(namespace, hash.clone(), true);
+  }
+
+  private BlockKey(String namespace, byte[] hash, boolean owned) {
     this.namespace = namespace;
-    this.hash = hash.clone();
-    this.hashCode = 31 * namespace.hashCode() + Arrays.hashCode(this.hash);
+    this.hash = hash;
+    this.hashCode = 31 * namespace.hashCode() + Arrays.hashCode(hash);
+  }
+
+  /**
+   * A key for a map lookup only: it shares {@code hash} instead of copying it, so the caller must not change the
+   * array while the key is in use and must never store the key.
+   */
+  static BlockKey lookup(String namespace, byte[] hash) {
+    return new BlockKey(namespace, hash, false);
   }
 
   public String namespace() {

@@ -31,7 +31,7 @@ public final class BlockStore {
   record Lease(long id, BlockEntry[] entries, long expiresNs) {}
 
   /** The slots one save request copies into one block. */
-  record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
+  public record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
 
   public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs) {
     this.pool = pool;
@@ -201,7 +201,7 @@ public final class BlockStore {
     int hits = 0;
     BlockEntry[] found = new BlockEntry[hashes.length];
     for (byte[] hash : hashes) {
-      BlockEntry entry = index.get(new BlockKey(namespace, hash));
+      BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
       if (entry == null || !entry.sealed) {
         break;
       }
@@ -247,7 +247,7 @@ public final class BlockStore {
   public synchronized BlockEntry[] pinForLoad(String namespace, byte[][] hashes, long leaseId) {
     BlockEntry[] entries = new BlockEntry[hashes.length];
     for (int i = 0; i < hashes.length; i++) {
-      BlockEntry entry = index.get(new BlockKey(namespace, hashes[i]));
+      BlockEntry entry = index.get(BlockKey.lookup(namespace, hashes[i]));
       if (entry != null && entry.sealed) {
         pin(entry);
         lruTouch(entry);
@@ -301,7 +301,7 @@ public final class BlockStore {
 
   /** True if the block is sealed (visible to queries). */
   public synchronized boolean isSealed(String namespace, byte[] hash) {
-    BlockEntry entry = index.get(new BlockKey(namespace, hash));
+    BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
     return entry != null && entry.sealed;
   }
 
