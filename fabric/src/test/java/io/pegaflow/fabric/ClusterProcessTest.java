@@ -104,6 +104,7 @@ class ClusterProcessTest {
       }
       assertTrue(status.getUnreachableList().isEmpty());
     }
+    assertTrue(processes.get("n1").logTail(400).contains("SBR started"), "Split Brain Resolver must be on");
   }
 
   @Test

@@ -26,7 +26,10 @@ public final class ClusterSettings {
     return "pekko://" + systemName(topology) + "@" + node.host() + ":" + node.clusterPort();
   }
 
-  /** Settings for {@code nodeId}, layered over {@code base} (usually {@code ConfigFactory.load()}). */
+  /**
+   * Settings for {@code nodeId}: the topology-derived keys, then {@code pegaflow-cluster.conf} (downing, logging,
+   * shutdown), then {@code base} (usually {@code ConfigFactory.load()}).
+   */
   public static Config forNode(Topology topology, String nodeId, Config base) {
     NodeSpec self = topology.requireNode(nodeId);
     List<String> seeds = topology.nodes().stream().map(n -> address(topology, n)).toList();
@@ -37,6 +40,7 @@ public final class ClusterSettings {
         .withValue("pekko.cluster.seed-nodes", ConfigValueFactory.fromIterable(seeds))
         .withValue(
             "pekko.cluster.roles", ConfigValueFactory.fromIterable(List.of(NODE_ID_ROLE_PREFIX + self.id())))
+        .withFallback(ConfigFactory.parseResources(ClusterSettings.class.getClassLoader(), "pegaflow-cluster.conf"))
         .withFallback(base)
         .resolve();
   }

@@ -19,6 +19,8 @@ public final class FabricClients implements AutoCloseable {
             ConfigFactory.parseString(
                     """
                     pekko.actor.provider = local
+                    pekko.loggers = ["org.apache.pekko.event.slf4j.Slf4jLogger"]
+                    pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
                     pekko.loglevel = WARNING
                     pekko.stdout-loglevel = OFF
                     pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off

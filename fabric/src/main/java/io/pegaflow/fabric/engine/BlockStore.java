@@ -18,8 +18,10 @@ public final class BlockStore {
   private final LongSupplier clockNs;
   private final long partialTimeoutNs;
   private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
-  /** Sealed blocks with no pins, per block size: what eviction could free for a block of that size. */
-  private final HashMap<Long, Integer> evictableBySize = new HashMap<>();
+  /** Sealed blocks with no pins, per pool size class: what eviction could free for a block of that class. */
+  private final HashMap<Long, Integer> evictableByClass = new HashMap<>();
+  /** Sealed blocks with no pins, per slab: a slab whose live blocks are all evictable can change class. */
+  private final int[] evictableInSlab;
   private final HashMap<Long, Lease> leases = new HashMap<>();
   private final StoreCounters counters = new StoreCounters();
   private BlockEntry lruHead; // least recently used
@@ -37,6 +39,7 @@ public final class BlockStore {
     this.pool = pool;
     this.partialTimeoutNs = partialTimeoutNs;
     this.clockNs = clockNs;
+    this.evictableInSlab = new int[pool.slabCount()];
   }
 
   public BlockPool pool() {
@@ -87,7 +90,22 @@ public final class BlockStore {
       }
     }
     long blockBytes = layout.blockBytes();
-    if (newBlocks > 0 && !ensureRoom(blockBytes, newBlocks)) {
+    // Blocks of this request already in the index must survive the eviction that makes room for the rest.
+    List<BlockEntry> protectedEntries = new ArrayList<>();
+    for (BlockKey key : seen.keySet()) {
+      BlockEntry existing = index.get(key);
+      if (existing != null) {
+        pin(existing);
+        protectedEntries.add(existing);
+      }
+    }
+    boolean room;
+    try {
+      room = newBlocks == 0 || ensureRoom(blockBytes, newBlocks);
+    } finally {
+      protectedEntries.forEach(this::unpin);
+    }
+    if (!room) {
       counters.saveRejectedFull++;
       throw new EngineException(
           EngineException.Code.RESOURCE_EXHAUSTED,
@@ -179,7 +197,7 @@ public final class BlockStore {
         counters.insertions++;
         lruAppend(entry);
         if (entry.pins == 0) {
-          adjustEvictable(entry.bytes, +1);
+          adjustEvictable(entry, +1);
         }
         sealedNow++;
       } else if (!copied && entry.arrivedCount == 0 && !entry.anyInFlight() && entry.pins == 0) {
@@ -307,19 +325,37 @@ public final class BlockStore {
 
   // ---- internals ----
 
+  /**
+   * Makes room for {@code count} blocks of {@code blockBytes}, evicting only if that is sure to succeed: first the
+   * least recently used unpinned blocks of the same size class, then blocks of other classes in slabs whose live
+   * blocks are all evictable (a slab changes class only once it is empty).
+   */
   private boolean ensureRoom(long blockBytes, int count) {
-    int free = pool.freeSlotsFor(blockBytes);
+    long free = pool.freeSlotsFor(blockBytes);
     if (free >= count) {
       return true;
     }
-    int evictable = evictableBySize.getOrDefault(blockBytes, 0);
-    if (free + evictable < count) {
+    long sizeClass = pool.sizeClassBytes(blockBytes);
+    long sameClass = evictableByClass.getOrDefault(sizeClass, 0);
+    long drainableSlabs = 0;
+    for (int slab = 0; slab < evictableInSlab.length; slab++) {
+      if (drainable(slab, sizeClass)) {
+        drainableSlabs++;
+      }
+    }
+    if (free + sameClass + drainableSlabs * pool.slotsPerSlab(blockBytes) < count) {
       return false;
     }
-    BlockEntry entry = lruHead;
-    while (entry != null && pool.freeSlotsFor(blockBytes) < count) {
+    for (BlockEntry entry = lruHead; entry != null && pool.freeSlotsFor(blockBytes) < count; ) {
       BlockEntry next = entry.lruNext;
-      if (entry.pins == 0 && entry.bytes == blockBytes) {
+      if (entry.pins == 0 && pool.sizeClassBytes(entry.bytes) == sizeClass) {
+        evict(entry);
+      }
+      entry = next;
+    }
+    for (BlockEntry entry = lruHead; entry != null && pool.freeSlotsFor(blockBytes) < count; ) {
+      BlockEntry next = entry.lruNext;
+      if (entry.pins == 0 && drainable(pool.slabOf(entry.offset), sizeClass)) {
         evict(entry);
       }
       entry = next;
@@ -327,10 +363,19 @@ public final class BlockStore {
     return pool.freeSlotsFor(blockBytes) >= count;
   }
 
+  /** A slab of another class whose every live block could be evicted now. */
+  private boolean drainable(int slab, long sizeClass) {
+    long slabClass = pool.slabClassBytes(slab);
+    return slabClass != 0
+        && slabClass != sizeClass
+        && pool.slabLiveBlocks(slab) > 0
+        && evictableInSlab[slab] == pool.slabLiveBlocks(slab);
+  }
+
   private void evict(BlockEntry entry) {
     lruRemove(entry);
     index.remove(entry.key);
-    adjustEvictable(entry.bytes, -1);
+    adjustEvictable(entry, -1);
     pool.free(entry.offset);
     entry.removed = true;
     sealedCount--;
@@ -346,18 +391,19 @@ public final class BlockStore {
 
   private void pin(BlockEntry entry) {
     if (entry.pins++ == 0 && entry.sealed) {
-      adjustEvictable(entry.bytes, -1);
+      adjustEvictable(entry, -1);
     }
   }
 
   private void unpin(BlockEntry entry) {
     if (--entry.pins == 0 && entry.sealed && !entry.removed) {
-      adjustEvictable(entry.bytes, +1);
+      adjustEvictable(entry, +1);
     }
   }
 
-  private void adjustEvictable(long bytes, int delta) {
-    evictableBySize.merge(bytes, delta, Integer::sum);
+  private void adjustEvictable(BlockEntry entry, int delta) {
+    evictableByClass.merge(pool.sizeClassBytes(entry.bytes), delta, Integer::sum);
+    evictableInSlab[pool.slabOf(entry.offset)] += delta;
   }
 
   private void lruAppend(BlockEntry entry) {

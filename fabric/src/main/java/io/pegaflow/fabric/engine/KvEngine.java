@@ -143,6 +143,10 @@ public final class KvEngine implements AutoCloseable {
   }
 
   private static NamespaceLayout validateHeader(RegisterContextRequest r) {
+    // Protobuf's uint32/uint64 arrive as Java int/long: compare them unsigned so 2^32-1 is "too large", not -1.
+    long tpSize = Integer.toUnsignedLong(r.getTpSize());
+    long tpRank = Integer.toUnsignedLong(r.getTpRank());
+    long totalLayers = Integer.toUnsignedLong(r.getTotalLayers());
     List<String> problems = new ArrayList<>();
     if (r.getInstanceId().isBlank()) {
       problems.add("instance_id: missing");
@@ -150,13 +154,16 @@ public final class KvEngine implements AutoCloseable {
     if (r.getNamespace().isBlank()) {
       problems.add("namespace: missing");
     }
-    if (r.getTpSize() < 1 || r.getTpSize() > 1024) {
-      problems.add("tp_size: " + r.getTpSize() + " is out of range 1..1024");
-    } else if (r.getTpRank() >= r.getTpSize()) {
-      problems.add("tp_rank: " + r.getTpRank() + " is out of range 0.." + (r.getTpSize() - 1));
+    if (tpSize < 1 || tpSize > 1024) {
+      problems.add("tp_size: " + tpSize + " is out of range 1..1024");
+    } else if (tpRank >= tpSize) {
+      problems.add("tp_rank: " + tpRank + " is out of range 0.." + (tpSize - 1));
     }
-    if (r.getTotalLayers() < 1 || r.getTotalLayers() > 4096) {
-      problems.add("total_layers: " + r.getTotalLayers() + " is out of range 1..4096");
+    if (Integer.toUnsignedLong(r.getPpRank()) > 1024) {
+      problems.add("pp_rank: " + Integer.toUnsignedLong(r.getPpRank()) + " is out of range 0..1024");
+    }
+    if (totalLayers < 1 || totalLayers > 4096) {
+      problems.add("total_layers: " + totalLayers + " is out of range 1..4096");
     }
     if (r.getLayersCount() == 0) {
       problems.add("layers: at least one layer is needed");
@@ -174,19 +181,25 @@ public final class KvEngine implements AutoCloseable {
     for (int i = 0; i < r.getLayersCount(); i++) {
       LayerRegistration layer = r.getLayers(i);
       String at = "layers[" + i + "]";
-      if (layer.getLayerIndex() >= r.getTotalLayers()) {
+      if (Integer.toUnsignedLong(layer.getLayerIndex()) >= r.getTotalLayers()) {
         throw EngineException.invalid(
-            at + ".layer_index: " + layer.getLayerIndex() + " is out of range 0.." + (r.getTotalLayers() - 1));
+            at
+                + ".layer_index: "
+                + Integer.toUnsignedString(layer.getLayerIndex())
+                + " is out of range 0.."
+                + (r.getTotalLayers() - 1));
       }
       if (seen[layer.getLayerIndex()]) {
         throw EngineException.invalid(at + ".layer_index: " + layer.getLayerIndex() + " is registered twice");
       }
       seen[layer.getLayerIndex()] = true;
       if (layer.getNumBlocks() < 1) {
-        throw EngineException.invalid(at + ".num_blocks: must be at least 1");
+        throw EngineException.invalid(
+            at + ".num_blocks: " + Integer.toUnsignedString(layer.getNumBlocks()) + " is out of range 1.." + Integer.MAX_VALUE);
       }
       if (layer.getBlockStrideBytes() < 1) {
-        throw EngineException.invalid(at + ".block_stride_bytes: must be positive");
+        throw EngineException.invalid(
+            at + ".block_stride_bytes: " + Long.toUnsignedString(layer.getBlockStrideBytes()) + " must be in 1.." + Long.MAX_VALUE);
       }
       if (layer.getSegmentsCount() == 0 || layer.getSegmentsCount() > 8) {
         throw EngineException.invalid(at + ".segments: needs 1..8 segments, got " + layer.getSegmentsCount());
@@ -197,7 +210,12 @@ public final class KvEngine implements AutoCloseable {
       for (int s = 0; s < layer.getSegmentsCount(); s++) {
         ByteSegment seg = layer.getSegments(s);
         if (seg.getLengthBytes() < 1) {
-          throw EngineException.invalid(at + ".segments[" + s + "].length_bytes: must be positive");
+          throw EngineException.invalid(
+              at + ".segments[" + s + "].length_bytes: " + Long.toUnsignedString(seg.getLengthBytes()) + " must be in 1.." + Long.MAX_VALUE);
+        }
+        if (seg.getOffsetBytes() < 0) {
+          throw EngineException.invalid(
+              at + ".segments[" + s + "].offset_bytes: " + Long.toUnsignedString(seg.getOffsetBytes()) + " is too large");
         }
         offsets[s] = seg.getOffsetBytes();
         lengths[s] = seg.getLengthBytes();
@@ -227,10 +245,14 @@ public final class KvEngine implements AutoCloseable {
       }
       SharedMemoryFile file = mapped.get(regionIndex);
       long base = layer.getRegion().getShm().getOffsetBytes();
-      long lastBlock = (long) (layer.getNumBlocks() - 1) * layer.getBlockStrideBytes();
+      if (base < 0) {
+        throw EngineException.invalid(
+            at + ".region.shm.offset_bytes: " + Long.toUnsignedString(base) + " is past the end of " + path);
+      }
       for (int s = 0; s < offsets.length; s++) {
         long end;
         try {
+          long lastBlock = Math.multiplyExact((long) (layer.getNumBlocks() - 1), layer.getBlockStrideBytes());
           end = Math.addExact(Math.addExact(Math.addExact(base, lastBlock), offsets[s]), lengths[s]);
         } catch (ArithmeticException e) {
           end = Long.MAX_VALUE;
@@ -395,6 +417,9 @@ public final class KvEngine implements AutoCloseable {
     validateBlocks(context, blockIds, hashes);
     if (flagPath.isBlank()) {
       throw EngineException.invalid("flag.path: missing");
+    }
+    if (flagOffset < 0) {
+      throw EngineException.invalid("flag.offset_bytes: " + Long.toUnsignedString(flagOffset) + " is too large");
     }
     if (flagOffset % 8 != 0) {
       throw EngineException.invalid("flag.offset_bytes: " + flagOffset + " is not 8-byte aligned");

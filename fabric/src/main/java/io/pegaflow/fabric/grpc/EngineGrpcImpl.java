@@ -145,7 +145,8 @@ public final class EngineGrpcImpl implements Engine {
               for (int i = 0; i < hashes.length; i++) {
                 hashes[i] = in.getHashes(i).toByteArray();
               }
-              KvEngine.QueryResult r = engine.query(in.getNamespace(), hashes, in.getLeaseTtlMs());
+              KvEngine.QueryResult r =
+                  engine.query(in.getNamespace(), hashes, Integer.toUnsignedLong(in.getLeaseTtlMs()));
               return QueryResponse.newBuilder()
                   .setHitBlocks(r.hitBlocks())
                   .setLeaseId(r.leaseId())

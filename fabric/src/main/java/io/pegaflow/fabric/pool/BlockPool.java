@@ -320,6 +320,33 @@ public final class BlockPool implements AutoCloseable {
     return freeSlabTop;
   }
 
+  // ---- slab facts, for an owner planning eviction across size classes ----
+
+  /** The size class a block of {@code blockBytes} gets: rounded up to {@link #ALIGNMENT}. */
+  public long sizeClassBytes(long blockBytes) {
+    return sizeClass(blockBytes);
+  }
+
+  /** How many blocks of {@code blockBytes} one slab holds. */
+  public int slotsPerSlab(long blockBytes) {
+    return (int) (slabBytes / sizeClass(blockBytes));
+  }
+
+  /** The slab an allocation at {@code offset} lives in. */
+  public int slabOf(long offset) {
+    return (int) (offset / slabBytes);
+  }
+
+  /** Live blocks in slab {@code slab}. */
+  public int slabLiveBlocks(int slab) {
+    return slabUsed[slab];
+  }
+
+  /** The size class slab {@code slab} serves, or 0 when it is free. */
+  public long slabClassBytes(int slab) {
+    return slabClass[slab] == NONE ? 0 : classBytes[slabClass[slab]];
+  }
+
   /**
    * Frees the memory of a pool from {@link #allocateOffHeap(long)} (every slice becomes unusable); wrapped memory stays
    * with its owner. Idempotent; afterwards allocate, free and block throw {@link IllegalStateException}.

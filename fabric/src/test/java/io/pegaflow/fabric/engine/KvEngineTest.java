@@ -156,6 +156,41 @@ class KvEngineTest {
   }
 
   @Test
+  void shouldKeepASealedBlockOfTheRequestWhileEvictingForItsNewBlocks() throws Exception {
+    engine(16 * 8192, 30_000);
+    ShmKvCache cache = cache(2, 64, false);
+    String ctx = engine.register(cache.registration("i1", "ns", 0, 1, 2, 0).build()).contextId();
+    save(ctx, ids(0, 16), hashes("a", 16)); // full; a0 is the least recently used
+    KvEngine.SaveResult r = save(ctx, new int[] {0, 1}, new byte[][] {hash("a0"), hash("new")});
+    assertEquals(new KvEngine.SaveResult(1, 1, 1), r);
+    assertTrue(engine.store().isSealed("ns", hash("a0")), "a0 is part of the request: not the victim");
+    assertFalse(engine.store().isSealed("ns", hash("a1")), "the next least recently used block makes room");
+    assertTrue(engine.store().isSealed("ns", hash("new")));
+  }
+
+  @Test
+  void shouldEvictBlocksOfAnotherSizeWhenTheirSlabsCanBeEmptied() throws Exception {
+    engine(4 << 20, 30_000); // one 4 MiB slab
+    ShmKvCache big = cache(2, 512, false); // 8 KiB blocks: 512 fill the slab
+    String c1 = engine.register(big.registration("i1", "big", 0, 1, 2, 0).build()).contextId();
+    save(c1, ids(0, 512), hashes("b", 512));
+    assertEquals(0, engine.store().pool().freeSlotsFor(8192));
+    ShmKvCache small = cache(1, 64, false); // 4 KiB blocks: another size class
+    String c2 = engine.register(small.registration("i2", "small", 0, 1, 1, 0).build()).contextId();
+    assertEquals(new KvEngine.SaveResult(3, 0, 3), save(c2, ids(0, 3), hashes("s", 3)));
+    assertEquals(3, engine.query("small", hashes("s", 3), 0).hitBlocks());
+    assertEquals(512, engine.store().counters().evictions(), "the whole slab had to be emptied");
+
+    // A leased block of the other class keeps its slab: then the save is refused and nothing changes.
+    KvEngine.QueryResult lease = engine.query("small", hashes("s", 1), 60_000);
+    long[] before = snapshot();
+    EngineException e = assertThrows(EngineException.class, () -> save(c1, ids(0, 1), hashes("b", 1)));
+    assertEquals(EngineException.Code.RESOURCE_EXHAUSTED, e.code());
+    assertArrayEquals(before, snapshot());
+    assertTrue(engine.release(lease.leaseId()));
+  }
+
+  @Test
   void shouldProtectLeasedBlocksFromEvictionUntilReleasedOrExpired() throws Exception {
     engine(16 * 8192, 30_000);
     ShmKvCache cache = cache(2, 64, false);

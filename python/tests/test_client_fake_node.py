@@ -1,4 +1,5 @@
-"""EngineClient and FabricClient against an in-process fake node (and against nothing at all)."""
+"""EngineClient and FabricClient against an in-process FAKE node (a Python gRPC server that records requests and
+scripts its replies), and against nothing at all. Nothing here talks to the real node: that is test_e2e_*.py."""
 
 import socket
 import threading
@@ -43,7 +44,7 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
         context.add_callback(self.session_cancelled.set)
         yield engine_pb2.SessionEvent(attached=request.context_id)
         if request.context_id == "short":
-            return  # the node ends the stream
+            return  # the fake node ends the stream
         if request.context_id == "failing":
             context.abort(grpc.StatusCode.INTERNAL, "node stopping")
         uptime_ms = 0
@@ -81,7 +82,7 @@ class FakeFabric(fabric_pb2_grpc.FabricServicer):
 
 
 @pytest.fixture
-def node():
+def fake_node():
     engine = FakeEngine()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
@@ -93,8 +94,8 @@ def node():
 
 
 @pytest.fixture
-def client(node):
-    with EngineClient(node[1], timeout_s=2.0) as c:
+def client(fake_node):
+    with EngineClient(fake_node[1], timeout_s=2.0) as c:
         yield c
 
 
@@ -104,7 +105,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_closed_port_fails_fast_with_unavailable():
+def test_a_closed_port_fails_fast_with_unavailable_without_any_node():
     started = time.monotonic()
     with EngineClient(f"127.0.0.1:{_closed_port()}", timeout_s=1.0) as client, pytest.raises(EngineError) as raised:
         client.query("ns", [b"h"])
@@ -114,8 +115,8 @@ def test_a_closed_port_fails_fast_with_unavailable():
     assert time.monotonic() - started < 1.5
 
 
-def test_register_sends_the_layers_and_returns_the_context(node, client):
-    engine, _ = node
+def test_fake_node_receives_the_registered_layers_and_the_client_returns_its_context(fake_node, client):
+    engine, _ = fake_node
     with SharedKVCache(num_layers=2, num_blocks=4, block_size=4, num_kv_heads=1, head_size=8) as cache:
         response = client.register_context("engine-0", "ns", 0, 1, 0, 2, HOST_DEVICE, cache.layer_registrations())
         assert response.context_id == "ctx-1"
@@ -124,15 +125,15 @@ def test_register_sends_the_layers_and_returns_the_context(node, client):
         assert list(sent.layers) == cache.layer_registrations()
 
 
-def test_server_errors_keep_their_status_code(client):
+def test_fake_node_errors_keep_their_status_code(client):
     with pytest.raises(EngineError) as raised:
         client.register_context("engine-0", "ns", 0, 1, 0, 2, HOST_DEVICE, [])
     assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "layers" in raised.value.details
 
 
-def test_data_calls_build_the_requests(node, client):
-    engine, _ = node
+def test_data_calls_build_the_requests_the_fake_node_records(fake_node, client):
+    engine, _ = fake_node
     assert client.save("ctx-1", [(3, b"\x01" * 32), engine_pb2.BlockRef(block_id=4, hash=b"\x02")]).blocks_stored == 2
     save = engine.requests[-1]
     assert [(b.block_id, b.hash) for b in save.blocks] == [(3, b"\x01" * 32), (4, b"\x02")]
@@ -154,8 +155,8 @@ def test_data_calls_build_the_requests(node, client):
     assert engine.requests[-1] == engine_pb2.UnregisterContextRequest(context_id="ctx-1")
 
 
-def test_session_attaches_receives_heartbeats_and_closes(node, client):
-    engine, _ = node
+def test_session_with_fake_node_attaches_receives_heartbeats_and_closes(fake_node, client):
+    engine, _ = fake_node
     session = client.open_session("ctx-1")
     try:
         assert session.alive
@@ -167,10 +168,10 @@ def test_session_attaches_receives_heartbeats_and_closes(node, client):
         session.close()
     assert not session.alive
     assert session.end_reason == CLOSED_BY_CLIENT and session.error is None
-    assert engine.session_cancelled.wait(5), "the node must see the stream end"
+    assert engine.session_cancelled.wait(5), "the fake node must see the stream end"
 
 
-def test_session_ended_by_the_node_records_why(client):
+def test_session_ended_by_the_fake_node_records_why(client):
     ended = threading.Event()
     session = client.open_session("short", on_end=lambda s: ended.set())
     assert ended.wait(5)
@@ -178,29 +179,29 @@ def test_session_ended_by_the_node_records_why(client):
     assert session.end_reason == ENDED_BY_NODE
 
 
-def test_session_failure_records_the_status(client):
+def test_session_failed_by_the_fake_node_records_the_status(client):
     session = client.open_session("failing")
     assert session.wait_ended(5)
     assert session.error.code == grpc.StatusCode.INTERNAL
     assert "node stopping" in session.end_reason
 
 
-def test_session_for_an_unknown_context_raises(client):
+def test_session_for_a_context_the_fake_node_does_not_know_raises(client):
     with pytest.raises(EngineError) as raised:
         client.open_session("unknown")
     assert raised.value.code == grpc.StatusCode.NOT_FOUND
 
 
-def test_session_without_attach_times_out(node):
-    engine, endpoint = node
+def test_session_the_fake_node_never_attaches_times_out(fake_node):
+    engine, endpoint = fake_node
     with EngineClient(endpoint, timeout_s=0.2) as client, pytest.raises(EngineError) as raised:
         client.open_session("silent")
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert engine.session_cancelled.wait(5)
 
 
-def test_fabric_client_calls(node):
-    with FabricClient(node[1], timeout_s=2.0) as fabric:
+def test_fabric_client_calls_against_the_fake_node(fake_node):
+    with FabricClient(fake_node[1], timeout_s=2.0) as fabric:
         assert fabric.health().status == fabric_pb2.HealthResponse.SERVING
         assert fabric.cluster_status().cluster_name == "pegaflow"
         assert fabric.shutdown("test").node_id == "n1"
