@@ -14,7 +14,7 @@ import java.nio.file.StandardOpenOption;
  * lives in its own shared arena and is unmapped by {@link #close()}, which the owner calls only after every copy
  * that uses it has finished.
  */
-public final class SharedMemoryFile implements AutoCloseable {
+public final class SharedMemoryFile implements MappedRegion {
   private final Path path;
   private final Arena arena;
   private final MemorySegment memory;
@@ -55,12 +55,19 @@ public final class SharedMemoryFile implements AutoCloseable {
     return path;
   }
 
+  @Override
   public MemorySegment memory() {
     return memory;
   }
 
+  @Override
   public long sizeBytes() {
     return memory.byteSize();
+  }
+
+  @Override
+  public String description() {
+    return path.toString();
   }
 
   @Override

@@ -1,0 +1,311 @@
+package io.pegaflow.gpu.cuda;
+
+import static io.pegaflow.gpu.cuda.ffi.CuResult.CUDA_SUCCESS;
+import static java.lang.foreign.ValueLayout.ADDRESS;
+import static java.lang.foreign.ValueLayout.JAVA_INT;
+import static java.lang.foreign.ValueLayout.JAVA_LONG;
+
+import io.pegaflow.gpu.CopyBatch;
+import io.pegaflow.gpu.cuda.ffi.CudaDriver;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * Everything one copy needs on the GPU, made once: a DMA stream and a kernel stream, events, the staging ring, a
+ * pinned and a device descriptor buffer, kernel parameter memory and {@code cuMemcpyBatchAsync} arrays. Executes one
+ * batch at a time and returns when its last byte has landed (an event recorded after the last operation).
+ *
+ * <p>Not thread-safe: owned by one {@link CudaCopyEngine} agent thread, which has the device's context current.
+ */
+final class CopyLane implements AutoCloseable {
+  static final long DESC_BYTES = 24;
+  /** cuMemcpyBatchAsync calls take at most this many copies. */
+  static final int MAX_BATCH = 4096;
+
+  private final CudaDevice device;
+  private final CopyKernels kernels;
+  private final CudaCopySettings settings;
+  private final Arena arena = Arena.ofShared();
+  private final MemorySegment dmaStream;
+  private final MemorySegment kernelStream;
+  private final MemorySegment done;
+  private final MemorySegment[] dmaDone;
+  private final MemorySegment[] kernelDone;
+  private final DeviceBuffer staging;
+  private final long[] stagingBases;
+  private final MemorySegment params;
+  private final MemorySegment argRuns;
+  private final MemorySegment argCount;
+  private final MemorySegment batchDsts;
+  private final MemorySegment batchSrcs;
+  private final MemorySegment batchSizes;
+  private final MemorySegment batchAttrs;
+  private final MemorySegment batchAttrIdx;
+  private final MemorySegment batchFailIdx;
+  private PinnedHostMemory descHost;
+  private DeviceBuffer descDevice;
+  private long descCapacity;
+  final CopyPlan plan = new CopyPlan();
+
+  CopyLane(CudaDevice device, CopyKernels kernels, CudaCopySettings settings) {
+    this.device = device;
+    this.kernels = kernels;
+    this.settings = settings;
+    device.makeCurrent();
+    dmaStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+    kernelStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+    done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
+    int ring = settings.stagingChunks();
+    dmaDone = new MemorySegment[ring];
+    kernelDone = new MemorySegment[ring];
+    for (int i = 0; i < ring; i++) {
+      dmaDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
+      kernelDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
+    }
+    boolean staged =
+        kernels != null
+            && (settings.gatherMode() == CudaCopyMode.STAGED || settings.scatterMode() == CudaCopyMode.STAGED);
+    staging = staged ? device.allocate(settings.stagingChunkBytes() * ring) : null;
+    stagingBases = new long[ring];
+    for (int i = 0; i < ring && staging != null; i++) {
+      stagingBases[i] = staging.address() + i * settings.stagingChunkBytes();
+    }
+    argRuns = arena.allocate(JAVA_LONG);
+    argCount = arena.allocate(JAVA_INT);
+    params = arena.allocate(ADDRESS, 2);
+    params.setAtIndex(ADDRESS, 0, argRuns);
+    params.setAtIndex(ADDRESS, 1, argCount);
+    batchDsts = arena.allocate(JAVA_LONG, MAX_BATCH);
+    batchSrcs = arena.allocate(JAVA_LONG, MAX_BATCH);
+    batchSizes = arena.allocate(JAVA_LONG, MAX_BATCH);
+    batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
+    batchAttrIdx = arena.allocate(JAVA_LONG);
+    batchFailIdx = arena.allocate(JAVA_LONG);
+    ensureDescriptors(64 * 1024);
+  }
+
+  /**
+   * Copies the batch between absolute, device-visible addresses {@code srcBase} and {@code dstBase} (offsets from the
+   * batch); returns once every byte has landed.
+   */
+  void run(CudaCopyMode mode, long srcBase, boolean srcDevice, long dstBase, boolean dstDevice, CopyBatch batch) {
+    boolean hostToDevice = !srcDevice && dstDevice;
+    boolean deviceToHost = srcDevice && !dstDevice;
+    if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
+      mode = CudaCopyMode.MEMCPY;
+    }
+    if (mode == CudaCopyMode.STAGED && (staging == null || !(hostToDevice || deviceToHost))) {
+      mode = CudaCopyMode.KERNEL;
+    }
+    switch (mode) {
+      case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
+      case STAGED -> {
+        if (hostToDevice) {
+          runStagedLoad(srcBase, dstBase, batch);
+        } else {
+          runStagedSave(srcBase, dstBase, batch);
+        }
+      }
+      case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
+      case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
+    }
+  }
+
+  private void runKernel(long srcBase, long dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {
+    plan.planDirect(batch, srcBase, dstBase, settings.pieceBytes());
+    upload(plan.descCount, kernelStream);
+    MemorySegment function = hostToDevice ? kernels.scatter : deviceToHost ? kernels.gather : kernels.copyDevice;
+    launch(function, descDevice.address(), plan.descCount, kernelStream);
+    finish(kernelStream);
+  }
+
+  /** Host ranges -> staging (DMA stream), staging -> GPU blocks (kernel stream), chunk by chunk around the ring. */
+  private void runStagedLoad(long srcBase, long dstBase, CopyBatch batch) {
+    plan.planStaged(
+        batch, srcBase, dstBase, true, stagingBases, settings.stagingChunkBytes(), settings.pieceBytes());
+    upload(plan.descCount, dmaStream);
+    int ring = stagingBases.length;
+    for (int c = 0; c < plan.chunkCount; c++) {
+      int s = c % ring;
+      if (c >= ring) {
+        waitEvent(dmaStream, kernelDone[s]);
+      }
+      for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+        long dst = plan.dma[d * 3];
+        long src = plan.dma[d * 3 + 1];
+        long len = plan.dma[d * 3 + 2];
+        int rc = Cu.memcpyHtoDAsync(dst, src, len, dmaStream);
+        if (rc != CUDA_SUCCESS) {
+          throw new CudaException("cuMemcpyHtoDAsync_v2", rc, copyArgs(dst, src, len));
+        }
+      }
+      record(dmaDone[s], dmaStream);
+      waitEvent(kernelStream, dmaDone[s]);
+      int first = plan.chunkDesc[c];
+      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, plan.chunkDesc[c + 1] - first, kernelStream);
+      record(kernelDone[s], kernelStream);
+    }
+    finish(kernelStream);
+  }
+
+  /** GPU blocks -> staging (kernel stream), staging -> host ranges (DMA stream), chunk by chunk around the ring. */
+  private void runStagedSave(long srcBase, long dstBase, CopyBatch batch) {
+    plan.planStaged(
+        batch, srcBase, dstBase, false, stagingBases, settings.stagingChunkBytes(), settings.pieceBytes());
+    upload(plan.descCount, kernelStream);
+    int ring = stagingBases.length;
+    for (int c = 0; c < plan.chunkCount; c++) {
+      int s = c % ring;
+      if (c >= ring) {
+        waitEvent(kernelStream, dmaDone[s]);
+      }
+      int first = plan.chunkDesc[c];
+      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, plan.chunkDesc[c + 1] - first, kernelStream);
+      record(kernelDone[s], kernelStream);
+      waitEvent(dmaStream, kernelDone[s]);
+      for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+        long dst = plan.dma[d * 3];
+        long src = plan.dma[d * 3 + 1];
+        long len = plan.dma[d * 3 + 2];
+        int rc = Cu.memcpyDtoHAsync(dst, src, len, dmaStream);
+        if (rc != CUDA_SUCCESS) {
+          throw new CudaException("cuMemcpyDtoHAsync_v2", rc, copyArgs(dst, src, len));
+        }
+      }
+      record(dmaDone[s], dmaStream);
+    }
+    finish(dmaStream);
+  }
+
+  private void runMemcpy(long srcBase, long dstBase, CopyBatch batch) {
+    for (int i = 0; i < batch.runCount(); i++) {
+      long dst = dstBase + batch.dstOffset(i);
+      long src = srcBase + batch.srcOffset(i);
+      long len = batch.length(i);
+      int rc = Cu.memcpyAsync(dst, src, len, dmaStream);
+      if (rc != CUDA_SUCCESS) {
+        throw new CudaException("cuMemcpyAsync", rc, copyArgs(dst, src, len));
+      }
+    }
+    finish(dmaStream);
+  }
+
+  private void runBatch(long srcBase, boolean srcDevice, long dstBase, boolean dstDevice, CopyBatch batch) {
+    MemorySegment a = batchAttrs;
+    a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
+    a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
+    a.set(JAVA_INT, 8, srcDevice ? device.ordinal() : 0);
+    a.set(JAVA_INT, 12, dstDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
+    a.set(JAVA_INT, 16, dstDevice ? device.ordinal() : 0);
+    a.set(JAVA_INT, 20, CudaDriver.CU_MEMCPY_FLAG_DEFAULT);
+    batchAttrIdx.set(JAVA_LONG, 0, 0L);
+    int runs = batch.runCount();
+    for (int first = 0; first < runs; first += MAX_BATCH) {
+      int n = Math.min(MAX_BATCH, runs - first);
+      for (int j = 0; j < n; j++) {
+        int i = first + j;
+        batchDsts.setAtIndex(JAVA_LONG, j, dstBase + batch.dstOffset(i));
+        batchSrcs.setAtIndex(JAVA_LONG, j, srcBase + batch.srcOffset(i));
+        batchSizes.setAtIndex(JAVA_LONG, j, batch.length(i));
+      }
+      int rc =
+          Cu.memcpyBatchAsync(
+              batchDsts, batchSrcs, batchSizes, n, batchAttrs, batchAttrIdx, 1, batchFailIdx, dmaStream);
+      if (rc != CUDA_SUCCESS) {
+        throw new CudaException("cuMemcpyBatchAsync", rc, "count=" + n + ", first run " + first);
+      }
+    }
+    finish(dmaStream);
+  }
+
+  // ---- helpers ----
+
+  private void ensureDescriptors(long runs) {
+    if (runs <= descCapacity) {
+      return;
+    }
+    long capacity = Math.max(runs, descCapacity * 2);
+    if (descHost != null) {
+      descHost.close();
+      descDevice.close();
+    }
+    descHost = device.allocatePinned(capacity * DESC_BYTES, PinnedHostMemory.Strategy.HOST_ALLOC);
+    descDevice = device.allocate(capacity * DESC_BYTES);
+    descCapacity = capacity;
+  }
+
+  /** Copies the plan's descriptors to the device buffer on {@code stream}. */
+  private void upload(int count, MemorySegment stream) {
+    if (count == 0) {
+      return;
+    }
+    ensureDescriptors(count);
+    MemorySegment.copy(plan.desc, 0, descHost.memory(), JAVA_LONG, 0, count * 3);
+    long bytes = count * DESC_BYTES;
+    int rc = Cu.memcpyHtoDAsync(descDevice.address(), descHost.memory().address(), bytes, stream);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
+    }
+  }
+
+  private void launch(MemorySegment function, long runsAddress, int count, MemorySegment stream) {
+    if (count == 0) {
+      return;
+    }
+    argRuns.set(JAVA_LONG, 0, runsAddress);
+    argCount.set(JAVA_INT, 0, count);
+    int grid = Math.min(count, settings.gridCtas());
+    int rc = Cu.launchKernel(function, grid, settings.threadsPerCta(), stream, params);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException(
+          "cuLaunchKernel", rc, "grid=" + grid + ", block=" + settings.threadsPerCta() + ", runs=" + count);
+    }
+  }
+
+  private static void record(MemorySegment event, MemorySegment stream) {
+    int rc = Cu.eventRecord(event, stream);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException("cuEventRecord", rc, "");
+    }
+  }
+
+  private static void waitEvent(MemorySegment stream, MemorySegment event) {
+    int rc = Cu.streamWaitEvent(stream, event);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException("cuStreamWaitEvent", rc, "");
+    }
+  }
+
+  /** Records the completion event after everything on {@code last} and blocks until it has happened. */
+  private void finish(MemorySegment last) {
+    record(done, last);
+    int rc = Cu.eventSynchronize(done);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException("cuEventSynchronize", rc, "the copy failed on the GPU");
+    }
+  }
+
+  private static String copyArgs(long dst, long src, long len) {
+    return "dst=0x" + Long.toHexString(dst) + ", src=0x" + Long.toHexString(src) + ", bytes=" + len;
+  }
+
+  @Override
+  public void close() {
+    device.makeCurrent();
+    Cu.streamSynchronize(dmaStream);
+    Cu.streamSynchronize(kernelStream);
+    Cu.streamDestroy(dmaStream);
+    Cu.streamDestroy(kernelStream);
+    Cu.eventDestroy(done);
+    for (int i = 0; i < dmaDone.length; i++) {
+      Cu.eventDestroy(dmaDone[i]);
+      Cu.eventDestroy(kernelDone[i]);
+    }
+    if (staging != null) {
+      staging.close();
+    }
+    descHost.close();
+    descDevice.close();
+    arena.close();
+  }
+}

@@ -1,0 +1,301 @@
+package io.pegaflow.gpu.cuda;
+
+import io.pegaflow.gpu.CopyBatch;
+import io.pegaflow.gpu.CopyEngine;
+import io.pegaflow.gpu.MappedRegion;
+import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * The copy engine on a GPU. Segments are classified through the device's registry: CUDA memory (IPC mappings,
+ * device buffers), pinned host memory (the pool), or anything else (ordinary host memory). Copies that touch the
+ * GPU go to an agent thread that owns a {@link CopyLane} (streams, events, preallocated descriptor and staging
+ * buffers) and run in the mode the settings give for their direction; host-to-host copies are a plain
+ * {@code memcpy} on the calling thread. {@link #copy} returns after a CUDA event recorded behind the last
+ * operation has completed, so a load flag written afterwards never runs ahead of the bytes.
+ *
+ * <p>Thread-safe: callers hand requests to the agents through a bounded queue (a refused offer is counted and
+ * fails the copy); each calling thread reuses one request object, so a copy allocates nothing per run.
+ */
+public final class CudaCopyEngine implements CopyEngine {
+  private static final int QUEUE_CAPACITY = 64;
+
+  private final CudaDevice device;
+  private final CudaCopySettings settings;
+  private final CopyKernels kernels;
+  private final String kernelProblem;
+  private final BlockingQueue<Request> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
+  private final List<Thread> agents = new ArrayList<>();
+  private final List<CopyLane> lanes = new ArrayList<>();
+  private final ThreadLocal<Request> requests = ThreadLocal.withInitial(Request::new);
+  private final LongAdder refusals = new LongAdder();
+  private volatile boolean closed;
+
+  /** One copy handed to an agent; reused by its calling thread. */
+  private static final class Request {
+    static final Request POISON = new Request();
+    CudaCopyMode mode;
+    long srcBase;
+    boolean srcDevice;
+    long dstBase;
+    boolean dstDevice;
+    CopyBatch batch;
+    Thread waiter;
+    Throwable failure;
+    volatile boolean done;
+
+    void complete(Throwable t) {
+      failure = t;
+      done = true;
+      LockSupport.unpark(waiter);
+    }
+
+    void awaitDone() {
+      boolean interrupted = false;
+      while (!done) {
+        LockSupport.park(this);
+        if (Thread.interrupted()) {
+          interrupted = true; // the GPU may still write into the destination: wait anyway
+        }
+      }
+      if (interrupted) {
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  private CudaCopyEngine(CudaDevice device, CudaCopySettings settings, CopyKernels kernels, String kernelProblem) {
+    this.device = device;
+    this.settings = settings;
+    this.kernels = kernels;
+    this.kernelProblem = kernelProblem;
+  }
+
+  /**
+   * Loads the kernels, makes the lanes and starts their agents. If the kernels cannot be loaded (a driver older than
+   * the PTX), kernel and staged copies fall back to {@code cuMemcpyAsync}; {@link #kernelProblem()} says why.
+   */
+  public static CudaCopyEngine create(CudaDevice device, CudaCopySettings settings) {
+    device.makeCurrent();
+    CopyKernels kernels = null;
+    String problem = null;
+    try {
+      kernels = CopyKernels.load();
+    } catch (CudaException e) {
+      problem = "the copy kernels did not load, kernel and staged copies fall back to memcpy: " + e.getMessage();
+    }
+    CudaCopyEngine engine = new CudaCopyEngine(device, settings, kernels, problem);
+    try {
+      for (int i = 0; i < settings.lanes(); i++) {
+        CopyLane lane = new CopyLane(device, kernels, settings);
+        engine.lanes.add(lane);
+        Thread agent = new Thread(() -> engine.agentLoop(lane), "pegaflow-cuda-copy-" + device.ordinal() + "-" + i);
+        agent.setDaemon(true);
+        engine.agents.add(agent);
+      }
+    } catch (RuntimeException e) {
+      engine.lanes.forEach(CopyLane::close);
+      if (kernels != null) {
+        kernels.close();
+      }
+      throw e;
+    }
+    engine.agents.forEach(Thread::start);
+    return engine;
+  }
+
+  private void agentLoop(CopyLane lane) {
+    device.makeCurrent();
+    while (true) {
+      Request r;
+      try {
+        r = queue.take();
+      } catch (InterruptedException e) {
+        return;
+      }
+      if (r == Request.POISON) {
+        return;
+      }
+      try {
+        lane.run(r.mode, r.srcBase, r.srcDevice, r.dstBase, r.dstDevice, r.batch);
+        r.complete(null);
+      } catch (Throwable t) {
+        r.complete(t);
+      }
+    }
+  }
+
+  @Override
+  public String name() {
+    return "cuda";
+  }
+
+  @Override
+  public Optional<String> deviceUuid() {
+    return Optional.of(device.uuid());
+  }
+
+  @Override
+  public MappedRegion openCudaIpc(byte[] ipcHandle, long allocationSizeBytes) {
+    return device.openIpc(ipcHandle, allocationSizeBytes);
+  }
+
+  public CudaDevice device() {
+    return device;
+  }
+
+  public CudaCopySettings settings() {
+    return settings;
+  }
+
+  /** Why the kernels are not in use, if they are not. */
+  public Optional<String> kernelProblem() {
+    return Optional.ofNullable(kernelProblem);
+  }
+
+  /** Copies refused because the agents' queue was full. */
+  public long refusals() {
+    return refusals.sum();
+  }
+
+  /** "gather staged, scatter staged, 2 lanes, ..." for the start-up log. */
+  public String describe() {
+    return "device "
+        + device
+        + ", save (gather) "
+        + effective(settings.gatherMode()).label()
+        + ", load (scatter) "
+        + effective(settings.scatterMode()).label()
+        + ", "
+        + settings.lanes()
+        + " lanes, kernel grid "
+        + settings.gridCtas()
+        + "x"
+        + settings.threadsPerCta()
+        + (effective(settings.gatherMode()) == CudaCopyMode.STAGED
+                || effective(settings.scatterMode()) == CudaCopyMode.STAGED
+            ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20) + " MiB per lane"
+            : "")
+        + (kernelProblem == null ? "" : " (" + kernelProblem + ")");
+  }
+
+  private CudaCopyMode effective(CudaCopyMode mode) {
+    if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
+      return CudaCopyMode.MEMCPY;
+    }
+    if (mode == CudaCopyMode.BATCH && !Cu.hasMemcpyBatch()) {
+      return CudaCopyMode.MEMCPY;
+    }
+    return mode;
+  }
+
+  @Override
+  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch) {
+    copy(src, dst, batch, null);
+  }
+
+  /**
+   * {@link #copy(MemorySegment, MemorySegment, CopyBatch)} in a given mode (null: the settings' mode for the
+   * direction), for benchmarks and tests.
+   */
+  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch, CudaCopyMode forcedMode) {
+    if (closed) {
+      throw new IllegalStateException("the CUDA copy engine is closed");
+    }
+    for (int i = 0; i < batch.runCount(); i++) {
+      checkRange("source", src, batch.srcOffset(i), batch.length(i));
+      checkRange("destination", dst, batch.dstOffset(i), batch.length(i));
+    }
+    if (batch.runCount() == 0) {
+      return;
+    }
+    CudaDevice.Region srcRegion = device.regionOf(src);
+    CudaDevice.Region dstRegion = device.regionOf(dst);
+    boolean srcDevice = srcRegion != null && srcRegion.device();
+    boolean dstDevice = dstRegion != null && dstRegion.device();
+    if (!srcDevice && !dstDevice) {
+      for (int i = 0; i < batch.runCount(); i++) {
+        MemorySegment.copy(src, batch.srcOffset(i), dst, batch.dstOffset(i), batch.length(i));
+      }
+      return;
+    }
+    // Kernels and staging need device-visible memory on both sides: ordinary host memory goes through memcpy.
+    boolean mapped = srcRegion != null && dstRegion != null;
+    CudaCopyMode mode =
+        !mapped
+            ? CudaCopyMode.MEMCPY
+            : forcedMode != null
+                ? forcedMode
+                : srcDevice && !dstDevice
+                    ? settings.gatherMode()
+                    : !srcDevice ? settings.scatterMode() : CudaCopyMode.KERNEL;
+    Request r = requests.get();
+    r.mode = effective(mode);
+    r.srcBase = src.address();
+    r.srcDevice = srcDevice;
+    r.dstBase = dst.address();
+    r.dstDevice = dstDevice;
+    r.batch = batch;
+    r.waiter = Thread.currentThread();
+    r.failure = null;
+    r.done = false;
+    if (!queue.offer(r)) {
+      refusals.increment();
+      throw new IllegalStateException(
+          "the CUDA copy queue is full (" + QUEUE_CAPACITY + " copies waiting): more copy threads than it allows");
+    }
+    r.awaitDone();
+    r.batch = null;
+    Throwable failure = r.failure;
+    if (failure instanceof RuntimeException e) {
+      throw e;
+    }
+    if (failure instanceof Error e) {
+      throw e;
+    }
+    if (failure != null) {
+      throw new IllegalStateException(failure);
+    }
+  }
+
+  private static void checkRange(String what, MemorySegment segment, long offset, long length) {
+    if (offset < 0 || length < 0 || offset > segment.byteSize() - length) {
+      throw new IndexOutOfBoundsException(
+          what + " run [" + offset + ", +" + length + ") outside a segment of " + segment.byteSize() + " bytes");
+    }
+  }
+
+  /** Stops the agents after the copies queued before, then frees the lanes and the kernels. */
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    for (int i = 0; i < agents.size(); i++) {
+      try {
+        queue.put(Request.POISON);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    for (Thread agent : agents) {
+      try {
+        agent.join(10_000);
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }
+    device.makeCurrent();
+    lanes.forEach(CopyLane::close);
+    if (kernels != null) {
+      kernels.close();
+    }
+  }
+}
