@@ -3,8 +3,10 @@ package io.pegaflow.fabric.engine;
 import io.pegaflow.fabric.pool.BlockPool;
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
+import io.pegaflow.gpu.MappedRegion;
 import io.pegaflow.gpu.SharedMemoryFile;
 import io.pegaflow.proto.engine.ByteSegment;
+import io.pegaflow.proto.engine.CudaIpcRegion;
 import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.RegisterContextRequest;
 import java.io.IOException;
@@ -75,9 +77,9 @@ public final class KvEngine implements AutoCloseable {
 
   public Registered register(RegisterContextRequest request) {
     NamespaceLayout layout = validateHeader(request);
-    List<SharedMemoryFile> mapped = new ArrayList<>();
+    List<MappedRegion> mapped = new ArrayList<>();
     try {
-      LayerMapping[] layers = mapLayers(request, mapped);
+      LayerMapping[] layers = mapLayers(request, mapped, copyEngine);
       long slotBytes = layers[0].slotBytes();
       for (LayerMapping layer : layers) {
         if (layer.slotBytes() != slotBytes) {
@@ -125,10 +127,12 @@ public final class KvEngine implements AutoCloseable {
         unregister(previous, "replaced by a new registration of " + worker);
       }
       log.info(
-          "context {} registered: namespace {}, {} layers, tp {}/{}, {} blocks, {} bytes per block slot, copy engine {}",
+          "context {} registered: namespace {}, {} layers in {} regions, tp {}/{}, {} blocks, {} bytes per block slot,"
+              + " copy engine {}",
           id,
           layout.namespace(),
           layers.length,
+          mapped.size(),
           request.getTpRank(),
           layout.tpSize(),
           context.numBlocks(),
@@ -137,7 +141,7 @@ public final class KvEngine implements AutoCloseable {
       listener.contextsChanged(contexts.size());
       return new Registered(id, layout.blockBytes(), slotBytes * layers.length);
     } catch (RuntimeException e) {
-      mapped.forEach(SharedMemoryFile::close);
+      mapped.forEach(MappedRegion::close);
       throw e;
     }
   }
@@ -174,7 +178,9 @@ public final class KvEngine implements AutoCloseable {
     return new NamespaceLayout(r.getNamespace(), r.getTotalLayers(), r.getTpSize(), 0);
   }
 
-  private static LayerMapping[] mapLayers(RegisterContextRequest r, List<SharedMemoryFile> mapped) {
+  private static LayerMapping[] mapLayers(
+      RegisterContextRequest r, List<MappedRegion> mapped, CopyEngine copyEngine) {
+    // Regions by shm path or IPC handle: layers sharing one file or allocation share one mapping.
     Map<String, Integer> regionByPath = new LinkedHashMap<>();
     boolean[] seen = new boolean[r.getTotalLayers()];
     LayerMapping[] layers = new LayerMapping[r.getLayersCount()];
@@ -224,30 +230,44 @@ public final class KvEngine implements AutoCloseable {
       if (!layer.hasRegion()) {
         throw EngineException.invalid(at + ".region: missing");
       }
+      String path;
+      long base;
+      Integer regionIndex;
       if (layer.getRegion().hasCudaIpc()) {
-        throw EngineException.precondition(
-            at + ".region: CUDA IPC regions need a node running the CUDA copy engine (--device); this node runs"
-                + " the host copy engine and maps shared-memory files only");
-      }
-      if (!layer.getRegion().hasShm() || layer.getRegion().getShm().getPath().isBlank()) {
-        throw EngineException.invalid(at + ".region.shm.path: missing");
-      }
-      String path = layer.getRegion().getShm().getPath();
-      Integer regionIndex = regionByPath.get(path);
-      if (regionIndex == null) {
-        try {
-          mapped.add(SharedMemoryFile.map(Path.of(path)));
-        } catch (IOException | RuntimeException e) {
-          throw EngineException.invalid(at + ".region.shm.path: cannot map " + path + ": " + e.getMessage());
+        CudaIpcRegion ipc = layer.getRegion().getCudaIpc();
+        path = "cuda-ipc:" + java.util.HexFormat.of().formatHex(ipc.getIpcHandle().toByteArray());
+        base = ipc.getOffsetBytes();
+        regionIndex = regionByPath.get(path);
+        if (regionIndex == null) {
+          mapped.add(openCudaIpc(at, r.getDevice(), ipc, copyEngine));
+          regionIndex = mapped.size() - 1;
+          regionByPath.put(path, regionIndex);
         }
-        regionIndex = mapped.size() - 1;
-        regionByPath.put(path, regionIndex);
+      } else {
+        if (!layer.getRegion().hasShm() || layer.getRegion().getShm().getPath().isBlank()) {
+          throw EngineException.invalid(at + ".region.shm.path: missing");
+        }
+        path = layer.getRegion().getShm().getPath();
+        base = layer.getRegion().getShm().getOffsetBytes();
+        regionIndex = regionByPath.get(path);
+        if (regionIndex == null) {
+          try {
+            mapped.add(SharedMemoryFile.map(Path.of(path)));
+          } catch (IOException | RuntimeException e) {
+            throw EngineException.invalid(at + ".region.shm.path: cannot map " + path + ": " + e.getMessage());
+          }
+          regionIndex = mapped.size() - 1;
+          regionByPath.put(path, regionIndex);
+        }
       }
-      SharedMemoryFile file = mapped.get(regionIndex);
-      long base = layer.getRegion().getShm().getOffsetBytes();
+      MappedRegion file = mapped.get(regionIndex);
       if (base < 0) {
         throw EngineException.invalid(
-            at + ".region.shm.offset_bytes: " + Long.toUnsignedString(base) + " is past the end of " + path);
+            at
+                + (layer.getRegion().hasCudaIpc() ? ".region.cuda_ipc.offset_bytes: " : ".region.shm.offset_bytes: ")
+                + Long.toUnsignedString(base)
+                + " is past the end of "
+                + file.description());
       }
       for (int s = 0; s < offsets.length; s++) {
         long end;
@@ -267,7 +287,7 @@ public final class KvEngine implements AutoCloseable {
                   + " ends at byte "
                   + end
                   + ", past the end of "
-                  + path
+                  + file.description()
                   + " ("
                   + file.sizeBytes()
                   + " bytes)");
@@ -288,6 +308,51 @@ public final class KvEngine implements AutoCloseable {
     }
     Arrays.sort(layers, Comparator.comparingInt(LayerMapping::layerIndex));
     return layers;
+  }
+
+  /**
+   * Opens (or shares) a worker's CUDA allocation: only on a node whose copy engine serves the worker's GPU. Refusals
+   * are FAILED_PRECONDITION (wrong node or GPU), a malformed region INVALID_ARGUMENT.
+   */
+  private static MappedRegion openCudaIpc(String at, String device, CudaIpcRegion ipc, CopyEngine copyEngine) {
+    if (copyEngine.deviceUuid().isEmpty()) {
+      throw EngineException.precondition(
+          at + ".region: CUDA IPC regions need a node running the CUDA copy engine (--device); this node runs"
+              + " the " + copyEngine.name() + " copy engine and maps shared-memory files only");
+    }
+    String served = copyEngine.deviceUuid().get();
+    if (!sameGpu(device, served)) {
+      throw EngineException.precondition(
+          "device: \"" + device + "\" is not the GPU this node serves (" + served + "); register with the node"
+              + " started for that GPU");
+    }
+    if (ipc.getIpcHandle().size() != 64) {
+      throw EngineException.invalid(
+          at + ".region.cuda_ipc.ipc_handle: " + ipc.getIpcHandle().size() + " bytes; a cudaIpcMemHandle_t has 64");
+    }
+    if (ipc.getAllocationSizeBytes() < 1) {
+      throw EngineException.invalid(at + ".region.cuda_ipc.allocation_size_bytes: must be positive");
+    }
+    try {
+      return copyEngine.openCudaIpc(ipc.getIpcHandle().toByteArray(), ipc.getAllocationSizeBytes());
+    } catch (IllegalArgumentException e) {
+      throw EngineException.invalid(at + ".region.cuda_ipc." + e.getMessage());
+    } catch (RuntimeException e) {
+      throw EngineException.precondition(at + ".region.cuda_ipc: cannot open the handle: " + e.getMessage());
+    }
+  }
+
+  /** Whether two GPU UUIDs name the same GPU, ignoring case, dashes and a "GPU-" prefix. */
+  static boolean sameGpu(String a, String b) {
+    return canonicalGpu(a).equals(canonicalGpu(b));
+  }
+
+  private static String canonicalGpu(String uuid) {
+    String t = uuid.trim().toLowerCase(java.util.Locale.ROOT);
+    if (t.startsWith("gpu-")) {
+      t = t.substring(4);
+    }
+    return t.replace("-", "");
   }
 
   /** Drops a context's mappings (after its operations in flight); its blocks stay cached. */

@@ -1,6 +1,6 @@
 package io.pegaflow.fabric.engine;
 
-import io.pegaflow.gpu.SharedMemoryFile;
+import io.pegaflow.gpu.MappedRegion;
 import java.util.List;
 
 /**
@@ -17,7 +17,7 @@ final class WorkerContext {
   /** Layers sorted by global index. */
   final LayerMapping[] layers;
 
-  private final List<SharedMemoryFile> mappings;
+  private final List<MappedRegion> mappings;
   private int inFlight;
   private boolean closed;
   private boolean unmapped;
@@ -30,7 +30,7 @@ final class WorkerContext {
       int ppRank,
       String device,
       LayerMapping[] layers,
-      List<SharedMemoryFile> mappings) {
+      List<MappedRegion> mappings) {
     this.id = id;
     this.instanceId = instanceId;
     this.layout = layout;
@@ -64,7 +64,7 @@ final class WorkerContext {
   private void unmapIfIdle() {
     if (closed && inFlight == 0 && !unmapped) {
       unmapped = true;
-      mappings.forEach(SharedMemoryFile::close);
+      mappings.forEach(MappedRegion::close);
     }
   }
 

@@ -14,6 +14,7 @@ import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
 import io.pegaflow.proto.engine.Engine;
 import io.pegaflow.proto.engine.EngineHandlerFactory;
@@ -63,7 +64,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     MetricsEndpoint metrics =
         MetricsEndpoint.start(base, launch.self().id(), launch.grpcBindHost(), launch.self().metricsPort());
     Config config = ClusterSettings.forNode(launch.topology(), launch.self().id(), base);
-    EngineMetrics engineMetrics = new EngineMetrics("host");
+    EngineMetrics engineMetrics = new EngineMetrics(launch.device().isPresent() ? "cuda" : "host");
     ActorSystem<Void> system =
         ActorSystem.create(
             Behaviors.setup(
@@ -74,8 +75,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             ClusterSettings.systemName(launch.topology()),
             config);
     KvEngine engine;
+    GpuBackend[] gpu = new GpuBackend[1];
     try {
-      engine = startEngine(launch, engineMetrics);
+      engine = startEngine(launch, engineMetrics, gpu);
+    } catch (NodeStartException e) {
+      system.terminate();
+      throw e;
     } catch (RuntimeException | OutOfMemoryError e) {
       system.terminate();
       throw new NodeStartException(
@@ -93,6 +98,9 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
           sampler.close();
           engine.close();
           engine.store().pool().close();
+          if (gpu[0] != null) {
+            gpu[0].close();
+          }
           return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
         });
     node.bindGrpc(shutdown);
@@ -109,25 +117,28 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         ByteSize.format(launch.poolSizeBytes()),
         node.copyEngine(),
         node.transport());
-    launch
-        .device()
-        .ifPresent(
-            d ->
-                log.warn(
-                    "--device {} asked for the GPU, but this build has no CUDA copy engine yet: node {} runs the"
-                        + " host copy engine (shared-memory registrations only)",
-                    d,
-                    launch.self().id()));
     // Kamon lives as long as the process; stop it after the actor system is gone.
     system.getWhenTerminated().thenRun(metrics::close);
     return node;
   }
 
-  private static KvEngine startEngine(NodeLaunch launch, EngineMetrics metrics) {
-    BlockPool pool = BlockPool.allocateOffHeap(launch.poolSizeBytes());
+  /** The pool and the engine: on the GPU ({@code --device}: pinned pool, CUDA copy engine) or in host memory. */
+  private static KvEngine startEngine(NodeLaunch launch, EngineMetrics metrics, GpuBackend[] gpuOut) {
+    BlockPool pool;
+    CopyEngine copyEngine;
+    if (launch.device().isPresent()) {
+      GpuBackend gpu =
+          GpuBackend.start(launch.self().id(), launch.device().get(), launch.poolSizeBytes(), System.getProperties());
+      gpuOut[0] = gpu;
+      pool = BlockPool.wrap(gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
+      copyEngine = gpu.copyEngine();
+    } else {
+      pool = BlockPool.allocateOffHeap(launch.poolSizeBytes());
+      copyEngine = new HostCopyEngine();
+    }
     BlockStore store = new BlockStore(pool, launch.partialTimeoutMs() * 1_000_000, System::nanoTime);
     int copyThreads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors()));
-    KvEngine engine = new KvEngine(store, new HostCopyEngine(), copyThreads, metrics);
+    KvEngine engine = new KvEngine(store, copyEngine, copyThreads, metrics);
     metrics.attach(store);
     return engine;
   }
@@ -197,7 +208,6 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
 
   @Override
   public String copyEngine() {
-    // Until the CUDA engine lands ([3 of 7]) every node runs the host path, whatever --device says.
     return engine.copyEngineName();
   }
 

@@ -11,7 +11,7 @@ import java.util.Optional;
  * @param self this node's entry
  * @param grpcBindHost the address the gRPC server binds ({@code self.host()} unless {@code --addr} widened it)
  * @param poolSizeBytes size of the block pool
- * @param device the GPU to serve, if any (used from issue [3 of 7]; the host path runs until then)
+ * @param device the GPU to serve, if any: pinned pool and CUDA copy engine (the node refuses to start without CUDA)
  * @param logLevel root log level
  * @param partialTimeoutMs how long a block may wait for its missing slots before it is dropped
  */

@@ -36,7 +36,8 @@ public final class NodeOptions {
         --addr HOST:PORT    gRPC listen address (default: the topology's host:grpcPort, or 127.0.0.1:50055).
                             With a topology the port must match and HOST may only widen it (0.0.0.0)
         --pool-size SIZE    block pool size: bytes or 10gb, 500mb, 1.5tb (default: topology, or 1gb)
-        --device N          GPU index to serve (default: the topology's first GPU; none = host path)
+        --device N          GPU index to serve: pinned pool + CUDA copy engine (default: the topology's
+                            first GPU; none = host path). Copy settings: -Dpegaflow.cuda.* in PEGAFLOW_JVM_OPTS
         --cluster-port N    Artery port without a topology (default 25520)
         --metrics-port N    Prometheus port without a topology (default 9091)
         --log-level LEVEL   trace, debug, info, warn, error (default info)
