@@ -70,10 +70,10 @@ def cuda_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def start_node(args, grpc_port: int, log_path: Path) -> subprocess.Popen:
+def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subprocess.Popen:
     node_args = [
         "node", "--device", str(args.device), "--pool-size", args.pool_size,
-        "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(free_port()), "--metrics-port", str(free_port()),
+        "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(free_port()), "--metrics-port", str(metrics_port),
     ]
     if args.java:
         cmd = [
@@ -105,9 +105,11 @@ def main() -> int:
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--blocks", type=int, default=4096, help="blocks per layer (>= 2 * save-blocks + 100)")
     p.add_argument("--save-blocks", type=int, default=625, help="625 blocks of 16 tokens = 10K tokens")
-    p.add_argument("--allocations", type=int, default=2, help="backing allocations the 32 layers are views into")
+    p.add_argument("--allocations", type=int, default=32,
+                   help="backing allocations the 32 layers are views into (vLLM: one per layer)")
     p.add_argument("--pool-size", default="16gb")
-    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--java", help="java binary; default: start the node with ./pegaflow")
     p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
     p.add_argument("--jvm-opt", action="append", default=[], help="extra JVM option, e.g. -Dpegaflow.cuda.mode=kernel")
@@ -138,18 +140,19 @@ def main() -> int:
     endpoint = f"127.0.0.1:{grpc_port}"
     log_path = Path(args.node_log)
     t0 = time.monotonic()
-    node = start_node(args, grpc_port, log_path)
+    metrics_port = free_port()
+    node = start_node(args, grpc_port, metrics_port, log_path)
     try:
         ready_s, health = wait_ready(endpoint, node, log_path, 180)
         log = log_path.read_text()
-        pool_line = re.search(r"pinned pool (\S+ \S+) ready in ([0-9.]+) s \(([^)]*)\)", log)
+        pool_line = re.search(r"pinned pool (\S+ \S+) ready in ([0-9.]+) s \((.*)\)$", log, re.M)
         say(f"node ready in {ready_s:.1f} s (JVM start included), copy engine {health.copy_engine}")
         if pool_line:
             say(f"pool start: {pool_line.group(1)} pinned in {pool_line.group(2)} s ({pool_line.group(3)})")
         engine_line = re.search(r"CUDA copy engine: (.*)", log)
         if engine_line:
             say(f"engine: {engine_line.group(1)}")
-        return run(args, endpoint, say, report, log_path)
+        return run(args, endpoint, metrics_port, say, report, log_path)
     finally:
         try:
             with FabricClient(endpoint, timeout_s=2) as fabric:
@@ -160,7 +163,20 @@ def main() -> int:
         print(f"(node log: {log_path}; total {time.monotonic() - t0:.1f} s)")
 
 
-def run(args, endpoint, say, report, log_path) -> int:
+def save_metric(metrics_port: int) -> tuple[float, float] | None:
+    """(sum seconds, count) of the node's pegaflow_save_duration_seconds histogram, or None if unreadable."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    except Exception:
+        return None
+    total = re.search(r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
+    count = re.search(r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
+    return (float(total.group(1)), float(count.group(1))) if total and count else None
+
+
+def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     nb, n = args.blocks, args.save_blocks
     per_alloc = -(-LAYERS // args.allocations)
     raws, layers = [], {}
@@ -232,28 +248,52 @@ def run(args, endpoint, say, report, log_path) -> int:
         d2h = cuda_time(lambda: pinned.copy_(dev, non_blocking=True), args.reps)
         del pinned, dev
 
+        # Lease the checked blocks so the benchmark's saves (fresh hashes each time) cannot evict them.
+        lease = client.query("llama-3.1-8b/bf16/tp1", hashes, lease_ttl_ms=600_000)
+        assert lease.hit_blocks == n, lease
         save_s, load_s, load_node_s = [], [], []
-        for rep in range(args.reps + 1):
+        for rep in range(args.warmup):
+            client.save(ctx, list(zip(src_ids, [block_hash(f"warm{rep}", i) for i in range(n)])))
+            slot.reset()
+            client.load(ctx, list(zip(dst_ids, hashes)), slot)
+            assert slot.wait(60) is LoadState.DONE
+        time.sleep(1.2)  # let the node's metrics tick close before the measured saves
+        before = save_metric(metrics_port)
+        for rep in range(args.reps):
             hs = [block_hash(f"bench{rep}", i) for i in range(n)]
             torch.cuda.synchronize()
             start = time.perf_counter()
             r = client.save(ctx, list(zip(src_ids, hs)))
-            elapsed = time.perf_counter() - start
+            save_s.append(time.perf_counter() - start)
             assert r.blocks_sealed == n, r
-            if rep:
-                save_s.append(elapsed)
-        start = time.perf_counter()
-        client.save(ctx, list(zip(src_ids, hashes)))  # all sealed already: the RPC without a copy
-        save_rpc_s = time.perf_counter() - start
-        for rep in range(args.reps + 1):
+        time.sleep(1.2)
+        after = save_metric(metrics_port)
+        save_node_s = None
+        if before and after and round(after[1] - before[1]) == args.reps:
+            save_node_s = (after[0] - before[0]) / args.reps
+        rpc = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            r = client.save(ctx, list(zip(src_ids, hashes)))  # all sealed already: the RPC without a copy
+            rpc.append(time.perf_counter() - start)
+            assert r.blocks_skipped == n, r
+        save_rpc_s = statistics.median(rpc)
+        from pegaflow._proto import engine_pb2
+        from pegaflow.client import _block_refs
+
+        build = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))).SerializeToString()
+            build.append(time.perf_counter() - start)
+        build_s = statistics.median(build)
+        for rep in range(args.reps):
             slot.reset()
             start = time.perf_counter()
             client.load(ctx, list(zip(dst_ids, hashes)), slot)
             assert slot.wait(60) is LoadState.DONE
-            elapsed = time.perf_counter() - start
-            if rep:
-                load_s.append(elapsed)
-                load_node_s.append(slot.duration_ns / 1e9)
+            load_s.append(time.perf_counter() - start)
+            load_node_s.append(slot.duration_ns / 1e9)
         ok = ok and all(torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages))
 
         def row(name, seconds, ref):
@@ -261,14 +301,18 @@ def run(args, endpoint, say, report, log_path) -> int:
 
         s_med, l_med, ln_med = statistics.median(save_s), statistics.median(load_s), statistics.median(load_node_s)
         say()
-        say(f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} | ms | GB/s | % of contiguous |")
+        say(f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
+            f"warm-ups | ms | GB/s | % of contiguous |")
         say("|---|---|---|---|")
         say(row("contiguous pinned -> GPU (torch copy_)", h2d, h2d))
         say(row("contiguous GPU -> pinned (torch copy_)", d2h, d2h))
         say(row("save GPU -> pool, Save RPC as the client sees it", s_med, d2h))
+        if save_node_s:
+            say(row("save GPU -> pool, node-side copy time (mean, pegaflow_save_duration_seconds)", save_node_s, d2h))
         say(row("load pool -> GPU, Load RPC to flag DONE as the client sees it", l_med, h2d))
         say(row("load pool -> GPU, node-side copy time (load flag)", ln_med, h2d))
         say(f"| (Save RPC of {n} already-sealed blocks: no copy) | {save_rpc_s * 1e3:.2f} | | |")
+        say(f"| (client: build and serialize that SaveRequest, no call) | {build_s * 1e3:.2f} | | |")
         say()
         say(f"save runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in save_s)}")
         say(f"load runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in load_s)}")

@@ -10,21 +10,12 @@ public final class HostCopyEngine implements CopyEngine {
   }
 
   @Override
-  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch) {
+  public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
     // Check every run first so a bad batch copies nothing.
+    CopyEngine.checkRuns(srcs, dsts, batch);
     for (int i = 0; i < batch.runCount(); i++) {
-      checkRange("source", src, batch.srcOffset(i), batch.length(i));
-      checkRange("destination", dst, batch.dstOffset(i), batch.length(i));
-    }
-    for (int i = 0; i < batch.runCount(); i++) {
-      MemorySegment.copy(src, batch.srcOffset(i), dst, batch.dstOffset(i), batch.length(i));
-    }
-  }
-
-  private static void checkRange(String what, MemorySegment segment, long offset, long length) {
-    if (offset < 0 || length < 0 || offset > segment.byteSize() - length) {
-      throw new IndexOutOfBoundsException(
-          what + " run [" + offset + ", +" + length + ") outside a segment of " + segment.byteSize() + " bytes");
+      MemorySegment.copy(
+          srcs[batch.srcPart(i)], batch.srcOffset(i), dsts[batch.dstPart(i)], batch.dstOffset(i), batch.length(i));
     }
   }
 }

@@ -165,6 +165,73 @@ public abstract class CopyEngineContract {
   }
 
   @Test
+  void shouldGatherFromSeveralSegmentsAndScatterBackInOneBatch() {
+    int regions = 5;
+    int blocks = 32;
+    int slot = 16 * 1024;
+    MemorySegment[] workers = new MemorySegment[regions];
+    byte[][] data = new byte[regions][];
+    for (int r = 0; r < regions; r++) {
+      workers[r] = workerMemory((long) blocks * slot);
+      data[r] = fill(workers[r]);
+    }
+    MemorySegment pool = poolMemory((long) 8 * regions * slot);
+    // A save in pool order: block b's slot from every region, contiguous in the pool.
+    int[] saved = {3, 17, 0, 31, 8, 9, 10, 22};
+    CopyBatch save = new CopyBatch(64);
+    for (int b = 0; b < saved.length; b++) {
+      for (int r = 0; r < regions; r++) {
+        save.add(r, 0, (long) saved[b] * slot, ((long) b * regions + r) * slot, slot);
+      }
+    }
+    assertEquals(saved.length * regions, save.runCount(), "runs of different parts never merge");
+    engine().copy(workers, new MemorySegment[] {pool}, save);
+    byte[] poolData = read(pool, 0, (int) pool.byteSize());
+    for (int b = 0; b < saved.length; b++) {
+      for (int r = 0; r < regions; r++) {
+        int at = (b * regions + r) * slot;
+        assertArrayEquals(
+            Arrays.copyOfRange(data[r], saved[b] * slot, saved[b] * slot + slot),
+            Arrays.copyOfRange(poolData, at, at + slot),
+            "block " + saved[b] + " region " + r);
+      }
+    }
+    int[] target = {1, 2, 4, 5, 6, 7, 11, 12};
+    CopyBatch load = new CopyBatch(64);
+    for (int b = 0; b < target.length; b++) {
+      for (int r = 0; r < regions; r++) {
+        load.add(0, r, ((long) b * regions + r) * slot, (long) target[b] * slot, slot);
+      }
+    }
+    engine().copy(new MemorySegment[] {pool}, workers, load);
+    for (int r = 0; r < regions; r++) {
+      byte[] after = read(workers[r], 0, (int) workers[r].byteSize());
+      for (int b = 0; b < target.length; b++) {
+        assertArrayEquals(
+            Arrays.copyOfRange(data[r], saved[b] * slot, saved[b] * slot + slot),
+            Arrays.copyOfRange(after, target[b] * slot, target[b] * slot + slot),
+            "region " + r + " block " + saved[b] + " loaded into " + target[b]);
+      }
+      assertArrayEquals(
+          Arrays.copyOfRange(data[r], 30 * slot, 31 * slot), Arrays.copyOfRange(after, 30 * slot, 31 * slot));
+    }
+  }
+
+  @Test
+  void shouldRejectARunWhosePartHasNoSegment() {
+    MemorySegment worker = workerMemory(4096);
+    MemorySegment pool = poolMemory(4096);
+    byte[] poolBefore = fill(pool);
+    CopyBatch batch = new CopyBatch(2);
+    batch.add(0, 0, 0, 0, 16);
+    batch.add(1, 0, 0, 16, 16);
+    assertThrows(
+        IndexOutOfBoundsException.class,
+        () -> engine().copy(new MemorySegment[] {worker}, new MemorySegment[] {pool}, batch));
+    assertArrayEquals(poolBefore, read(pool, 0, 4096));
+  }
+
+  @Test
   void shouldCopyOneLargeRun() {
     int bytes = 24 << 20;
     MemorySegment worker = workerMemory(bytes);

@@ -418,32 +418,25 @@ public final class KvEngine implements AutoCloseable {
         copyThreads);
   }
 
-  /** Worker memory to pool, one batch per mapped region. */
+  /** Worker memory to pool. */
   private long copySave(WorkerContext context, List<BlockStore.SaveTarget> targets) {
-    MemorySegment pool = store.pool().memory();
+    // One batch over every region, runs in pool order (a block's slots are contiguous there), copied as one unit.
     CopyBatch batch = batches.get();
-    long bytes = 0;
-    for (int region = 0; region < regionCount(context); region++) {
-      batch.clear();
-      for (BlockStore.SaveTarget target : targets) {
-        for (int slot : target.slots()) {
-          LayerMapping layer = context.layer(slot / context.layout.tpSize());
-          if (layer.regionIndex() != region) {
-            continue;
-          }
-          long dst = target.entry().offset + (long) slot * context.layout.slotBytes();
-          for (int s = 0; s < layer.segmentOffsets().length; s++) {
-            batch.add(layer.sourceOffset(target.blockId(), s), dst, layer.segmentLengths()[s]);
-            dst += layer.segmentLengths()[s];
-          }
+    batch.clear();
+    for (BlockStore.SaveTarget target : targets) {
+      for (int slot : target.slots()) {
+        LayerMapping layer = context.layer(slot / context.layout.tpSize());
+        long dst = target.entry().offset + (long) slot * context.layout.slotBytes();
+        for (int s = 0; s < layer.segmentOffsets().length; s++) {
+          batch.add(layer.regionIndex(), 0, layer.sourceOffset(target.blockId(), s), dst, layer.segmentLengths()[s]);
+          dst += layer.segmentLengths()[s];
         }
       }
-      if (batch.runCount() > 0) {
-        copyEngine.copy(layerInRegion(context, region).region(), pool, batch);
-        bytes += batch.totalBytes();
-      }
     }
-    return bytes;
+    if (batch.runCount() > 0) {
+      copyEngine.copy(regions(context), new MemorySegment[] {store.pool().memory()}, batch);
+    }
+    return batch.totalBytes();
   }
 
   // ---- query ----
@@ -544,36 +537,29 @@ public final class KvEngine implements AutoCloseable {
     return new LoadStarted(failed, scheduled);
   }
 
-  /** Pool to worker memory for this context's layers and rank, one batch per mapped region. */
+  /** Pool to worker memory for this context's layers and rank. */
   private long copyLoad(WorkerContext context, int[] blockIds, BlockEntry[] entries) {
-    MemorySegment pool = store.pool().memory();
+    // One batch over every region, runs in pool order, copied as one unit.
     CopyBatch batch = batches.get();
-    long bytes = 0;
+    batch.clear();
     NamespaceLayout layout = context.layout;
-    for (int region = 0; region < regionCount(context); region++) {
-      batch.clear();
-      for (int i = 0; i < blockIds.length; i++) {
-        BlockEntry entry = entries[i];
-        if (entry == null) {
-          continue;
-        }
-        for (LayerMapping layer : context.layers) {
-          if (layer.regionIndex() != region) {
-            continue;
-          }
-          long src = entry.offset + layout.slotOffset(layer.layerIndex(), context.tpRank);
-          for (int s = 0; s < layer.segmentOffsets().length; s++) {
-            batch.add(src, layer.sourceOffset(blockIds[i], s), layer.segmentLengths()[s]);
-            src += layer.segmentLengths()[s];
-          }
-        }
+    for (int i = 0; i < blockIds.length; i++) {
+      BlockEntry entry = entries[i];
+      if (entry == null) {
+        continue;
       }
-      if (batch.runCount() > 0) {
-        copyEngine.copy(pool, layerInRegion(context, region).region(), batch);
-        bytes += batch.totalBytes();
+      for (LayerMapping layer : context.layers) {
+        long src = entry.offset + layout.slotOffset(layer.layerIndex(), context.tpRank);
+        for (int s = 0; s < layer.segmentOffsets().length; s++) {
+          batch.add(0, layer.regionIndex(), src, layer.sourceOffset(blockIds[i], s), layer.segmentLengths()[s]);
+          src += layer.segmentLengths()[s];
+        }
       }
     }
-    return bytes;
+    if (batch.runCount() > 0) {
+      copyEngine.copy(new MemorySegment[] {store.pool().memory()}, regions(context), batch);
+    }
+    return batch.totalBytes();
   }
 
   private static int[] missing(int[] blockIds, BlockEntry[] entries) {
@@ -666,13 +652,13 @@ public final class KvEngine implements AutoCloseable {
     return max;
   }
 
-  private static LayerMapping layerInRegion(WorkerContext context, int region) {
+  /** The context's mapped regions, indexed by {@link LayerMapping#regionIndex()}. */
+  private static MemorySegment[] regions(WorkerContext context) {
+    MemorySegment[] regions = new MemorySegment[regionCount(context)];
     for (LayerMapping layer : context.layers) {
-      if (layer.regionIndex() == region) {
-        return layer;
-      }
+      regions[layer.regionIndex()] = layer.region();
     }
-    throw new IllegalStateException("no layer in region " + region);
+    return regions;
   }
 
   private void sweepSafely() {

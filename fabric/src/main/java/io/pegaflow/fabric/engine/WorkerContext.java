@@ -18,6 +18,8 @@ final class WorkerContext {
   final LayerMapping[] layers;
 
   private final List<MappedRegion> mappings;
+  /** Layers by global index (null where this context has none): a save looks one up per block and layer. */
+  private final LayerMapping[] byIndex;
   private int inFlight;
   private boolean closed;
   private boolean unmapped;
@@ -39,6 +41,14 @@ final class WorkerContext {
     this.device = device;
     this.layers = layers;
     this.mappings = List.copyOf(mappings);
+    int max = 0;
+    for (LayerMapping layer : layers) {
+      max = Math.max(max, layer.layerIndex() + 1);
+    }
+    this.byIndex = new LayerMapping[max];
+    for (LayerMapping layer : layers) {
+      byIndex[layer.layerIndex()] = layer;
+    }
   }
 
   /** Takes a reference for one operation; false once the context is closed. */
@@ -69,12 +79,7 @@ final class WorkerContext {
   }
 
   LayerMapping layer(int layerIndex) {
-    for (LayerMapping layer : layers) {
-      if (layer.layerIndex() == layerIndex) {
-        return layer;
-      }
-    }
-    return null;
+    return layerIndex >= 0 && layerIndex < byIndex.length ? byIndex[layerIndex] : null;
   }
 
 

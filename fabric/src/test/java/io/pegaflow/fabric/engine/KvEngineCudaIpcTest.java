@@ -53,8 +53,8 @@ class KvEngineCudaIpcTest {
     }
 
     @Override
-    public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch) {
-      host.copy(src, dst, batch);
+    public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
+      host.copy(srcs, dsts, batch);
     }
 
     @Override

@@ -85,10 +85,11 @@ final class CopyLane implements AutoCloseable {
   }
 
   /**
-   * Copies the batch between absolute, device-visible addresses {@code srcBase} and {@code dstBase} (offsets from the
-   * batch); returns once every byte has landed.
+   * Copies the batch: run i from {@code srcBases[srcPart(i)] + srcOffset(i)} to {@code dstBases[dstPart(i)] +
+   * dstOffset(i)}, absolute device-visible addresses; every source part is GPU memory or every one is pinned host
+   * memory ({@code srcDevice}), likewise the destinations. Returns once every byte has landed.
    */
-  void run(CudaCopyMode mode, long srcBase, boolean srcDevice, long dstBase, boolean dstDevice, CopyBatch batch) {
+  void run(CudaCopyMode mode, long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
     boolean hostToDevice = !srcDevice && dstDevice;
     boolean deviceToHost = srcDevice && !dstDevice;
     if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
@@ -111,7 +112,7 @@ final class CopyLane implements AutoCloseable {
     }
   }
 
-  private void runKernel(long srcBase, long dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {
+  private void runKernel(long[] srcBase, long[] dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {
     plan.planDirect(batch, srcBase, dstBase, settings.pieceBytes());
     upload(plan.descCount, kernelStream);
     MemorySegment function = hostToDevice ? kernels.scatter : deviceToHost ? kernels.gather : kernels.copyDevice;
@@ -119,17 +120,23 @@ final class CopyLane implements AutoCloseable {
     finish(kernelStream);
   }
 
-  /** Host ranges -> staging (DMA stream), staging -> GPU blocks (kernel stream), chunk by chunk around the ring. */
-  private void runStagedLoad(long srcBase, long dstBase, CopyBatch batch) {
-    plan.planStaged(
-        batch, srcBase, dstBase, true, stagingBases, settings.stagingChunkBytes(), settings.pieceBytes());
-    upload(plan.descCount, dmaStream);
+  /**
+   * Host ranges -> staging (DMA stream), staging -> GPU blocks (kernel stream), chunk by chunk around the ring. Each
+   * chunk is planned while the GPU works on the ones before it.
+   */
+  private void runStagedLoad(long[] srcBase, long[] dstBase, CopyBatch batch) {
+    long chunkBytes = settings.stagingChunkBytes();
+    ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
+    plan.startStaged(batch, srcBase, dstBase, true, stagingBases, chunkBytes, settings.pieceBytes());
     int ring = stagingBases.length;
-    for (int c = 0; c < plan.chunkCount; c++) {
+    for (int c = 0; plan.planNextChunk(); c++) {
       int s = c % ring;
       if (c >= ring) {
         waitEvent(dmaStream, kernelDone[s]);
       }
+      int first = plan.chunkDesc[c];
+      int count = plan.chunkDesc[c + 1] - first;
+      uploadSlice(first, count, dmaStream);
       for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
         long dst = plan.dma[d * 3];
         long src = plan.dma[d * 3 + 1];
@@ -141,26 +148,30 @@ final class CopyLane implements AutoCloseable {
       }
       record(dmaDone[s], dmaStream);
       waitEvent(kernelStream, dmaDone[s]);
-      int first = plan.chunkDesc[c];
-      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, plan.chunkDesc[c + 1] - first, kernelStream);
+      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
       record(kernelDone[s], kernelStream);
     }
     finish(kernelStream);
   }
 
-  /** GPU blocks -> staging (kernel stream), staging -> host ranges (DMA stream), chunk by chunk around the ring. */
-  private void runStagedSave(long srcBase, long dstBase, CopyBatch batch) {
-    plan.planStaged(
-        batch, srcBase, dstBase, false, stagingBases, settings.stagingChunkBytes(), settings.pieceBytes());
-    upload(plan.descCount, kernelStream);
+  /**
+   * GPU blocks -> staging (kernel stream), staging -> host ranges (DMA stream), chunk by chunk around the ring. Each
+   * chunk is planned while the GPU works on the ones before it.
+   */
+  private void runStagedSave(long[] srcBase, long[] dstBase, CopyBatch batch) {
+    long chunkBytes = settings.stagingChunkBytes();
+    ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
+    plan.startStaged(batch, srcBase, dstBase, false, stagingBases, chunkBytes, settings.pieceBytes());
     int ring = stagingBases.length;
-    for (int c = 0; c < plan.chunkCount; c++) {
+    for (int c = 0; plan.planNextChunk(); c++) {
       int s = c % ring;
       if (c >= ring) {
         waitEvent(kernelStream, dmaDone[s]);
       }
       int first = plan.chunkDesc[c];
-      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, plan.chunkDesc[c + 1] - first, kernelStream);
+      int count = plan.chunkDesc[c + 1] - first;
+      uploadSlice(first, count, kernelStream);
+      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
       record(kernelDone[s], kernelStream);
       waitEvent(dmaStream, kernelDone[s]);
       for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
@@ -177,10 +188,10 @@ final class CopyLane implements AutoCloseable {
     finish(dmaStream);
   }
 
-  private void runMemcpy(long srcBase, long dstBase, CopyBatch batch) {
+  private void runMemcpy(long[] srcBase, long[] dstBase, CopyBatch batch) {
     for (int i = 0; i < batch.runCount(); i++) {
-      long dst = dstBase + batch.dstOffset(i);
-      long src = srcBase + batch.srcOffset(i);
+      long dst = dstBase[batch.dstPart(i)] + batch.dstOffset(i);
+      long src = srcBase[batch.srcPart(i)] + batch.srcOffset(i);
       long len = batch.length(i);
       int rc = Cu.memcpyAsync(dst, src, len, dmaStream);
       if (rc != CUDA_SUCCESS) {
@@ -190,7 +201,7 @@ final class CopyLane implements AutoCloseable {
     finish(dmaStream);
   }
 
-  private void runBatch(long srcBase, boolean srcDevice, long dstBase, boolean dstDevice, CopyBatch batch) {
+  private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
     MemorySegment a = batchAttrs;
     a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
     a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
@@ -204,8 +215,8 @@ final class CopyLane implements AutoCloseable {
       int n = Math.min(MAX_BATCH, runs - first);
       for (int j = 0; j < n; j++) {
         int i = first + j;
-        batchDsts.setAtIndex(JAVA_LONG, j, dstBase + batch.dstOffset(i));
-        batchSrcs.setAtIndex(JAVA_LONG, j, srcBase + batch.srcOffset(i));
+        batchDsts.setAtIndex(JAVA_LONG, j, dstBase[batch.dstPart(i)] + batch.dstOffset(i));
+        batchSrcs.setAtIndex(JAVA_LONG, j, srcBase[batch.srcPart(i)] + batch.srcOffset(i));
         batchSizes.setAtIndex(JAVA_LONG, j, batch.length(i));
       }
       int rc =
@@ -243,6 +254,23 @@ final class CopyLane implements AutoCloseable {
     MemorySegment.copy(plan.desc, 0, descHost.memory(), JAVA_LONG, 0, count * 3);
     long bytes = count * DESC_BYTES;
     int rc = Cu.memcpyHtoDAsync(descDevice.address(), descHost.memory().address(), bytes, stream);
+    if (rc != CUDA_SUCCESS) {
+      throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
+    }
+  }
+
+  /**
+   * Copies descriptors {@code [first, first+count)} of the plan to the same place in the device buffer on {@code
+   * stream}. Each slice has its own place in the pinned buffer, so nothing the GPU has yet to read is overwritten.
+   */
+  private void uploadSlice(int first, int count, MemorySegment stream) {
+    if (count == 0) {
+      return;
+    }
+    long offset = first * DESC_BYTES;
+    long bytes = count * DESC_BYTES;
+    MemorySegment.copy(plan.desc, first * 3, descHost.memory(), JAVA_LONG, offset, count * 3);
+    int rc = Cu.memcpyHtoDAsync(descDevice.address() + offset, descHost.memory().address() + offset, bytes, stream);
     if (rc != CUDA_SUCCESS) {
       throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
     }

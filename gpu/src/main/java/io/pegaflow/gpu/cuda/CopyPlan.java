@@ -18,6 +18,8 @@ import java.util.Arrays;
  * <p>Not thread-safe: owned by one lane.
  */
 final class CopyPlan {
+  private static final CopyBatch EMPTY = new CopyBatch(1);
+
   /** Kernel descriptors: src, dst, length. */
   long[] desc = new long[3 * 1024];
 
@@ -38,12 +40,15 @@ final class CopyPlan {
     chunkCount = 0;
   }
 
-  /** One descriptor per piece of at most {@code pieceBytes} of every run. */
-  void planDirect(CopyBatch batch, long srcBase, long dstBase, long pieceBytes) {
+  /**
+   * One descriptor per piece of at most {@code pieceBytes} of every run; a run's addresses are the base of its part
+   * plus its offsets.
+   */
+  void planDirect(CopyBatch batch, long[] srcBases, long[] dstBases, long pieceBytes) {
     clear();
     for (int i = 0; i < batch.runCount(); i++) {
-      long src = srcBase + batch.srcOffset(i);
-      long dst = dstBase + batch.dstOffset(i);
+      long src = srcBases[batch.srcPart(i)] + batch.srcOffset(i);
+      long dst = dstBases[batch.dstPart(i)] + batch.dstOffset(i);
       long len = batch.length(i);
       for (long off = 0; off < len; off += pieceBytes) {
         addDesc(src + off, dst + off, Math.min(pieceBytes, len - off));
@@ -52,72 +57,121 @@ final class CopyPlan {
   }
 
   /**
-   * Plans a staged copy.
+   * Plans a whole staged copy at once ({@link #startStaged} and {@link #planNextChunk} until it returns false).
    *
    * @param hostToDevice true: src is host memory and dst GPU memory (load); false: the reverse (save)
    * @param staging device addresses of the ring's buffers, each {@code chunkBytes} long
    */
   void planStaged(
       CopyBatch batch,
-      long srcBase,
-      long dstBase,
+      long[] srcBases,
+      long[] dstBases,
+      boolean hostToDevice,
+      long[] staging,
+      long chunkBytes,
+      long pieceBytes) {
+    startStaged(batch, srcBases, dstBases, hostToDevice, staging, chunkBytes, pieceBytes);
+    while (planNextChunk()) {
+      // plan everything
+    }
+  }
+
+  private CopyBatch stagedBatch = EMPTY;
+  private long[] stagedSrc;
+  private long[] stagedDst;
+  private long[] stagedRing;
+  private boolean stagedToDevice;
+  private long stagedChunkBytes;
+  private long stagedPieceBytes;
+  private int stagedRun;
+  private long stagedOffset;
+
+  /** Starts planning a staged copy chunk by chunk, so the GPU can run chunk c while chunk c+1 is planned. */
+  void startStaged(
+      CopyBatch batch,
+      long[] srcBases,
+      long[] dstBases,
       boolean hostToDevice,
       long[] staging,
       long chunkBytes,
       long pieceBytes) {
     clear();
-    long pos = 0;
-    startChunk();
-    for (int i = 0; i < batch.runCount(); i++) {
-      long src = srcBase + batch.srcOffset(i);
-      long dst = dstBase + batch.dstOffset(i);
-      long len = batch.length(i);
-      long host = hostToDevice ? src : dst;
-      long gpu = hostToDevice ? dst : src;
-      long off = 0;
-      while (off < len) {
-        long base = staging[(chunkCount - 1) % staging.length];
-        long pad = ((gpu + off) - (base + pos)) & 15;
-        if (pos + pad >= chunkBytes) {
-          pos = 0;
-          startChunk();
-          continue;
-        }
-        pos += pad;
-        long take = Math.min(Math.min(len - off, chunkBytes - pos), pieceBytes);
-        long stage = base + pos;
-        if (hostToDevice) {
-          addDesc(stage, gpu + off, take);
-          addDma(stage, host + off, take);
-        } else {
-          addDesc(gpu + off, stage, take);
-          addDma(host + off, stage, take);
-        }
-        pos += take;
-        off += take;
-        if (pos == chunkBytes) {
-          pos = 0;
-          startChunk();
-        }
-      }
-    }
-    // Drop a trailing empty chunk; close the last one.
-    if (chunkCount > 0 && chunkDesc[chunkCount - 1] == descCount) {
-      chunkCount--;
-    }
-    ensureChunks(chunkCount + 1);
-    chunkDesc[chunkCount] = descCount;
-    chunkDma[chunkCount] = dmaCount;
+    stagedBatch = batch;
+    stagedSrc = srcBases;
+    stagedDst = dstBases;
+    stagedToDevice = hostToDevice;
+    stagedRing = staging;
+    stagedChunkBytes = chunkBytes;
+    stagedPieceBytes = pieceBytes;
+    stagedRun = 0;
+    stagedOffset = 0;
+    ensureChunks(1);
+    chunkDesc[0] = 0;
+    chunkDma[0] = 0;
   }
 
-  private void startChunk() {
-    if (chunkCount > 0 && chunkDesc[chunkCount - 1] == descCount) {
-      return; // the previous chunk is still empty: reuse it
+  /**
+   * Plans the next chunk: afterwards chunk {@code chunkCount - 1} owns descriptors {@code [chunkDesc[c],
+   * chunkDesc[c+1])} and DMAs {@code [chunkDma[c], chunkDma[c+1])}.
+   *
+   * @return false (planning nothing) once every run is planned
+   */
+  boolean planNextChunk() {
+    CopyBatch batch = stagedBatch;
+    if (stagedRun >= batch.runCount()) {
+      return false;
     }
     ensureChunks(chunkCount + 2);
-    chunkDesc[chunkCount] = descCount;
-    chunkDma[chunkCount] = dmaCount;
-    chunkCount++;
+    int c = chunkCount++;
+    chunkDesc[c] = descCount;
+    chunkDma[c] = dmaCount;
+    long base = stagedRing[c % stagedRing.length];
+    long pos = 0;
+    while (stagedRun < batch.runCount()) {
+      int i = stagedRun;
+      long src = stagedSrc[batch.srcPart(i)] + batch.srcOffset(i);
+      long dst = stagedDst[batch.dstPart(i)] + batch.dstOffset(i);
+      long len = batch.length(i);
+      long host = stagedToDevice ? src : dst;
+      long gpu = stagedToDevice ? dst : src;
+      long off = stagedOffset;
+      long pad = ((gpu + off) - (base + pos)) & 15;
+      if (pos + pad >= stagedChunkBytes) {
+        break; // the chunk is full
+      }
+      pos += pad;
+      long take = Math.min(Math.min(len - off, stagedChunkBytes - pos), stagedPieceBytes);
+      long stage = base + pos;
+      if (stagedToDevice) {
+        addDesc(stage, gpu + off, take);
+        addDma(stage, host + off, take);
+      } else {
+        addDesc(gpu + off, stage, take);
+        addDma(host + off, stage, take);
+      }
+      pos += take;
+      stagedOffset = off + take;
+      if (stagedOffset == len) {
+        stagedRun++;
+        stagedOffset = 0;
+      }
+      if (pos == stagedChunkBytes) {
+        break;
+      }
+    }
+    chunkDesc[c + 1] = descCount;
+    chunkDma[c + 1] = dmaCount;
+    if (stagedRun >= batch.runCount()) {
+      stagedBatch = EMPTY; // drop the caller's batch; later calls find no runs left
+      stagedRun = 0;
+    }
+    return true;
+  }
+
+
+  /** An upper bound of the descriptors a staged plan of {@code batch} makes. */
+  static long descriptorBound(CopyBatch batch, long chunkBytes, long pieceBytes) {
+    return batch.runCount() + batch.totalBytes() / pieceBytes + batch.totalBytes() / chunkBytes + 2;
   }
 
   private void ensureChunks(int n) {

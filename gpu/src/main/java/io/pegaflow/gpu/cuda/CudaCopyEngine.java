@@ -41,9 +41,9 @@ public final class CudaCopyEngine implements CopyEngine {
   private static final class Request {
     static final Request POISON = new Request();
     CudaCopyMode mode;
-    long srcBase;
+    long[] srcBases;
     boolean srcDevice;
-    long dstBase;
+    long[] dstBases;
     boolean dstDevice;
     CopyBatch batch;
     Thread waiter;
@@ -123,7 +123,7 @@ public final class CudaCopyEngine implements CopyEngine {
         return;
       }
       try {
-        lane.run(r.mode, r.srcBase, r.srcDevice, r.dstBase, r.dstDevice, r.batch);
+        lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
         r.complete(null);
       } catch (Throwable t) {
         r.complete(t);
@@ -196,50 +196,53 @@ public final class CudaCopyEngine implements CopyEngine {
   }
 
   @Override
-  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch) {
-    copy(src, dst, batch, null);
+  public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
+    copy(srcs, dsts, batch, null);
+  }
+
+  /** A copy between two segments in a given mode (null: the settings' mode), for benchmarks and tests. */
+  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch, CudaCopyMode forcedMode) {
+    copy(new MemorySegment[] {src}, new MemorySegment[] {dst}, batch, forcedMode);
   }
 
   /**
-   * {@link #copy(MemorySegment, MemorySegment, CopyBatch)} in a given mode (null: the settings' mode for the
+   * {@link #copy(MemorySegment[], MemorySegment[], CopyBatch)} in a given mode (null: the settings' mode for the
    * direction), for benchmarks and tests.
    */
-  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch, CudaCopyMode forcedMode) {
+  public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch, CudaCopyMode forcedMode) {
     if (closed) {
       throw new IllegalStateException("the CUDA copy engine is closed");
     }
-    for (int i = 0; i < batch.runCount(); i++) {
-      checkRange("source", src, batch.srcOffset(i), batch.length(i));
-      checkRange("destination", dst, batch.dstOffset(i), batch.length(i));
-    }
+    CopyEngine.checkRuns(srcs, dsts, batch);
     if (batch.runCount() == 0) {
       return;
     }
-    CudaDevice.Region srcRegion = device.regionOf(src);
-    CudaDevice.Region dstRegion = device.regionOf(dst);
-    boolean srcDevice = srcRegion != null && srcRegion.device();
-    boolean dstDevice = dstRegion != null && dstRegion.device();
-    if (!srcDevice && !dstDevice) {
+    Request r = requests.get();
+    int srcKind = classify(srcs, batch.maxSrcPart() + 1, r.srcBases = grow(r.srcBases, srcs.length));
+    int dstKind = classify(dsts, batch.maxDstPart() + 1, r.dstBases = grow(r.dstBases, dsts.length));
+    boolean anyDevice = (srcKind & DEVICE) != 0 || (dstKind & DEVICE) != 0;
+    if (!anyDevice) {
       for (int i = 0; i < batch.runCount(); i++) {
-        MemorySegment.copy(src, batch.srcOffset(i), dst, batch.dstOffset(i), batch.length(i));
+        MemorySegment.copy(
+            srcs[batch.srcPart(i)], batch.srcOffset(i), dsts[batch.dstPart(i)], batch.dstOffset(i), batch.length(i));
       }
       return;
     }
-    // Kernels and staging need device-visible memory on both sides: ordinary host memory goes through memcpy.
-    boolean mapped = srcRegion != null && dstRegion != null;
+    // Kernels and staging need each side to be all GPU memory or all pinned memory; anything else (ordinary host
+    // memory, a mix) goes through cuMemcpyAsync, which takes any pair of addresses.
+    boolean uniform = (srcKind == DEVICE || srcKind == PINNED) && (dstKind == DEVICE || dstKind == PINNED);
+    boolean srcDevice = srcKind == DEVICE;
+    boolean dstDevice = dstKind == DEVICE;
     CudaCopyMode mode =
-        !mapped
+        !uniform
             ? CudaCopyMode.MEMCPY
             : forcedMode != null
                 ? forcedMode
                 : srcDevice && !dstDevice
                     ? settings.gatherMode()
                     : !srcDevice ? settings.scatterMode() : CudaCopyMode.KERNEL;
-    Request r = requests.get();
     r.mode = effective(mode);
-    r.srcBase = src.address();
     r.srcDevice = srcDevice;
-    r.dstBase = dst.address();
     r.dstDevice = dstDevice;
     r.batch = batch;
     r.waiter = Thread.currentThread();
@@ -264,11 +267,23 @@ public final class CudaCopyEngine implements CopyEngine {
     }
   }
 
-  private static void checkRange(String what, MemorySegment segment, long offset, long length) {
-    if (offset < 0 || length < 0 || offset > segment.byteSize() - length) {
-      throw new IndexOutOfBoundsException(
-          what + " run [" + offset + ", +" + length + ") outside a segment of " + segment.byteSize() + " bytes");
+  private static final int DEVICE = 1;
+  private static final int PINNED = 2;
+  private static final int PLAIN = 4;
+
+  /** ORs the kinds of the first {@code used} segments into a mask, and stores their addresses in {@code bases}. */
+  private int classify(MemorySegment[] segments, int used, long[] bases) {
+    int kinds = 0;
+    for (int i = 0; i < used; i++) {
+      CudaDevice.Region region = device.regionOf(segments[i]);
+      kinds |= region == null ? PLAIN : region.device() ? DEVICE : PINNED;
+      bases[i] = segments[i].address();
     }
+    return kinds;
+  }
+
+  private static long[] grow(long[] array, int n) {
+    return array != null && array.length >= n ? array : new long[Math.max(n, 8)];
   }
 
   /** Stops the agents after the copies queued before, then frees the lanes and the kernels. */

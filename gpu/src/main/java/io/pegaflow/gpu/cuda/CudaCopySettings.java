@@ -50,7 +50,7 @@ public record CudaCopySettings(
 
   /** The defaults, chosen by measurement on the H100 (bench/results/gpu-*.md). */
   public static CudaCopySettings defaults() {
-    return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 64, 512, 64 * 1024, 8L << 20, 4);
+    return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 16L << 20, 4);
   }
 
   public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {

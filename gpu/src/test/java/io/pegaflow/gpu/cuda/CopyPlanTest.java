@@ -70,7 +70,7 @@ class CopyPlanTest {
     batch.add(0, 1000, 150_000);
     batch.add(200_000, 0, 10);
     CopyPlan plan = new CopyPlan();
-    plan.planDirect(batch, HOST, GPU, 65_536);
+    plan.planDirect(batch, new long[] {HOST}, new long[] {GPU}, 65_536);
     assertEquals(4, plan.descCount);
     assertArrayEquals(
         new long[] {
@@ -94,7 +94,7 @@ class CopyPlanTest {
         byte[] want = expected(m.host, m.gpu, batch);
         long[] ring = {STAGING, STAGING + chunk, STAGING + 2 * chunk};
         CopyPlan plan = new CopyPlan();
-        plan.planStaged(batch, HOST, GPU, true, ring, chunk, 65_536);
+        plan.planStaged(batch, new long[] {HOST}, new long[] {GPU}, true, ring, chunk, 65_536);
         for (int c = 0; c < plan.chunkCount; c++) {
           long base = ring[c % ring.length];
           for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
@@ -127,7 +127,7 @@ class CopyPlanTest {
         byte[] want = expected(m.gpu, m.host, batch);
         long[] ring = {STAGING, STAGING + chunk};
         CopyPlan plan = new CopyPlan();
-        plan.planStaged(batch, GPU, HOST, false, ring, chunk, 65_536);
+        plan.planStaged(batch, new long[] {GPU}, new long[] {HOST}, false, ring, chunk, 65_536);
         for (int c = 0; c < plan.chunkCount; c++) {
           for (int k = plan.chunkDesc[c]; k < plan.chunkDesc[c + 1]; k++) {
             m.copy(plan.desc[k * 3 + 1], plan.desc[k * 3], plan.desc[k * 3 + 2]);
@@ -152,7 +152,7 @@ class CopyPlanTest {
     }
     CopyPlan plan = new CopyPlan();
     long chunk = 512 * 1024;
-    plan.planStaged(batch, GPU, HOST, false, new long[] {STAGING, STAGING + chunk}, chunk, 65_536);
+    plan.planStaged(batch, new long[] {GPU}, new long[] {HOST}, false, new long[] {STAGING, STAGING + chunk}, chunk, 65_536);
     assertEquals(4, plan.chunkCount, "2 MiB in 512 KiB chunks");
     assertEquals(4, plan.dmaCount, "one DMA per chunk: the pool side is contiguous");
     assertEquals(128, plan.descCount);
@@ -161,7 +161,7 @@ class CopyPlanTest {
   @Test
   void shouldPlanNothingForAnEmptyBatch() {
     CopyPlan plan = new CopyPlan();
-    plan.planStaged(new CopyBatch(1), HOST, GPU, true, new long[] {STAGING, STAGING + 65536}, 65536, 65536);
+    plan.planStaged(new CopyBatch(1), new long[] {HOST}, new long[] {GPU}, true, new long[] {STAGING, STAGING + 65536}, 65536, 65536);
     assertEquals(0, plan.chunkCount);
     assertEquals(0, plan.descCount);
     assertEquals(0, plan.dmaCount);
