@@ -1,7 +1,9 @@
 /**
- * Moving KV bytes between a worker's memory and the node's pool: the {@link io.pegaflow.gpu.CopyEngine} interface,
- * its host-memory implementation ({@code memcpy} over mapped shared-memory files) and, from issue [3 of 7], the CUDA
- * driver through FFM.
+ * Moving KV bytes between a worker's memory and the node's pool: the {@link io.pegaflow.gpu.CopyEngine} interface
+ * (batches of runs, {@link io.pegaflow.gpu.CopyBatch}, over one or several segments per side), worker memory mapped
+ * into the node ({@link io.pegaflow.gpu.MappedRegion}: a shared-memory file or a CUDA IPC allocation), the host
+ * implementation ({@code memcpy}) and, in {@code io.pegaflow.gpu.cuda}, the CUDA driver through FFM and the CUDA
+ * engine.
  *
  * <p>Copy engines are thread-safe; a {@link io.pegaflow.gpu.CopyBatch} is owned by one thread at a time.
  */
