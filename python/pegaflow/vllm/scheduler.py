@@ -1,0 +1,319 @@
+"""The scheduler side of the connector (vLLM's engine-core process, one per DP rank).
+
+Per request it remembers: the last lookup (hits and the lease pinning them), the load it asked the workers for,
+the request's block ids as the workers see them, how far its full blocks have been sent for saving, and whether any
+save was issued (then ``request_finished`` holds the blocks until every worker reports the request in
+``finished_sending``).
+
+Leases: a lookup that finds blocks leases them (``pegaflow.lease_ttl_ms``) so that eviction cannot take them before
+the load. A repeated lookup for the same request and the same hashes reuses the lease while at least half of its TTL
+is left, otherwise takes a new one and releases the old (one lease per request at most). Workers load with lease 0
+(every TP rank loads the same hashes, and a Load would consume the lease at the first rank); the scheduler releases
+the lease once the load is done (the request is reported in ``finished_recving`` or rescheduled), when the lookup
+goes unused, or when the request finishes. Releases go through a background thread: the scheduler never waits on
+them. Lookups have a short deadline (``pegaflow.query_timeout_ms``); after a failure, lookups answer 0 hits without
+asking for ``pegaflow.retry_interval_ms``, so a node that is down never stalls the scheduler.
+
+Not thread-safe: vLLM calls the scheduler side from its scheduler thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from pegaflow.client import EngineClient
+from pegaflow.errors import EngineError
+from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow.vllm.node_link import make_channel
+from pegaflow.vllm.stats import ConnectorCounters, LimitedLog
+
+_log = logging.getLogger(__name__)
+_warn = LimitedLog(_log)
+
+
+@dataclass
+class _Lookup:
+    start_block: int  # first block asked about (the local prefix hit ends there)
+    num_hashes: int  # len(request.block_hashes) when asked
+    hit_blocks: int
+    lease_id: int
+    lease_expires_s: float  # monotonic
+
+
+@dataclass
+class _Request:
+    request: object  # vLLM's Request (live: block_hashes grows as tokens are generated)
+    block_ids: list[int]
+    saved_upto: int = 0  # blocks [0, saved_upto) were sent for saving (or were loaded from the pool)
+    loaded: tuple[int, int] | None = None  # block index range the last load covered
+    load_block_ids: list[int] | None = None
+    load_pending: bool = False
+    lease_id: int = 0
+    had_saves: bool = False
+
+
+class SchedulerSide:
+    def __init__(self, identity: EngineIdentity, settings: ConnectorSettings, counters: ConnectorCounters):
+        self.identity = identity
+        self.settings = settings
+        self.counters = counters
+        self._block_size = identity.block_size
+        self._channel = make_channel(settings.endpoint)
+        self._client = EngineClient(settings.endpoint, timeout_s=settings.query_timeout_s, channel=self._channel)
+        self._release_client = EngineClient(settings.endpoint, timeout_s=settings.rpc_timeout_s, channel=self._channel)
+        self._lookups: dict[str, _Lookup] = {}
+        self._misses: dict[str, tuple[int, int]] = {}  # this step's 0-hit answers: (start block, hashes)
+        self._requests: dict[str, _Request] = {}
+        self._next_loads: list[BlockTransfer] = []
+        self._next_holds: list[str] = []
+        self._node_down_until_s = 0.0
+        self._releases: queue.SimpleQueue = queue.SimpleQueue()
+        self._releaser = threading.Thread(target=self._release_loop, name="pegaflow-lease-release", daemon=True)
+        self._releaser.start()
+        _log.info(
+            "PegaKVConnector scheduler side: node %s, namespace %s, role %s",
+            settings.endpoint,
+            identity.namespace,
+            identity.kv_role,
+        )
+
+    # ---- lookups ----
+
+    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> tuple[int, bool]:
+        req_id = request.request_id
+        if not self.identity.loads_enabled:
+            return 0, False
+        hashes = request.block_hashes
+        bs = self._block_size
+        start = num_computed_tokens // bs
+        if num_computed_tokens % bs or start >= len(hashes):
+            # Nothing beyond the local hit is a full block (or vLLM counted past the hashes: async scheduling).
+            self._drop_lookup(req_id)
+            return 0, False
+        now = time.monotonic()
+        cached = self._lookups.get(req_id)
+        if cached is not None:
+            if (
+                cached.start_block == start
+                and cached.num_hashes == len(hashes)
+                and cached.lease_id
+                and cached.lease_expires_s - now > self.settings.lease_ttl_ms / 2e3
+            ):
+                self.counters.add("lookup_cached")
+                return cached.hit_blocks * bs, cached.hit_blocks > 0
+            self._drop_lookup(req_id)
+        if self._misses.get(req_id) == (start, len(hashes)):
+            self.counters.add("lookup_cached")
+            return 0, False  # asked again within the same step
+        if now < self._node_down_until_s:
+            self.counters.add("lookup_skipped_node_down")
+            return 0, False
+        asked = list(hashes[start:])
+        started = time.perf_counter()
+        try:
+            reply = self._client.query(self.identity.namespace, asked, lease_ttl_ms=self.settings.lease_ttl_ms)
+        except EngineError as e:
+            self._node_down_until_s = time.monotonic() + self.settings.retry_interval_s
+            self.counters.add("lookup_failures")
+            _warn.warning(
+                "lookup-failed",
+                "lookup for request %s failed (%s); answering 0 hits for the next %.1f s",
+                req_id,
+                e,
+                self.settings.retry_interval_s,
+            )
+            return 0, False
+        self.counters.add("lookups")
+        self.counters.observe_seconds("lookup", time.perf_counter() - started)
+        self.counters.add("lookup_blocks", len(asked))
+        hit = min(int(reply.hit_blocks), len(asked))
+        if reply.lease_id:
+            self.counters.add("leases_taken")
+        if hit == 0:
+            if reply.lease_id:  # the node leases nothing for 0 hits; be safe anyway
+                self._release(reply.lease_id)
+            self._misses[req_id] = (start, len(hashes))
+            return 0, False
+        self.counters.add("hit_blocks", hit)
+        self._lookups[req_id] = _Lookup(
+            start, len(hashes), hit, int(reply.lease_id), now + reply.lease_expires_in_ms / 1e3
+        )
+        _log.debug(
+            "request %s: %d of %d blocks after the local %d are in the pool (lease %d)",
+            req_id, hit, len(asked), start, reply.lease_id,
+        )
+        return hit * bs, True
+
+    def _drop_lookup(self, req_id: str) -> None:
+        lookup = self._lookups.pop(req_id, None)
+        if lookup is not None and lookup.lease_id:
+            self._release(lookup.lease_id)
+
+    # ---- allocation ----
+
+    def update_state_after_alloc(self, request, blocks, num_external_tokens: int) -> None:
+        req_id = request.request_id
+        state = self._requests.get(req_id)
+        if state is None:
+            state = self._requests[req_id] = _Request(request, [])
+        state.request = request
+        if num_external_tokens <= 0:
+            self._drop_lookup(req_id)  # asked but not used (or nothing found)
+            if state.load_pending:  # second call of an async load: the request is being scheduled, load done
+                self._load_done(state)
+            return
+
+        lookup = self._lookups.pop(req_id, None)
+        bs = self._block_size
+        if lookup is None or num_external_tokens % bs or num_external_tokens // bs > lookup.hit_blocks:
+            raise RuntimeError(
+                f"request {req_id}: vLLM allocated {num_external_tokens} external tokens, but this connector's lookup"
+                f" offered {0 if lookup is None else lookup.hit_blocks * bs}"
+            )
+        count = num_external_tokens // bs
+        block_ids = list(blocks.get_block_ids()[0])
+        target = block_ids[lookup.start_block : lookup.start_block + count]
+        if len(target) != count:
+            raise RuntimeError(
+                f"request {req_id}: {len(block_ids)} blocks allocated, but the load needs blocks"
+                f" [{lookup.start_block}, {lookup.start_block + count})"
+            )
+        hashes = list(request.block_hashes[lookup.start_block : lookup.start_block + count])
+        if state.lease_id:  # an older load's lease (request preempted and back): done with it
+            self._release(state.lease_id)
+        state.load_pending = True
+        state.lease_id = lookup.lease_id
+        state.loaded = (lookup.start_block, lookup.start_block + count)
+        state.load_block_ids = target
+        self.counters.add("hit_tokens", num_external_tokens)
+        self._next_loads.append(BlockTransfer(req_id, target, hashes))
+        _log.debug("request %s: loading %d blocks into %s..", req_id, count, target[:4])
+
+    def _load_done(self, state: _Request) -> None:
+        state.load_pending = False
+        state.load_block_ids = None
+        if state.lease_id:
+            self._release(state.lease_id)
+            state.lease_id = 0
+
+    # ---- per step ----
+
+    def build_connector_meta(self, scheduler_output) -> PegaConnectorMetadata:
+        meta = PegaConnectorMetadata(
+            loads=self._next_loads,
+            hold_req_ids=self._next_holds,
+            preempted_req_ids=sorted(getattr(scheduler_output, "preempted_req_ids", None) or ()),
+        )
+        self._next_loads, self._next_holds = [], []
+        self._misses.clear()  # a new step: blocks may have arrived since
+        for req_id in meta.preempted_req_ids:
+            state = self._requests.get(req_id)
+            if state is not None:
+                state.block_ids = []  # freed; the resumed request gets new ones
+        scheduled = scheduler_output.num_scheduled_tokens
+        for new in scheduler_output.scheduled_new_reqs:
+            state = self._requests.get(new.req_id)
+            if state is None:
+                continue  # never went through update_state_after_alloc: nothing known about it
+            state.block_ids = list(new.block_ids[0]) if new.block_ids else []
+            self._plan_saves(state, new.num_computed_tokens + scheduled.get(new.req_id, 0), meta)
+        cached = scheduler_output.scheduled_cached_reqs
+        resumed_ids = set(getattr(cached, "resumed_req_ids", None) or ())
+        resumed_flags = getattr(cached, "resumed_from_preemption", None)  # older vLLM
+        for i, req_id in enumerate(cached.req_ids):
+            state = self._requests.get(req_id)
+            if state is None:
+                continue
+            new_ids = cached.new_block_ids[i]
+            if req_id in resumed_ids or (resumed_flags is not None and resumed_flags[i]):
+                state.block_ids = list(new_ids[0]) if new_ids else []
+            elif new_ids is not None:
+                state.block_ids.extend(new_ids[0])
+            self._plan_saves(state, cached.num_computed_tokens[i] + scheduled.get(req_id, 0), meta)
+        return meta
+
+    def _plan_saves(self, state: _Request, computed_after_step: int, meta: PegaConnectorMetadata) -> None:
+        if not self.identity.saves_enabled:
+            return
+        hashes = state.request.block_hashes
+        full = min(len(hashes), computed_after_step // self._block_size, len(state.block_ids))
+        if full <= state.saved_upto:
+            return
+        ids, hs = [], []
+        lo, hi = state.loaded or (0, 0)
+        for i in range(state.saved_upto, full):
+            if lo <= i < hi:
+                continue  # came from the pool
+            ids.append(state.block_ids[i])
+            hs.append(hashes[i])
+        state.saved_upto = full
+        if ids:
+            state.had_saves = True
+            meta.saves.append(BlockTransfer(state.request.request_id, ids, hs))
+
+    def update_connector_output(self, connector_output) -> None:
+        for req_id in getattr(connector_output, "finished_recving", None) or ():
+            state = self._requests.get(req_id)
+            if state is not None and state.load_pending:
+                self._load_done(state)
+        invalid = getattr(connector_output, "invalid_block_ids", None)
+        if invalid:
+            for state in self._requests.values():
+                if state.loaded and state.load_block_ids:
+                    bad = [i for i, b in enumerate(state.load_block_ids) if b in invalid]
+                    if bad:  # vLLM recomputes from the first bad block: those blocks must be saved again
+                        state.loaded = (state.loaded[0], state.loaded[0] + bad[0])
+
+    def request_finished(self, request, block_ids) -> tuple[bool, dict | None]:
+        req_id = request.request_id
+        self._drop_lookup(req_id)
+        self._misses.pop(req_id, None)
+        state = self._requests.pop(req_id, None)
+        if state is None:
+            return False, None  # never scheduled
+        if state.lease_id:
+            self._release(state.lease_id)
+        # A request still waiting for its load is held by vLLM itself until finished_recving.
+        hold = state.had_saves and not state.load_pending
+        if hold:
+            self._next_holds.append(req_id)
+            self.counters.add("requests_held")
+        _log.debug("request %s finished; blocks held for saves: %s", req_id, hold)
+        return hold, None
+
+    # ---- leases ----
+
+    def _release(self, lease_id: int) -> None:
+        self._releases.put(lease_id)
+
+    def _release_loop(self) -> None:
+        while True:
+            lease_id = self._releases.get()
+            if lease_id is None:
+                return
+            try:
+                self._release_client.release(lease_id)
+                self.counters.add("leases_released")
+            except EngineError as e:
+                _log.debug("releasing lease %d failed: %s", lease_id, e)
+
+    def outstanding_leases(self) -> int:
+        """Leases this side holds now (lookups not yet used, loads not yet confirmed)."""
+        held = sum(1 for lookup in self._lookups.values() if lookup.lease_id)
+        return held + sum(1 for state in self._requests.values() if state.lease_id)
+
+    def shutdown(self) -> None:
+        for req_id in list(self._lookups):
+            self._drop_lookup(req_id)
+        for state in self._requests.values():
+            if state.lease_id:
+                self._release(state.lease_id)
+                state.lease_id = 0
+        self._releases.put(None)
+        self._releaser.join(self.settings.rpc_timeout_s + 1.0)
+        self._channel.close()

@@ -1,0 +1,534 @@
+"""The worker side of the connector (one per GPU rank): registration, loads, saves, preemption fences.
+
+Per step, in vLLM's order (VLLM.md): ``handle_preemptions`` fences in-flight saves of preempted requests;
+``start_load_kv`` queues one request-level Load per request for the loader thread (the node copies in the background
+and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose nothing);
+``wait_for_save`` synchronises the GPU (CUDA tensors) and queues the step's full blocks for the saver thread, which
+sends them in Save calls after the forward's kernels are done; ``get_finished`` polls the load flags (``finished_recving``)
+and reports held requests whose saves are done (``finished_sending``); ``get_block_ids_with_load_errors`` hands vLLM
+the blocks that did not load, in the same step the request appears in ``finished_recving``.
+
+Threads: vLLM's forward thread calls every public method and never waits on the node (except a preemption fence
+for a save being copied); the loader thread sends Load calls, the saver thread Save calls; the link's keeper thread
+reconnects and may mark loads lost. Shared state is guarded by one condition variable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from pegaflow._proto import engine_pb2
+from pegaflow.client import EngineClient
+from pegaflow.errors import EngineError
+from pegaflow.flag import LoadFlagFile, LoadFlagSlot, LoadState
+from pegaflow.vllm import _vllm
+from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
+from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
+from pegaflow.vllm.memory import resolver_for
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow.vllm.node_link import NodeLink
+from pegaflow.vllm.stats import ConnectorCounters, LimitedLog
+
+_log = logging.getLogger(__name__)
+_warn = LimitedLog(_log)
+
+# Finished request ids vLLM told us about that are not (yet) held: kept this many steps, then forgotten.
+_FINISHED_MEMORY_STEPS = 64
+
+
+class FlagPool:
+    """Load-completion flags: slots of shared-memory flag files, reused after their load ended.
+
+    A slot whose load may still be written by a node (timed out, or the node never answered) is quarantined: never
+    handed out again, so a late write cannot complete a later load.
+    """
+
+    def __init__(self, slots_per_file: int):
+        self._slots_per_file = slots_per_file
+        self._lock = threading.Lock()
+        self._files: list[LoadFlagFile] = []
+        self._free: list[LoadFlagSlot] = []
+
+    def acquire(self) -> LoadFlagSlot:
+        with self._lock:
+            if not self._free:
+                file = LoadFlagFile(slots=self._slots_per_file)
+                self._files.append(file)
+                self._free = [file.slot(i) for i in reversed(range(file.slots))]
+            slot = self._free.pop()
+        slot.reset()
+        return slot
+
+    def release(self, slot: LoadFlagSlot) -> None:
+        with self._lock:
+            self._free.append(slot)
+
+    def quarantine(self, slot: LoadFlagSlot) -> None:
+        _log.debug("flag slot %s quarantined", slot)
+
+    def close(self) -> None:
+        with self._lock:
+            for file in self._files:
+                file.close()
+                file.unlink()
+            self._files, self._free = [], []
+
+
+@dataclass
+class _Load:
+    req_id: str
+    block_ids: list[int]
+    hashes: list[bytes]
+    started_s: float
+    generation: int
+    slot: LoadFlagSlot | None = None
+    missing: set[int] = field(default_factory=set)  # failed_block_ids of the Load reply
+    failed_reason: str | None = None  # set: every block failed
+    node_gone: bool = False
+    issued: bool = False  # the loader thread has sent the Load (or given up)
+
+
+@dataclass
+class _SaveJob:
+    """One step's saves; entries may be dropped (preempted) until the saver starts the job."""
+
+    entries: list[BlockTransfer]
+    started: bool = False
+
+
+class WorkerSide:
+    def __init__(
+        self,
+        identity: EngineIdentity,
+        settings: ConnectorSettings,
+        counters: ConnectorCounters,
+        vllm_config,
+        kv_cache_config=None,
+    ):
+        self.identity = identity
+        self.settings = settings
+        self.counters = counters
+        ranks = _vllm.parallel_ranks(vllm_config)
+        self.tp_rank, self.pp_rank = ranks.tp_rank, ranks.pp_rank
+        if identity.use_mla:
+            # MLA's latent cache is the same on every TP rank: one copy in the pool (registered as TP size 1), saved
+            # by rank 0; every rank loads it. The node keys contexts by (instance, tp rank, pp rank), so each rank
+            # needs its own instance id.
+            self.instance_id = f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
+            self._reg_tp_rank, self._reg_tp_size = 0, 1
+            self._saves_here = identity.saves_enabled and self.tp_rank == 0
+        else:
+            self.instance_id = identity.instance_id
+            self._reg_tp_rank, self._reg_tp_size = self.tp_rank, ranks.tp_size
+            self._saves_here = identity.saves_enabled
+        self._num_blocks_hint = getattr(kv_cache_config, "num_blocks", None)
+        self.name = f"worker tp{self.tp_rank}/pp{self.pp_rank}"
+        self.link: NodeLink | None = None
+        self.registrations: list[engine_pb2.LayerRegistration] = []
+        self.regions: dict[tuple, list[str]] = {}  # allocation -> layer names in it
+        self.device = ""
+        self._cuda = False
+        self._flags = FlagPool(settings.load_flag_slots)
+        self._cond = threading.Condition()
+        self._loads: dict[str, _Load] = {}
+        self._load_errors: set[int] = set()
+        self._saves_in_flight: dict[str, int] = {}
+        self._save_queue: deque[_SaveJob] = deque()
+        self._saver: threading.Thread | None = None
+        self._load_queue: deque[_Load] = deque()
+        self._loader: threading.Thread | None = None
+        self._closing = False
+        self._holds: set[str] = set()
+        self._finished: dict[str, int] = {}  # req id -> step it was reported finished
+        self._step = 0
+        self._meta: PegaConnectorMetadata | None = None
+        self._fenced_this_step: set[str] = set()
+
+    # ---- registration ----
+
+    def register_kv_caches(self, kv_caches: dict) -> None:
+        if self.link is not None:
+            raise RuntimeError("register_kv_caches was called twice")
+        if not kv_caches:
+            raise UnsupportedKVCache("register_kv_caches got no layers")
+        ident = self.identity
+        registrations, indices, devices = [], {}, set()
+        for name, tensor in kv_caches.items():
+            info = tensor_info(tensor)
+            found = classify(
+                info, block_size=ident.block_size, num_blocks=self._num_blocks_hint, use_mla=ident.use_mla, name=name
+            )
+            if found.tag != ident.kv_layout:
+                raise UnsupportedKVCache(
+                    f"layer {name!r} has KV layout {found.tag!r}, but the namespace is for {ident.kv_layout!r}: set"
+                    f" kv_connector_extra_config 'pegaflow.kv_layout': '{found.tag}' (on every instance that should"
+                    " share blocks with this one)"
+                )
+            index = _vllm.layer_index(name)
+            if not 0 <= index < ident.total_layers:
+                raise UnsupportedKVCache(
+                    f"layer {name!r}: index {index} is outside the model's {ident.total_layers} layers (draft-model or"
+                    " extra KV layers are not supported)"
+                )
+            if index in indices:
+                raise UnsupportedKVCache(f"layers {indices[index]!r} and {name!r} both have index {index}")
+            indices[index] = name
+            segments = found.block.segments
+            extent = (found.num_blocks - 1) * found.block.block_stride_bytes + max(
+                s.offset_bytes + s.length_bytes for s in segments
+            )
+            placement = resolver_for(info.device_type).place(info, extent)
+            devices.add(placement.device)
+            self.regions.setdefault(placement.region_key, []).append(name)
+            self._cuda = self._cuda or info.device_type == "cuda"
+            registrations.append(
+                engine_pb2.LayerRegistration(
+                    name=name,
+                    layer_index=index,
+                    region=placement.region,
+                    num_blocks=found.num_blocks,
+                    block_stride_bytes=found.block.block_stride_bytes,
+                    segments=[
+                        engine_pb2.ByteSegment(offset_bytes=s.offset_bytes, length_bytes=s.length_bytes)
+                        for s in segments
+                    ],
+                )
+            )
+        if len(devices) != 1:
+            raise UnsupportedKVCache(f"the KV caches of one worker span several devices: {sorted(devices)}")
+        self.device = devices.pop()
+        self.registrations = sorted(registrations, key=lambda r: r.layer_index)
+        if self.identity.pp_size == 1 and len(registrations) != ident.total_layers:
+            _log.warning(
+                "%s: %d KV layers registered, the model has %d; blocks seal only when every layer is saved",
+                self.name, len(registrations), ident.total_layers,
+            )
+        _log.info(
+            "%s: registering %d layers (%s) in %d allocation(s) on %s as instance %s, namespace %s",
+            self.name, len(registrations), ident.kv_layout, len(self.regions), self.device, self.instance_id,
+            ident.namespace,
+        )
+        self.link = NodeLink(
+            self.settings.endpoint,
+            self._register,
+            rpc_timeout_s=self.settings.rpc_timeout_s,
+            retry_interval_s=self.settings.retry_interval_s,
+            session_timeout_s=self.settings.session_timeout_s,
+            on_lost=self._on_context_lost,
+            on_reconnect=lambda: self.counters.add("reconnects"),
+            name=self.name,
+        )
+        self.link.start()
+        self._save_client = EngineClient(self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel)
+        self._saver = threading.Thread(target=self._save_loop, name=f"pegaflow-saver-tp{self.tp_rank}", daemon=True)
+        self._saver.start()
+        self._loader = threading.Thread(target=self._load_loop, name=f"pegaflow-loader-tp{self.tp_rank}", daemon=True)
+        self._loader.start()
+
+    def _register(self, client):
+        return client.register_context(
+            self.instance_id,
+            self.identity.namespace,
+            self._reg_tp_rank,
+            self._reg_tp_size,
+            self.pp_rank,
+            self.identity.total_layers,
+            self.device,
+            self.registrations,
+        )
+
+    # ---- per step ----
+
+    def bind_connector_metadata(self, meta: PegaConnectorMetadata) -> None:
+        self._meta = meta
+        self._step += 1
+        with self._cond:
+            self._holds.update(meta.hold_req_ids)
+        if meta.preempted_req_ids:  # in case this vLLM does not call handle_preemptions
+            self.handle_preemptions(meta.preempted_req_ids)
+
+    def clear_connector_metadata(self) -> None:
+        self._meta = None
+        self._fenced_this_step = set()
+
+    def handle_preemptions(self, preempted) -> None:
+        """Fences saves of preempted requests: unsent ones are dropped, sent ones waited for (bounded)."""
+        if isinstance(preempted, PegaConnectorMetadata):
+            ids = set(preempted.preempted_req_ids)
+        elif preempted is None:
+            ids = set()
+        elif hasattr(preempted, "preempted_req_ids"):
+            ids = set(preempted.preempted_req_ids or ())
+        else:
+            ids = set(preempted)
+        ids -= self._fenced_this_step
+        if not ids:
+            return
+        self._fenced_this_step |= ids
+        self.counters.add("preemption_fences")
+        deadline = time.monotonic() + self.settings.save_timeout_s + 1.0
+        with self._cond:
+            for job in self._save_queue:
+                if job.started:
+                    continue
+                kept = []
+                for entry in job.entries:
+                    if entry.req_id in ids:
+                        self._saves_in_flight[entry.req_id] -= 1
+                        self.counters.add("save_dropped_blocks", len(entry.block_ids))
+                    else:
+                        kept.append(entry)
+                job.entries = kept
+            for req_id in ids:
+                if self._saves_in_flight.get(req_id) == 0:
+                    del self._saves_in_flight[req_id]
+            if any(self._saves_in_flight.get(r) for r in ids):
+                self.counters.add("preemption_fence_waits")
+            while any(self._saves_in_flight.get(r) for r in ids):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    _log.error(
+                        "%s: saves of preempted requests %s still running after %.0f s; their blocks may be reused"
+                        " while the node reads them", self.name, sorted(ids), self.settings.save_timeout_s,
+                    )
+                    break
+                self._cond.wait(remaining)
+            self._cond.notify_all()
+        _log.debug("%s: fenced saves of preempted requests %s", self.name, sorted(ids))
+
+    def start_load_kv(self) -> None:
+        meta = self._meta
+        if meta is None:
+            return
+        for transfer in meta.loads:
+            self._start_load(transfer)
+
+    def _start_load(self, transfer: BlockTransfer) -> None:
+        """Queues the request's Load for the loader thread: the forward never waits on the node."""
+        _, generation = self.link.current() if self.link else (None, 0)
+        load = _Load(transfer.req_id, list(transfer.block_ids), list(transfer.hashes), time.monotonic(), generation)
+        with self._cond:
+            if transfer.req_id in self._loads:
+                raise RuntimeError(f"request {transfer.req_id}: a second load while one is in flight")
+            self._loads[transfer.req_id] = load
+            if self._loader is None:  # never registered
+                load.failed_reason, load.issued = "register_kv_caches was not called", True
+            else:
+                self._load_queue.append(load)
+                self._cond.notify_all()
+
+    def _load_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._load_queue and not self._closing:
+                    self._cond.wait()
+                if not self._load_queue:
+                    return
+                load = self._load_queue.popleft()
+            self._issue_load(load)
+
+    def _issue_load(self, load: _Load) -> None:
+        context_id, generation = self.link.current()
+        slot, missing, reason = None, set(), None
+        if context_id is None:
+            reason = "not registered with a node (node down?)"
+        else:
+            slot = self._flags.acquire()
+            try:
+                reply = self.link.client.load(context_id, list(zip(load.block_ids, load.hashes)), slot, lease_id=0)
+            except EngineError as e:
+                reason = str(e)
+                # DEADLINE_EXCEEDED: the node may have started it and may still write the flag.
+                (self._flags.quarantine if e.code.name == "DEADLINE_EXCEEDED" else self._flags.release)(slot)
+                slot = None
+            else:
+                missing = set(reply.failed_block_ids)
+        with self._cond:
+            load.slot, load.missing, load.failed_reason, load.generation = slot, missing, reason, generation
+            load.issued = True
+        _log.debug(
+            "%s: request %s load of %d blocks %s", self.name, load.req_id, len(load.block_ids),
+            "started" if reason is None else f"failed: {reason}",
+        )
+
+    def wait_for_save(self) -> None:
+        meta = self._meta
+        if meta is None or not meta.saves or not self._saves_here:
+            return
+        if self._cuda:
+            import torch
+
+            torch.cuda.synchronize()  # the node must read what this step's kernels wrote
+        job = _SaveJob([BlockTransfer(t.req_id, list(t.block_ids), list(t.hashes)) for t in meta.saves])
+        with self._cond:
+            for entry in job.entries:
+                self._saves_in_flight[entry.req_id] = self._saves_in_flight.get(entry.req_id, 0) + 1
+            self._save_queue.append(job)
+            self._cond.notify_all()
+
+    def get_finished(self, finished_req_ids) -> tuple[set[str] | None, set[str] | None]:
+        recving = self._poll_loads()
+        sending = set()
+        with self._cond:
+            for req_id in finished_req_ids or ():
+                self._finished[req_id] = self._step
+            for req_id in list(self._holds):
+                if req_id in self._finished and not self._saves_in_flight.get(req_id):
+                    sending.add(req_id)
+                    self._holds.discard(req_id)
+                    del self._finished[req_id]
+            for req_id, step in list(self._finished.items()):
+                if req_id not in self._holds and self._step - step > _FINISHED_MEMORY_STEPS:
+                    del self._finished[req_id]
+        return sending or None, recving or None
+
+    def _poll_loads(self) -> set[str]:
+        done = set()
+        now = time.monotonic()
+        with self._cond:
+            loads = list(self._loads.values())
+        for load in loads:
+            errors: set[int] | None = None
+            node_ns = 0
+            with self._cond:
+                issued = load.issued
+            if not issued:
+                continue  # still queued for the loader thread
+            if load.failed_reason is not None:
+                errors = set(load.block_ids)
+            else:
+                snap = load.slot.snapshot()
+                if snap.state is not LoadState.PENDING:
+                    expected = len(load.block_ids) - len(load.missing)
+                    errors = set(load.missing) if snap.loaded_blocks == expected else set(load.block_ids)
+                    node_ns = snap.duration_ns
+                    self._flags.release(load.slot)
+                elif load.node_gone:
+                    errors = set(load.block_ids)
+                    load.failed_reason = "the node went away during the load"
+                    self._flags.quarantine(load.slot)
+                elif now - load.started_s > self.settings.load_timeout_s:
+                    errors = set(load.block_ids)
+                    load.failed_reason = f"no completion within {self.settings.load_timeout_s:.0f} s"
+                    self._flags.quarantine(load.slot)
+            if errors is None:
+                continue
+            with self._cond:
+                del self._loads[load.req_id]
+                self._load_errors |= errors
+            done.add(load.req_id)
+            self.counters.add("loads")
+            self.counters.add("loaded_blocks", len(load.block_ids) - len(errors))
+            self.counters.observe_seconds("load", now - load.started_s)
+            if node_ns:
+                self.counters.add("load_node_seconds_sum", node_ns / 1e9)
+            if errors:
+                self.counters.add("load_failures")
+                self.counters.add("load_failed_blocks", len(errors))
+                _warn.warning(
+                    "load-failed",
+                    "%s: request %s: %d of %d blocks did not load (%s); vLLM recomputes or fails them",
+                    self.name, load.req_id, len(errors), len(load.block_ids), load.failed_reason or "not in the pool",
+                )
+            else:
+                _log.debug("%s: request %s loaded %d blocks", self.name, load.req_id, len(load.block_ids))
+        return done
+
+    def get_block_ids_with_load_errors(self) -> set[int]:
+        with self._cond:
+            errors, self._load_errors = self._load_errors, set()
+        return errors
+
+    def _on_context_lost(self, generation: int, node_gone: bool) -> None:
+        """Link keeper: the context of ``generation`` is gone; if its node is too, its loads can no longer finish."""
+        if not node_gone:
+            return
+        with self._cond:
+            for load in self._loads.values():
+                if load.generation <= generation:
+                    load.node_gone = True
+
+    # ---- the saver thread ----
+
+    def _save_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._save_queue and not self._closing:
+                    self._cond.wait()
+                if not self._save_queue:
+                    return
+                job = self._save_queue[0]
+                job.started = True
+                entries = list(job.entries)
+            try:
+                self._run_save(entries)
+            except Exception:  # noqa: BLE001 - never let the thread die: the fences and finished_sending depend on it
+                _log.exception("%s: save failed unexpectedly", self.name)
+            with self._cond:
+                self._save_queue.popleft()
+                for entry in entries:
+                    left = self._saves_in_flight.get(entry.req_id, 0) - 1
+                    if left > 0:
+                        self._saves_in_flight[entry.req_id] = left
+                    else:
+                        self._saves_in_flight.pop(entry.req_id, None)
+                self._cond.notify_all()
+
+    def _run_save(self, entries: list[BlockTransfer]) -> None:
+        blocks = {}
+        for entry in entries:
+            for block_id, block_hash in zip(entry.block_ids, entry.hashes):
+                blocks.setdefault((block_id, block_hash), None)
+        if not blocks:
+            return
+        context_id, _ = self.link.current()
+        if context_id is None:
+            self.counters.add("save_dropped_blocks", len(blocks))
+            return
+        pairs = list(blocks)
+        step = self.settings.max_blocks_per_save
+        for start in range(0, len(pairs), step):
+            chunk = pairs[start : start + step]
+            began = time.perf_counter()
+            try:
+                reply = self._save_client.save(context_id, chunk)
+            except EngineError as e:
+                self.counters.add("save_failures")
+                self.counters.add("save_failed_blocks", len(chunk))
+                _warn.warning("save-failed", "%s: saving %d blocks failed: %s", self.name, len(chunk), e)
+                continue
+            self.counters.add("saves")
+            self.counters.observe_seconds("save", time.perf_counter() - began)
+            self.counters.add("save_requested_blocks", len(chunk))
+            self.counters.add("saved_blocks", reply.blocks_stored)
+            self.counters.add("save_skipped_blocks", reply.blocks_skipped)
+        _log.debug("%s: saved %d blocks of %d requests", self.name, len(pairs), len({e.req_id for e in entries}))
+
+    # ---- lifetime ----
+
+    def saves_idle(self, timeout_s: float) -> bool:
+        """Waits until no save is queued or running (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._save_queue:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def shutdown(self) -> None:
+        self.saves_idle(self.settings.save_timeout_s)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for thread in (self._saver, self._loader):
+            if thread is not None:
+                thread.join(5.0)
+        if self.link is not None:
+            self.link.close()
+        self._flags.close()
