@@ -29,7 +29,7 @@ public final class DemoCommand {
 
       Starts every node of the topology (default examples/cluster-3node.yaml) as a separate process on this machine,
       waits for the cluster to form, prints the cluster status from each node, runs the KV workload (a Python
-      worker saving, loading and verifying vLLM-shaped blocks) against the first node, then shuts every node down
+      worker driving vLLM's connector calls: save, hit, load, byte check) against the first node, then shuts every node down
       gracefully and checks that each exits 0. Node logs go to DIR (default target/demo-logs).
       """;
 
@@ -84,7 +84,9 @@ public final class DemoCommand {
       formed.values().forEach(status -> out.println(StatusFormat.table(status)));
 
       NodeSpec first = topology.nodes().getFirst();
-      out.printf("KV workload against node %s (a Python worker process, shared-memory KV caches):%n", first.id());
+      out.printf(
+          "KV workload against node %s through the vLLM connector (fake scheduler loop, shared-memory KV caches):%n",
+          first.id());
       int workload = runWorkload(new HostPort(first.host(), first.grpcPort()), out, err);
       if (workload != 0) {
         err.printf("the KV workload failed (exit %d)%n", workload);
@@ -123,8 +125,9 @@ public final class DemoCommand {
   }
 
   /**
-   * Runs {@code python3 -m pegaflow.demo_workload} (python/ of this checkout) against {@code endpoint}: a worker
-   * that registers vLLM-shaped shared-memory caches, saves, scribbles, queries, loads and verifies every byte.
+   * Runs {@code python3 -m pegaflow.vllm.demo} (python/ of this checkout) against {@code endpoint}: the real
+   * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
+   * with the same prefix from another engine instance hits, loads and verifies every byte.
    */
   private static int runWorkload(HostPort endpoint, PrintStream out, PrintStream err) throws Exception {
     Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", ".")).toAbsolutePath().resolve("python");
@@ -132,7 +135,7 @@ public final class DemoCommand {
         new ProcessBuilder(
                 System.getenv().getOrDefault("PYTHON", "python3"),
                 "-m",
-                "pegaflow.demo_workload",
+                "pegaflow.vllm.demo",
                 "--endpoint",
                 endpoint.toString())
             .redirectErrorStream(true);
