@@ -84,7 +84,7 @@ public class BlockStoreBenchmark {
     }
 
     void seal(byte[][] hashes) {
-      List<BlockStore.SaveTarget> targets = store.reserveForSave(LAYOUT, saveIds, hashes, slots);
+      List<BlockStore.SaveTarget> targets = store.reserveForSave(LAYOUT, saveIds, hashes, slots).targets();
       store.completeSave(targets, true);
     }
 
@@ -124,7 +124,7 @@ public class BlockStoreBenchmark {
   @Benchmark
   public int saveBookkeeping16WithEviction(Store s) {
     byte[][] batch = s.saveBatches[s.nextBatch++ & 4095];
-    List<BlockStore.SaveTarget> targets = s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots);
+    List<BlockStore.SaveTarget> targets = s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots).targets();
     return s.store.completeSave(targets, true);
   }
 

@@ -19,6 +19,8 @@ final class BlockEntry {
   long updatedNs;
   BlockEntry lruPrev;
   BlockEntry lruNext;
+  /** Completed when no slot is in flight any more; created only when a concurrent save waits for this block. */
+  java.util.concurrent.CompletableFuture<Void> landed;
 
   BlockEntry(BlockKey key, NamespaceLayout layout, long offset, long nowNs) {
     this.key = key;

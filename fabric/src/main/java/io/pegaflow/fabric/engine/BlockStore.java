@@ -6,6 +6,7 @@ import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.CompletableFuture;
 import java.util.function.LongSupplier;
 
 /**
@@ -34,6 +35,13 @@ public final class BlockStore {
 
   /** The slots one save request copies into one block. */
   public record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
+
+  /**
+   * What a save must do ({@code targets}) and what it must wait for: slots it names that another request is copying
+   * ({@code othersTargets}, complete when {@code othersInFlight} are), so that its reply never runs ahead of them.
+   */
+  public record SaveReservation(
+      List<SaveTarget> targets, List<SaveTarget> othersTargets, List<CompletableFuture<Void>> othersInFlight) {}
 
   public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs) {
     this.pool = pool;
@@ -77,7 +85,7 @@ public final class BlockStore {
    * @param slotsPerBlock the slot indices this request fills in each block
    * @return targets to copy (pinned until {@link #completeSave})
    */
-  public synchronized List<SaveTarget> reserveForSave(
+  public synchronized SaveReservation reserveForSave(
       NamespaceLayout layout, int[] blockIds, byte[][] hashes, int[] slotsPerBlock) {
     long now = clockNs.getAsLong();
     BlockKey[] keys = new BlockKey[blockIds.length];
@@ -120,6 +128,8 @@ public final class BlockStore {
               + ")");
     }
     List<SaveTarget> targets = new ArrayList<>();
+    List<SaveTarget> othersTargets = new ArrayList<>();
+    List<CompletableFuture<Void>> othersInFlight = new ArrayList<>();
     HashMap<BlockKey, Boolean> planned = new HashMap<>();
     for (int i = 0; i < blockIds.length; i++) {
       if (planned.putIfAbsent(keys[i], Boolean.TRUE) != null) {
@@ -137,6 +147,14 @@ public final class BlockStore {
       } else if (entry.sealed) {
         continue;
       }
+      int[] elsewhere = slotsInFlightElsewhere(entry, slotsPerBlock);
+      if (elsewhere.length > 0) {
+        if (entry.landed == null) {
+          entry.landed = new CompletableFuture<>();
+        }
+        othersTargets.add(new SaveTarget(entry, blockIds[i], elsewhere));
+        othersInFlight.add(entry.landed);
+      }
       int[] todo = slotsToCopy(entry, slotsPerBlock);
       if (todo.length == 0) {
         continue;
@@ -148,7 +166,26 @@ public final class BlockStore {
       entry.updatedNs = now;
       targets.add(new SaveTarget(entry, blockIds[i], todo));
     }
-    return targets;
+    return new SaveReservation(targets, othersTargets, othersInFlight);
+  }
+
+  private static int[] slotsInFlightElsewhere(BlockEntry entry, int[] slots) {
+    return java.util.Arrays.stream(slots).filter(slot -> entry.isInFlight(slot) && !entry.hasArrived(slot)).toArray();
+  }
+
+  /** True if every slot of every target has arrived (and the block is still in the pool). */
+  public synchronized boolean allArrived(List<SaveTarget> targets) {
+    for (SaveTarget target : targets) {
+      if (target.entry().removed) {
+        return false;
+      }
+      for (int slot : target.slots()) {
+        if (!target.entry().hasArrived(slot)) {
+          return false;
+        }
+      }
+    }
+    return true;
   }
 
   private static int[] slotsToCopy(BlockEntry entry, int[] slots) {
@@ -174,7 +211,16 @@ public final class BlockStore {
    *
    * @return how many blocks this call sealed
    */
-  public synchronized int completeSave(List<SaveTarget> targets, boolean copied) {
+  public int completeSave(List<SaveTarget> targets, boolean copied) {
+    List<CompletableFuture<Void>> landed = new ArrayList<>();
+    int sealed = completeSaveLocked(targets, copied, landed);
+    // Waiting saves continue on this thread: complete their futures outside the store's lock.
+    landed.forEach(f -> f.complete(null));
+    return sealed;
+  }
+
+  private synchronized int completeSaveLocked(
+      List<SaveTarget> targets, boolean copied, List<CompletableFuture<Void>> landed) {
     long now = clockNs.getAsLong();
     int sealedNow = 0;
     for (SaveTarget target : targets) {
@@ -184,6 +230,10 @@ public final class BlockStore {
         if (copied) {
           entry.markArrived(slot);
         }
+      }
+      if (entry.landed != null && !entry.anyInFlight()) {
+        landed.add(entry.landed);
+        entry.landed = null;
       }
       entry.updatedNs = now;
       entry.pins--;

@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
@@ -78,6 +79,7 @@ public final class KvEngine implements AutoCloseable {
   public Registered register(RegisterContextRequest request) {
     NamespaceLayout layout = validateHeader(request);
     List<MappedRegion> mapped = new ArrayList<>();
+    boolean published = false;
     try {
       LayerMapping[] layers = mapLayers(request, mapped, copyEngine);
       long slotBytes = layers[0].slotBytes();
@@ -96,10 +98,16 @@ public final class KvEngine implements AutoCloseable {
         }
       }
       layout = new NamespaceLayout(layout.namespace(), layout.totalLayers(), layout.tpSize(), slotBytes);
-      if (layout.blockBytes() > store.pool().slabBytes()) {
+      long blockBytes;
+      try {
+        blockBytes = Math.multiplyExact((long) layout.slotCount(), slotBytes);
+      } catch (ArithmeticException e) {
+        blockBytes = Long.MAX_VALUE;
+      }
+      if (blockBytes > store.pool().slabBytes()) {
         throw EngineException.precondition(
             "a block of this namespace needs "
-                + layout.blockBytes()
+                + (blockBytes == Long.MAX_VALUE ? "more than " + Long.MAX_VALUE : String.valueOf(blockBytes))
                 + " bytes, more than the pool's largest allocation ("
                 + store.pool().slabBytes()
                 + " bytes); start the node with a larger --pool-size");
@@ -122,9 +130,25 @@ public final class KvEngine implements AutoCloseable {
               layers,
               mapped);
       contexts.put(id, context);
-      String previous = contextByWorker.put(worker, id);
-      if (previous != null) {
-        unregister(previous, "replaced by a new registration of " + worker);
+      published = true; // from here on the context owns the mappings: unregister closes them
+      // Two registrations of one worker may race (they run on a thread pool): the higher sequence number wins.
+      String[] replaced = new String[1];
+      contextByWorker.compute(
+          worker,
+          (w, current) -> {
+            if (current == null || sequenceOf(current) < sequenceOf(id)) {
+              replaced[0] = current;
+              return id;
+            }
+            replaced[0] = id;
+            return current;
+          });
+      if (replaced[0] != null) {
+        unregister(replaced[0], "replaced by a newer registration of " + worker);
+      }
+      if (id.equals(replaced[0])) {
+        throw EngineException.precondition(
+            "a newer registration of " + worker + " arrived while this one was being set up; use the newer one");
       }
       log.info(
           "context {} registered: namespace {}, {} layers in {} regions, tp {}/{}, {} blocks, {} bytes per block slot,"
@@ -141,7 +165,9 @@ public final class KvEngine implements AutoCloseable {
       listener.contextsChanged(contexts.size());
       return new Registered(id, layout.blockBytes(), slotBytes * layers.length);
     } catch (RuntimeException e) {
-      mapped.forEach(MappedRegion::close);
+      if (!published) {
+        mapped.forEach(MappedRegion::close);
+      }
       throw e;
     }
   }
@@ -225,7 +251,11 @@ public final class KvEngine implements AutoCloseable {
         }
         offsets[s] = seg.getOffsetBytes();
         lengths[s] = seg.getLengthBytes();
-        slotBytes = Math.addExact(slotBytes, seg.getLengthBytes());
+        try {
+          slotBytes = Math.addExact(slotBytes, seg.getLengthBytes());
+        } catch (ArithmeticException e) {
+          throw EngineException.invalid(at + ".segments: the lengths add up to more than " + Long.MAX_VALUE + " bytes");
+        }
       }
       if (!layer.hasRegion()) {
         throw EngineException.invalid(at + ".region: missing");
@@ -355,6 +385,10 @@ public final class KvEngine implements AutoCloseable {
     return t.replace("-", "");
   }
 
+  private static long sequenceOf(String contextId) {
+    return Long.parseLong(contextId.substring(contextId.lastIndexOf('#') + 1));
+  }
+
   /** Drops a context's mappings (after its operations in flight); its blocks stay cached. */
   public boolean unregister(String contextId, String why) {
     WorkerContext context = contexts.remove(contextId);
@@ -384,38 +418,63 @@ public final class KvEngine implements AutoCloseable {
     if (!context.acquire()) {
       throw EngineException.notFound("context_id: " + contextId + " was unregistered");
     }
-    List<BlockStore.SaveTarget> targets;
+    BlockStore.SaveReservation reservation;
     try {
-      targets = store.reserveForSave(context.layout, blockIds, hashes, slots);
+      reservation = store.reserveForSave(context.layout, blockIds, hashes, slots);
     } catch (RuntimeException e) {
       context.releaseRef();
       throw e;
     }
+    List<BlockStore.SaveTarget> targets = reservation.targets();
     int skipped = blockIds.length - targets.size();
+    CompletableFuture<SaveResult> own;
     if (targets.isEmpty()) {
       context.releaseRef();
-      return CompletableFuture.completedFuture(new SaveResult(0, skipped, 0));
+      own = CompletableFuture.completedFuture(new SaveResult(0, skipped, 0));
+    } else {
+      try {
+        own = CompletableFuture.supplyAsync(() -> copyAndSeal(context, targets, skipped), copyThreads);
+      } catch (RejectedExecutionException e) {
+        store.completeSave(targets, false);
+        context.releaseRef();
+        throw new EngineException(EngineException.Code.UNAVAILABLE, "the node is stopping: save refused");
+      }
     }
-    return CompletableFuture.supplyAsync(
-        () -> {
-          long startNs = System.nanoTime();
-          boolean copied = false;
-          try {
-            long bytes = copySave(context, targets);
-            copied = true;
-            int sealed = store.completeSave(targets, true);
-            listener.saved(bytes, System.nanoTime() - startNs, targets.size());
-            return new SaveResult(targets.size(), skipped, sealed);
-          } catch (RuntimeException e) {
-            if (!copied) {
-              store.completeSave(targets, false);
-            }
-            throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
-          } finally {
-            context.releaseRef();
+    if (reservation.othersInFlight().isEmpty()) {
+      return own;
+    }
+    // Some slots this request names are being copied by another request right now: the reply must not say they
+    // are stored until that copy has landed (a caller may free its blocks on our reply).
+    return own.thenCombine(
+        CompletableFuture.allOf(reservation.othersInFlight().toArray(CompletableFuture[]::new)),
+        (result, landed) -> {
+          if (!store.allArrived(reservation.othersTargets())) {
+            throw new EngineException(
+                EngineException.Code.UNAVAILABLE,
+                "a concurrent save of some of these blocks failed; save them again");
           }
-        },
-        copyThreads);
+          return result;
+        });
+  }
+
+  /** Runs on a copy thread: copies, then seals or rolls back exactly once whatever is thrown. */
+  private SaveResult copyAndSeal(WorkerContext context, List<BlockStore.SaveTarget> targets, int skipped) {
+    long startNs = System.nanoTime();
+    boolean copied = false;
+    try {
+      long bytes = copySave(context, targets);
+      copied = true;
+      int sealed = store.completeSave(targets, true);
+      listener.saved(bytes, System.nanoTime() - startNs, targets.size());
+      return new SaveResult(targets.size(), skipped, sealed);
+    } catch (RuntimeException e) {
+      throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
+    } finally {
+      if (!copied) {
+        store.completeSave(targets, false);
+      }
+      context.releaseRef();
+    }
   }
 
   /** Worker memory to pool. */
@@ -512,7 +571,8 @@ public final class KvEngine implements AutoCloseable {
       listener.loaded(0, 0, 0, failed.length);
       return new LoadStarted(failed, 0);
     }
-    CompletableFuture.runAsync(
+    try {
+      CompletableFuture.runAsync(
         () -> {
           long startNs = System.nanoTime();
           long bytes = 0;
@@ -534,6 +594,13 @@ public final class KvEngine implements AutoCloseable {
           }
         },
         copyThreads);
+    } catch (RejectedExecutionException e) {
+      store.unpinAll(entries);
+      LoadFlagWriter.finish(flag, 0, blockIds.length, 0);
+      flagFile.close();
+      context.releaseRef();
+      throw new EngineException(EngineException.Code.UNAVAILABLE, "the node is stopping: load refused");
+    }
     return new LoadStarted(failed, scheduled);
   }
 

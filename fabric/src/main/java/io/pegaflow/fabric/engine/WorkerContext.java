@@ -2,6 +2,7 @@ package io.pegaflow.fabric.engine;
 
 import io.pegaflow.gpu.MappedRegion;
 import java.util.List;
+import org.slf4j.LoggerFactory;
 
 /**
  * One registered worker (a vLLM GPU rank): its namespace layout, rank, and the layers it mapped. Operations in
@@ -74,7 +75,14 @@ final class WorkerContext {
   private void unmapIfIdle() {
     if (closed && inFlight == 0 && !unmapped) {
       unmapped = true;
-      mappings.forEach(MappedRegion::close);
+      // One failing close (e.g. cuIpcCloseMemHandle) must neither leak the others nor fail the caller's operation.
+      for (MappedRegion mapping : mappings) {
+        try {
+          mapping.close();
+        } catch (RuntimeException e) {
+          LoggerFactory.getLogger(WorkerContext.class).warn("context {}: closing a mapping failed: {}", id, e.toString());
+        }
+      }
     }
   }
 

@@ -191,6 +191,32 @@ class KvEngineTest {
   }
 
   @Test
+  void shouldNotAcknowledgeASaveBeforeAConcurrentCopyOfTheSameBlockHasLanded() throws Exception {
+    engine(64L << 20, 30_000);
+    ShmKvCache a = cache(2, 64, false);
+    ShmKvCache b = cache(2, 64, false);
+    String ca = engine.register(a.registration("ia", "ns", 0, 1, 2, 0).build()).contextId();
+    String cb = engine.register(b.registration("ib", "ns", 0, 1, 2, 0).build()).contextId();
+    // Reserve A's copy by hand (as a save in progress would), then save the same hash from B.
+    BlockStore.SaveReservation inProgress =
+        engine.store().reserveForSave(layoutOf(engine, "ns"), new int[] {0}, new byte[][] {hash("x")}, new int[] {0, 1});
+    var fromB = engine.save(cb, ids(0, 1), new byte[][] {hash("x")}, new int[0]);
+    Thread.sleep(200);
+    assertFalse(fromB.isDone(), "B must wait for A's copy of the same slots");
+    engine.store().completeSave(inProgress.targets(), false); // A's copy failed
+    Throwable t = assertThrows(java.util.concurrent.ExecutionException.class, () -> fromB.get(5, TimeUnit.SECONDS)).getCause();
+    assertEquals(EngineException.Code.UNAVAILABLE, ((EngineException) t).code());
+    // Saved again, B's own copy lands.
+    assertEquals(1, save(cb, ids(0, 1), new byte[][] {hash("x")}).stored());
+    assertTrue(engine.store().isSealed("ns", hash("x")));
+    assertTrue(ca.length() > 0);
+  }
+
+  private static NamespaceLayout layoutOf(KvEngine engine, String namespace) {
+    return new NamespaceLayout(namespace, 2, 1, engine.blockBytes(namespace) / 2);
+  }
+
+  @Test
   void shouldProtectLeasedBlocksFromEvictionUntilReleasedOrExpired() throws Exception {
     engine(16 * 8192, 30_000);
     ShmKvCache cache = cache(2, 64, false);

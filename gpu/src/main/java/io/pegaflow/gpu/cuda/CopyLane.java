@@ -18,6 +18,7 @@ import java.lang.foreign.MemorySegment;
  * <p>Not thread-safe: owned by one {@link CudaCopyEngine} agent thread, which has the device's context current.
  */
 final class CopyLane implements AutoCloseable {
+  private volatile boolean broken;
   static final long DESC_BYTES = 24;
   /** cuMemcpyBatchAsync calls take at most this many copies. */
   static final int MAX_BATCH = 4096;
@@ -98,18 +99,34 @@ final class CopyLane implements AutoCloseable {
     if (mode == CudaCopyMode.STAGED && (staging == null || !(hostToDevice || deviceToHost))) {
       mode = CudaCopyMode.KERNEL;
     }
-    switch (mode) {
-      case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
-      case STAGED -> {
-        if (hostToDevice) {
-          runStagedLoad(srcBase, dstBase, batch);
-        } else {
-          runStagedSave(srcBase, dstBase, batch);
+    try {
+      switch (mode) {
+        case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
+        case STAGED -> {
+          if (hostToDevice) {
+            runStagedLoad(srcBase, dstBase, batch);
+          } else {
+            runStagedSave(srcBase, dstBase, batch);
+          }
         }
+        case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
+        case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
       }
-      case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
-      case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
+    } catch (Throwable failure) {
+      // Work queued before the failing step may still be running: let it finish before the caller frees the pool
+      // blocks or unmaps the regions it touches. If even that fails the context is broken and says so.
+      int dma = Cu.streamSynchronize(dmaStream);
+      int kernel = Cu.streamSynchronize(kernelStream);
+      if (dma != CUDA_SUCCESS || kernel != CUDA_SUCCESS) {
+        broken = true;
+      }
+      throw failure;
     }
+  }
+
+  /** True once a failed copy could not be drained: the GPU may still touch memory, refuse further copies. */
+  boolean broken() {
+    return broken;
   }
 
   private void runKernel(long[] srcBase, long[] dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {

@@ -110,6 +110,9 @@ public final class CudaCopyEngine implements CopyEngine {
     return engine;
   }
 
+  /** Set when a failed copy's stream could not be synchronized: the GPU may still touch memory callers free. */
+  private volatile Throwable brokenBy;
+
   private void agentLoop(CopyLane lane) {
     device.makeCurrent();
     while (true) {
@@ -126,6 +129,9 @@ public final class CudaCopyEngine implements CopyEngine {
         lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
         r.complete(null);
       } catch (Throwable t) {
+        if (lane.broken()) {
+          brokenBy = t;
+        }
         r.complete(t);
       }
     }
@@ -212,6 +218,11 @@ public final class CudaCopyEngine implements CopyEngine {
   public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch, CudaCopyMode forcedMode) {
     if (closed) {
       throw new IllegalStateException("the CUDA copy engine is closed");
+    }
+    Throwable broken = brokenBy;
+    if (broken != null) {
+      throw new IllegalStateException(
+          "the CUDA copy engine refuses copies: a failed copy could not be drained (" + broken + ")", broken);
     }
     CopyEngine.checkRuns(srcs, dsts, batch);
     if (batch.runCount() == 0) {
