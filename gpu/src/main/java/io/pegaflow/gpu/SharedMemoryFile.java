@@ -51,6 +51,22 @@ public final class SharedMemoryFile implements MappedRegion {
     }
   }
 
+  /**
+   * Maps {@code path} only if it resolves (symbolic links followed) to a file inside {@code root}: a node must not
+   * read or write arbitrary files because a request named them.
+   */
+  public static SharedMemoryFile mapWithin(Path root, Path path) throws IOException {
+    if (!Files.exists(path)) {
+      throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+    }
+    Path real = path.toRealPath();
+    Path realRoot = root.toRealPath();
+    if (!real.startsWith(realRoot)) {
+      throw new IOException(path + " is outside " + root + " (the node maps only shared-memory files there)");
+    }
+    return map(real);
+  }
+
   public Path path() {
     return path;
   }

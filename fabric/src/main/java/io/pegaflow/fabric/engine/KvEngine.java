@@ -35,9 +35,11 @@ import org.slf4j.LoggerFactory;
  * workers' memory and the pool through the {@link CopyEngine}. Bad requests throw {@link EngineException} before
  * anything changes.
  */
-public final class KvEngine implements AutoCloseable {
+public final class KvEngine {
   private static final Logger log = LoggerFactory.getLogger(KvEngine.class);
   static final int MAX_HASH_BYTES = 64;
+  /** Shared-memory files (KV caches, load flags) must live here: {@code -Dpegaflow.shm-dir}, default /dev/shm. */
+  static final Path SHARED_MEMORY_DIR = Path.of(System.getProperty("pegaflow.shm-dir", "/dev/shm"));
 
   private final BlockStore store;
   private final CopyEngine copyEngine;
@@ -282,7 +284,7 @@ public final class KvEngine implements AutoCloseable {
         regionIndex = regionByPath.get(path);
         if (regionIndex == null) {
           try {
-            mapped.add(SharedMemoryFile.map(Path.of(path)));
+            mapped.add(SharedMemoryFile.mapWithin(SHARED_MEMORY_DIR, Path.of(path)));
           } catch (IOException | RuntimeException e) {
             throw EngineException.invalid(at + ".region.shm.path: cannot map " + path + ": " + e.getMessage());
           }
@@ -547,7 +549,7 @@ public final class KvEngine implements AutoCloseable {
     MemorySegment flag;
     SharedMemoryFile flagFile;
     try {
-      flagFile = SharedMemoryFile.map(Path.of(flagPath));
+      flagFile = SharedMemoryFile.mapWithin(SHARED_MEMORY_DIR, Path.of(flagPath));
     } catch (IOException | RuntimeException e) {
       context.releaseRef();
       throw EngineException.invalid("flag.path: cannot map " + flagPath + ": " + e.getMessage());
@@ -745,16 +747,28 @@ public final class KvEngine implements AutoCloseable {
     };
   }
 
-  @Override
-  public void close() {
+  /**
+   * Stops taking copies, waits for those running, then unregisters every context.
+   *
+   * @return false if copies were still running after the wait: the caller must then not free the pool or the GPU
+   *     resources those copies may still touch
+   */
+  public boolean close() {
     housekeeping.shutdownNow();
     copyThreads.shutdown();
+    boolean idle;
     try {
-      copyThreads.awaitTermination(10, TimeUnit.SECONDS);
+      idle = copyThreads.awaitTermination(60, TimeUnit.SECONDS);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
+      idle = false;
+    }
+    if (!idle) {
+      log.error("copies still running after 60 s at shutdown: leaving the pool and mappings in place");
+      return false;
     }
     new ArrayList<>(contexts.keySet()).forEach(id -> unregister(id, "node stopping"));
+    return true;
   }
 
   /** For tests: the block size of a registered namespace, or 0. */

@@ -88,6 +88,11 @@ public final class EngineGrpcImpl implements Engine {
   @Override
   public Source<SessionEvent, NotUsed> session(SessionRequest in) {
     String contextId = in.getContextId();
+    if (contextId.isBlank()) {
+      metrics.count("Session", "INVALID_ARGUMENT");
+      return Source.failed(
+          new GrpcServiceException(Status.INVALID_ARGUMENT.withDescription("context_id: missing")));
+    }
     if (!engine.hasContext(contextId)) {
       metrics.count("Session", "NOT_FOUND");
       return Source.failed(

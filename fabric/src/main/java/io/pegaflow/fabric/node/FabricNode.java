@@ -96,10 +96,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         "stop-engine",
         () -> {
           sampler.close();
-          engine.close();
-          engine.store().pool().close();
-          if (gpu[0] != null) {
-            gpu[0].close();
+          // Free pool and GPU memory only once no copy can touch them any more.
+          if (engine.close()) {
+            engine.store().pool().close();
+            if (gpu[0] != null) {
+              gpu[0].close();
+            }
           }
           return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
         });

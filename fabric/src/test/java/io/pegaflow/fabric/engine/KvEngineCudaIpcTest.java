@@ -190,7 +190,7 @@ class KvEngineCudaIpcTest {
     for (int l = 0; l < 4; l++) {
       layerMemory[l].asSlice(layerOffset[l], 4L * SLOT).fill((byte) 0xA5);
     }
-    java.nio.file.Path flag = java.nio.file.Files.createTempFile("pegaflow-flag", ".bin");
+    java.nio.file.Path flag = java.nio.file.Files.createTempFile(java.nio.file.Path.of("/dev/shm"), "pegaflow-flag", ".bin");
     try {
       java.nio.file.Files.write(flag, new byte[64]);
       engine.load(ctx, new int[] {10, 11, 12, 13}, hashes, 0, flag.toString(), 0);

@@ -326,6 +326,14 @@ class KvEngineTest {
     expect(EngineException.Code.INVALID_ARGUMENT, "namespace", () -> engine.query("", hashes("h", 1), 0));
     expect(EngineException.Code.INVALID_ARGUMENT, "flag.offset_bytes", () -> engine.load(ctx, ids(0, 1), hashes("h", 1), 0, flagPath.toString(), 32 * 64));
     expect(EngineException.Code.INVALID_ARGUMENT, "flag.path", () -> engine.load(ctx, ids(0, 1), hashes("h", 1), 0, "/dev/shm/does-not-exist", 0));
+    Path outside = Files.createTempFile("pegaflow-not-shm", ".bin");
+    Files.write(outside, new byte[64]);
+    try {
+      expect(EngineException.Code.INVALID_ARGUMENT, "is outside /dev/shm", () -> engine.load(ctx, ids(0, 1), hashes("h", 1), 0, outside.toString(), 0));
+      assertArrayEquals(new byte[64], Files.readAllBytes(outside), "a file outside the shm directory is never written");
+    } finally {
+      Files.delete(outside);
+    }
     expect(EngineException.Code.INVALID_ARGUMENT, "blocks[0].block_id", () -> engine.load(ctx, new int[] {99}, hashes("h", 1), 0, flagPath.toString(), 0));
 
     RegisterContextRequest good = cache.registration("i2", "ns", 0, 1, 2, 0).build();
