@@ -185,9 +185,14 @@ class NodeLink:
                     self._lock.wait(min(1.0, self._session_timeout_s / 2))
                     if self._lost_generation is None and not self._closing:
                         self._check_heartbeat_locked()
+                        if self._node_started_s is None and self._context_id is not None:
+                            break  # the start-time probe failed at connect: retry it (outside the lock)
                 if self._closing:
                     return
                 lost = self._lost_generation
+            if lost is None:
+                self._retry_start_estimate()
+                continue
             if lost > 0:
                 gone = self._node_gone()
                 try:
@@ -195,6 +200,13 @@ class NodeLink:
                 except Exception:  # noqa: BLE001 - a bug in the callback must not stop reconnecting
                     _log.exception("%s: on_lost callback failed", self._name)
             self._reconnect(counts_as_reconnect=lost > 0)
+
+    def _retry_start_estimate(self) -> None:
+        """Without the node's start time a restarted node cannot be told from the old one (_node_gone)."""
+        started = self._node_start_estimate()
+        with self._lock:
+            if started is not None and self._node_started_s is None and self._context_id is not None:
+                self._node_started_s = started
 
     def _check_heartbeat_locked(self) -> None:
         session = self._session

@@ -35,6 +35,10 @@ from pegaflow.vllm.stats import ConnectorCounters, LimitedLog
 _log = logging.getLogger(__name__)
 _warn = LimitedLog(_log)
 
+# This many failed loads in a row (workers reported their blocks invalid) make lookups answer 0 hits for
+# retry_interval_ms, as a failed lookup does.
+LOAD_FAILURE_BACKOFF = 3
+
 
 @dataclass
 class _Lookup:
@@ -72,6 +76,8 @@ class SchedulerSide:
         self._next_loads: list[BlockTransfer] = []
         self._next_holds: list[str] = []
         self._node_down_until_s = 0.0
+        self._failed_loads: set[str] = set()  # requests whose load failed (kept until request_finished)
+        self._load_failure_streak = 0  # loads in a row that failed: back off lookups after LOAD_FAILURE_BACKOFF
         self._releases: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_loop, name="pegaflow-lease-release", daemon=True)
         self._releaser.start()
@@ -96,6 +102,15 @@ class SchedulerSide:
             self._drop_lookup(req_id)
             return 0, False
         now = time.monotonic()
+        if req_id in self._failed_loads:
+            # Its blocks failed to load once: claiming them again could loop (load fails, vLLM recomputes, asks...).
+            self._drop_lookup(req_id)
+            self.counters.add("lookup_skipped_failed_load")
+            return 0, False
+        if now < self._node_down_until_s:  # before any cached answer: the node may have restarted without the blocks
+            self._drop_lookup(req_id)
+            self.counters.add("lookup_skipped_node_down")
+            return 0, False
         cached = self._lookups.get(req_id)
         if cached is not None:
             if (
@@ -110,9 +125,6 @@ class SchedulerSide:
         if self._misses.get(req_id) == (start, len(hashes)):
             self.counters.add("lookup_cached")
             return 0, False  # asked again within the same step
-        if now < self._node_down_until_s:
-            self.counters.add("lookup_skipped_node_down")
-            return 0, False
         asked = list(hashes[start:])
         started = time.perf_counter()
         try:
@@ -120,6 +132,8 @@ class SchedulerSide:
         except EngineError as e:
             self._node_down_until_s = time.monotonic() + self.settings.retry_interval_s
             self.counters.add("lookup_failures")
+            for other in list(self._lookups):  # their leases may be gone with the node (restart): ask again later
+                self._drop_lookup(other)
             _warn.warning(
                 "lookup-failed",
                 "lookup for request %s failed (%s); answering 0 hits for the next %.1f s",
@@ -257,22 +271,41 @@ class SchedulerSide:
             meta.saves.append(BlockTransfer(state.request.request_id, ids, hs))
 
     def update_connector_output(self, connector_output) -> None:
-        for req_id in getattr(connector_output, "finished_recving", None) or ():
-            state = self._requests.get(req_id)
-            if state is not None and state.load_pending:
-                self._load_done(state)
+        # Invalid blocks first: _load_done (below) forgets which blocks a load covered.
         invalid = getattr(connector_output, "invalid_block_ids", None)
+        failed = set()
         if invalid:
-            for state in self._requests.values():
+            for req_id, state in self._requests.items():
                 if state.loaded and state.load_block_ids:
                     bad = [i for i, b in enumerate(state.load_block_ids) if b in invalid]
                     if bad:  # vLLM recomputes from the first bad block: those blocks must be saved again
                         state.loaded = (state.loaded[0], state.loaded[0] + bad[0])
+                        failed.add(req_id)
+        for req_id in failed:
+            self._failed_loads.add(req_id)  # no more pool hits for it
+        for req_id in getattr(connector_output, "finished_recving", None) or ():
+            state = self._requests.get(req_id)
+            if state is not None and state.load_pending:
+                self._load_done(state)
+                if req_id not in failed:
+                    self._load_failure_streak = 0
+        if failed:
+            self._load_failure_streak += len(failed)
+            if self._load_failure_streak >= LOAD_FAILURE_BACKOFF:
+                self._node_down_until_s = time.monotonic() + self.settings.retry_interval_s
+                self._load_failure_streak = 0
+                for other in list(self._lookups):
+                    self._drop_lookup(other)
+                _warn.warning(
+                    "loads-failing", "%d loads in a row failed; answering 0 hits for %.1f s",
+                    LOAD_FAILURE_BACKOFF, self.settings.retry_interval_s,
+                )
 
     def request_finished(self, request, block_ids) -> tuple[bool, dict | None]:
         req_id = request.request_id
         self._drop_lookup(req_id)
         self._misses.pop(req_id, None)
+        self._failed_loads.discard(req_id)
         state = self._requests.pop(req_id, None)
         if state is None:
             return False, None  # never scheduled

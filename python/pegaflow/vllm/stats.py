@@ -22,6 +22,7 @@ COUNTER_KEYS = (
     "lookup_cached",  # answered from this request's earlier lookup (lease still valid)
     "lookup_failures",  # node unreachable / timed out: answered 0 hits
     "lookup_skipped_node_down",  # answered 0 hits without asking (node recently unreachable)
+    "lookup_skipped_failed_load",  # answered 0 hits: this request's load from the pool failed before
     "lookup_blocks",  # blocks asked about
     "hit_blocks",  # blocks the node had (and leased)
     "hit_tokens",
@@ -44,7 +45,11 @@ COUNTER_KEYS = (
     "save_skipped_blocks",  # already in the pool
     "save_failures",  # Save RPCs that failed
     "save_failed_blocks",
-    "save_dropped_blocks",  # not sent: node down, or preempted before the save started
+    "save_dropped_blocks",  # not sent: node down, preempted before its chunk was sent, or the save queue was full
+    "save_queue_drops",  # queued save jobs dropped unstarted because the queue was at its cap
+    "save_unresolved",  # Save calls with no clear answer (deadline, cancelled, connection lost): blocks kept held
+    "preemption_fence_timeouts",  # fences that gave up waiting: the node may read blocks vLLM reuses (logged as error)
+    "load_timeouts",  # loads past load_timeout_ms still waiting for the node's flag or for the node to be known gone
     "save_seconds_sum",
     "save_seconds_max",
     "preemption_fences",  # handle_preemptions calls that had preempted requests

@@ -39,6 +39,19 @@ _warn = LimitedLog(_log)
 # Finished request ids vLLM told us about that are not (yet) held: kept this many steps, then forgotten.
 _FINISHED_MEMORY_STEPS = 64
 
+# Queued (unstarted) save jobs beyond this many are dropped, oldest first (the node cannot keep up).
+MAX_QUEUED_SAVE_JOBS = 64
+
+# Errors by which the node clearly refused a call before touching any block (a Load's flag slot can be reused, a
+# Save's blocks are not being read). Every other failure (DEADLINE_EXCEEDED, CANCELLED, UNAVAILABLE, UNKNOWN,
+# INTERNAL, ...) may have reached the node, which may still be copying.
+_CLEAR_REJECTIONS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "FAILED_PRECONDITION"})
+
+
+def _clear_rejection(error: Exception) -> bool:
+    code = getattr(error, "code", None)
+    return isinstance(error, EngineError) and getattr(code, "name", None) in _CLEAR_REJECTIONS
+
 
 class FlagPool:
     """Load-completion flags: slots of shared-memory flag files, reused after their load ended.
@@ -68,6 +81,7 @@ class FlagPool:
             self._free.append(slot)
 
     def quarantine(self, slot: LoadFlagSlot) -> None:
+        """The slot is simply never released: a late write by the node lands in a slot nobody reads."""
         _log.debug("flag slot %s quarantined", slot)
 
     def close(self) -> None:
@@ -89,7 +103,10 @@ class _Load:
     missing: set[int] = field(default_factory=set)  # failed_block_ids of the Load reply
     failed_reason: str | None = None  # set: every block failed
     node_gone: bool = False
+    taken: bool = False  # the loader thread took it from the queue (it may be sending it now)
     issued: bool = False  # the loader thread has sent the Load (or given up)
+    uncertain: bool = False  # the Load failed in a way that may have reached the node: wait for its flag
+    timeout_logged: bool = False
 
 
 @dataclass
@@ -98,6 +115,15 @@ class _SaveJob:
 
     entries: list[BlockTransfer]
     started: bool = False
+    dropped: set[str] = field(default_factory=set)  # preempted after the job started: their unsent chunks are skipped
+
+
+@dataclass
+class _UnresolvedSave:
+    """A Save call with no clear answer: the node may still be reading these requests' blocks."""
+
+    req_ids: set[str]
+    generation: int
 
 
 class WorkerSide:
@@ -136,7 +162,10 @@ class WorkerSide:
         self._cond = threading.Condition()
         self._loads: dict[str, _Load] = {}
         self._load_errors: set[int] = set()
-        self._saves_in_flight: dict[str, int] = {}
+        self._saves_in_flight: dict[str, int] = {}  # req id -> save job entries not finished
+        self._save_reading: dict[str, int] = {}  # req id -> Save chunks the node may be reading now (sent or unresolved)
+        self._unresolved_saves: list[_UnresolvedSave] = []
+        self._gone_generation = 0  # the node of every generation <= this is known gone
         self._save_queue: deque[_SaveJob] = deque()
         self._saver: threading.Thread | None = None
         self._load_queue: deque[_Load] = deque()
@@ -224,6 +253,9 @@ class WorkerSide:
         )
         self.link.start()
         self._save_client = EngineClient(self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel)
+        self._start_threads()
+
+    def _start_threads(self) -> None:
         self._saver = threading.Thread(target=self._save_loop, name=f"pegaflow-saver-tp{self.tp_rank}", daemon=True)
         self._saver.start()
         self._loader = threading.Thread(target=self._load_loop, name=f"pegaflow-loader-tp{self.tp_rank}", daemon=True)
@@ -270,35 +302,56 @@ class WorkerSide:
             return
         self._fenced_this_step |= ids
         self.counters.add("preemption_fences")
+        # At most one chunk per request is being sent when this runs (later chunks of these requests are skipped), and
+        # a Save past its deadline stays counted in _save_reading until the node answers or is known gone.
         deadline = time.monotonic() + self.settings.save_timeout_s + 1.0
         with self._cond:
             for job in self._save_queue:
                 if job.started:
+                    job.dropped |= ids  # the saver skips their chunks not yet sent
                     continue
                 kept = []
                 for entry in job.entries:
                     if entry.req_id in ids:
-                        self._saves_in_flight[entry.req_id] -= 1
+                        self._entry_done(entry.req_id)
                         self.counters.add("save_dropped_blocks", len(entry.block_ids))
                     else:
                         kept.append(entry)
                 job.entries = kept
-            for req_id in ids:
-                if self._saves_in_flight.get(req_id) == 0:
-                    del self._saves_in_flight[req_id]
-            if any(self._saves_in_flight.get(r) for r in ids):
+            if any(self._save_reading.get(r) for r in ids):
                 self.counters.add("preemption_fence_waits")
-            while any(self._saves_in_flight.get(r) for r in ids):
+            while any(self._save_reading.get(r) for r in ids):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    # Fail closed as far as a connector can: vLLM offers no way to delay reusing preempted blocks,
+                    # so this is logged as an error and counted (preemption_fence_timeouts in the connector stats);
+                    # the node may store what vLLM writes into these blocks next under the old hashes.
+                    self.counters.add("preemption_fence_timeouts")
                     _log.error(
-                        "%s: saves of preempted requests %s still running after %.0f s; their blocks may be reused"
-                        " while the node reads them", self.name, sorted(ids), self.settings.save_timeout_s,
+                        "%s: saves of preempted requests %s still unconfirmed after %.0f s (node stuck?); vLLM may"
+                        " reuse blocks the node is reading", self.name,
+                        sorted(r for r in ids if self._save_reading.get(r)), self.settings.save_timeout_s + 1.0,
                     )
                     break
                 self._cond.wait(remaining)
             self._cond.notify_all()
         _log.debug("%s: fenced saves of preempted requests %s", self.name, sorted(ids))
+
+    def _entry_done(self, req_id: str) -> None:
+        """One save job entry of the request is finished or dropped (the caller holds the lock)."""
+        left = self._saves_in_flight.get(req_id, 0) - 1
+        if left > 0:
+            self._saves_in_flight[req_id] = left
+        else:
+            self._saves_in_flight.pop(req_id, None)
+
+    def _reading_done(self, req_ids) -> None:
+        for req_id in req_ids:
+            left = self._save_reading.get(req_id, 0) - 1
+            if left > 0:
+                self._save_reading[req_id] = left
+            else:
+                self._save_reading.pop(req_id, None)
 
     def start_load_kv(self) -> None:
         meta = self._meta
@@ -329,26 +382,40 @@ class WorkerSide:
                 if not self._load_queue:
                     return
                 load = self._load_queue.popleft()
-            self._issue_load(load)
+                load.taken = True
+            try:
+                self._issue_load(load)
+            except Exception as e:  # noqa: BLE001 - the thread must live on, or every later load waits forever
+                _log.exception("%s: request %s: sending the load failed unexpectedly", self.name, load.req_id)
+                with self._cond:
+                    if not load.issued:  # failed before anything was sent (_issue_load handles the call itself)
+                        load.failed_reason, load.issued = f"unexpected error: {e!r}", True
 
     def _issue_load(self, load: _Load) -> None:
         context_id, generation = self.link.current()
-        slot, missing, reason = None, set(), None
+        slot, missing, reason, uncertain = None, set(), None, False
         if context_id is None:
             reason = "not registered with a node (node down?)"
         else:
             slot = self._flags.acquire()
             try:
                 reply = self.link.client.load(context_id, list(zip(load.block_ids, load.hashes)), slot, lease_id=0)
-            except EngineError as e:
+            except Exception as e:  # noqa: BLE001 - whatever it was, decide whether the node may have it
                 reason = str(e)
-                # DEADLINE_EXCEEDED: the node may have started it and may still write the flag.
-                (self._flags.quarantine if e.code.name == "DEADLINE_EXCEEDED" else self._flags.release)(slot)
-                slot = None
+                if _clear_rejection(e):
+                    self._flags.release(slot)
+                    slot = None
+                else:
+                    # May have reached the node, which may write the blocks and the flag later: keep waiting for the
+                    # flag (or for the node to be known gone) before vLLM may touch these blocks again.
+                    uncertain = True
             else:
                 missing = set(reply.failed_block_ids)
         with self._cond:
-            load.slot, load.missing, load.failed_reason, load.generation = slot, missing, reason, generation
+            load.slot, load.missing, load.generation = slot, missing, generation
+            load.failed_reason, load.uncertain = reason, uncertain
+            # A loss of this generation's node may have been reported while this call was on its way.
+            load.node_gone = generation <= self._gone_generation
             load.issued = True
         _log.debug(
             "%s: request %s load of %d blocks %s", self.name, load.req_id, len(load.block_ids),
@@ -368,7 +435,20 @@ class WorkerSide:
             for entry in job.entries:
                 self._saves_in_flight[entry.req_id] = self._saves_in_flight.get(entry.req_id, 0) + 1
             self._save_queue.append(job)
+            self._trim_save_queue()
             self._cond.notify_all()
+
+    def _trim_save_queue(self) -> None:
+        """Drops the oldest unstarted jobs beyond MAX_QUEUED_SAVE_JOBS (the caller holds the lock)."""
+        unstarted = [job for job in self._save_queue if not job.started]
+        for job in unstarted[: max(0, len(unstarted) - MAX_QUEUED_SAVE_JOBS)]:
+            self._save_queue.remove(job)
+            for entry in job.entries:
+                self._entry_done(entry.req_id)
+                self.counters.add("save_dropped_blocks", len(entry.block_ids))
+            self.counters.add("save_queue_drops")
+        if unstarted and len(unstarted) > MAX_QUEUED_SAVE_JOBS:
+            _warn.warning("save-queue-full", "%s: save queue full; dropped the oldest unstarted saves", self.name)
 
     def get_finished(self, finished_req_ids) -> tuple[set[str] | None, set[str] | None]:
         recving = self._poll_loads()
@@ -377,7 +457,7 @@ class WorkerSide:
             for req_id in finished_req_ids or ():
                 self._finished[req_id] = self._step
             for req_id in list(self._holds):
-                if req_id in self._finished and not self._saves_in_flight.get(req_id):
+                if req_id in self._finished and not self._saves_in_flight.get(req_id) and not self._save_reading.get(req_id):
                     sending.add(req_id)
                     self._holds.discard(req_id)
                     del self._finished[req_id]
@@ -394,27 +474,43 @@ class WorkerSide:
         for load in loads:
             errors: set[int] | None = None
             node_ns = 0
+            timed_out = now - load.started_s > self.settings.load_timeout_s
             with self._cond:
-                issued = load.issued
+                issued, node_gone = load.issued, load.node_gone
+                if not issued and not load.taken and timed_out:  # never sent: take it off the queue, fail it
+                    try:
+                        self._load_queue.remove(load)
+                    except ValueError:
+                        pass
+                    else:
+                        load.issued = issued = True
+                        load.failed_reason = f"not sent within {self.settings.load_timeout_s:.0f} s"
             if not issued:
-                continue  # still queued for the loader thread
-            if load.failed_reason is not None:
+                continue  # still queued for (or being sent by) the loader thread
+            if load.slot is None:  # never reached the node
                 errors = set(load.block_ids)
             else:
                 snap = load.slot.snapshot()
                 if snap.state is not LoadState.PENDING:
                     expected = len(load.block_ids) - len(load.missing)
-                    errors = set(load.missing) if snap.loaded_blocks == expected else set(load.block_ids)
+                    ok = snap.loaded_blocks == expected  # an uncertain Load's missing blocks are unknown: all or none
+                    errors = set(load.missing) if ok else set(load.block_ids)
                     node_ns = snap.duration_ns
                     self._flags.release(load.slot)
-                elif load.node_gone:
+                elif node_gone:
                     errors = set(load.block_ids)
                     load.failed_reason = "the node went away during the load"
                     self._flags.quarantine(load.slot)
-                elif now - load.started_s > self.settings.load_timeout_s:
-                    errors = set(load.block_ids)
-                    load.failed_reason = f"no completion within {self.settings.load_timeout_s:.0f} s"
-                    self._flags.quarantine(load.slot)
+                elif timed_out and not load.timeout_logged:
+                    # The node may still write these blocks: reporting them failed now would let vLLM recompute into
+                    # (or free) them under the node's copy. Keep waiting for the flag or for the node to be known gone.
+                    load.timeout_logged = True
+                    self.counters.add("load_timeouts")
+                    _log.error(
+                        "%s: request %s: load pending for over %.0f s; waiting for the node's flag or for the node to"
+                        " be known gone before vLLM may reuse its blocks", self.name, load.req_id,
+                        self.settings.load_timeout_s,
+                    )
             if errors is None:
                 continue
             with self._cond:
@@ -448,9 +544,19 @@ class WorkerSide:
         if not node_gone:
             return
         with self._cond:
+            self._gone_generation = max(self._gone_generation, generation)
             for load in self._loads.values():
-                if load.generation <= generation:
+                # Only loads already sent on a lost generation: a queued one may yet go to the restarted node.
+                if load.issued and load.generation <= generation:
                     load.node_gone = True
+            still = []
+            for save in self._unresolved_saves:
+                if save.generation <= generation:  # nothing can still read its blocks
+                    self._reading_done(save.req_ids)
+                else:
+                    still.append(save)
+            self._unresolved_saves = still
+            self._cond.notify_all()
 
     # ---- the saver thread ----
 
@@ -463,50 +569,66 @@ class WorkerSide:
                     return
                 job = self._save_queue[0]
                 job.started = True
-                entries = list(job.entries)
             try:
-                self._run_save(entries)
+                self._run_save(job)
             except Exception:  # noqa: BLE001 - never let the thread die: the fences and finished_sending depend on it
                 _log.exception("%s: save failed unexpectedly", self.name)
             with self._cond:
                 self._save_queue.popleft()
-                for entry in entries:
-                    left = self._saves_in_flight.get(entry.req_id, 0) - 1
-                    if left > 0:
-                        self._saves_in_flight[entry.req_id] = left
-                    else:
-                        self._saves_in_flight.pop(entry.req_id, None)
+                for entry in job.entries:
+                    self._entry_done(entry.req_id)
                 self._cond.notify_all()
 
-    def _run_save(self, entries: list[BlockTransfer]) -> None:
-        blocks = {}
-        for entry in entries:
+    def _run_save(self, job: _SaveJob) -> None:
+        owners: dict[tuple[int, bytes], set[str]] = {}  # (block id, hash) -> requests it was queued for
+        for entry in job.entries:  # entries no longer change once the job started
             for block_id, block_hash in zip(entry.block_ids, entry.hashes):
-                blocks.setdefault((block_id, block_hash), None)
-        if not blocks:
+                owners.setdefault((block_id, block_hash), set()).add(entry.req_id)
+        if not owners:
             return
-        context_id, _ = self.link.current()
+        context_id, generation = self.link.current()
         if context_id is None:
-            self.counters.add("save_dropped_blocks", len(blocks))
+            self.counters.add("save_dropped_blocks", len(owners))
             return
-        pairs = list(blocks)
+        pairs = list(owners)
         step = self.settings.max_blocks_per_save
         for start in range(0, len(pairs), step):
-            chunk = pairs[start : start + step]
+            with self._cond:  # a request preempted since the job started: its blocks are vLLM's again
+                chunk = [p for p in pairs[start : start + step] if owners[p] - job.dropped]
+                reqs = set().union(*(owners[p] for p in chunk)) if chunk else set()
+                for req_id in reqs:
+                    self._save_reading[req_id] = self._save_reading.get(req_id, 0) + 1
+            if len(chunk) < len(pairs[start : start + step]):
+                self.counters.add("save_dropped_blocks", len(pairs[start : start + step]) - len(chunk))
+            if not chunk:
+                continue
             began = time.perf_counter()
+            reply, error = None, None
             try:
                 reply = self._save_client.save(context_id, chunk)
-            except EngineError as e:
+            except Exception as e:  # noqa: BLE001 - any failure: decide whether the node may still read the blocks
+                error = e
+            with self._cond:
+                if error is None or _clear_rejection(error):
+                    self._reading_done(reqs)
+                else:
+                    # No clear answer (deadline, cancelled, connection lost, ...): the node may still be copying
+                    # from these blocks and seal them later. Keep them counted as read until the node is known gone
+                    # (the link reports it); until then vLLM does not get them back (fence, finished_sending).
+                    self._unresolved_saves.append(_UnresolvedSave(reqs, generation))
+                    self.counters.add("save_unresolved")
+                self._cond.notify_all()
+            if error is not None:
                 self.counters.add("save_failures")
                 self.counters.add("save_failed_blocks", len(chunk))
-                _warn.warning("save-failed", "%s: saving %d blocks failed: %s", self.name, len(chunk), e)
+                _warn.warning("save-failed", "%s: saving %d blocks failed: %s", self.name, len(chunk), error)
                 continue
             self.counters.add("saves")
             self.counters.observe_seconds("save", time.perf_counter() - began)
             self.counters.add("save_requested_blocks", len(chunk))
             self.counters.add("saved_blocks", reply.blocks_stored)
             self.counters.add("save_skipped_blocks", reply.blocks_skipped)
-        _log.debug("%s: saved %d blocks of %d requests", self.name, len(pairs), len({e.req_id for e in entries}))
+        _log.debug("%s: saved %d blocks of %d requests", self.name, len(pairs), len({e.req_id for e in job.entries}))
 
     # ---- lifetime ----
 
