@@ -403,12 +403,29 @@ public final class BlockStore {
       }
       entry = next;
     }
-    for (BlockEntry entry = lruHead; entry != null && pool.freeSlotsFor(blockBytes) < count; ) {
-      BlockEntry next = entry.lruNext;
-      if (entry.pins == 0 && drainable(pool.slabOf(entry.offset), sizeClass)) {
-        evict(entry);
+    long missing = count - pool.freeSlotsFor(blockBytes);
+    if (missing > 0) {
+      // Empty only as many slabs of other classes as needed, the ones holding the fewest blocks first: every
+      // block in a chosen slab goes, blocks elsewhere stay.
+      long slabsNeeded = (missing + pool.slotsPerSlab(blockBytes) - 1) / pool.slotsPerSlab(blockBytes);
+      List<Integer> candidates = new ArrayList<>();
+      for (int slab = 0; slab < evictableInSlab.length; slab++) {
+        if (drainable(slab, sizeClass)) {
+          candidates.add(slab);
+        }
       }
-      entry = next;
+      candidates.sort(java.util.Comparator.comparingInt(pool::slabLiveBlocks));
+      boolean[] chosen = new boolean[evictableInSlab.length];
+      for (int i = 0; i < Math.min(slabsNeeded, candidates.size()); i++) {
+        chosen[candidates.get(i)] = true;
+      }
+      for (BlockEntry entry = lruHead; entry != null; ) {
+        BlockEntry next = entry.lruNext;
+        if (entry.pins == 0 && chosen[pool.slabOf(entry.offset)]) {
+          evict(entry);
+        }
+        entry = next;
+      }
     }
     return pool.freeSlotsFor(blockBytes) >= count;
   }

@@ -74,18 +74,24 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 }),
             ClusterSettings.systemName(launch.topology()),
             config);
+    // Kamon lives as long as the node; stop it (and free its port) once the actor system is gone, however it ends.
+    system.getWhenTerminated().thenRun(metrics::close);
     KvEngine engine;
     GpuBackend[] gpu = new GpuBackend[1];
     try {
       engine = startEngine(launch, engineMetrics, gpu);
-    } catch (NodeStartException e) {
-      system.terminate();
-      throw e;
     } catch (RuntimeException | OutOfMemoryError e) {
+      // Nothing else holds these yet: release them here so a failed start leaves no pinned memory or bound port.
+      if (gpu[0] != null) {
+        gpu[0].close();
+      }
       system.terminate();
+      if (e instanceof NodeStartException start) {
+        throw start;
+      }
       throw new NodeStartException(
-          "node " + launch.self().id() + ": cannot allocate a pool of " + ByteSize.format(launch.poolSizeBytes())
-              + ": " + e.getMessage(),
+          "node " + launch.self().id() + ": cannot start the KV engine with a pool of "
+              + ByteSize.format(launch.poolSizeBytes()) + ": " + e,
           e);
     }
     FabricNode node = new FabricNode(launch, system, engine);
@@ -119,8 +125,6 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         ByteSize.format(launch.poolSizeBytes()),
         node.copyEngine(),
         node.transport());
-    // Kamon lives as long as the process; stop it after the actor system is gone.
-    system.getWhenTerminated().thenRun(metrics::close);
     return node;
   }
 

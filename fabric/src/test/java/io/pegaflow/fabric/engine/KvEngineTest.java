@@ -217,6 +217,22 @@ class KvEngineTest {
   }
 
   @Test
+  void shouldEmptyOnlyAsManySlabsOfAnotherSizeAsTheSaveNeeds() throws Exception {
+    engine(16L << 20, 30_000); // four 4 MiB slabs
+    ShmKvCache big = cache(2, 2048, false); // 8 KiB blocks, 512 per slab
+    String c1 = engine.register(big.registration("i1", "big", 0, 1, 2, 0).build()).contextId();
+    for (int round = 0; round < 4; round++) {
+      save(c1, ids(round * 512, 512), hashes("b" + round + "-", 512));
+    }
+    assertEquals(0, engine.store().pool().freeSlabCount());
+    ShmKvCache small = cache(1, 64, false); // 4 KiB blocks
+    String c2 = engine.register(small.registration("i2", "small", 0, 1, 1, 0).build()).contextId();
+    save(c2, ids(0, 3), hashes("s", 3));
+    assertEquals(512, engine.store().counters().evictions(), "one slab emptied, the other three kept");
+    assertEquals(3 * 512, engine.store().sealedBlocks() - 3);
+  }
+
+  @Test
   void shouldProtectLeasedBlocksFromEvictionUntilReleasedOrExpired() throws Exception {
     engine(16 * 8192, 30_000);
     ShmKvCache cache = cache(2, 64, false);
