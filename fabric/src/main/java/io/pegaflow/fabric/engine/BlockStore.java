@@ -29,7 +29,8 @@ public final class BlockStore {
   private BlockEntry lruTail;
   private long nextLeaseId = 1;
   private int sealedCount;
-  private int inFlightCount;
+  /** Blocks not sealed yet, so the sweeper looks at these only, not the whole index. */
+  private final java.util.LinkedHashSet<BlockEntry> unsealed = new java.util.LinkedHashSet<>();
 
   record Lease(long id, BlockEntry[] entries, long expiresNs) {}
 
@@ -63,7 +64,7 @@ public final class BlockStore {
   }
 
   public synchronized int inFlightBlocks() {
-    return inFlightCount;
+    return unsealed.size();
   }
 
   public synchronized int activeLeases() {
@@ -143,7 +144,7 @@ public final class BlockStore {
         }
         entry = new BlockEntry(keys[i], layout, offset, now);
         index.put(keys[i], entry);
-        inFlightCount++;
+        unsealed.add(entry);
       } else if (entry.sealed) {
         continue;
       }
@@ -242,7 +243,7 @@ public final class BlockStore {
       }
       if (copied && entry.complete()) {
         entry.sealed = true;
-        inFlightCount--;
+        unsealed.remove(entry);
         sealedCount++;
         counters.insertions++;
         lruAppend(entry);
@@ -352,11 +353,11 @@ public final class BlockStore {
         counters.leasesExpired++;
       }
     }
-    if (inFlightCount == 0) {
+    if (unsealed.isEmpty()) {
       return;
     }
     List<BlockEntry> stale = new ArrayList<>();
-    for (BlockEntry entry : index.values()) {
+    for (BlockEntry entry : unsealed) {
       if (!entry.sealed && entry.pins == 0 && !entry.anyInFlight() && now - entry.updatedNs >= partialTimeoutNs) {
         stale.add(entry);
       }
@@ -453,7 +454,7 @@ public final class BlockStore {
     index.remove(entry.key);
     pool.free(entry.offset);
     entry.removed = true;
-    inFlightCount--;
+    unsealed.remove(entry);
   }
 
   private void pin(BlockEntry entry) {
