@@ -74,7 +74,7 @@ public final class DemoCommand {
       }
 
       long startNs = System.nanoTime();
-      Map<String, ClusterStatusResponse> formed = awaitFormed(topology, byNode, nodes, formTimeout);
+      Map<String, ClusterStatusResponse> formed = awaitFormed(topology, byNode, nodes, formTimeout, err);
       if (formed == null) {
         err.printf("the cluster did not form within %ds%n", formTimeout.toSeconds());
         dumpLogs(nodes, err);
@@ -162,14 +162,14 @@ public final class DemoCommand {
 
   /** Each node's status once every node reports all members Up; null on timeout or when a node died. */
   private static Map<String, ClusterStatusResponse> awaitFormed(
-      Topology topology, Map<String, FabricClient> byNode, List<NodeProcess> nodes, Duration timeout)
+      Topology topology, Map<String, FabricClient> byNode, List<NodeProcess> nodes, Duration timeout, PrintStream err)
       throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
     int expected = topology.nodes().size();
     while (System.nanoTime() < deadline) {
       for (NodeProcess node : nodes) {
         if (!node.isAlive()) {
-          System.err.printf("node %s exited early with %d%n", node.nodeId(), node.process().exitValue());
+          err.printf("node %s exited early with %d%n", node.nodeId(), node.process().exitValue());
           return null;
         }
       }

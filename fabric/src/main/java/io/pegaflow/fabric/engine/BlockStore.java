@@ -91,10 +91,11 @@ public final class BlockStore {
     long now = clockNs.getAsLong();
     BlockKey[] keys = new BlockKey[blockIds.length];
     int newBlocks = 0;
+    // Each distinct key of the request, mapped to whether the loop below has planned it yet.
     HashMap<BlockKey, Boolean> seen = new HashMap<>();
     for (int i = 0; i < blockIds.length; i++) {
       keys[i] = new BlockKey(layout.namespace(), hashes[i]);
-      if (seen.putIfAbsent(keys[i], Boolean.TRUE) == null && !index.containsKey(keys[i])) {
+      if (seen.putIfAbsent(keys[i], Boolean.FALSE) == null && !index.containsKey(keys[i])) {
         newBlocks++;
       }
     }
@@ -131,9 +132,8 @@ public final class BlockStore {
     List<SaveTarget> targets = new ArrayList<>();
     List<SaveTarget> othersTargets = new ArrayList<>();
     List<CompletableFuture<Void>> othersInFlight = new ArrayList<>();
-    HashMap<BlockKey, Boolean> planned = new HashMap<>();
     for (int i = 0; i < blockIds.length; i++) {
-      if (planned.putIfAbsent(keys[i], Boolean.TRUE) != null) {
+      if (seen.put(keys[i], Boolean.TRUE)) {
         continue; // the same hash twice in one request: copy it once
       }
       BlockEntry entry = index.get(keys[i]);

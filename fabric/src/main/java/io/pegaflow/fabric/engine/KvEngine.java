@@ -42,6 +42,8 @@ public final class KvEngine {
   static final Path SHARED_MEMORY_DIR = Path.of(System.getProperty("pegaflow.shm-dir", "/dev/shm"));
 
   private final BlockStore store;
+  /** The pool as the one-segment side of every copy. */
+  private final MemorySegment[] poolRegion;
   private final CopyEngine copyEngine;
   private final EngineListener listener;
   private final ExecutorService copyThreads;
@@ -55,6 +57,7 @@ public final class KvEngine {
 
   public KvEngine(BlockStore store, CopyEngine copyEngine, int copyThreadCount, EngineListener listener) {
     this.store = store;
+    this.poolRegion = new MemorySegment[] {store.pool().memory()};
     this.copyEngine = copyEngine;
     this.listener = listener;
     this.copyThreads = Executors.newFixedThreadPool(copyThreadCount, named("pegaflow-copy"));
@@ -119,7 +122,7 @@ public final class KvEngine {
         throw EngineException.precondition(
             "namespace \"" + layout.namespace() + "\": " + existing.mismatch(layout) + " (registered earlier)");
       }
-      String worker = request.getInstanceId() + "/tp" + request.getTpRank() + "/pp" + request.getPpRank();
+      String worker = WorkerContext.workerKey(request.getInstanceId(), request.getTpRank(), request.getPpRank());
       String id = worker + "#" + contextSeq.incrementAndGet();
       WorkerContext context =
           new WorkerContext(
@@ -161,7 +164,7 @@ public final class KvEngine {
           mapped.size(),
           request.getTpRank(),
           layout.tpSize(),
-          context.numBlocks(),
+          context.numBlocks,
           slotBytes,
           copyEngine.name());
       listener.contextsChanged(contexts.size());
@@ -398,7 +401,7 @@ public final class KvEngine {
       return false;
     }
     contextByWorker.remove(
-        context.instanceId + "/tp" + context.tpRank + "/pp" + context.ppRank, contextId);
+        context.workerKey(), contextId);
     context.close();
     log.info("context {} unregistered ({})", contextId, why);
     listener.contextsChanged(contexts.size());
@@ -495,7 +498,7 @@ public final class KvEngine {
       }
     }
     if (batch.runCount() > 0) {
-      copyEngine.copy(regions(context), new MemorySegment[] {store.pool().memory()}, batch);
+      copyEngine.copy(context.regions, poolRegion, batch);
     }
     return batch.totalBytes();
   }
@@ -626,7 +629,7 @@ public final class KvEngine {
       }
     }
     if (batch.runCount() > 0) {
-      copyEngine.copy(new MemorySegment[] {store.pool().memory()}, regions(context), batch);
+      copyEngine.copy(poolRegion, context.regions, batch);
     }
     return batch.totalBytes();
   }
@@ -663,7 +666,7 @@ public final class KvEngine {
   }
 
   private static void validateBlocks(WorkerContext context, int[] blockIds, byte[][] hashes) {
-    int numBlocks = context.numBlocks();
+    int numBlocks = context.numBlocks;
     for (int i = 0; i < blockIds.length; i++) {
       if (blockIds[i] < 0 || blockIds[i] >= numBlocks) {
         throw EngineException.invalid(
@@ -711,23 +714,6 @@ public final class KvEngine {
       }
     }
     return slots;
-  }
-
-  private static int regionCount(WorkerContext context) {
-    int max = 0;
-    for (LayerMapping layer : context.layers) {
-      max = Math.max(max, layer.regionIndex() + 1);
-    }
-    return max;
-  }
-
-  /** The context's mapped regions, indexed by {@link LayerMapping#regionIndex()}. */
-  private static MemorySegment[] regions(WorkerContext context) {
-    MemorySegment[] regions = new MemorySegment[regionCount(context)];
-    for (LayerMapping layer : context.layers) {
-      regions[layer.regionIndex()] = layer.region();
-    }
-    return regions;
   }
 
   private void sweepSafely() {

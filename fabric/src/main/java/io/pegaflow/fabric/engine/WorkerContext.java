@@ -1,6 +1,7 @@
 package io.pegaflow.fabric.engine;
 
 import io.pegaflow.gpu.MappedRegion;
+import java.lang.foreign.MemorySegment;
 import java.util.List;
 import org.slf4j.LoggerFactory;
 
@@ -17,6 +18,10 @@ final class WorkerContext {
   final String device;
   /** Layers sorted by global index. */
   final LayerMapping[] layers;
+  /** Mapped regions by {@link LayerMapping#regionIndex()}: the segments every save and load copies between. */
+  final MemorySegment[] regions;
+  /** Blocks every layer has: the bound on block ids. */
+  final int numBlocks;
 
   private final List<MappedRegion> mappings;
   /** Layers by global index (null where this context has none): a save looks one up per block and layer. */
@@ -47,9 +52,27 @@ final class WorkerContext {
       max = Math.max(max, layer.layerIndex() + 1);
     }
     this.byIndex = new LayerMapping[max];
+    int regionCount = 0;
+    int minBlocks = Integer.MAX_VALUE;
     for (LayerMapping layer : layers) {
       byIndex[layer.layerIndex()] = layer;
+      regionCount = Math.max(regionCount, layer.regionIndex() + 1);
+      minBlocks = Math.min(minBlocks, layer.numBlocks());
     }
+    this.regions = new MemorySegment[regionCount];
+    for (LayerMapping layer : layers) {
+      regions[layer.regionIndex()] = layer.region();
+    }
+    this.numBlocks = minBlocks;
+  }
+
+  /** The worker a context belongs to: a newer registration of the same worker replaces the older context. */
+  static String workerKey(String instanceId, int tpRank, int ppRank) {
+    return instanceId + "/tp" + tpRank + "/pp" + ppRank;
+  }
+
+  String workerKey() {
+    return workerKey(instanceId, tpRank, ppRank);
   }
 
   /** Takes a reference for one operation; false once the context is closed. */
@@ -88,14 +111,5 @@ final class WorkerContext {
 
   LayerMapping layer(int layerIndex) {
     return layerIndex >= 0 && layerIndex < byIndex.length ? byIndex[layerIndex] : null;
-  }
-
-
-  int numBlocks() {
-    int min = Integer.MAX_VALUE;
-    for (LayerMapping layer : layers) {
-      min = Math.min(min, layer.numBlocks());
-    }
-    return min;
   }
 }

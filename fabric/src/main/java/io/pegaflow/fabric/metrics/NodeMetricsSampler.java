@@ -70,7 +70,8 @@ public final class NodeMetricsSampler implements AutoCloseable {
   }
 
   private void sampleCluster() {
-    Map<String, Long> counts = cluster.get().countByStatus();
+    ClusterView view = cluster.get();
+    Map<String, Long> counts = view.countByStatus();
     for (String status : MEMBER_STATUSES) {
       Kamon.gauge("pegaflow.cluster.members", "Cluster members seen by this node, by status")
           .withTag("status", status)
@@ -78,7 +79,7 @@ public final class NodeMetricsSampler implements AutoCloseable {
     }
     Kamon.gauge("pegaflow.cluster.unreachable.members", "Members this node's failure detector cannot reach")
         .withoutTags()
-        .update(cluster.get().unreachable().size());
+        .update(view.unreachable().size());
   }
 
   private void sampleJvm() {
