@@ -29,147 +29,147 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class BlockPoolBenchmark {
-  static final long POOL_BYTES = 1L << 30; // 16 slabs of 64 MiB
-  static final long BLOCK_BYTES = 64 << 10; // one layer's slot of a 16-token Llama-3.1-8B block
-  static final long[] MIXED_BYTES = {16 << 10, 64 << 10, 2 << 20};
-  static final double FILL = 0.9;
-  static final int VICTIMS = 1 << 16; // pre-drawn victim indexes, cycled
+    static final long POOL_BYTES = 1L << 30; // 16 slabs of 64 MiB
+    static final long BLOCK_BYTES = 64 << 10; // one layer's slot of a 16-token Llama-3.1-8B block
+    static final long[] MIXED_BYTES = {16 << 10, 64 << 10, 2 << 20};
+    static final double FILL = 0.9;
+    static final int VICTIMS = 1 << 16; // pre-drawn victim indexes, cycled
 
-  /** Random victim indexes in [0, live), drawn once so that no benchmark pays for a random generator. */
-  static int[] victims(int live, long seed) {
-    SplittableRandom random = new SplittableRandom(seed);
-    int[] victims = new int[VICTIMS];
-    for (int i = 0; i < VICTIMS; i++) {
-      victims[i] = random.nextInt(live);
-    }
-    return victims;
-  }
-
-  @State(Scope.Thread)
-  public static class OneClass {
-    BlockPool pool;
-    long[] live;
-    int[] victims;
-    int next;
-
-    @Setup(Level.Trial)
-    public void setUp() {
-      pool = BlockPool.allocateOffHeap(POOL_BYTES);
-      live = new long[(int) (pool.capacityBytes() / BLOCK_BYTES * FILL)];
-      for (int i = 0; i < live.length; i++) {
-        live[i] = pool.allocate(BLOCK_BYTES);
-      }
-      victims = victims(live.length, 1);
-    }
-
-    @TearDown(Level.Trial)
-    public void tearDown() {
-      pool.close();
-    }
-  }
-
-  @State(Scope.Thread)
-  public static class Mixed {
-    BlockPool pool;
-    long[] live;
-    long[] liveBytes;
-    long[] wanted; // the class each operation allocates, drawn once
-    int[] victims;
-    int next;
-
-    @Setup(Level.Trial)
-    public void setUp() {
-      pool = BlockPool.allocateOffHeap(POOL_BYTES);
-      SplittableRandom random = new SplittableRandom(2);
-      wanted = new long[VICTIMS];
-      for (int i = 0; i < VICTIMS; i++) {
-        wanted[i] = MIXED_BYTES[random.nextInt(MIXED_BYTES.length)];
-      }
-      long[] offsets = new long[(int) (POOL_BYTES / MIXED_BYTES[0])];
-      long[] sizes = new long[offsets.length];
-      int n = 0;
-      for (int i = 0; pool.usedBytes() < POOL_BYTES * FILL; i++) {
-        long size = wanted[i % VICTIMS];
-        long offset = pool.allocate(size);
-        if (offset == -1) {
-          break;
+    /** Random victim indexes in [0, live), drawn once so that no benchmark pays for a random generator. */
+    static int[] victims(int live, long seed) {
+        SplittableRandom random = new SplittableRandom(seed);
+        int[] victims = new int[VICTIMS];
+        for (int i = 0; i < VICTIMS; i++) {
+            victims[i] = random.nextInt(live);
         }
-        offsets[n] = offset;
-        sizes[n++] = size;
-      }
-      live = Arrays.copyOf(offsets, n);
-      liveBytes = Arrays.copyOf(sizes, n);
-      victims = victims(n, 3);
+        return victims;
     }
 
-    @TearDown(Level.Trial)
-    public void tearDown() {
-      pool.close();
+    @State(Scope.Thread)
+    public static class OneClass {
+        BlockPool pool;
+        long[] live;
+        int[] victims;
+        int next;
+
+        @Setup(Level.Trial)
+        public void setUp() {
+            pool = BlockPool.allocateOffHeap(POOL_BYTES);
+            live = new long[(int) (pool.capacityBytes() / BLOCK_BYTES * FILL)];
+            for (int i = 0; i < live.length; i++) {
+                live[i] = pool.allocate(BLOCK_BYTES);
+            }
+            victims = victims(live.length, 1);
+        }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            pool.close();
+        }
     }
-  }
 
-  @State(Scope.Thread)
-  public static class DequeBaseline {
-    ArrayDeque<Long> free;
-    long[] live;
-    int[] victims;
-    int next;
+    @State(Scope.Thread)
+    public static class Mixed {
+        BlockPool pool;
+        long[] live;
+        long[] liveBytes;
+        long[] wanted; // the class each operation allocates, drawn once
+        int[] victims;
+        int next;
 
-    @Setup(Level.Trial)
-    public void setUp() {
-      int slots = (int) (POOL_BYTES / BLOCK_BYTES);
-      free = new ArrayDeque<>(slots);
-      for (int i = slots - 1; i >= 0; i--) {
-        free.push(i * BLOCK_BYTES);
-      }
-      live = new long[(int) (slots * FILL)];
-      for (int i = 0; i < live.length; i++) {
-        live[i] = free.pop();
-      }
-      victims = victims(live.length, 1);
+        @Setup(Level.Trial)
+        public void setUp() {
+            pool = BlockPool.allocateOffHeap(POOL_BYTES);
+            SplittableRandom random = new SplittableRandom(2);
+            wanted = new long[VICTIMS];
+            for (int i = 0; i < VICTIMS; i++) {
+                wanted[i] = MIXED_BYTES[random.nextInt(MIXED_BYTES.length)];
+            }
+            long[] offsets = new long[(int) (POOL_BYTES / MIXED_BYTES[0])];
+            long[] sizes = new long[offsets.length];
+            int n = 0;
+            for (int i = 0; pool.usedBytes() < POOL_BYTES * FILL; i++) {
+                long size = wanted[i % VICTIMS];
+                long offset = pool.allocate(size);
+                if (offset == -1) {
+                    break;
+                }
+                offsets[n] = offset;
+                sizes[n++] = size;
+            }
+            live = Arrays.copyOf(offsets, n);
+            liveBytes = Arrays.copyOf(sizes, n);
+            victims = victims(n, 3);
+        }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            pool.close();
+        }
     }
-  }
 
-  /** One size class: allocate a block, free a random live one (the pool stays 90% full). */
-  @Benchmark
-  public long oneClassAllocateFree(OneClass s) {
-    int v = s.victims[s.next++ & (VICTIMS - 1)];
-    long offset = s.pool.allocate(BLOCK_BYTES);
-    s.pool.free(s.live[v]);
-    s.live[v] = offset;
-    return offset;
-  }
+    @State(Scope.Thread)
+    public static class DequeBaseline {
+        ArrayDeque<Long> free;
+        long[] live;
+        int[] victims;
+        int next;
 
-  /**
-   * Three size classes (16 KiB, 64 KiB, 2 MiB, drawn uniformly): allocate one of the drawn class, free a random live
-   * block. When the drawn class has no room, free first and allocate the victim's class instead (always room then: the
-   * victim's slot, or its slab if it emptied).
-   */
-  @Benchmark
-  public long mixedAllocateFree(Mixed s) {
-    int k = s.next++ & (VICTIMS - 1);
-    int v = s.victims[k];
-    long size = s.wanted[k];
-    long offset = s.pool.allocate(size);
-    if (offset == -1) {
-      s.pool.free(s.live[v]);
-      size = s.liveBytes[v];
-      offset = s.pool.allocate(size);
-    } else {
-      s.pool.free(s.live[v]);
+        @Setup(Level.Trial)
+        public void setUp() {
+            int slots = (int) (POOL_BYTES / BLOCK_BYTES);
+            free = new ArrayDeque<>(slots);
+            for (int i = slots - 1; i >= 0; i--) {
+                free.push(i * BLOCK_BYTES);
+            }
+            live = new long[(int) (slots * FILL)];
+            for (int i = 0; i < live.length; i++) {
+                live[i] = free.pop();
+            }
+            victims = victims(live.length, 1);
+        }
     }
-    s.live[v] = offset;
-    s.liveBytes[v] = size;
-    return offset;
-  }
 
-  /** Baseline: the cycle of {@link #oneClassAllocateFree} on an {@code ArrayDeque<Long>} of fixed offsets. */
-  @Benchmark
-  public long dequeAllocateFree(DequeBaseline s) {
-    int v = s.victims[s.next++ & (VICTIMS - 1)];
-    long offset = s.free.pop();
-    s.free.push(s.live[v]);
-    s.live[v] = offset;
-    return offset;
-  }
+    /** One size class: allocate a block, free a random live one (the pool stays 90% full). */
+    @Benchmark
+    public long oneClassAllocateFree(OneClass s) {
+        int v = s.victims[s.next++ & (VICTIMS - 1)];
+        long offset = s.pool.allocate(BLOCK_BYTES);
+        s.pool.free(s.live[v]);
+        s.live[v] = offset;
+        return offset;
+    }
+
+    /**
+     * Three size classes (16 KiB, 64 KiB, 2 MiB, drawn uniformly): allocate one of the drawn class, free a random live
+     * block. When the drawn class has no room, free first and allocate the victim's class instead (always room then: the
+     * victim's slot, or its slab if it emptied).
+     */
+    @Benchmark
+    public long mixedAllocateFree(Mixed s) {
+        int k = s.next++ & (VICTIMS - 1);
+        int v = s.victims[k];
+        long size = s.wanted[k];
+        long offset = s.pool.allocate(size);
+        if (offset == -1) {
+            s.pool.free(s.live[v]);
+            size = s.liveBytes[v];
+            offset = s.pool.allocate(size);
+        } else {
+            s.pool.free(s.live[v]);
+        }
+        s.live[v] = offset;
+        s.liveBytes[v] = size;
+        return offset;
+    }
+
+    /** Baseline: the cycle of {@link #oneClassAllocateFree} on an {@code ArrayDeque<Long>} of fixed offsets. */
+    @Benchmark
+    public long dequeAllocateFree(DequeBaseline s) {
+        int v = s.victims[s.next++ & (VICTIMS - 1)];
+        long offset = s.free.pop();
+        s.free.push(s.live[v]);
+        s.live[v] = offset;
+        return offset;
+    }
 }

@@ -34,105 +34,107 @@ import org.openjdk.jmh.annotations.Warmup;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class BlockStoreBenchmark {
-  static final int BLOCKS = 100_000;
-  static final int PREFIX = 1_000;
-  static final int SAVE_BATCH = 16;
-  // A tiny namespace layout (1 layer, 1 rank, 4 KiB) keeps 100k blocks in a 400 MiB pool; index cost does not
-  // depend on the block size.
-  static final NamespaceLayout LAYOUT = new NamespaceLayout("bench", 1, 1, 4096);
+    static final int BLOCKS = 100_000;
+    static final int PREFIX = 1_000;
+    static final int SAVE_BATCH = 16;
+    // A tiny namespace layout (1 layer, 1 rank, 4 KiB) keeps 100k blocks in a 400 MiB pool; index cost does not
+    // depend on the block size.
+    static final NamespaceLayout LAYOUT = new NamespaceLayout("bench", 1, 1, 4096);
 
-  @State(Scope.Thread)
-  public static class Store {
-    BlockStore store;
-    byte[][] prefix;
-    HashMap<ByteBuffer, Object> plainIndex;
-    ByteBuffer[] plainKeys;
-    int[] slots = {0};
-    int[] saveIds = new int[SAVE_BATCH];
-    byte[][][] saveBatches;
-    int nextBatch;
+    @State(Scope.Thread)
+    public static class Store {
+        BlockStore store;
+        byte[][] prefix;
+        HashMap<ByteBuffer, Object> plainIndex;
+        ByteBuffer[] plainKeys;
+        int[] slots = {0};
+        int[] saveIds = new int[SAVE_BATCH];
+        byte[][][] saveBatches;
+        int nextBatch;
 
-    @Setup(Level.Trial)
-    public void setUp() {
-      store = new BlockStore(BlockPool.allocateOffHeap((long) BLOCKS * 4096), Long.MAX_VALUE, System::nanoTime);
-      SplittableRandom random = new SplittableRandom(42);
-      byte[][] all = new byte[BLOCKS][];
-      for (int i = 0; i < BLOCKS; i += SAVE_BATCH) {
-        byte[][] batch = new byte[SAVE_BATCH][];
-        for (int j = 0; j < SAVE_BATCH; j++) {
-          batch[j] = hash(random);
-          all[i + j] = batch[j];
+        @Setup(Level.Trial)
+        public void setUp() {
+            store = new BlockStore(BlockPool.allocateOffHeap((long) BLOCKS * 4096), Long.MAX_VALUE, System::nanoTime);
+            SplittableRandom random = new SplittableRandom(42);
+            byte[][] all = new byte[BLOCKS][];
+            for (int i = 0; i < BLOCKS; i += SAVE_BATCH) {
+                byte[][] batch = new byte[SAVE_BATCH][];
+                for (int j = 0; j < SAVE_BATCH; j++) {
+                    batch[j] = hash(random);
+                    all[i + j] = batch[j];
+                }
+                seal(batch);
+            }
+            prefix = java.util.Arrays.copyOfRange(all, BLOCKS - PREFIX, BLOCKS);
+            plainIndex = new HashMap<>();
+            plainKeys = new ByteBuffer[PREFIX];
+            for (byte[] h : all) {
+                plainIndex.put(ByteBuffer.wrap(h), Boolean.TRUE);
+            }
+            for (int i = 0; i < PREFIX; i++) {
+                plainKeys[i] = ByteBuffer.wrap(prefix[i].clone());
+            }
+            // New hashes for the save benchmark, drawn up front; each save evicts the 16 least recently used blocks.
+            saveBatches = new byte[4096][SAVE_BATCH][];
+            for (byte[][] batch : saveBatches) {
+                for (int j = 0; j < SAVE_BATCH; j++) {
+                    batch[j] = hash(random);
+                }
+            }
         }
-        seal(batch);
-      }
-      prefix = java.util.Arrays.copyOfRange(all, BLOCKS - PREFIX, BLOCKS);
-      plainIndex = new HashMap<>();
-      plainKeys = new ByteBuffer[PREFIX];
-      for (byte[] h : all) {
-        plainIndex.put(ByteBuffer.wrap(h), Boolean.TRUE);
-      }
-      for (int i = 0; i < PREFIX; i++) {
-        plainKeys[i] = ByteBuffer.wrap(prefix[i].clone());
-      }
-      // New hashes for the save benchmark, drawn up front; each save evicts the 16 least recently used blocks.
-      saveBatches = new byte[4096][SAVE_BATCH][];
-      for (byte[][] batch : saveBatches) {
-        for (int j = 0; j < SAVE_BATCH; j++) {
-          batch[j] = hash(random);
+
+        void seal(byte[][] hashes) {
+            List<BlockStore.SaveTarget> targets =
+                    store.reserveForSave(LAYOUT, saveIds, hashes, slots).targets();
+            store.completeSave(targets, true);
         }
-      }
+
+        @TearDown(Level.Trial)
+        public void tearDown() {
+            store.pool().close();
+        }
     }
 
-    void seal(byte[][] hashes) {
-      List<BlockStore.SaveTarget> targets = store.reserveForSave(LAYOUT, saveIds, hashes, slots).targets();
-      store.completeSave(targets, true);
+    static byte[] hash(SplittableRandom random) {
+        byte[] h = new byte[32];
+        for (int i = 0; i < 32; i += 8) {
+            long v = random.nextLong();
+            for (int b = 0; b < 8; b++) {
+                h[i + b] = (byte) (v >>> (8 * b));
+            }
+        }
+        return h;
     }
 
-    @TearDown(Level.Trial)
-    public void tearDown() {
-      store.pool().close();
+    @Benchmark
+    public long queryPrefix1000(Store s) {
+        return s.store.query("bench", s.prefix, 0)[0];
     }
-  }
 
-  static byte[] hash(SplittableRandom random) {
-    byte[] h = new byte[32];
-    for (int i = 0; i < 32; i += 8) {
-      long v = random.nextLong();
-      for (int b = 0; b < 8; b++) {
-        h[i + b] = (byte) (v >>> (8 * b));
-      }
+    @Benchmark
+    public int plainHashMapLookups1000(Store s) {
+        int hits = 0;
+        for (ByteBuffer key : s.plainKeys) {
+            if (s.plainIndex.get(key) != null) {
+                hits++;
+            }
+        }
+        return hits;
     }
-    return h;
-  }
 
-  @Benchmark
-  public long queryPrefix1000(Store s) {
-    return s.store.query("bench", s.prefix, 0)[0];
-  }
-
-  @Benchmark
-  public int plainHashMapLookups1000(Store s) {
-    int hits = 0;
-    for (ByteBuffer key : s.plainKeys) {
-      if (s.plainIndex.get(key) != null) {
-        hits++;
-      }
+    @Benchmark
+    public int saveBookkeeping16WithEviction(Store s) {
+        byte[][] batch = s.saveBatches[s.nextBatch++ & 4095];
+        List<BlockStore.SaveTarget> targets =
+                s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots).targets();
+        return s.store.completeSave(targets, true);
     }
-    return hits;
-  }
 
-  @Benchmark
-  public int saveBookkeeping16WithEviction(Store s) {
-    byte[][] batch = s.saveBatches[s.nextBatch++ & 4095];
-    List<BlockStore.SaveTarget> targets = s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots).targets();
-    return s.store.completeSave(targets, true);
-  }
-
-  @Benchmark
-  public int pinAndUnpin16ForLoad(Store s) {
-    byte[][] hashes = java.util.Arrays.copyOf(s.prefix, SAVE_BATCH);
-    var entries = s.store.pinForLoad("bench", hashes, 0);
-    s.store.unpinAll(entries);
-    return hashes.length;
-  }
+    @Benchmark
+    public int pinAndUnpin16ForLoad(Store s) {
+        byte[][] hashes = java.util.Arrays.copyOf(s.prefix, SAVE_BATCH);
+        var entries = s.store.pinForLoad("bench", hashes, 0);
+        s.store.unpinAll(entries);
+        return hashes.length;
+    }
 }

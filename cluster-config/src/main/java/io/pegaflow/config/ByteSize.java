@@ -76,7 +76,9 @@ public final class ByteSize {
             throw invalid(shown, "must be positive");
         }
         if (bytes.stripTrailingZeros().scale() > 0) {
-            throw invalid(shown, "not a whole number of bytes: " + bytes.stripTrailingZeros().toPlainString());
+            throw invalid(
+                    shown,
+                    "not a whole number of bytes: " + bytes.stripTrailingZeros().toPlainString());
         }
         if (bytes.compareTo(LONG_MAX) > 0) {
             throw invalid(shown, "larger than " + Long.MAX_VALUE + " bytes");
@@ -98,7 +100,8 @@ public final class ByteSize {
         while (u > 0 && bytes < FORMAT_UNITS[u]) {
             u--;
         }
-        BigDecimal value = BigDecimal.valueOf(bytes).divide(BigDecimal.valueOf(FORMAT_UNITS[u]), 2, RoundingMode.HALF_UP);
+        BigDecimal value =
+                BigDecimal.valueOf(bytes).divide(BigDecimal.valueOf(FORMAT_UNITS[u]), 2, RoundingMode.HALF_UP);
         if (u < FORMAT_UNITS.length - 1 && value.compareTo(BigDecimal.valueOf(KIB)) >= 0) {
             // 1048575 bytes rounds to "1024 KiB"; say "1 MiB" instead.
             u++;

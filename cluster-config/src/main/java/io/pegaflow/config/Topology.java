@@ -49,8 +49,8 @@ public record Topology(String clusterName, int directoryRanges, List<NodeSpec> n
      * @throws IllegalArgumentException naming {@code id} and listing the known ids when there is none
      */
     public NodeSpec requireNode(String id) {
-        return node(id).orElseThrow(() -> new IllegalArgumentException("unknown node \"" + id
-                + "\" in cluster " + clusterName + " (known: " + String.join(", ", ids()) + ")"));
+        return node(id).orElseThrow(() -> new IllegalArgumentException("unknown node \"" + id + "\" in cluster "
+                + clusterName + " (known: " + String.join(", ", ids()) + ")"));
     }
 
     /**
@@ -76,8 +76,16 @@ public record Topology(String clusterName, int directoryRanges, List<NodeSpec> n
      * {@code pegaflow}, Artery on 25520, metrics on 9091, 256 directory ranges, TCP, no GPUs or NICs.
      */
     public static Topology localDefault(String host, int grpcPort, long poolSizeBytes) {
-        NodeSpec node = new NodeSpec(DEFAULT_NODE_ID, host, DEFAULT_CLUSTER_PORT, grpcPort,
-                DEFAULT_METRICS_PORT, List.of(), List.of(), poolSizeBytes, Transport.TCP);
+        NodeSpec node = new NodeSpec(
+                DEFAULT_NODE_ID,
+                host,
+                DEFAULT_CLUSTER_PORT,
+                grpcPort,
+                DEFAULT_METRICS_PORT,
+                List.of(),
+                List.of(),
+                poolSizeBytes,
+                Transport.TCP);
         return new Topology(DEFAULT_CLUSTER_NAME, DEFAULT_DIRECTORY_RANGES, List.of(node));
     }
 }

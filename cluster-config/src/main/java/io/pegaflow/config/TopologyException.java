@@ -50,7 +50,9 @@ public final class TopologyException extends Exception {
         if (problems.isEmpty()) {
             throw new IllegalArgumentException("a TopologyException needs at least one problem");
         }
-        StringBuilder sb = new StringBuilder(source).append(": ").append(problems.size())
+        StringBuilder sb = new StringBuilder(source)
+                .append(": ")
+                .append(problems.size())
                 .append(problems.size() == 1 ? " problem:" : " problems:");
         for (String p : problems) {
             sb.append("\n  - ").append(p);

@@ -58,8 +58,8 @@ public final class TopologyLoader {
             throw new TopologyException(sourceName, List.of(Problems.format(FILE_PATH, e.line(), e.getMessage())));
         }
         if (root.isEmpty()) {
-            throw new TopologyException(sourceName, List.of(FILE_PATH
-                    + ": empty file (expected a mapping with cluster and nodes)"));
+            throw new TopologyException(
+                    sourceName, List.of(FILE_PATH + ": empty file (expected a mapping with cluster and nodes)"));
         }
         Problems problems = new Problems();
         Topology topology = new TopologyValidator(problems).validate(root.get());

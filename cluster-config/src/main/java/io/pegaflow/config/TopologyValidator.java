@@ -21,8 +21,8 @@ import java.util.regex.Pattern;
 final class TopologyValidator {
 
     static final List<String> TOP_KEYS = List.of("cluster", "directoryRanges", "nodes");
-    static final List<String> NODE_KEYS = List.of(
-            "id", "host", "clusterPort", "grpcPort", "metricsPort", "poolSize", "transport", "gpus", "rdma");
+    static final List<String> NODE_KEYS =
+            List.of("id", "host", "clusterPort", "grpcPort", "metricsPort", "poolSize", "transport", "gpus", "rdma");
     static final List<String> NIC_KEYS = List.of("device", "port", "gidIndex");
 
     /**
@@ -30,6 +30,7 @@ final class TopologyValidator {
      * {@code -} or {@code _}; node ids follow the same rule.
      */
     private static final Pattern NAME = Pattern.compile("[A-Za-z0-9][A-Za-z0-9_-]*");
+
     private static final String NAME_RULE = "letters, digits, - and _, not starting with - or _";
     /** A quoted integer, {@code "25521"}, is accepted where an integer is expected. */
     private static final Pattern DECIMAL = Pattern.compile("[+-]?[0-9]+");
@@ -52,7 +53,9 @@ final class TopologyValidator {
     /** @return the topology, or null when any problem was found */
     Topology validate(YamlNode root) {
         if (!(root instanceof Mapping top)) {
-            problems.add(TopologyLoader.FILE_PATH, root.line(),
+            problems.add(
+                    TopologyLoader.FILE_PATH,
+                    root.line(),
                     "expected a mapping with keys " + String.join(", ", TOP_KEYS) + ", found " + root.kind());
             return null;
         }
@@ -67,8 +70,13 @@ final class TopologyValidator {
         Integer directoryRanges = Topology.DEFAULT_DIRECTORY_RANGES;
         Entry rangesEntry = optional(top, "directoryRanges");
         if (rangesEntry != null) {
-            directoryRanges = intIn(rangesEntry.value(), "directoryRanges", rangesEntry.keyLine(),
-                    1, MAX_DIRECTORY_RANGES, "is out of range (1.." + MAX_DIRECTORY_RANGES + ")");
+            directoryRanges = intIn(
+                    rangesEntry.value(),
+                    "directoryRanges",
+                    rangesEntry.keyLine(),
+                    1,
+                    MAX_DIRECTORY_RANGES,
+                    "is out of range (1.." + MAX_DIRECTORY_RANGES + ")");
         }
 
         List<NodeSpec> nodes = new ArrayList<>();
@@ -77,14 +85,18 @@ final class TopologyValidator {
             problems.add("nodes", 0, "must be a non-empty list");
         } else if (!(nodesEntry.get().value() instanceof Sequence list)) {
             YamlNode value = nodesEntry.get().value();
-            problems.add("nodes", nodesEntry.get().keyLine(), isNull(value)
-                    ? "must be a non-empty list"
-                    : "must be a non-empty list, found " + value.kind());
+            problems.add(
+                    "nodes",
+                    nodesEntry.get().keyLine(),
+                    isNull(value) ? "must be a non-empty list" : "must be a non-empty list, found " + value.kind());
         } else if (list.items().isEmpty()) {
             problems.add("nodes", nodesEntry.get().keyLine(), "must be a non-empty list");
         } else {
             for (int i = 0; i < list.items().size(); i++) {
-                NodeSpec node = node(list.items().get(i), "nodes[" + i + "]", nodesEntry.get().keyLine());
+                NodeSpec node = node(
+                        list.items().get(i),
+                        "nodes[" + i + "]",
+                        nodesEntry.get().keyLine());
                 if (node != null) {
                     nodes.add(node);
                 }
@@ -95,7 +107,9 @@ final class TopologyValidator {
 
     private NodeSpec node(YamlNode value, String path, int listLine) {
         if (!(value instanceof Mapping node)) {
-            problems.add(path, lineOr(value, listLine),
+            problems.add(
+                    path,
+                    lineOr(value, listLine),
                     "expected a mapping with keys " + String.join(", ", NODE_KEYS) + ", found " + value.kind());
             return null;
         }
@@ -109,7 +123,9 @@ final class TopologyValidator {
             if (id != null) {
                 String owner = idOwners.putIfAbsent(id, path);
                 if (owner != null) {
-                    problems.add(path + ".id", idEntry.keyLine(),
+                    problems.add(
+                            path + ".id",
+                            idEntry.keyLine(),
                             "duplicate id " + Quoting.quote(id) + " (also " + owner + ")");
                 }
             }
@@ -142,8 +158,8 @@ final class TopologyValidator {
         List<RdmaNic> nics = new ArrayList<>();
         int nicEntries = nics(node, path, nics);
         if (transport == Transport.RDMA && nicEntries == 0) {
-            problems.add(path + ".transport", transportEntry.keyLine(),
-                    "rdma needs at least one NIC listed under rdma");
+            problems.add(
+                    path + ".transport", transportEntry.keyLine(), "rdma needs at least one NIC listed under rdma");
         }
 
         if (problems.count() != problemsBefore) {
@@ -177,7 +193,11 @@ final class TopologyValidator {
         }
         String path = nodePath + ".gpus";
         if (!(entry.value() instanceof Sequence list)) {
-            problems.add(path, entry.keyLine(), "expected a list of GPU device indices, found " + entry.value().kind());
+            problems.add(
+                    path,
+                    entry.keyLine(),
+                    "expected a list of GPU device indices, found "
+                            + entry.value().kind());
             return gpus;
         }
         Map<Integer, Integer> firstIndexOfDevice = new HashMap<>();
@@ -211,8 +231,11 @@ final class TopologyValidator {
         }
         String path = nodePath + ".rdma";
         if (!(entry.value() instanceof Sequence list)) {
-            problems.add(path, entry.keyLine(), "expected a list of NICs (device, port, gidIndex), found "
-                    + entry.value().kind());
+            problems.add(
+                    path,
+                    entry.keyLine(),
+                    "expected a list of NICs (device, port, gidIndex), found "
+                            + entry.value().kind());
             return 1;
         }
         Map<String, Integer> firstIndexOfNic = new HashMap<>();
@@ -220,7 +243,9 @@ final class TopologyValidator {
             YamlNode item = list.items().get(i);
             String itemPath = path + "[" + i + "]";
             if (!(item instanceof Mapping nic)) {
-                problems.add(itemPath, lineOr(item, entry.keyLine()),
+                problems.add(
+                        itemPath,
+                        lineOr(item, entry.keyLine()),
                         "expected a mapping with keys " + String.join(", ", NIC_KEYS) + ", found " + item.kind());
                 continue;
             }
@@ -237,21 +262,33 @@ final class TopologyValidator {
             Integer port = null;
             Entry portEntry = required(nic, itemPath, "port");
             if (portEntry != null) {
-                port = intIn(portEntry.value(), itemPath + ".port", portEntry.keyLine(),
-                        1, MAX_NIC_PORT, "is not a NIC port (1.." + MAX_NIC_PORT + ")");
+                port = intIn(
+                        portEntry.value(),
+                        itemPath + ".port",
+                        portEntry.keyLine(),
+                        1,
+                        MAX_NIC_PORT,
+                        "is not a NIC port (1.." + MAX_NIC_PORT + ")");
             }
             Integer gidIndex = null;
             Entry gidEntry = required(nic, itemPath, "gidIndex");
             if (gidEntry != null) {
-                gidIndex = intIn(gidEntry.value(), itemPath + ".gidIndex", gidEntry.keyLine(),
-                        0, MAX_GID_INDEX, "is not a GID index (0.." + MAX_GID_INDEX + ")");
+                gidIndex = intIn(
+                        gidEntry.value(),
+                        itemPath + ".gidIndex",
+                        gidEntry.keyLine(),
+                        0,
+                        MAX_GID_INDEX,
+                        "is not a GID index (0.." + MAX_GID_INDEX + ")");
             }
             if (device == null || port == null || gidIndex == null) {
                 continue;
             }
             Integer first = firstIndexOfNic.putIfAbsent(device + " " + port, i);
             if (first != null) {
-                problems.add(itemPath, nic.line(),
+                problems.add(
+                        itemPath,
+                        nic.line(),
                         "duplicate NIC " + device + " port " + port + " (also rdma[" + first + "])");
             } else {
                 nics.add(new RdmaNic(device, port, gidIndex));
@@ -271,8 +308,11 @@ final class TopologyValidator {
             if (first != null) {
                 problems.add(keyPath, e.keyLine(), "duplicate key (first on line " + first + ")");
             } else if (!allowed.contains(e.key())) {
-                problems.add(keyPath, e.keyLine(),
-                        "unknown key" + suggestion(e.key(), allowed) + " (allowed: " + String.join(", ", allowed) + ")");
+                problems.add(
+                        keyPath,
+                        e.keyLine(),
+                        "unknown key" + suggestion(e.key(), allowed) + " (allowed: " + String.join(", ", allowed)
+                                + ")");
             }
         }
     }
@@ -355,7 +395,8 @@ final class TopologyValidator {
             if (s.type() == ScalarType.INTEGER) {
                 return s.integer();
             }
-            if (s.type() == ScalarType.STRING && DECIMAL.matcher(s.text().strip()).matches()) {
+            if (s.type() == ScalarType.STRING
+                    && DECIMAL.matcher(s.text().strip()).matches()) {
                 return new BigInteger(s.text().strip());
             }
             problems.add(path, line, s.shown() + " is not an integer");

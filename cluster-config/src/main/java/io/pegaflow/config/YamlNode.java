@@ -46,7 +46,15 @@ sealed interface YamlNode permits YamlNode.Mapping, YamlNode.Sequence, YamlNode.
         }
     }
 
-    enum ScalarType { STRING, INTEGER, FLOAT, BOOLEAN, NULL, BINARY, ALIAS }
+    enum ScalarType {
+        STRING,
+        INTEGER,
+        FLOAT,
+        BOOLEAN,
+        NULL,
+        BINARY,
+        ALIAS
+    }
 
     /**
      * A scalar as written, with its resolved YAML type.

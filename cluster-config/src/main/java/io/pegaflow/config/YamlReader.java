@@ -58,8 +58,10 @@ final class YamlReader {
             }
             YamlNode root = readValue(p);
             if (p.nextToken() != null) {
-                throw new SyntaxException("more than one YAML document (a second one has content here); "
-                        + "a topology file holds exactly one", line(p));
+                throw new SyntaxException(
+                        "more than one YAML document (a second one has content here); "
+                                + "a topology file holds exactly one",
+                        line(p));
             }
             return Optional.of(root);
         } catch (JsonProcessingException e) {
@@ -91,11 +93,12 @@ final class YamlReader {
                 }
                 yield new YamlNode.Sequence(line, items);
             }
-            case VALUE_STRING -> p instanceof YAMLParser y && y.isCurrentAlias()
-                    ? scalar(line, YamlNode.ScalarType.ALIAS, p.getText())
-                    : scalar(line, YamlNode.ScalarType.STRING, p.getText());
-            case VALUE_NUMBER_INT -> new YamlNode.Scalar(line, YamlNode.ScalarType.INTEGER, p.getText(),
-                    p.getBigIntegerValue());
+            case VALUE_STRING ->
+                p instanceof YAMLParser y && y.isCurrentAlias()
+                        ? scalar(line, YamlNode.ScalarType.ALIAS, p.getText())
+                        : scalar(line, YamlNode.ScalarType.STRING, p.getText());
+            case VALUE_NUMBER_INT ->
+                new YamlNode.Scalar(line, YamlNode.ScalarType.INTEGER, p.getText(), p.getBigIntegerValue());
             case VALUE_NUMBER_FLOAT -> scalar(line, YamlNode.ScalarType.FLOAT, p.getText());
             case VALUE_TRUE, VALUE_FALSE -> scalar(line, YamlNode.ScalarType.BOOLEAN, p.getText());
             case VALUE_NULL -> scalar(line, YamlNode.ScalarType.NULL, "null");

@@ -41,11 +41,37 @@ class ByteSizeTest {
     }
 
     @ParameterizedTest(name = "\"{0}\" is rejected")
-    @ValueSource(strings = {
-        "", "   ", "0", "0kb", "0.0gb", "-1", "-1gb", "+1gb", "10zb", "10 pb", "1.5", "0.3kb", "1e9", "1E3kb",
-        "nan", "NaN", "inf", "Infinity", "9223372036854775808", "8388608tb", "1..5gb", "1.gb", "gb", "1 000",
-        "1,5gb", "1gb2", "1 g b", "0x10"
-    })
+    @ValueSource(
+            strings = {
+                "",
+                "   ",
+                "0",
+                "0kb",
+                "0.0gb",
+                "-1",
+                "-1gb",
+                "+1gb",
+                "10zb",
+                "10 pb",
+                "1.5",
+                "0.3kb",
+                "1e9",
+                "1E3kb",
+                "nan",
+                "NaN",
+                "inf",
+                "Infinity",
+                "9223372036854775808",
+                "8388608tb",
+                "1..5gb",
+                "1.gb",
+                "gb",
+                "1 000",
+                "1,5gb",
+                "1gb2",
+                "1 g b",
+                "0x10"
+            })
     void shouldRejectMalformedZeroNegativeFractionalAndOverflowingSizes(String text) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ByteSize.parse(text));
         assertEquals(true, e.getMessage().contains(" is not a size ("), e.getMessage());
@@ -61,7 +87,10 @@ class ByteSizeTest {
             8388608tb | "8388608tb" is not a size (larger than 9223372036854775807 bytes)
             """)
     void shouldSayWhyASizeIsRejected(String text, String message) {
-        assertEquals(message, assertThrows(IllegalArgumentException.class, () -> ByteSize.parse(text)).getMessage());
+        assertEquals(
+                message,
+                assertThrows(IllegalArgumentException.class, () -> ByteSize.parse(text))
+                        .getMessage());
     }
 
     @ParameterizedTest(name = "{0} bytes is \"{1}\"")

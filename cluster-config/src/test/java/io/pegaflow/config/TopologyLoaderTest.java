@@ -43,8 +43,18 @@ class TopologyLoaderTest {
         assertEquals(List.of("n1", "n2", "n3"), topology.ids());
         for (int i = 0; i < 3; i++) {
             NodeSpec node = topology.nodes().get(i);
-            assertEquals(new NodeSpec("n" + (i + 1), "127.0.0.1", 25521 + i, 50055 + i, 9091 + i,
-                    List.of(), List.of(), 256L << 20, Transport.TCP), node);
+            assertEquals(
+                    new NodeSpec(
+                            "n" + (i + 1),
+                            "127.0.0.1",
+                            25521 + i,
+                            50055 + i,
+                            9091 + i,
+                            List.of(),
+                            List.of(),
+                            256L << 20,
+                            Transport.TCP),
+                    node);
         }
         assertEquals("n2", topology.nodeAt("127.0.0.1", 25522).orElseThrow().id());
     }
@@ -84,12 +94,32 @@ class TopologyLoaderTest {
 
         assertEquals("gpu_farm-1", topology.clusterName());
         assertEquals(1024, topology.directoryRanges());
-        assertEquals(new NodeSpec("a", "gpu-a.example.com", 25520, 50055, 9091, List.of(0, 1, 2, 3),
-                List.of(new RdmaNic("mlx5_0", 1, 3), new RdmaNic("mlx5_1", 1, 0)), 1649267441664L, Transport.RDMA),
+        assertEquals(
+                new NodeSpec(
+                        "a",
+                        "gpu-a.example.com",
+                        25520,
+                        50055,
+                        9091,
+                        List.of(0, 1, 2, 3),
+                        List.of(new RdmaNic("mlx5_0", 1, 3), new RdmaNic("mlx5_1", 1, 0)),
+                        1649267441664L,
+                        Transport.RDMA),
                 topology.requireNode("a"));
-        assertEquals(new NodeSpec("b", "gpu-b.example.com", 25520, 50055, 9091, List.of(7),
-                List.of(new RdmaNic("mlx5_2", 2, 255)), 1L << 30, Transport.TCP), topology.requireNode("b"));
-        assertEquals("b", topology.nodeAt("GPU-B.example.com", 25520).orElseThrow().id());
+        assertEquals(
+                new NodeSpec(
+                        "b",
+                        "gpu-b.example.com",
+                        25520,
+                        50055,
+                        9091,
+                        List.of(7),
+                        List.of(new RdmaNic("mlx5_2", 2, 255)),
+                        1L << 30,
+                        Transport.TCP),
+                topology.requireNode("b"));
+        assertEquals(
+                "b", topology.nodeAt("GPU-B.example.com", 25520).orElseThrow().id());
     }
 
     @Test
@@ -201,8 +231,10 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectAnUnknownNodeKeyListingTheAllowedOnes() {
-        assertOnlyProblem("nodes[0].colour: unknown key (allowed: id, host, clusterPort, grpcPort, metricsPort, "
-                + "poolSize, transport, gpus, rdma) (line 9)", """
+        assertOnlyProblem(
+                "nodes[0].colour: unknown key (allowed: id, host, clusterPort, grpcPort, metricsPort, "
+                        + "poolSize, transport, gpus, rdma) (line 9)",
+                """
                 cluster: c
                 nodes:
                   - id: n1
@@ -217,10 +249,11 @@ class TopologyLoaderTest {
 
     @Test
     void shouldSuggestTheKeyAMisspeltKeyProbablyMeant() {
-        assertEquals(List.of(
-                "nodes[0].grpc_port: unknown key, did you mean grpcPort? (allowed: id, host, clusterPort, grpcPort, "
-                        + "metricsPort, poolSize, transport, gpus, rdma) (line 3)",
-                "nodes[0].grpcPort: missing (line 3)"),
+        assertEquals(
+                List.of(
+                        "nodes[0].grpc_port: unknown key, did you mean grpcPort? (allowed: id, host, clusterPort, grpcPort, "
+                                + "metricsPort, poolSize, transport, gpus, rdma) (line 3)",
+                        "nodes[0].grpcPort: missing (line 3)"),
                 problemsOf("""
                 cluster: c
                 nodes:
@@ -241,7 +274,8 @@ class TopologyLoaderTest {
     @Test
     void shouldRejectABadSize() {
         assertOnlyProblem(
-                "nodes[0].poolSize: \"10zb\" is not a size (use bytes or a number with b, kb, mb, gb, tb) (line 8)", """
+                "nodes[0].poolSize: \"10zb\" is not a size (use bytes or a number with b, kb, mb, gb, tb) (line 8)",
+                """
                 cluster: c
                 nodes:
                   - id: n1
@@ -284,7 +318,8 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectDuplicatePortsOnOneHost() {
-        assertOnlyProblem("nodes[2].grpcPort: port 50055 on 127.0.0.1 already used by nodes[0].grpcPort (line 18)", """
+        assertOnlyProblem(
+                "nodes[2].grpcPort: port 50055 on 127.0.0.1 already used by nodes[0].grpcPort (line 18)", """
                 cluster: c
                 nodes:
                   - id: n1
@@ -310,9 +345,10 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectOnePortUsedForTwoRolesAcrossNodesOfAHost() {
-        assertEquals(List.of(
-                "nodes[1].clusterPort: port 9091 on LOCALHOST already used by nodes[0].metricsPort (line 4)",
-                "nodes[1].metricsPort: port 50056 on LOCALHOST already used by nodes[1].grpcPort (line 4)"),
+        assertEquals(
+                List.of(
+                        "nodes[1].clusterPort: port 9091 on LOCALHOST already used by nodes[0].metricsPort (line 4)",
+                        "nodes[1].metricsPort: port 50056 on LOCALHOST already used by nodes[1].grpcPort (line 4)"),
                 problemsOf("""
                 cluster: c
                 nodes:
@@ -360,11 +396,12 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectValuesOfTheWrongType() {
-        assertEquals(List.of(
-                "nodes[0].clusterPort: \"abc\" is not an integer (line 5)",
-                "nodes[0].grpcPort: 1.5 is not an integer (line 6)",
-                "nodes[0].metricsPort: expected an integer, found a list (line 7)",
-                "nodes[0].poolSize: expected a size, found a mapping (line 8)"),
+        assertEquals(
+                List.of(
+                        "nodes[0].clusterPort: \"abc\" is not an integer (line 5)",
+                        "nodes[0].grpcPort: 1.5 is not an integer (line 6)",
+                        "nodes[0].metricsPort: expected an integer, found a list (line 7)",
+                        "nodes[0].poolSize: expected a size, found a mapping (line 8)"),
                 problemsOf("""
                 cluster: c
                 nodes:
@@ -386,8 +423,9 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectAYamlSyntaxErrorGivingItsLine() {
-        assertOnlyProblem("(file): YAML syntax error: while parsing a flow mapping, expected ',' or '}', "
-                + "but got : (line 3)", """
+        assertOnlyProblem(
+                "(file): YAML syntax error: while parsing a flow mapping, expected ',' or '}', " + "but got : (line 3)",
+                """
                 cluster: c
                 nodes: [
                   {id: n1 host: h}
@@ -427,8 +465,10 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectANodeThatIsNotAMapping() {
-        assertOnlyProblem("nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, "
-                + "poolSize, transport, gpus, rdma, found a string (line 4)", """
+        assertOnlyProblem(
+                "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, "
+                        + "poolSize, transport, gpus, rdma, found a string (line 4)",
+                """
                 cluster: c
                 nodes:
                   - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
@@ -463,13 +503,14 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectBadNics() {
-        assertEquals(List.of(
-                "nodes[0].rdma[0].speed: unknown key (allowed: device, port, gidIndex) (line 7)",
-                "nodes[0].rdma[0].port: 0 is not a NIC port (1..255) (line 5)",
-                "nodes[0].rdma[0].gidIndex: 256 is not a GID index (0..255) (line 6)",
-                "nodes[0].rdma[1].device: missing (line 8)",
-                "nodes[0].rdma[3]: duplicate NIC mlx5_1 port 1 (also rdma[2]) (line 10)",
-                "nodes[0].rdma[4]: expected a mapping with keys device, port, gidIndex, found a string (line 11)"),
+        assertEquals(
+                List.of(
+                        "nodes[0].rdma[0].speed: unknown key (allowed: device, port, gidIndex) (line 7)",
+                        "nodes[0].rdma[0].port: 0 is not a NIC port (1..255) (line 5)",
+                        "nodes[0].rdma[0].gidIndex: 256 is not a GID index (0..255) (line 6)",
+                        "nodes[0].rdma[1].device: missing (line 8)",
+                        "nodes[0].rdma[3]: duplicate NIC mlx5_1 port 1 (also rdma[2]) (line 10)",
+                        "nodes[0].rdma[4]: expected a mapping with keys device, port, gidIndex, found a string (line 11)"),
                 problemsOf("""
                 cluster: c
                 nodes:
@@ -487,10 +528,11 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectBadGpuLists() {
-        assertEquals(List.of(
-                "nodes[0].gpus[2]: duplicate device 1 (also gpus[1]) (line 3)",
-                "nodes[0].gpus[3]: -1 is not a GPU device index (0 or more) (line 3)",
-                "nodes[1].gpus: expected a list of GPU device indices, found an integer (line 4)"),
+        assertEquals(
+                List.of(
+                        "nodes[0].gpus[2]: duplicate device 1 (also gpus[1]) (line 3)",
+                        "nodes[0].gpus[3]: -1 is not a GPU device index (0 or more) (line 3)",
+                        "nodes[1].gpus: expected a list of GPU device indices, found an integer (line 4)"),
                 problemsOf("""
                 cluster: c
                 nodes:
@@ -502,8 +544,10 @@ class TopologyLoaderTest {
     @ParameterizedTest(name = "{0}")
     @ValueSource(strings = {"my cluster", "-leading", "_leading", "caf\u00e9", "a.b"})
     void shouldRejectClusterNamesPekkoWouldRefuse(String name) {
-        assertOnlyProblem("cluster: \"" + name + "\" is not a valid name (letters, digits, - and _, "
-                + "not starting with - or _) (line 1)", """
+        assertOnlyProblem(
+                "cluster: \"" + name + "\" is not a valid name (letters, digits, - and _, "
+                        + "not starting with - or _) (line 1)",
+                """
                 cluster: "%s"
                 nodes:
                   - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
@@ -546,10 +590,11 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectYamlAliases() {
-        assertEquals(List.of(
-                "defaults: unknown key (allowed: cluster, directoryRanges, nodes) (line 2)",
-                "nodes[0]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, poolSize, "
-                        + "transport, gpus, rdma, found an alias (*base; aliases are not supported) (line 4)"),
+        assertEquals(
+                List.of(
+                        "defaults: unknown key (allowed: cluster, directoryRanges, nodes) (line 2)",
+                        "nodes[0]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, poolSize, "
+                                + "transport, gpus, rdma, found an alias (*base; aliases are not supported) (line 4)"),
                 problemsOf("""
                 cluster: c
                 defaults: &base {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
@@ -560,8 +605,10 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectMoreThanOneDocument() {
-        assertOnlyProblem("(file): more than one YAML document (a second one has content here); "
-                + "a topology file holds exactly one (line 5)", """
+        assertOnlyProblem(
+                "(file): more than one YAML document (a second one has content here); "
+                        + "a topology file holds exactly one (line 5)",
+                """
                 cluster: c
                 nodes:
                   - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
@@ -572,7 +619,8 @@ class TopologyLoaderTest {
 
     @Test
     void shouldRejectATopLevelThatIsNotAMapping() {
-        assertOnlyProblem("(file): expected a mapping with keys cluster, directoryRanges, nodes, found a list (line 1)",
+        assertOnlyProblem(
+                "(file): expected a mapping with keys cluster, directoryRanges, nodes, found a list (line 1)",
                 "- n1\n- n2\n");
     }
 

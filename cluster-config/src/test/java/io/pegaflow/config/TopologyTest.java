@@ -12,12 +12,14 @@ import org.junit.jupiter.api.Test;
 class TopologyTest {
 
     private static NodeSpec node(String id, String host, int clusterPort) {
-        return new NodeSpec(id, host, clusterPort, clusterPort + 1, clusterPort + 2, List.of(), List.of(),
-                1 << 20, Transport.TCP);
+        return new NodeSpec(
+                id, host, clusterPort, clusterPort + 1, clusterPort + 2, List.of(), List.of(), 1 << 20, Transport.TCP);
     }
 
-    private static final Topology THREE = new Topology("demo", 256, List.of(
-            node("n1", "10.0.0.1", 25520), node("n2", "10.0.0.2", 25520), node("n3", "10.0.0.1", 25530)));
+    private static final Topology THREE = new Topology(
+            "demo",
+            256,
+            List.of(node("n1", "10.0.0.1", 25520), node("n2", "10.0.0.2", 25520), node("n3", "10.0.0.1", 25530)));
 
     @Test
     void shouldDescribeOneLocalTcpNodeByDefault() {
@@ -25,8 +27,10 @@ class TopologyTest {
 
         assertEquals("pegaflow", local.clusterName());
         assertEquals(256, local.directoryRanges());
-        assertEquals(List.of(new NodeSpec("n1", "127.0.0.1", 25520, 50055, 9091, List.of(), List.of(),
-                1L << 30, Transport.TCP)), local.nodes());
+        assertEquals(
+                List.of(new NodeSpec(
+                        "n1", "127.0.0.1", 25520, 50055, 9091, List.of(), List.of(), 1L << 30, Transport.TCP)),
+                local.nodes());
     }
 
     @Test

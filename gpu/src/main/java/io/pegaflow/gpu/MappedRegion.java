@@ -8,17 +8,17 @@ import java.lang.foreign.MemorySegment;
  * copy engine may use it, the CPU must never dereference it.
  */
 public interface MappedRegion extends AutoCloseable {
-  /** The whole region; offsets in registrations are relative to its start. */
-  MemorySegment memory();
+    /** The whole region; offsets in registrations are relative to its start. */
+    MemorySegment memory();
 
-  default long sizeBytes() {
-    return memory().byteSize();
-  }
+    default long sizeBytes() {
+        return memory().byteSize();
+    }
 
-  /** What this is, for logs and errors: a path, or "cuda-ipc 0x7f... (n bytes)". */
-  String description();
+    /** What this is, for logs and errors: a path, or "cuda-ipc 0x7f... (n bytes)". */
+    String description();
 
-  /** Unmaps (or drops this holder's reference); call only after every copy that uses it has finished. */
-  @Override
-  void close();
+    /** Unmaps (or drops this holder's reference); call only after every copy that uses it has finished. */
+    @Override
+    void close();
 }

@@ -15,79 +15,79 @@ import java.nio.file.StandardOpenOption;
  * that uses it has finished.
  */
 public final class SharedMemoryFile implements MappedRegion {
-  private final Path path;
-  private final Arena arena;
-  private final MemorySegment memory;
+    private final Path path;
+    private final Arena arena;
+    private final MemorySegment memory;
 
-  private SharedMemoryFile(Path path, Arena arena, MemorySegment memory) {
-    this.path = path;
-    this.arena = arena;
-    this.memory = memory;
-  }
-
-  /**
-   * Maps the whole file.
-   *
-   * @throws IOException naming the path when it does not exist, is not a regular file or cannot be mapped
-   */
-  public static SharedMemoryFile map(Path path) throws IOException {
-    if (!Files.exists(path)) {
-      throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+    private SharedMemoryFile(Path path, Arena arena, MemorySegment memory) {
+        this.path = path;
+        this.arena = arena;
+        this.memory = memory;
     }
-    if (!Files.isRegularFile(path)) {
-      throw new IOException(path + " is not a regular file");
+
+    /**
+     * Maps the whole file.
+     *
+     * @throws IOException naming the path when it does not exist, is not a regular file or cannot be mapped
+     */
+    public static SharedMemoryFile map(Path path) throws IOException {
+        if (!Files.exists(path)) {
+            throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+        }
+        if (!Files.isRegularFile(path)) {
+            throw new IOException(path + " is not a regular file");
+        }
+        Arena arena = Arena.ofShared();
+        try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            long size = channel.size();
+            if (size == 0) {
+                throw new IOException(path + " is empty");
+            }
+            MemorySegment memory = channel.map(FileChannel.MapMode.READ_WRITE, 0, size, arena);
+            return new SharedMemoryFile(path, arena, memory);
+        } catch (IOException | RuntimeException e) {
+            arena.close();
+            throw e;
+        }
     }
-    Arena arena = Arena.ofShared();
-    try (FileChannel channel = FileChannel.open(path, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
-      long size = channel.size();
-      if (size == 0) {
-        throw new IOException(path + " is empty");
-      }
-      MemorySegment memory = channel.map(FileChannel.MapMode.READ_WRITE, 0, size, arena);
-      return new SharedMemoryFile(path, arena, memory);
-    } catch (IOException | RuntimeException e) {
-      arena.close();
-      throw e;
+
+    /**
+     * Maps {@code path} only if it resolves (symbolic links followed) to a file inside {@code root}: a node must not
+     * read or write arbitrary files because a request named them.
+     */
+    public static SharedMemoryFile mapWithin(Path root, Path path) throws IOException {
+        if (!Files.exists(path)) {
+            throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+        }
+        Path real = path.toRealPath();
+        Path realRoot = root.toRealPath();
+        if (!real.startsWith(realRoot)) {
+            throw new IOException(path + " is outside " + root + " (the node maps only shared-memory files there)");
+        }
+        return map(real);
     }
-  }
 
-  /**
-   * Maps {@code path} only if it resolves (symbolic links followed) to a file inside {@code root}: a node must not
-   * read or write arbitrary files because a request named them.
-   */
-  public static SharedMemoryFile mapWithin(Path root, Path path) throws IOException {
-    if (!Files.exists(path)) {
-      throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+    public Path path() {
+        return path;
     }
-    Path real = path.toRealPath();
-    Path realRoot = root.toRealPath();
-    if (!real.startsWith(realRoot)) {
-      throw new IOException(path + " is outside " + root + " (the node maps only shared-memory files there)");
+
+    @Override
+    public MemorySegment memory() {
+        return memory;
     }
-    return map(real);
-  }
 
-  public Path path() {
-    return path;
-  }
+    @Override
+    public long sizeBytes() {
+        return memory.byteSize();
+    }
 
-  @Override
-  public MemorySegment memory() {
-    return memory;
-  }
+    @Override
+    public String description() {
+        return path.toString();
+    }
 
-  @Override
-  public long sizeBytes() {
-    return memory.byteSize();
-  }
-
-  @Override
-  public String description() {
-    return path.toString();
-  }
-
-  @Override
-  public void close() {
-    arena.close();
-  }
+    @Override
+    public void close() {
+        arena.close();
+    }
 }

@@ -16,20 +16,21 @@ import org.junit.platform.launcher.listeners.TestExecutionSummary;
  * with {@code --require-gpu} also when tests were skipped (a GPU machine must run the CUDA tests, not skip them).
  */
 public final class GpuTestRunner {
-  private GpuTestRunner() {}
+    private GpuTestRunner() {}
 
-  public static void main(String[] args) {
-    boolean requireGpu = args.length > 0 && args[0].equals("--require-gpu");
-    LauncherDiscoveryRequest request =
-        LauncherDiscoveryRequestBuilder.request().selectors(selectPackage("io.pegaflow.gpu")).build();
-    Launcher launcher = LauncherFactory.create();
-    SummaryGeneratingListener listener = new SummaryGeneratingListener();
-    launcher.execute(request, listener);
-    TestExecutionSummary summary = listener.getSummary();
-    PrintWriter out = new PrintWriter(System.out, true);
-    summary.printTo(out);
-    summary.printFailuresTo(out, 30);
-    boolean skipped = summary.getTestsSkippedCount() + summary.getTestsAbortedCount() > 0;
-    System.exit(summary.getTotalFailureCount() > 0 || (requireGpu && skipped) ? 1 : 0);
-  }
+    public static void main(String[] args) {
+        boolean requireGpu = args.length > 0 && args[0].equals("--require-gpu");
+        LauncherDiscoveryRequest request = LauncherDiscoveryRequestBuilder.request()
+                .selectors(selectPackage("io.pegaflow.gpu"))
+                .build();
+        Launcher launcher = LauncherFactory.create();
+        SummaryGeneratingListener listener = new SummaryGeneratingListener();
+        launcher.execute(request, listener);
+        TestExecutionSummary summary = listener.getSummary();
+        PrintWriter out = new PrintWriter(System.out, true);
+        summary.printTo(out);
+        summary.printFailuresTo(out, 30);
+        boolean skipped = summary.getTestsSkippedCount() + summary.getTestsAbortedCount() > 0;
+        System.exit(summary.getTotalFailureCount() > 0 || (requireGpu && skipped) ? 1 : 0);
+    }
 }

@@ -17,52 +17,59 @@ import org.apache.pekko.cluster.typed.Cluster;
  * is cheap and safe from any thread (gRPC handlers, metric samplers).
  */
 public record ClusterView(
-    String selfAddress, String selfStatus, List<MemberView> members, List<String> unreachable, String leader) {
+        String selfAddress, String selfStatus, List<MemberView> members, List<String> unreachable, String leader) {
 
-  public ClusterView {
-    members = List.copyOf(members);
-    unreachable = List.copyOf(unreachable);
-  }
-
-  public static ClusterView of(ActorSystem<?> system, Topology topology) {
-    Cluster cluster = Cluster.get(system);
-    ClusterEvent.CurrentClusterState state = cluster.state();
-    List<MemberView> members =
-        StreamSupport.stream(state.getMembers().spliterator(), false)
-            .map(m -> view(m, topology))
-            .sorted(Comparator.comparing(MemberView::address))
-            .toList();
-    List<String> unreachable =
-        state.getUnreachable().stream().map(m -> m.address().toString()).sorted().toList();
-    String leader = state.getLeader() == null ? "" : state.getLeader().toString();
-    return new ClusterView(
-        cluster.selfMember().address().toString(),
-        cluster.selfMember().status().toString(),
-        members,
-        unreachable,
-        leader);
-  }
-
-  /** Number of members per status name, e.g. {@code {Up=3}}. */
-  public java.util.Map<String, Long> countByStatus() {
-    return members.stream().collect(Collectors.groupingBy(MemberView::status, Collectors.counting()));
-  }
-
-  private static MemberView view(Member member, Topology topology) {
-    Set<String> roles = member.getRoles();
-    return new MemberView(member.address().toString(), nodeId(member.address(), roles, topology), member.status().toString(), roles);
-  }
-
-  /** The id from the member's role, else from its address in the topology, else "". */
-  static String nodeId(Address address, Set<String> roles, Topology topology) {
-    for (String role : roles) {
-      if (role.startsWith(ClusterSettings.NODE_ID_ROLE_PREFIX)) {
-        return role.substring(ClusterSettings.NODE_ID_ROLE_PREFIX.length());
-      }
+    public ClusterView {
+        members = List.copyOf(members);
+        unreachable = List.copyOf(unreachable);
     }
-    if (address.getHost().isPresent() && address.getPort().isPresent()) {
-      return topology.nodeAt(address.getHost().get(), address.getPort().get()).map(n -> n.id()).orElse("");
+
+    public static ClusterView of(ActorSystem<?> system, Topology topology) {
+        Cluster cluster = Cluster.get(system);
+        ClusterEvent.CurrentClusterState state = cluster.state();
+        List<MemberView> members = StreamSupport.stream(state.getMembers().spliterator(), false)
+                .map(m -> view(m, topology))
+                .sorted(Comparator.comparing(MemberView::address))
+                .toList();
+        List<String> unreachable = state.getUnreachable().stream()
+                .map(m -> m.address().toString())
+                .sorted()
+                .toList();
+        String leader = state.getLeader() == null ? "" : state.getLeader().toString();
+        return new ClusterView(
+                cluster.selfMember().address().toString(),
+                cluster.selfMember().status().toString(),
+                members,
+                unreachable,
+                leader);
     }
-    return "";
-  }
+
+    /** Number of members per status name, e.g. {@code {Up=3}}. */
+    public java.util.Map<String, Long> countByStatus() {
+        return members.stream().collect(Collectors.groupingBy(MemberView::status, Collectors.counting()));
+    }
+
+    private static MemberView view(Member member, Topology topology) {
+        Set<String> roles = member.getRoles();
+        return new MemberView(
+                member.address().toString(),
+                nodeId(member.address(), roles, topology),
+                member.status().toString(),
+                roles);
+    }
+
+    /** The id from the member's role, else from its address in the topology, else "". */
+    static String nodeId(Address address, Set<String> roles, Topology topology) {
+        for (String role : roles) {
+            if (role.startsWith(ClusterSettings.NODE_ID_ROLE_PREFIX)) {
+                return role.substring(ClusterSettings.NODE_ID_ROLE_PREFIX.length());
+            }
+        }
+        if (address.getHost().isPresent() && address.getPort().isPresent()) {
+            return topology.nodeAt(address.getHost().get(), address.getPort().get())
+                    .map(n -> n.id())
+                    .orElse("");
+        }
+        return "";
+    }
 }

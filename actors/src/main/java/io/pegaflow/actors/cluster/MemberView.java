@@ -11,7 +11,7 @@ import java.util.Set;
  * @param roles the member's roles
  */
 public record MemberView(String address, String nodeId, String status, Set<String> roles) {
-  public MemberView {
-    roles = Set.copyOf(roles);
-  }
+    public MemberView {
+        roles = Set.copyOf(roles);
+    }
 }

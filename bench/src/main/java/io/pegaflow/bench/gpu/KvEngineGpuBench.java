@@ -47,215 +47,228 @@ import java.util.concurrent.TimeUnit;
  * <pre>java --enable-native-access=ALL-UNNAMED -cp ... io.pegaflow.bench.gpu.KvEngineGpuBench [--reps 20]</pre>
  */
 public final class KvEngineGpuBench {
-  static final int LAYERS = 32;
-  static final int BLOCKS = 4096;
-  static final long SLOT = 65536;
-  static final int SAVE = 625;
+    static final int LAYERS = 32;
+    static final int BLOCKS = 4096;
+    static final long SLOT = 65536;
+    static final int SAVE = 625;
 
-  /** The real CUDA engine, timing each copy; IPC handles name this process's own device buffers. */
-  static final class TimedEngine implements CopyEngine {
-    final CudaCopyEngine cuda;
-    final Map<String, DeviceBuffer> buffers = new HashMap<>();
-    volatile long lastCopyNs;
+    /** The real CUDA engine, timing each copy; IPC handles name this process's own device buffers. */
+    static final class TimedEngine implements CopyEngine {
+        final CudaCopyEngine cuda;
+        final Map<String, DeviceBuffer> buffers = new HashMap<>();
+        volatile long lastCopyNs;
 
-    TimedEngine(CudaCopyEngine cuda) {
-      this.cuda = cuda;
-    }
-
-    @Override
-    public String name() {
-      return "cuda";
-    }
-
-    @Override
-    public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
-      long start = System.nanoTime();
-      cuda.copy(srcs, dsts, batch);
-      lastCopyNs = System.nanoTime() - start;
-    }
-
-    @Override
-    public Optional<String> deviceUuid() {
-      return cuda.deviceUuid();
-    }
-
-    @Override
-    public MappedRegion openCudaIpc(byte[] handle, long allocationSizeBytes) {
-      DeviceBuffer buffer = buffers.get(HexFormat.of().formatHex(handle));
-      return new MappedRegion() {
-        @Override
-        public MemorySegment memory() {
-          return buffer.memory();
+        TimedEngine(CudaCopyEngine cuda) {
+            this.cuda = cuda;
         }
 
         @Override
-        public String description() {
-          return "device buffer";
+        public String name() {
+            return "cuda";
         }
 
         @Override
-        public void close() {}
-      };
-    }
-  }
+        public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
+            long start = System.nanoTime();
+            cuda.copy(srcs, dsts, batch);
+            lastCopyNs = System.nanoTime() - start;
+        }
 
-  public static void main(String[] args) throws Exception {
-    int reps = args.length > 1 && args[0].equals("--reps") ? Integer.parseInt(args[1]) : 20;
-    if (!CudaProbe.isAvailable()) {
-      System.err.println("CUDA is not usable: " + CudaProbe.unavailabilityCause().orElseThrow());
-      System.exit(2);
+        @Override
+        public Optional<String> deviceUuid() {
+            return cuda.deviceUuid();
+        }
+
+        @Override
+        public MappedRegion openCudaIpc(byte[] handle, long allocationSizeBytes) {
+            DeviceBuffer buffer = buffers.get(HexFormat.of().formatHex(handle));
+            return new MappedRegion() {
+                @Override
+                public MemorySegment memory() {
+                    return buffer.memory();
+                }
+
+                @Override
+                public String description() {
+                    return "device buffer";
+                }
+
+                @Override
+                public void close() {}
+            };
+        }
     }
-    long bytes = SAVE * LAYERS * SLOT;
-    try (CudaDevice device = CudaDevice.open("0");
-        PinnedHostMemory pinned = device.allocatePinned(4L << 30, PinnedHostMemory.Strategy.REGISTER);
-        DeviceBuffer contiguous = device.allocate(bytes);
-        PinnedHostMemory contiguousHost = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
-        CudaCopyEngine cuda = CudaCopyEngine.create(device, CudaCopySettings.from(System.getProperties()))) {
-      System.out.println("KvEngine on " + device + ": " + cuda.describe());
-      TimedEngine engine = new TimedEngine(cuda);
-      List<DeviceBuffer> layers = new ArrayList<>();
-      RegisterContextRequest.Builder request =
-          RegisterContextRequest.newBuilder()
-              .setInstanceId("bench")
-              .setNamespace("llama")
-              .setTpSize(1)
-              .setTotalLayers(LAYERS)
-              .setDevice(device.uuid());
-      for (int l = 0; l < LAYERS; l++) {
-        DeviceBuffer layer = device.allocate(BLOCKS * SLOT);
-        layer.fill((byte) l);
-        layers.add(layer);
-        byte[] handle = new byte[64];
-        handle[0] = (byte) l;
-        engine.buffers.put(HexFormat.of().formatHex(handle), layer);
-        request.addLayers(
-            LayerRegistration.newBuilder()
-                .setName("model.layers." + l)
-                .setLayerIndex(l)
-                .setRegion(
-                    MemoryRegion.newBuilder()
-                        .setCudaIpc(
-                            CudaIpcRegion.newBuilder()
-                                .setIpcHandle(ByteString.copyFrom(handle))
-                                .setAllocationSizeBytes(BLOCKS * SLOT)))
-                .setNumBlocks(BLOCKS)
-                .setBlockStrideBytes(SLOT)
-                .addSegments(ByteSegment.newBuilder().setLengthBytes(SLOT)));
-      }
-      long[] listenerNs = new long[2];
-      EngineListener listener =
-          new EngineListener() {
-            @Override
-            public void saved(long b, long durationNs, int blocksStored) {
-              listenerNs[0] = durationNs;
+
+    public static void main(String[] args) throws Exception {
+        int reps = args.length > 1 && args[0].equals("--reps") ? Integer.parseInt(args[1]) : 20;
+        if (!CudaProbe.isAvailable()) {
+            System.err.println(
+                    "CUDA is not usable: " + CudaProbe.unavailabilityCause().orElseThrow());
+            System.exit(2);
+        }
+        long bytes = SAVE * LAYERS * SLOT;
+        try (CudaDevice device = CudaDevice.open("0");
+                PinnedHostMemory pinned = device.allocatePinned(4L << 30, PinnedHostMemory.Strategy.REGISTER);
+                DeviceBuffer contiguous = device.allocate(bytes);
+                PinnedHostMemory contiguousHost = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
+                CudaCopyEngine cuda = CudaCopyEngine.create(device, CudaCopySettings.from(System.getProperties()))) {
+            System.out.println("KvEngine on " + device + ": " + cuda.describe());
+            TimedEngine engine = new TimedEngine(cuda);
+            List<DeviceBuffer> layers = new ArrayList<>();
+            RegisterContextRequest.Builder request = RegisterContextRequest.newBuilder()
+                    .setInstanceId("bench")
+                    .setNamespace("llama")
+                    .setTpSize(1)
+                    .setTotalLayers(LAYERS)
+                    .setDevice(device.uuid());
+            for (int l = 0; l < LAYERS; l++) {
+                DeviceBuffer layer = device.allocate(BLOCKS * SLOT);
+                layer.fill((byte) l);
+                layers.add(layer);
+                byte[] handle = new byte[64];
+                handle[0] = (byte) l;
+                engine.buffers.put(HexFormat.of().formatHex(handle), layer);
+                request.addLayers(LayerRegistration.newBuilder()
+                        .setName("model.layers." + l)
+                        .setLayerIndex(l)
+                        .setRegion(MemoryRegion.newBuilder()
+                                .setCudaIpc(CudaIpcRegion.newBuilder()
+                                        .setIpcHandle(ByteString.copyFrom(handle))
+                                        .setAllocationSizeBytes(BLOCKS * SLOT)))
+                        .setNumBlocks(BLOCKS)
+                        .setBlockStrideBytes(SLOT)
+                        .addSegments(ByteSegment.newBuilder().setLengthBytes(SLOT)));
             }
+            long[] listenerNs = new long[2];
+            EngineListener listener = new EngineListener() {
+                @Override
+                public void saved(long b, long durationNs, int blocksStored) {
+                    listenerNs[0] = durationNs;
+                }
 
-            @Override
-            public void loaded(long b, long durationNs, int blocksLoaded, int blocksFailed) {
-              listenerNs[1] = durationNs;
+                @Override
+                public void loaded(long b, long durationNs, int blocksLoaded, int blocksFailed) {
+                    listenerNs[1] = durationNs;
+                }
+
+                @Override
+                public void contextsChanged(int registered) {}
+            };
+            BlockPool pool = BlockPool.wrap(pinned.memory(), BlockPool.defaultSlabBytes(pinned.sizeBytes()));
+            BlockStore store = new BlockStore(pool, 30_000_000_000L, System::nanoTime);
+            KvEngine kv = new KvEngine(store, engine, 4, listener);
+            String ctx = kv.register(request.build()).contextId();
+            int[] saveIds = new int[SAVE];
+            int[] loadIds = new int[SAVE];
+            for (int i = 0; i < SAVE; i++) {
+                saveIds[i] = (i * 7) % BLOCKS;
+                loadIds[i] = (i * 7 + 3) % BLOCKS;
             }
+            byte[][] hashes = hashes("fixed", SAVE);
+            kv.save(ctx, saveIds, hashes, new int[0]).get(30, TimeUnit.SECONDS);
+            kv.query("llama", hashes, 600_000); // leased: the saves below cannot evict them
 
-            @Override
-            public void contextsChanged(int registered) {}
-          };
-      BlockPool pool = BlockPool.wrap(pinned.memory(), BlockPool.defaultSlabBytes(pinned.sizeBytes()));
-      BlockStore store = new BlockStore(pool, 30_000_000_000L, System::nanoTime);
-      KvEngine kv = new KvEngine(store, engine, 4, listener);
-      String ctx = kv.register(request.build()).contextId();
-      int[] saveIds = new int[SAVE];
-      int[] loadIds = new int[SAVE];
-      for (int i = 0; i < SAVE; i++) {
-        saveIds[i] = (i * 7) % BLOCKS;
-        loadIds[i] = (i * 7 + 3) % BLOCKS;
-      }
-      byte[][] hashes = hashes("fixed", SAVE);
-      kv.save(ctx, saveIds, hashes, new int[0]).get(30, TimeUnit.SECONDS);
-      kv.query("llama", hashes, 600_000); // leased: the saves below cannot evict them
+            CopyBatch one = new CopyBatch(1);
+            one.add(0, 0, bytes);
+            MemorySegment poolSlice = contiguousHost.memory().asSlice(0, bytes);
+            double contiguousSave =
+                    median(reps, () -> cuda.copy(contiguous.memory(), poolSlice, one, CudaCopyMode.MEMCPY));
+            double contiguousLoad =
+                    median(reps, () -> cuda.copy(poolSlice, contiguous.memory(), one, CudaCopyMode.MEMCPY));
 
-      CopyBatch one = new CopyBatch(1);
-      one.add(0, 0, bytes);
-      MemorySegment poolSlice = contiguousHost.memory().asSlice(0, bytes);
-      double contiguousSave = median(reps, () -> cuda.copy(contiguous.memory(), poolSlice, one, CudaCopyMode.MEMCPY));
-      double contiguousLoad = median(reps, () -> cuda.copy(poolSlice, contiguous.memory(), one, CudaCopyMode.MEMCPY));
-
-      Path flagPath = Files.createTempFile(Path.of("/dev/shm"), "pegaflow-bench-flag", "");
-      Files.write(flagPath, new byte[64]);
-      try (Arena arena = Arena.ofShared();
-          FileChannel ch = FileChannel.open(flagPath, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
-        MemorySegment flag = ch.map(FileChannel.MapMode.READ_WRITE, 0, 64, arena);
-        double[][] save = new double[3][reps];
-        double[][] load = new double[3][reps];
-        for (int r = -5; r < reps; r++) {
-          byte[][] fresh = hashes("rep" + r, SAVE);
-          long start = System.nanoTime();
-          kv.save(ctx, saveIds, fresh, new int[0]).get(30, TimeUnit.SECONDS);
-          long total = System.nanoTime() - start;
-          if (r >= 0) {
-            save[0][r] = total / 1e9;
-            save[1][r] = listenerNs[0] / 1e9;
-            save[2][r] = engine.lastCopyNs / 1e9;
-          }
+            Path flagPath = Files.createTempFile(Path.of("/dev/shm"), "pegaflow-bench-flag", "");
+            Files.write(flagPath, new byte[64]);
+            try (Arena arena = Arena.ofShared();
+                    FileChannel ch = FileChannel.open(flagPath, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+                MemorySegment flag = ch.map(FileChannel.MapMode.READ_WRITE, 0, 64, arena);
+                double[][] save = new double[3][reps];
+                double[][] load = new double[3][reps];
+                for (int r = -5; r < reps; r++) {
+                    byte[][] fresh = hashes("rep" + r, SAVE);
+                    long start = System.nanoTime();
+                    kv.save(ctx, saveIds, fresh, new int[0]).get(30, TimeUnit.SECONDS);
+                    long total = System.nanoTime() - start;
+                    if (r >= 0) {
+                        save[0][r] = total / 1e9;
+                        save[1][r] = listenerNs[0] / 1e9;
+                        save[2][r] = engine.lastCopyNs / 1e9;
+                    }
+                }
+                for (int r = -5; r < reps; r++) {
+                    flag.fill((byte) 0);
+                    long start = System.nanoTime();
+                    kv.load(ctx, loadIds, hashes, 0, flagPath.toString(), 0);
+                    while (flag.get(ValueLayout.JAVA_LONG, 0) == 0) {
+                        Thread.onSpinWait();
+                    }
+                    long total = System.nanoTime() - start;
+                    if (r >= 0) {
+                        load[0][r] = total / 1e9;
+                        load[1][r] = flag.get(ValueLayout.JAVA_LONG, 24) / 1e9;
+                        load[2][r] = engine.lastCopyNs / 1e9;
+                    }
+                }
+                System.out.printf(
+                        "| KvEngine, %d blocks x %d layers (%.3f GiB), 32 allocations, median of %d | save ms | save %% | load ms | load %% |%n",
+                        SAVE, LAYERS, bytes / (double) (1L << 30), reps);
+                System.out.println("|---|---|---|---|---|");
+                row(
+                        "contiguous (one cuMemcpyAsync, same bytes)",
+                        contiguousSave,
+                        contiguousSave,
+                        contiguousLoad,
+                        contiguousLoad);
+                row(
+                        "save()/load() call to bytes landed (flag for load)",
+                        med(save[0]),
+                        contiguousSave,
+                        med(load[0]),
+                        contiguousLoad);
+                row(
+                        "engine's own duration (metrics; load flag)",
+                        med(save[1]),
+                        contiguousSave,
+                        med(load[1]),
+                        contiguousLoad);
+                row("copy engine call alone", med(save[2]), contiguousSave, med(load[2]), contiguousLoad);
+            } finally {
+                Files.deleteIfExists(flagPath);
+            }
+            kv.close();
+            layers.forEach(DeviceBuffer::close);
         }
-        for (int r = -5; r < reps; r++) {
-          flag.fill((byte) 0);
-          long start = System.nanoTime();
-          kv.load(ctx, loadIds, hashes, 0, flagPath.toString(), 0);
-          while (flag.get(ValueLayout.JAVA_LONG, 0) == 0) {
-            Thread.onSpinWait();
-          }
-          long total = System.nanoTime() - start;
-          if (r >= 0) {
-            load[0][r] = total / 1e9;
-            load[1][r] = flag.get(ValueLayout.JAVA_LONG, 24) / 1e9;
-            load[2][r] = engine.lastCopyNs / 1e9;
-          }
-        }
+    }
+
+    private static void row(String name, double save, double saveRef, double load, double loadRef) {
         System.out.printf(
-            "| KvEngine, %d blocks x %d layers (%.3f GiB), 32 allocations, median of %d | save ms | save %% | load ms | load %% |%n",
-            SAVE, LAYERS, bytes / (double) (1L << 30), reps);
-        System.out.println("|---|---|---|---|---|");
-        row("contiguous (one cuMemcpyAsync, same bytes)", contiguousSave, contiguousSave, contiguousLoad, contiguousLoad);
-        row("save()/load() call to bytes landed (flag for load)", med(save[0]), contiguousSave, med(load[0]), contiguousLoad);
-        row("engine's own duration (metrics; load flag)", med(save[1]), contiguousSave, med(load[1]), contiguousLoad);
-        row("copy engine call alone", med(save[2]), contiguousSave, med(load[2]), contiguousLoad);
-      } finally {
-        Files.deleteIfExists(flagPath);
-      }
-      kv.close();
-      layers.forEach(DeviceBuffer::close);
+                "| %s | %.2f | %.1f%% | %.2f | %.1f%% |%n",
+                name, save * 1e3, 100 * saveRef / save, load * 1e3, 100 * loadRef / load);
     }
-  }
 
-  private static void row(String name, double save, double saveRef, double load, double loadRef) {
-    System.out.printf(
-        "| %s | %.2f | %.1f%% | %.2f | %.1f%% |%n", name, save * 1e3, 100 * saveRef / save, load * 1e3, 100 * loadRef / load);
-  }
-
-  private static double median(int reps, Runnable r) {
-    r.run();
-    r.run();
-    double[] t = new double[reps];
-    for (int i = 0; i < reps; i++) {
-      long start = System.nanoTime();
-      r.run();
-      t[i] = (System.nanoTime() - start) / 1e9;
+    private static double median(int reps, Runnable r) {
+        r.run();
+        r.run();
+        double[] t = new double[reps];
+        for (int i = 0; i < reps; i++) {
+            long start = System.nanoTime();
+            r.run();
+            t[i] = (System.nanoTime() - start) / 1e9;
+        }
+        return med(t);
     }
-    return med(t);
-  }
 
-  private static double med(double[] t) {
-    double[] c = t.clone();
-    Arrays.sort(c);
-    return c[c.length / 2];
-  }
-
-  private static byte[][] hashes(String prefix, int n) throws Exception {
-    MessageDigest sha = MessageDigest.getInstance("SHA-256");
-    byte[][] h = new byte[n][];
-    for (int i = 0; i < n; i++) {
-      h[i] = sha.digest((prefix + "/" + i).getBytes());
+    private static double med(double[] t) {
+        double[] c = t.clone();
+        Arrays.sort(c);
+        return c[c.length / 2];
     }
-    return h;
-  }
 
+    private static byte[][] hashes(String prefix, int n) throws Exception {
+        MessageDigest sha = MessageDigest.getInstance("SHA-256");
+        byte[][] h = new byte[n][];
+        for (int i = 0; i < n; i++) {
+            h[i] = sha.digest((prefix + "/" + i).getBytes());
+        }
+        return h;
+    }
 }

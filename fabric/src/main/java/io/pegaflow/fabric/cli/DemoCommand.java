@@ -23,8 +23,7 @@ import java.util.concurrent.TimeUnit;
  * prints the status from each node, shuts them all down through the Shutdown RPC and checks they exit 0.
  */
 public final class DemoCommand {
-  public static final String HELP =
-      """
+    public static final String HELP = """
       Usage: pegaflow demo [--topology FILE] [--log-dir DIR] [--timeout-s N]
 
       Starts every node of the topology (default examples/cluster-3node.yaml) as a separate process on this machine,
@@ -33,172 +32,185 @@ public final class DemoCommand {
       gracefully and checks that each exits 0. Node logs go to DIR (default target/demo-logs).
       """;
 
-  private static final Duration CALL_TIMEOUT = Duration.ofSeconds(3);
-  private static final List<String> DEMO_JVM_FLAGS = List.of("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC");
+    private static final Duration CALL_TIMEOUT = Duration.ofSeconds(3);
+    private static final List<String> DEMO_JVM_FLAGS = List.of("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC");
 
-  private DemoCommand() {}
+    private DemoCommand() {}
 
-  public static int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
-    Args args = Args.parse(argv, Set.of("topology", "log-dir", "timeout-s"), Set.of("help"));
-    if (args.flag("help")) {
-      out.print(HELP);
-      return 0;
-    }
-    Path topologyFile = Path.of(args.value("topology").orElse("examples/cluster-3node.yaml")).toAbsolutePath();
-    Path logDir = Path.of(args.value("log-dir").orElse("target/demo-logs")).toAbsolutePath();
-    Duration formTimeout = Duration.ofSeconds(args.intValue("timeout-s", 5, 3600).orElse(120));
-    Topology topology;
-    try {
-      topology = TopologyLoader.load(topologyFile);
-    } catch (TopologyException e) {
-      err.println(e.getMessage());
-      return 1;
-    }
-
-    List<NodeProcess> nodes = new ArrayList<>();
-    Thread reaper = new Thread(() -> nodes.forEach(NodeProcess::close), "demo-reaper");
-    Runtime.getRuntime().addShutdownHook(reaper);
-    try (FabricClients clients = new FabricClients()) {
-      out.printf("starting %d nodes of cluster %s from %s (logs in %s)%n", topology.nodes().size(), topology.clusterName(), topologyFile, logDir);
-      for (NodeSpec node : topology.nodes()) {
-        nodes.add(
-            NodeProcess.start(
-                node.id(),
-                DEMO_JVM_FLAGS,
-                List.of("--topology", topologyFile.toString(), "--node", node.id()),
-                logDir));
-      }
-      Map<String, FabricClient> byNode = new LinkedHashMap<>();
-      for (NodeSpec node : topology.nodes()) {
-        byNode.put(node.id(), clients.fabric(new HostPort(node.host(), node.grpcPort()), CALL_TIMEOUT));
-      }
-
-      long startNs = System.nanoTime();
-      Map<String, ClusterStatusResponse> formed = awaitFormed(topology, byNode, nodes, formTimeout, err);
-      if (formed == null) {
-        err.printf("the cluster did not form within %ds%n", formTimeout.toSeconds());
-        dumpLogs(nodes, err);
-        return 1;
-      }
-      out.printf("cluster formed in %.1f s%n%n", (System.nanoTime() - startNs) / 1e9);
-      formed.values().forEach(status -> out.println(StatusFormat.table(status)));
-
-      NodeSpec first = topology.nodes().getFirst();
-      out.printf(
-          "KV workload against node %s through the vLLM connector (fake scheduler loop, shared-memory KV caches):%n",
-          first.id());
-      int workload = runWorkload(new HostPort(first.host(), first.grpcPort()), out, err);
-      if (workload != 0) {
-        err.printf("the KV workload failed (exit %d)%n", workload);
-        dumpLogs(nodes, err);
-        return 1;
-      }
-      out.println();
-
-      for (var entry : byNode.entrySet()) {
-        entry.getValue()
-            .shutdown(ShutdownRequest.newBuilder().setReason("demo finished").build())
-            .toCompletableFuture()
-            .get(CALL_TIMEOUT.toMillis() * 2, TimeUnit.MILLISECONDS);
-        out.printf("asked %s to shut down%n", entry.getKey());
-      }
-      boolean allZero = true;
-      for (NodeProcess node : nodes) {
-        int code = node.waitForExit(Duration.ofSeconds(60));
-        out.printf("node %s exited with %s%n", node.nodeId(), code < 0 ? "no exit within 60 s" : code);
-        allZero &= code == 0;
-      }
-      if (!allZero) {
-        dumpLogs(nodes, err);
-        return 1;
-      }
-      out.println("demo ok: every node saw all members Up and exited 0");
-      return 0;
-    } finally {
-      nodes.forEach(NodeProcess::close);
-      try {
-        Runtime.getRuntime().removeShutdownHook(reaper);
-      } catch (IllegalStateException shuttingDown) {
-        // already exiting: the hook runs anyway
-      }
-    }
-  }
-
-  /**
-   * Runs {@code python3 -m pegaflow.vllm.demo} (python/ of this checkout) against {@code endpoint}: the real
-   * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
-   * with the same prefix from another engine instance hits, loads and verifies every byte.
-   */
-  private static int runWorkload(HostPort endpoint, PrintStream out, PrintStream err) throws Exception {
-    Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", ".")).toAbsolutePath().resolve("python");
-    ProcessBuilder builder =
-        new ProcessBuilder(
-                System.getenv().getOrDefault("PYTHON", "python3"),
-                "-m",
-                "pegaflow.vllm.demo",
-                "--endpoint",
-                endpoint.toString())
-            .redirectErrorStream(true);
-    builder.environment().merge("PYTHONPATH", pythonDir.toString(), (a, b) -> b + java.io.File.pathSeparator + a);
-    Process process;
-    try {
-      process = builder.start();
-    } catch (java.io.IOException e) {
-      err.println("cannot start python3 for the workload: " + e.getMessage() + " (install Python 3.10+ with python/requirements-test.txt)");
-      return 1;
-    }
-    try (var lines = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))) {
-      String line;
-      while ((line = lines.readLine()) != null) {
-        out.println("  " + line);
-      }
-    }
-    if (!process.waitFor(120, TimeUnit.SECONDS)) {
-      process.destroyForcibly();
-      return 124;
-    }
-    return process.exitValue();
-  }
-
-  /** Each node's status once every node reports all members Up; null on timeout or when a node died. */
-  private static Map<String, ClusterStatusResponse> awaitFormed(
-      Topology topology, Map<String, FabricClient> byNode, List<NodeProcess> nodes, Duration timeout, PrintStream err)
-      throws InterruptedException {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    int expected = topology.nodes().size();
-    while (System.nanoTime() < deadline) {
-      for (NodeProcess node : nodes) {
-        if (!node.isAlive()) {
-          err.printf("node %s exited early with %d%n", node.nodeId(), node.process().exitValue());
-          return null;
+    public static int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
+        Args args = Args.parse(argv, Set.of("topology", "log-dir", "timeout-s"), Set.of("help"));
+        if (args.flag("help")) {
+            out.print(HELP);
+            return 0;
         }
-      }
-      Map<String, ClusterStatusResponse> statuses = new LinkedHashMap<>();
-      for (var entry : byNode.entrySet()) {
+        Path topologyFile = Path.of(args.value("topology").orElse("examples/cluster-3node.yaml"))
+                .toAbsolutePath();
+        Path logDir = Path.of(args.value("log-dir").orElse("target/demo-logs")).toAbsolutePath();
+        Duration formTimeout =
+                Duration.ofSeconds(args.intValue("timeout-s", 5, 3600).orElse(120));
+        Topology topology;
         try {
-          ClusterStatusResponse status =
-              entry.getValue()
-                  .clusterStatus(ClusterStatusRequest.getDefaultInstance())
-                  .toCompletableFuture()
-                  .get(CALL_TIMEOUT.toMillis() + 500, TimeUnit.MILLISECONDS);
-          if (StatusFormat.upCount(status) == expected && status.getMembersCount() == expected) {
-            statuses.put(entry.getKey(), status);
-          }
-        } catch (Exception notYet) {
-          // still starting
+            topology = TopologyLoader.load(topologyFile);
+        } catch (TopologyException e) {
+            err.println(e.getMessage());
+            return 1;
         }
-      }
-      if (statuses.size() == expected) {
-        return statuses;
-      }
-      Thread.sleep(500);
-    }
-    return null;
-  }
 
-  private static void dumpLogs(List<NodeProcess> nodes, PrintStream err) {
-    for (NodeProcess node : nodes) {
-      err.printf("---- last lines of %s (%s) ----%n%s%n", node.nodeId(), node.log(), node.logTail(25));
+        List<NodeProcess> nodes = new ArrayList<>();
+        Thread reaper = new Thread(() -> nodes.forEach(NodeProcess::close), "demo-reaper");
+        Runtime.getRuntime().addShutdownHook(reaper);
+        try (FabricClients clients = new FabricClients()) {
+            out.printf(
+                    "starting %d nodes of cluster %s from %s (logs in %s)%n",
+                    topology.nodes().size(), topology.clusterName(), topologyFile, logDir);
+            for (NodeSpec node : topology.nodes()) {
+                nodes.add(NodeProcess.start(
+                        node.id(),
+                        DEMO_JVM_FLAGS,
+                        List.of("--topology", topologyFile.toString(), "--node", node.id()),
+                        logDir));
+            }
+            Map<String, FabricClient> byNode = new LinkedHashMap<>();
+            for (NodeSpec node : topology.nodes()) {
+                byNode.put(node.id(), clients.fabric(new HostPort(node.host(), node.grpcPort()), CALL_TIMEOUT));
+            }
+
+            long startNs = System.nanoTime();
+            Map<String, ClusterStatusResponse> formed = awaitFormed(topology, byNode, nodes, formTimeout, err);
+            if (formed == null) {
+                err.printf("the cluster did not form within %ds%n", formTimeout.toSeconds());
+                dumpLogs(nodes, err);
+                return 1;
+            }
+            out.printf("cluster formed in %.1f s%n%n", (System.nanoTime() - startNs) / 1e9);
+            formed.values().forEach(status -> out.println(StatusFormat.table(status)));
+
+            NodeSpec first = topology.nodes().getFirst();
+            out.printf(
+                    "KV workload against node %s through the vLLM connector (fake scheduler loop, shared-memory KV caches):%n",
+                    first.id());
+            int workload = runWorkload(new HostPort(first.host(), first.grpcPort()), out, err);
+            if (workload != 0) {
+                err.printf("the KV workload failed (exit %d)%n", workload);
+                dumpLogs(nodes, err);
+                return 1;
+            }
+            out.println();
+
+            for (var entry : byNode.entrySet()) {
+                entry.getValue()
+                        .shutdown(ShutdownRequest.newBuilder()
+                                .setReason("demo finished")
+                                .build())
+                        .toCompletableFuture()
+                        .get(CALL_TIMEOUT.toMillis() * 2, TimeUnit.MILLISECONDS);
+                out.printf("asked %s to shut down%n", entry.getKey());
+            }
+            boolean allZero = true;
+            for (NodeProcess node : nodes) {
+                int code = node.waitForExit(Duration.ofSeconds(60));
+                out.printf("node %s exited with %s%n", node.nodeId(), code < 0 ? "no exit within 60 s" : code);
+                allZero &= code == 0;
+            }
+            if (!allZero) {
+                dumpLogs(nodes, err);
+                return 1;
+            }
+            out.println("demo ok: every node saw all members Up and exited 0");
+            return 0;
+        } finally {
+            nodes.forEach(NodeProcess::close);
+            try {
+                Runtime.getRuntime().removeShutdownHook(reaper);
+            } catch (IllegalStateException shuttingDown) {
+                // already exiting: the hook runs anyway
+            }
+        }
     }
-  }
+
+    /**
+     * Runs {@code python3 -m pegaflow.vllm.demo} (python/ of this checkout) against {@code endpoint}: the real
+     * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
+     * with the same prefix from another engine instance hits, loads and verifies every byte.
+     */
+    private static int runWorkload(HostPort endpoint, PrintStream out, PrintStream err) throws Exception {
+        Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", "."))
+                .toAbsolutePath()
+                .resolve("python");
+        ProcessBuilder builder = new ProcessBuilder(
+                        System.getenv().getOrDefault("PYTHON", "python3"),
+                        "-m",
+                        "pegaflow.vllm.demo",
+                        "--endpoint",
+                        endpoint.toString())
+                .redirectErrorStream(true);
+        builder.environment().merge("PYTHONPATH", pythonDir.toString(), (a, b) -> b + java.io.File.pathSeparator + a);
+        Process process;
+        try {
+            process = builder.start();
+        } catch (java.io.IOException e) {
+            err.println("cannot start python3 for the workload: " + e.getMessage()
+                    + " (install Python 3.10+ with python/requirements-test.txt)");
+            return 1;
+        }
+        try (var lines = new java.io.BufferedReader(
+                new java.io.InputStreamReader(process.getInputStream(), java.nio.charset.StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = lines.readLine()) != null) {
+                out.println("  " + line);
+            }
+        }
+        if (!process.waitFor(120, TimeUnit.SECONDS)) {
+            process.destroyForcibly();
+            return 124;
+        }
+        return process.exitValue();
+    }
+
+    /** Each node's status once every node reports all members Up; null on timeout or when a node died. */
+    private static Map<String, ClusterStatusResponse> awaitFormed(
+            Topology topology,
+            Map<String, FabricClient> byNode,
+            List<NodeProcess> nodes,
+            Duration timeout,
+            PrintStream err)
+            throws InterruptedException {
+        long deadline = System.nanoTime() + timeout.toNanos();
+        int expected = topology.nodes().size();
+        while (System.nanoTime() < deadline) {
+            for (NodeProcess node : nodes) {
+                if (!node.isAlive()) {
+                    err.printf(
+                            "node %s exited early with %d%n",
+                            node.nodeId(), node.process().exitValue());
+                    return null;
+                }
+            }
+            Map<String, ClusterStatusResponse> statuses = new LinkedHashMap<>();
+            for (var entry : byNode.entrySet()) {
+                try {
+                    ClusterStatusResponse status = entry.getValue()
+                            .clusterStatus(ClusterStatusRequest.getDefaultInstance())
+                            .toCompletableFuture()
+                            .get(CALL_TIMEOUT.toMillis() + 500, TimeUnit.MILLISECONDS);
+                    if (StatusFormat.upCount(status) == expected && status.getMembersCount() == expected) {
+                        statuses.put(entry.getKey(), status);
+                    }
+                } catch (Exception notYet) {
+                    // still starting
+                }
+            }
+            if (statuses.size() == expected) {
+                return statuses;
+            }
+            Thread.sleep(500);
+        }
+        return null;
+    }
+
+    private static void dumpLogs(List<NodeProcess> nodes, PrintStream err) {
+        for (NodeProcess node : nodes) {
+            err.printf("---- last lines of %s (%s) ----%n%s%n", node.nodeId(), node.log(), node.logTail(25));
+        }
+    }
 }

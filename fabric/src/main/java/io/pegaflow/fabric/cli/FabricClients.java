@@ -9,41 +9,37 @@ import org.apache.pekko.grpc.GrpcClientSettings;
 
 /** gRPC clients for command-line tools and tests: a small local (non-cluster) ActorSystem and plaintext channels. */
 public final class FabricClients implements AutoCloseable {
-  private final ActorSystem<Void> system;
+    private final ActorSystem<Void> system;
 
-  public FabricClients() {
-    this.system =
-        ActorSystem.create(
-            Behaviors.empty(),
-            "pegaflow-cli",
-            ConfigFactory.parseString(
-                    """
+    public FabricClients() {
+        this.system = ActorSystem.create(
+                Behaviors.empty(),
+                "pegaflow-cli",
+                ConfigFactory.parseString("""
                     pekko.actor.provider = local
                     pekko.loggers = ["org.apache.pekko.event.slf4j.Slf4jLogger"]
                     pekko.logging-filter = "org.apache.pekko.event.slf4j.Slf4jLoggingFilter"
                     pekko.loglevel = WARNING
                     pekko.stdout-loglevel = OFF
                     pekko.coordinated-shutdown.run-by-jvm-shutdown-hook = off
-                    """)
-                .withFallback(ConfigFactory.load()));
-  }
+                    """).withFallback(ConfigFactory.load()));
+    }
 
-  /** A client for the Fabric service at {@code endpoint}; every call fails after {@code deadline}. */
-  public FabricClient fabric(HostPort endpoint, Duration deadline) {
-    GrpcClientSettings settings =
-        GrpcClientSettings.connectToServiceAt(endpoint.host(), endpoint.port(), system)
-            .withTls(false)
-            .withDeadline(deadline);
-    return FabricClient.create(settings, system);
-  }
+    /** A client for the Fabric service at {@code endpoint}; every call fails after {@code deadline}. */
+    public FabricClient fabric(HostPort endpoint, Duration deadline) {
+        GrpcClientSettings settings = GrpcClientSettings.connectToServiceAt(endpoint.host(), endpoint.port(), system)
+                .withTls(false)
+                .withDeadline(deadline);
+        return FabricClient.create(settings, system);
+    }
 
-  public ActorSystem<Void> system() {
-    return system;
-  }
+    public ActorSystem<Void> system() {
+        return system;
+    }
 
-  @Override
-  public void close() {
-    system.terminate();
-    system.getWhenTerminated().toCompletableFuture().join();
-  }
+    @Override
+    public void close() {
+        system.terminate();
+        system.getWhenTerminated().toCompletableFuture().join();
+    }
 }

@@ -5,41 +5,41 @@ package io.pegaflow.fabric.engine;
  * has changed nothing.
  */
 public final class EngineException extends RuntimeException {
-  /** The subset of gRPC codes the engine uses. */
-  public enum Code {
-    INVALID_ARGUMENT,
-    NOT_FOUND,
-    FAILED_PRECONDITION,
-    RESOURCE_EXHAUSTED,
-    UNAVAILABLE,
-    INTERNAL
-  }
+    /** The subset of gRPC codes the engine uses. */
+    public enum Code {
+        INVALID_ARGUMENT,
+        NOT_FOUND,
+        FAILED_PRECONDITION,
+        RESOURCE_EXHAUSTED,
+        UNAVAILABLE,
+        INTERNAL
+    }
 
-  private final Code code;
+    private final Code code;
 
-  public EngineException(Code code, String message) {
-    super(message);
-    this.code = code;
-  }
+    public EngineException(Code code, String message) {
+        super(message);
+        this.code = code;
+    }
 
-  public EngineException(Code code, String message, Throwable cause) {
-    super(message, cause);
-    this.code = code;
-  }
+    public EngineException(Code code, String message, Throwable cause) {
+        super(message, cause);
+        this.code = code;
+    }
 
-  public Code code() {
-    return code;
-  }
+    public Code code() {
+        return code;
+    }
 
-  static EngineException invalid(String message) {
-    return new EngineException(Code.INVALID_ARGUMENT, message);
-  }
+    static EngineException invalid(String message) {
+        return new EngineException(Code.INVALID_ARGUMENT, message);
+    }
 
-  static EngineException notFound(String message) {
-    return new EngineException(Code.NOT_FOUND, message);
-  }
+    static EngineException notFound(String message) {
+        return new EngineException(Code.NOT_FOUND, message);
+    }
 
-  static EngineException precondition(String message) {
-    return new EngineException(Code.FAILED_PRECONDITION, message);
-  }
+    static EngineException precondition(String message) {
+        return new EngineException(Code.FAILED_PRECONDITION, message);
+    }
 }

@@ -8,19 +8,19 @@ import java.lang.foreign.MemorySegment;
  * {@code regionIndex}, so their copies go into one batch.
  */
 record LayerMapping(
-    String name,
-    int layerIndex,
-    int regionIndex,
-    MemorySegment region,
-    long baseOffset,
-    int numBlocks,
-    long blockStrideBytes,
-    long[] segmentOffsets,
-    long[] segmentLengths,
-    long slotBytes) {
+        String name,
+        int layerIndex,
+        int regionIndex,
+        MemorySegment region,
+        long baseOffset,
+        int numBlocks,
+        long blockStrideBytes,
+        long[] segmentOffsets,
+        long[] segmentLengths,
+        long slotBytes) {
 
-  /** Offset in {@link #region()} of segment {@code s} of block {@code blockId}. */
-  long sourceOffset(int blockId, int s) {
-    return baseOffset + blockId * blockStrideBytes + segmentOffsets[s];
-  }
+    /** Offset in {@link #region()} of segment {@code s} of block {@code blockId}. */
+    long sourceOffset(int blockId, int s) {
+        return baseOffset + blockId * blockStrideBytes + segmentOffsets[s];
+    }
 }

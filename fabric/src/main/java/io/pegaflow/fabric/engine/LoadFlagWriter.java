@@ -11,27 +11,27 @@ import java.nio.ByteOrder;
  * go first and the state last with release semantics, so a reader that sees the state sees the counters.
  */
 final class LoadFlagWriter {
-  static final long FLAG_BYTES = 32;
-  static final long PENDING = 0;
-  static final long DONE = 1;
-  static final long FAILED = 2;
+    static final long FLAG_BYTES = 32;
+    static final long PENDING = 0;
+    static final long DONE = 1;
+    static final long FAILED = 2;
 
-  private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
-  private static final VarHandle STATE = LE_LONG.varHandle();
+    private static final ValueLayout.OfLong LE_LONG = ValueLayout.JAVA_LONG.withOrder(ByteOrder.LITTLE_ENDIAN);
+    private static final VarHandle STATE = LE_LONG.varHandle();
 
-  private LoadFlagWriter() {}
+    private LoadFlagWriter() {}
 
-  static void pending(MemorySegment flag) {
-    flag.set(LE_LONG, 8, 0L);
-    flag.set(LE_LONG, 16, 0L);
-    flag.set(LE_LONG, 24, 0L);
-    STATE.setRelease(flag, 0L, PENDING);
-  }
+    static void pending(MemorySegment flag) {
+        flag.set(LE_LONG, 8, 0L);
+        flag.set(LE_LONG, 16, 0L);
+        flag.set(LE_LONG, 24, 0L);
+        STATE.setRelease(flag, 0L, PENDING);
+    }
 
-  static void finish(MemorySegment flag, long loaded, long failed, long durationNs) {
-    flag.set(LE_LONG, 8, loaded);
-    flag.set(LE_LONG, 16, failed);
-    flag.set(LE_LONG, 24, durationNs);
-    STATE.setRelease(flag, 0L, failed == 0 ? DONE : FAILED);
-  }
+    static void finish(MemorySegment flag, long loaded, long failed, long durationNs) {
+        flag.set(LE_LONG, 8, loaded);
+        flag.set(LE_LONG, 16, failed);
+        flag.set(LE_LONG, 24, durationNs);
+        STATE.setRelease(flag, 0L, failed == 0 ? DONE : FAILED);
+    }
 }

@@ -6,33 +6,33 @@ package io.pegaflow.fabric.engine;
  * Fixed by the namespace's first registration; every later one must match.
  */
 public record NamespaceLayout(String namespace, int totalLayers, int tpSize, long slotBytes) {
-  public int slotCount() {
-    return totalLayers * tpSize;
-  }
-
-  public long blockBytes() {
-    return slotCount() * slotBytes;
-  }
-
-  public int slotIndex(int layer, int tpRank) {
-    return layer * tpSize + tpRank;
-  }
-
-  public long slotOffset(int layer, int tpRank) {
-    return slotIndex(layer, tpRank) * slotBytes;
-  }
-
-  /** Describes the difference from {@code other}, or null when both lay blocks out the same way. */
-  String mismatch(NamespaceLayout other) {
-    if (totalLayers != other.totalLayers) {
-      return "total_layers " + other.totalLayers + " differs from the namespace's " + totalLayers;
+    public int slotCount() {
+        return totalLayers * tpSize;
     }
-    if (tpSize != other.tpSize) {
-      return "tp_size " + other.tpSize + " differs from the namespace's " + tpSize;
+
+    public long blockBytes() {
+        return slotCount() * slotBytes;
     }
-    if (slotBytes != other.slotBytes) {
-      return "bytes per block per layer " + other.slotBytes + " differ from the namespace's " + slotBytes;
+
+    public int slotIndex(int layer, int tpRank) {
+        return layer * tpSize + tpRank;
     }
-    return null;
-  }
+
+    public long slotOffset(int layer, int tpRank) {
+        return slotIndex(layer, tpRank) * slotBytes;
+    }
+
+    /** Describes the difference from {@code other}, or null when both lay blocks out the same way. */
+    String mismatch(NamespaceLayout other) {
+        if (totalLayers != other.totalLayers) {
+            return "total_layers " + other.totalLayers + " differs from the namespace's " + totalLayers;
+        }
+        if (tpSize != other.tpSize) {
+            return "tp_size " + other.tpSize + " differs from the namespace's " + tpSize;
+        }
+        if (slotBytes != other.slotBytes) {
+            return "bytes per block per layer " + other.slotBytes + " differ from the namespace's " + slotBytes;
+        }
+        return null;
+    }
 }

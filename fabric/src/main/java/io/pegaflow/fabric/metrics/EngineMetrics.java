@@ -22,80 +22,124 @@ import kamon.tag.TagSet;
  * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}.
  */
 public final class EngineMetrics implements EngineListener {
-  private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
-  private static final MeasurementUnit NANOS = MeasurementUnit.time().nanoseconds();
+    private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
+    private static final MeasurementUnit NANOS = MeasurementUnit.time().nanoseconds();
 
-  private final TagSet engineTag;
-  private final AtomicInteger contexts = new AtomicInteger();
-  private BlockStore store;
-  private final long[] last = new long[9];
+    private final TagSet engineTag;
+    private final AtomicInteger contexts = new AtomicInteger();
+    private BlockStore store;
+    private final long[] last = new long[9];
 
-  public EngineMetrics(String copyEngine) {
-    this.engineTag = TagSet.of("copy_engine", copyEngine);
-  }
-
-  /** The store to sample; set once the engine exists. */
-  public void attach(BlockStore store) {
-    this.store = store;
-  }
-
-  @Override
-  public void saved(long bytes, long durationNs, int blocksStored) {
-    Kamon.histogram("pegaflow.save.size", "Bytes copied into the pool per Save", BYTES).withTags(engineTag).record(bytes);
-    Kamon.histogram("pegaflow.save.duration", "Save copy time", NANOS).withTags(engineTag).record(durationNs);
-  }
-
-  @Override
-  public void loaded(long bytes, long durationNs, int blocksLoaded, int blocksFailed) {
-    if (bytes > 0) {
-      Kamon.histogram("pegaflow.load.size", "Bytes copied out of the pool per Load", BYTES)
-          .withTags(engineTag)
-          .record(bytes);
-      Kamon.histogram("pegaflow.load.duration", "Load copy time", NANOS).withTags(engineTag).record(durationNs);
+    public EngineMetrics(String copyEngine) {
+        this.engineTag = TagSet.of("copy_engine", copyEngine);
     }
-    Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
-        .withTag("outcome", "loaded")
-        .increment(blocksLoaded);
-    Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
-        .withTag("outcome", "failed")
-        .increment(blocksFailed);
-  }
 
-  @Override
-  public void contextsChanged(int registered) {
-    contexts.set(registered);
-  }
-
-  /** Called by the node's sampler thread. */
-  public void sample() {
-    BlockStore s = store;
-    if (s == null) {
-      return;
+    /** The store to sample; set once the engine exists. */
+    public void attach(BlockStore store) {
+        this.store = store;
     }
-    long[] pool = s.poolSnapshot();
-    Kamon.gauge("pegaflow.pool.capacity", "Pool size", BYTES).withoutTags().update(pool[0]);
-    Kamon.gauge("pegaflow.pool.used", "Pool bytes allocated to blocks", BYTES).withoutTags().update(pool[1]);
-    Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES).withoutTags().update(pool[2]);
-    Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state").withTag("state", "sealed").update(s.sealedBlocks());
-    Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
-        .withTag("state", "inflight")
-        .update(s.inFlightBlocks());
-    Kamon.gauge("pegaflow.leases.active", "Leases held").withoutTags().update(s.activeLeases());
-    Kamon.gauge("pegaflow.engine.contexts", "Registered worker contexts").withoutTags().update(contexts.get());
-    StoreCounters c = s.counters();
-    bump(0, c.hits(), Kamon.counter("pegaflow.block.hits", "Query hits (blocks)").withoutTags());
-    bump(1, c.misses(), Kamon.counter("pegaflow.block.misses", "Query misses (blocks)").withoutTags());
-    bump(2, c.insertions(), Kamon.counter("pegaflow.block.insertions", "Blocks sealed").withoutTags());
-    bump(3, c.evictions(), Kamon.counter("pegaflow.block.evictions", "Blocks evicted (LRU)").withoutTags());
-    bump(4, c.partialDropped(), Kamon.counter("pegaflow.block.partial.dropped", "Stale partial blocks dropped").withoutTags());
-    bump(5, c.saveRejectedFull(), Kamon.counter("pegaflow.save.rejected", "Saves refused: pool full").withoutTags());
-    bump(6, c.leasesCreated(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "created"));
-    bump(7, c.leasesReleased(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "released"));
-    bump(8, c.leasesExpired(), Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
-  }
 
-  private void bump(int slot, long now, kamon.metric.Counter counter) {
-    counter.increment(now - last[slot]);
-    last[slot] = now;
-  }
+    @Override
+    public void saved(long bytes, long durationNs, int blocksStored) {
+        Kamon.histogram("pegaflow.save.size", "Bytes copied into the pool per Save", BYTES)
+                .withTags(engineTag)
+                .record(bytes);
+        Kamon.histogram("pegaflow.save.duration", "Save copy time", NANOS)
+                .withTags(engineTag)
+                .record(durationNs);
+    }
+
+    @Override
+    public void loaded(long bytes, long durationNs, int blocksLoaded, int blocksFailed) {
+        if (bytes > 0) {
+            Kamon.histogram("pegaflow.load.size", "Bytes copied out of the pool per Load", BYTES)
+                    .withTags(engineTag)
+                    .record(bytes);
+            Kamon.histogram("pegaflow.load.duration", "Load copy time", NANOS)
+                    .withTags(engineTag)
+                    .record(durationNs);
+        }
+        Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
+                .withTag("outcome", "loaded")
+                .increment(blocksLoaded);
+        Kamon.counter("pegaflow.load.blocks", "Blocks requested by Load, by outcome")
+                .withTag("outcome", "failed")
+                .increment(blocksFailed);
+    }
+
+    @Override
+    public void contextsChanged(int registered) {
+        contexts.set(registered);
+    }
+
+    /** Called by the node's sampler thread. */
+    public void sample() {
+        BlockStore s = store;
+        if (s == null) {
+            return;
+        }
+        long[] pool = s.poolSnapshot();
+        Kamon.gauge("pegaflow.pool.capacity", "Pool size", BYTES).withoutTags().update(pool[0]);
+        Kamon.gauge("pegaflow.pool.used", "Pool bytes allocated to blocks", BYTES)
+                .withoutTags()
+                .update(pool[1]);
+        Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES)
+                .withoutTags()
+                .update(pool[2]);
+        Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
+                .withTag("state", "sealed")
+                .update(s.sealedBlocks());
+        Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
+                .withTag("state", "inflight")
+                .update(s.inFlightBlocks());
+        Kamon.gauge("pegaflow.leases.active", "Leases held").withoutTags().update(s.activeLeases());
+        Kamon.gauge("pegaflow.engine.contexts", "Registered worker contexts")
+                .withoutTags()
+                .update(contexts.get());
+        StoreCounters c = s.counters();
+        bump(
+                0,
+                c.hits(),
+                Kamon.counter("pegaflow.block.hits", "Query hits (blocks)").withoutTags());
+        bump(
+                1,
+                c.misses(),
+                Kamon.counter("pegaflow.block.misses", "Query misses (blocks)").withoutTags());
+        bump(
+                2,
+                c.insertions(),
+                Kamon.counter("pegaflow.block.insertions", "Blocks sealed").withoutTags());
+        bump(
+                3,
+                c.evictions(),
+                Kamon.counter("pegaflow.block.evictions", "Blocks evicted (LRU)")
+                        .withoutTags());
+        bump(
+                4,
+                c.partialDropped(),
+                Kamon.counter("pegaflow.block.partial.dropped", "Stale partial blocks dropped")
+                        .withoutTags());
+        bump(
+                5,
+                c.saveRejectedFull(),
+                Kamon.counter("pegaflow.save.rejected", "Saves refused: pool full")
+                        .withoutTags());
+        bump(
+                6,
+                c.leasesCreated(),
+                Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "created"));
+        bump(
+                7,
+                c.leasesReleased(),
+                Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "released"));
+        bump(
+                8,
+                c.leasesExpired(),
+                Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
+    }
+
+    private void bump(int slot, long now, kamon.metric.Counter counter) {
+        counter.increment(now - last[slot]);
+        last[slot] = now;
+    }
 }

@@ -15,82 +15,83 @@ import org.slf4j.LoggerFactory;
  * and the CUDA copy engine. Closed after the engine that uses them, children first.
  */
 final class GpuBackend implements AutoCloseable {
-  private static final Logger log = LoggerFactory.getLogger(GpuBackend.class);
+    private static final Logger log = LoggerFactory.getLogger(GpuBackend.class);
 
-  private final CudaDevice device;
-  private final PinnedHostMemory pool;
-  private final CudaCopyEngine copyEngine;
+    private final CudaDevice device;
+    private final PinnedHostMemory pool;
+    private final CudaCopyEngine copyEngine;
 
-  private GpuBackend(CudaDevice device, PinnedHostMemory pool, CudaCopyEngine copyEngine) {
-    this.device = device;
-    this.pool = pool;
-    this.copyEngine = copyEngine;
-  }
+    private GpuBackend(CudaDevice device, PinnedHostMemory pool, CudaCopyEngine copyEngine) {
+        this.device = device;
+        this.pool = pool;
+        this.copyEngine = copyEngine;
+    }
 
-  /**
-   * Opens GPU {@code ordinal}, allocates the pinned pool and starts the copy engine with settings from
-   * {@code pegaflow.cuda.*} properties.
-   *
-   * @throws NodeStartException saying why (CUDA unusable, no such GPU, bad setting, the pool cannot be pinned)
-   */
-  static GpuBackend start(String nodeId, int ordinal, long poolBytes, Map<?, ?> properties) {
-    String why = CudaProbe.unavailabilityCause().orElse(null);
-    if (why != null) {
-      throw new NodeStartException("node " + nodeId + ": --device " + ordinal + " needs CUDA, which is not usable: " + why);
+    /**
+     * Opens GPU {@code ordinal}, allocates the pinned pool and starts the copy engine with settings from
+     * {@code pegaflow.cuda.*} properties.
+     *
+     * @throws NodeStartException saying why (CUDA unusable, no such GPU, bad setting, the pool cannot be pinned)
+     */
+    static GpuBackend start(String nodeId, int ordinal, long poolBytes, Map<?, ?> properties) {
+        String why = CudaProbe.unavailabilityCause().orElse(null);
+        if (why != null) {
+            throw new NodeStartException(
+                    "node " + nodeId + ": --device " + ordinal + " needs CUDA, which is not usable: " + why);
+        }
+        CudaCopySettings settings;
+        try {
+            settings = CudaCopySettings.from(properties);
+        } catch (IllegalArgumentException e) {
+            throw new NodeStartException("node " + nodeId + ": " + e.getMessage(), e);
+        }
+        CudaDevice device;
+        try {
+            device = CudaDevice.open(Integer.toString(ordinal));
+        } catch (RuntimeException e) {
+            throw new NodeStartException("node " + nodeId + ": --device " + ordinal + ": " + e.getMessage(), e);
+        }
+        PinnedHostMemory pool = null;
+        try {
+            long start = System.nanoTime();
+            pool = device.allocatePinned(poolBytes, PinnedHostMemory.Strategy.REGISTER);
+            log.info(
+                    "GPU {} ({}, {}, driver CUDA {}): pinned pool {} ready in {} s ({})",
+                    ordinal,
+                    device.name(),
+                    device.uuid(),
+                    CudaProbe.versionText(CudaProbe.driverVersion()),
+                    ByteSize.format(pool.sizeBytes()),
+                    String.format("%.2f", (System.nanoTime() - start) / 1e9),
+                    pool.report());
+            CudaCopyEngine engine = CudaCopyEngine.create(device, settings);
+            log.info("CUDA copy engine: {}", engine.describe());
+            engine.kernelProblem().ifPresent(p -> log.warn("CUDA copy engine: {}", p));
+            return new GpuBackend(device, pool, engine);
+        } catch (RuntimeException e) {
+            if (pool != null) {
+                pool.close();
+            }
+            device.close();
+            throw new NodeStartException(
+                    "node " + nodeId + ": GPU " + ordinal + ": cannot set up a pinned pool of "
+                            + ByteSize.format(poolBytes) + " and the copy engine: " + e.getMessage(),
+                    e);
+        }
     }
-    CudaCopySettings settings;
-    try {
-      settings = CudaCopySettings.from(properties);
-    } catch (IllegalArgumentException e) {
-      throw new NodeStartException("node " + nodeId + ": " + e.getMessage(), e);
+
+    PinnedHostMemory pool() {
+        return pool;
     }
-    CudaDevice device;
-    try {
-      device = CudaDevice.open(Integer.toString(ordinal));
-    } catch (RuntimeException e) {
-      throw new NodeStartException("node " + nodeId + ": --device " + ordinal + ": " + e.getMessage(), e);
+
+    CudaCopyEngine copyEngine() {
+        return copyEngine;
     }
-    PinnedHostMemory pool = null;
-    try {
-      long start = System.nanoTime();
-      pool = device.allocatePinned(poolBytes, PinnedHostMemory.Strategy.REGISTER);
-      log.info(
-          "GPU {} ({}, {}, driver CUDA {}): pinned pool {} ready in {} s ({})",
-          ordinal,
-          device.name(),
-          device.uuid(),
-          CudaProbe.versionText(CudaProbe.driverVersion()),
-          ByteSize.format(pool.sizeBytes()),
-          String.format("%.2f", (System.nanoTime() - start) / 1e9),
-          pool.report());
-      CudaCopyEngine engine = CudaCopyEngine.create(device, settings);
-      log.info("CUDA copy engine: {}", engine.describe());
-      engine.kernelProblem().ifPresent(p -> log.warn("CUDA copy engine: {}", p));
-      return new GpuBackend(device, pool, engine);
-    } catch (RuntimeException e) {
-      if (pool != null) {
+
+    @Override
+    public void close() {
+        copyEngine.close();
         pool.close();
-      }
-      device.close();
-      throw new NodeStartException(
-          "node " + nodeId + ": GPU " + ordinal + ": cannot set up a pinned pool of " + ByteSize.format(poolBytes)
-              + " and the copy engine: " + e.getMessage(),
-          e);
+        device.close();
     }
-  }
-
-  PinnedHostMemory pool() {
-    return pool;
-  }
-
-  CudaCopyEngine copyEngine() {
-    return copyEngine;
-  }
-
-  @Override
-  public void close() {
-    copyEngine.close();
-    pool.close();
-    device.close();
-  }
 }

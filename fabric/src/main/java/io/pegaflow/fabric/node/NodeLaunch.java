@@ -16,10 +16,10 @@ import java.util.Optional;
  * @param partialTimeoutMs how long a block may wait for its missing slots before it is dropped
  */
 public record NodeLaunch(
-    Topology topology,
-    NodeSpec self,
-    String grpcBindHost,
-    long poolSizeBytes,
-    Optional<Integer> device,
-    String logLevel,
-    long partialTimeoutMs) {}
+        Topology topology,
+        NodeSpec self,
+        String grpcBindHost,
+        long poolSizeBytes,
+        Optional<Integer> device,
+        String logLevel,
+        long partialTimeoutMs) {}

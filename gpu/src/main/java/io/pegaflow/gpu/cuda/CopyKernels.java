@@ -11,50 +11,50 @@ import java.lang.foreign.MemorySegment;
  * thread-safe handles.
  */
 final class CopyKernels implements AutoCloseable {
-  static final String RESOURCE = "copy_kernels.ptx";
+    static final String RESOURCE = "copy_kernels.ptx";
 
-  final MemorySegment module;
-  final MemorySegment gather;
-  final MemorySegment scatter;
-  final MemorySegment copyDevice;
+    final MemorySegment module;
+    final MemorySegment gather;
+    final MemorySegment scatter;
+    final MemorySegment copyDevice;
 
-  private CopyKernels(MemorySegment module) {
-    this.module = module;
-    this.gather = Cu.moduleGetFunction(module, "pegaflow_gather");
-    this.scatter = Cu.moduleGetFunction(module, "pegaflow_scatter");
-    this.copyDevice = Cu.moduleGetFunction(module, "pegaflow_copy_device");
-  }
+    private CopyKernels(MemorySegment module) {
+        this.module = module;
+        this.gather = Cu.moduleGetFunction(module, "pegaflow_gather");
+        this.scatter = Cu.moduleGetFunction(module, "pegaflow_scatter");
+        this.copyDevice = Cu.moduleGetFunction(module, "pegaflow_copy_device");
+    }
 
-  /** Loads the kernels into the current context. */
-  static CopyKernels load() {
-    byte[] ptx = ptxText();
-    try (Arena arena = Arena.ofConfined()) {
-      MemorySegment image = arena.allocate(ptx.length + 1L);
-      MemorySegment.copy(ptx, 0, image, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, ptx.length);
-      MemorySegment module = Cu.moduleLoadData(image);
-      try {
-        return new CopyKernels(module);
-      } catch (RuntimeException e) {
+    /** Loads the kernels into the current context. */
+    static CopyKernels load() {
+        byte[] ptx = ptxText();
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment image = arena.allocate(ptx.length + 1L);
+            MemorySegment.copy(ptx, 0, image, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, ptx.length);
+            MemorySegment module = Cu.moduleLoadData(image);
+            try {
+                return new CopyKernels(module);
+            } catch (RuntimeException e) {
+                Cu.moduleUnload(module);
+                throw e;
+            }
+        }
+    }
+
+    /** The PTX text (NUL not included). */
+    static byte[] ptxText() {
+        try (InputStream in = CopyKernels.class.getResourceAsStream(RESOURCE)) {
+            if (in == null) {
+                throw new IllegalStateException("resource " + RESOURCE + " is missing from the gpu module's jar");
+            }
+            return in.readAllBytes();
+        } catch (IOException e) {
+            throw new IllegalStateException("cannot read " + RESOURCE + ": " + e, e);
+        }
+    }
+
+    @Override
+    public void close() {
         Cu.moduleUnload(module);
-        throw e;
-      }
     }
-  }
-
-  /** The PTX text (NUL not included). */
-  static byte[] ptxText() {
-    try (InputStream in = CopyKernels.class.getResourceAsStream(RESOURCE)) {
-      if (in == null) {
-        throw new IllegalStateException("resource " + RESOURCE + " is missing from the gpu module's jar");
-      }
-      return in.readAllBytes();
-    } catch (IOException e) {
-      throw new IllegalStateException("cannot read " + RESOURCE + ": " + e, e);
-    }
-  }
-
-  @Override
-  public void close() {
-    Cu.moduleUnload(module);
-  }
 }

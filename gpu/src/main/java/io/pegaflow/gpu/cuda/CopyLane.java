@@ -18,339 +18,339 @@ import java.lang.foreign.MemorySegment;
  * <p>Not thread-safe: owned by one {@link CudaCopyEngine} agent thread, which has the device's context current.
  */
 final class CopyLane implements AutoCloseable {
-  private volatile boolean broken;
-  static final long DESC_BYTES = 24;
-  /** cuMemcpyBatchAsync calls take at most this many copies. */
-  static final int MAX_BATCH = 4096;
+    private volatile boolean broken;
+    static final long DESC_BYTES = 24;
+    /** cuMemcpyBatchAsync calls take at most this many copies. */
+    static final int MAX_BATCH = 4096;
 
-  private final CudaDevice device;
-  private final CopyKernels kernels;
-  private final CudaCopySettings settings;
-  private final Arena arena = Arena.ofShared();
-  private final MemorySegment dmaStream;
-  private final MemorySegment kernelStream;
-  private final MemorySegment done;
-  private final MemorySegment[] dmaDone;
-  private final MemorySegment[] kernelDone;
-  private final DeviceBuffer staging;
-  private final long[] stagingBases;
-  private final MemorySegment params;
-  private final MemorySegment argRuns;
-  private final MemorySegment argCount;
-  private final MemorySegment batchDsts;
-  private final MemorySegment batchSrcs;
-  private final MemorySegment batchSizes;
-  private final MemorySegment batchAttrs;
-  private final MemorySegment batchAttrIdx;
-  private final MemorySegment batchFailIdx;
-  private PinnedHostMemory descHost;
-  private DeviceBuffer descDevice;
-  private long descCapacity;
-  final CopyPlan plan = new CopyPlan();
+    private final CudaDevice device;
+    private final CopyKernels kernels;
+    private final CudaCopySettings settings;
+    private final Arena arena = Arena.ofShared();
+    private final MemorySegment dmaStream;
+    private final MemorySegment kernelStream;
+    private final MemorySegment done;
+    private final MemorySegment[] dmaDone;
+    private final MemorySegment[] kernelDone;
+    private final DeviceBuffer staging;
+    private final long[] stagingBases;
+    private final MemorySegment params;
+    private final MemorySegment argRuns;
+    private final MemorySegment argCount;
+    private final MemorySegment batchDsts;
+    private final MemorySegment batchSrcs;
+    private final MemorySegment batchSizes;
+    private final MemorySegment batchAttrs;
+    private final MemorySegment batchAttrIdx;
+    private final MemorySegment batchFailIdx;
+    private PinnedHostMemory descHost;
+    private DeviceBuffer descDevice;
+    private long descCapacity;
+    final CopyPlan plan = new CopyPlan();
 
-  CopyLane(CudaDevice device, CopyKernels kernels, CudaCopySettings settings) {
-    this.device = device;
-    this.kernels = kernels;
-    this.settings = settings;
-    device.makeCurrent();
-    dmaStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
-    kernelStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
-    done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
-    int ring = settings.stagingChunks();
-    dmaDone = new MemorySegment[ring];
-    kernelDone = new MemorySegment[ring];
-    for (int i = 0; i < ring; i++) {
-      dmaDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
-      kernelDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
-    }
-    boolean staged =
-        kernels != null
-            && (settings.gatherMode() == CudaCopyMode.STAGED || settings.scatterMode() == CudaCopyMode.STAGED);
-    staging = staged ? device.allocate(settings.stagingChunkBytes() * ring) : null;
-    stagingBases = new long[ring];
-    for (int i = 0; i < ring && staging != null; i++) {
-      stagingBases[i] = staging.address() + i * settings.stagingChunkBytes();
-    }
-    argRuns = arena.allocate(JAVA_LONG);
-    argCount = arena.allocate(JAVA_INT);
-    params = arena.allocate(ADDRESS, 2);
-    params.setAtIndex(ADDRESS, 0, argRuns);
-    params.setAtIndex(ADDRESS, 1, argCount);
-    batchDsts = arena.allocate(JAVA_LONG, MAX_BATCH);
-    batchSrcs = arena.allocate(JAVA_LONG, MAX_BATCH);
-    batchSizes = arena.allocate(JAVA_LONG, MAX_BATCH);
-    batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
-    batchAttrIdx = arena.allocate(JAVA_LONG);
-    batchFailIdx = arena.allocate(JAVA_LONG);
-    ensureDescriptors(64 * 1024);
-  }
-
-  /**
-   * Copies the batch: run i from {@code srcBases[srcPart(i)] + srcOffset(i)} to {@code dstBases[dstPart(i)] +
-   * dstOffset(i)}, absolute device-visible addresses; every source part is GPU memory or every one is pinned host
-   * memory ({@code srcDevice}), likewise the destinations. Returns once every byte has landed.
-   */
-  void run(CudaCopyMode mode, long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
-    boolean hostToDevice = !srcDevice && dstDevice;
-    boolean deviceToHost = srcDevice && !dstDevice;
-    if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
-      mode = CudaCopyMode.MEMCPY;
-    }
-    if (mode == CudaCopyMode.STAGED && (staging == null || !(hostToDevice || deviceToHost))) {
-      mode = CudaCopyMode.KERNEL;
-    }
-    try {
-      switch (mode) {
-        case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
-        case STAGED -> {
-          if (hostToDevice) {
-            runStagedLoad(srcBase, dstBase, batch);
-          } else {
-            runStagedSave(srcBase, dstBase, batch);
-          }
+    CopyLane(CudaDevice device, CopyKernels kernels, CudaCopySettings settings) {
+        this.device = device;
+        this.kernels = kernels;
+        this.settings = settings;
+        device.makeCurrent();
+        dmaStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+        kernelStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+        done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
+        int ring = settings.stagingChunks();
+        dmaDone = new MemorySegment[ring];
+        kernelDone = new MemorySegment[ring];
+        for (int i = 0; i < ring; i++) {
+            dmaDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
+            kernelDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
         }
-        case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
-        case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
-      }
-    } catch (Throwable failure) {
-      // Work queued before the failing step may still be running: let it finish before the caller frees the pool
-      // blocks or unmaps the regions it touches. If even that fails the context is broken and says so.
-      int dma = Cu.streamSynchronize(dmaStream);
-      int kernel = Cu.streamSynchronize(kernelStream);
-      if (dma != CUDA_SUCCESS || kernel != CUDA_SUCCESS) {
-        broken = true;
-      }
-      throw failure;
+        boolean staged = kernels != null
+                && (settings.gatherMode() == CudaCopyMode.STAGED || settings.scatterMode() == CudaCopyMode.STAGED);
+        staging = staged ? device.allocate(settings.stagingChunkBytes() * ring) : null;
+        stagingBases = new long[ring];
+        for (int i = 0; i < ring && staging != null; i++) {
+            stagingBases[i] = staging.address() + i * settings.stagingChunkBytes();
+        }
+        argRuns = arena.allocate(JAVA_LONG);
+        argCount = arena.allocate(JAVA_INT);
+        params = arena.allocate(ADDRESS, 2);
+        params.setAtIndex(ADDRESS, 0, argRuns);
+        params.setAtIndex(ADDRESS, 1, argCount);
+        batchDsts = arena.allocate(JAVA_LONG, MAX_BATCH);
+        batchSrcs = arena.allocate(JAVA_LONG, MAX_BATCH);
+        batchSizes = arena.allocate(JAVA_LONG, MAX_BATCH);
+        batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
+        batchAttrIdx = arena.allocate(JAVA_LONG);
+        batchFailIdx = arena.allocate(JAVA_LONG);
+        ensureDescriptors(64 * 1024);
     }
-  }
 
-  /** True once a failed copy could not be drained: the GPU may still touch memory, refuse further copies. */
-  boolean broken() {
-    return broken;
-  }
+    /**
+     * Copies the batch: run i from {@code srcBases[srcPart(i)] + srcOffset(i)} to {@code dstBases[dstPart(i)] +
+     * dstOffset(i)}, absolute device-visible addresses; every source part is GPU memory or every one is pinned host
+     * memory ({@code srcDevice}), likewise the destinations. Returns once every byte has landed.
+     */
+    void run(CudaCopyMode mode, long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
+        boolean hostToDevice = !srcDevice && dstDevice;
+        boolean deviceToHost = srcDevice && !dstDevice;
+        if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
+            mode = CudaCopyMode.MEMCPY;
+        }
+        if (mode == CudaCopyMode.STAGED && (staging == null || !(hostToDevice || deviceToHost))) {
+            mode = CudaCopyMode.KERNEL;
+        }
+        try {
+            switch (mode) {
+                case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
+                case STAGED -> {
+                    if (hostToDevice) {
+                        runStagedLoad(srcBase, dstBase, batch);
+                    } else {
+                        runStagedSave(srcBase, dstBase, batch);
+                    }
+                }
+                case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
+                case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
+            }
+        } catch (Throwable failure) {
+            // Work queued before the failing step may still be running: let it finish before the caller frees the pool
+            // blocks or unmaps the regions it touches. If even that fails the context is broken and says so.
+            int dma = Cu.streamSynchronize(dmaStream);
+            int kernel = Cu.streamSynchronize(kernelStream);
+            if (dma != CUDA_SUCCESS || kernel != CUDA_SUCCESS) {
+                broken = true;
+            }
+            throw failure;
+        }
+    }
 
-  private void runKernel(long[] srcBase, long[] dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {
-    plan.planDirect(batch, srcBase, dstBase, settings.pieceBytes());
-    upload(plan.descCount, kernelStream);
-    MemorySegment function = hostToDevice ? kernels.scatter : deviceToHost ? kernels.gather : kernels.copyDevice;
-    launch(function, descDevice.address(), plan.descCount, kernelStream);
-    finish(kernelStream);
-  }
+    /** True once a failed copy could not be drained: the GPU may still touch memory, refuse further copies. */
+    boolean broken() {
+        return broken;
+    }
 
-  /**
-   * Host ranges -> staging (DMA stream), staging -> GPU blocks (kernel stream), chunk by chunk around the ring. Each
-   * chunk is planned while the GPU works on the ones before it.
-   */
-  private void runStagedLoad(long[] srcBase, long[] dstBase, CopyBatch batch) {
-    long chunkBytes = settings.stagingChunkBytes();
-    ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
-    plan.startStaged(batch, srcBase, dstBase, true, stagingBases, chunkBytes, settings.pieceBytes());
-    int ring = stagingBases.length;
-    for (int c = 0; plan.planNextChunk(); c++) {
-      int s = c % ring;
-      if (c >= ring) {
-        waitEvent(dmaStream, kernelDone[s]);
-      }
-      int first = plan.chunkDesc[c];
-      int count = plan.chunkDesc[c + 1] - first;
-      uploadSlice(first, count, dmaStream);
-      for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
-        long dst = plan.dma[d * 3];
-        long src = plan.dma[d * 3 + 1];
-        long len = plan.dma[d * 3 + 2];
-        int rc = Cu.memcpyHtoDAsync(dst, src, len, dmaStream);
+    private void runKernel(
+            long[] srcBase, long[] dstBase, boolean hostToDevice, boolean deviceToHost, CopyBatch batch) {
+        plan.planDirect(batch, srcBase, dstBase, settings.pieceBytes());
+        upload(plan.descCount, kernelStream);
+        MemorySegment function = hostToDevice ? kernels.scatter : deviceToHost ? kernels.gather : kernels.copyDevice;
+        launch(function, descDevice.address(), plan.descCount, kernelStream);
+        finish(kernelStream);
+    }
+
+    /**
+     * Host ranges -> staging (DMA stream), staging -> GPU blocks (kernel stream), chunk by chunk around the ring. Each
+     * chunk is planned while the GPU works on the ones before it.
+     */
+    private void runStagedLoad(long[] srcBase, long[] dstBase, CopyBatch batch) {
+        long chunkBytes = settings.stagingChunkBytes();
+        ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
+        plan.startStaged(batch, srcBase, dstBase, true, stagingBases, chunkBytes, settings.pieceBytes());
+        int ring = stagingBases.length;
+        for (int c = 0; plan.planNextChunk(); c++) {
+            int s = c % ring;
+            if (c >= ring) {
+                waitEvent(dmaStream, kernelDone[s]);
+            }
+            int first = plan.chunkDesc[c];
+            int count = plan.chunkDesc[c + 1] - first;
+            uploadSlice(first, count, dmaStream);
+            for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+                long dst = plan.dma[d * 3];
+                long src = plan.dma[d * 3 + 1];
+                long len = plan.dma[d * 3 + 2];
+                int rc = Cu.memcpyHtoDAsync(dst, src, len, dmaStream);
+                if (rc != CUDA_SUCCESS) {
+                    throw new CudaException("cuMemcpyHtoDAsync_v2", rc, copyArgs(dst, src, len));
+                }
+            }
+            record(dmaDone[s], dmaStream);
+            waitEvent(kernelStream, dmaDone[s]);
+            launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
+            record(kernelDone[s], kernelStream);
+        }
+        finish(kernelStream);
+    }
+
+    /**
+     * GPU blocks -> staging (kernel stream), staging -> host ranges (DMA stream), chunk by chunk around the ring. Each
+     * chunk is planned while the GPU works on the ones before it.
+     */
+    private void runStagedSave(long[] srcBase, long[] dstBase, CopyBatch batch) {
+        long chunkBytes = settings.stagingChunkBytes();
+        ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
+        plan.startStaged(batch, srcBase, dstBase, false, stagingBases, chunkBytes, settings.pieceBytes());
+        int ring = stagingBases.length;
+        for (int c = 0; plan.planNextChunk(); c++) {
+            int s = c % ring;
+            if (c >= ring) {
+                waitEvent(kernelStream, dmaDone[s]);
+            }
+            int first = plan.chunkDesc[c];
+            int count = plan.chunkDesc[c + 1] - first;
+            uploadSlice(first, count, kernelStream);
+            launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
+            record(kernelDone[s], kernelStream);
+            waitEvent(dmaStream, kernelDone[s]);
+            for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+                long dst = plan.dma[d * 3];
+                long src = plan.dma[d * 3 + 1];
+                long len = plan.dma[d * 3 + 2];
+                int rc = Cu.memcpyDtoHAsync(dst, src, len, dmaStream);
+                if (rc != CUDA_SUCCESS) {
+                    throw new CudaException("cuMemcpyDtoHAsync_v2", rc, copyArgs(dst, src, len));
+                }
+            }
+            record(dmaDone[s], dmaStream);
+        }
+        finish(dmaStream);
+    }
+
+    private void runMemcpy(long[] srcBase, long[] dstBase, CopyBatch batch) {
+        for (int i = 0; i < batch.runCount(); i++) {
+            long dst = dstBase[batch.dstPart(i)] + batch.dstOffset(i);
+            long src = srcBase[batch.srcPart(i)] + batch.srcOffset(i);
+            long len = batch.length(i);
+            int rc = Cu.memcpyAsync(dst, src, len, dmaStream);
+            if (rc != CUDA_SUCCESS) {
+                throw new CudaException("cuMemcpyAsync", rc, copyArgs(dst, src, len));
+            }
+        }
+        finish(dmaStream);
+    }
+
+    private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
+        MemorySegment a = batchAttrs;
+        a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
+        a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
+        a.set(JAVA_INT, 8, srcDevice ? device.ordinal() : 0);
+        a.set(JAVA_INT, 12, dstDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
+        a.set(JAVA_INT, 16, dstDevice ? device.ordinal() : 0);
+        a.set(JAVA_INT, 20, CudaDriver.CU_MEMCPY_FLAG_DEFAULT);
+        batchAttrIdx.set(JAVA_LONG, 0, 0L);
+        int runs = batch.runCount();
+        for (int first = 0; first < runs; first += MAX_BATCH) {
+            int n = Math.min(MAX_BATCH, runs - first);
+            for (int j = 0; j < n; j++) {
+                int i = first + j;
+                batchDsts.setAtIndex(JAVA_LONG, j, dstBase[batch.dstPart(i)] + batch.dstOffset(i));
+                batchSrcs.setAtIndex(JAVA_LONG, j, srcBase[batch.srcPart(i)] + batch.srcOffset(i));
+                batchSizes.setAtIndex(JAVA_LONG, j, batch.length(i));
+            }
+            int rc = Cu.memcpyBatchAsync(
+                    batchDsts, batchSrcs, batchSizes, n, batchAttrs, batchAttrIdx, 1, batchFailIdx, dmaStream);
+            if (rc != CUDA_SUCCESS) {
+                throw new CudaException("cuMemcpyBatchAsync", rc, "count=" + n + ", first run " + first);
+            }
+        }
+        finish(dmaStream);
+    }
+
+    // ---- helpers ----
+
+    private void ensureDescriptors(long runs) {
+        if (runs <= descCapacity) {
+            return;
+        }
+        long capacity = Math.max(runs, descCapacity * 2);
+        if (descHost != null) {
+            descHost.close();
+            descDevice.close();
+        }
+        descHost = device.allocatePinned(capacity * DESC_BYTES, PinnedHostMemory.Strategy.HOST_ALLOC);
+        descDevice = device.allocate(capacity * DESC_BYTES);
+        descCapacity = capacity;
+    }
+
+    /** Copies the plan's descriptors to the device buffer on {@code stream}. */
+    private void upload(int count, MemorySegment stream) {
+        if (count == 0) {
+            return;
+        }
+        ensureDescriptors(count);
+        MemorySegment.copy(plan.desc, 0, descHost.memory(), JAVA_LONG, 0, count * 3);
+        long bytes = count * DESC_BYTES;
+        int rc = Cu.memcpyHtoDAsync(descDevice.address(), descHost.memory().address(), bytes, stream);
         if (rc != CUDA_SUCCESS) {
-          throw new CudaException("cuMemcpyHtoDAsync_v2", rc, copyArgs(dst, src, len));
+            throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
         }
-      }
-      record(dmaDone[s], dmaStream);
-      waitEvent(kernelStream, dmaDone[s]);
-      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
-      record(kernelDone[s], kernelStream);
     }
-    finish(kernelStream);
-  }
 
-  /**
-   * GPU blocks -> staging (kernel stream), staging -> host ranges (DMA stream), chunk by chunk around the ring. Each
-   * chunk is planned while the GPU works on the ones before it.
-   */
-  private void runStagedSave(long[] srcBase, long[] dstBase, CopyBatch batch) {
-    long chunkBytes = settings.stagingChunkBytes();
-    ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
-    plan.startStaged(batch, srcBase, dstBase, false, stagingBases, chunkBytes, settings.pieceBytes());
-    int ring = stagingBases.length;
-    for (int c = 0; plan.planNextChunk(); c++) {
-      int s = c % ring;
-      if (c >= ring) {
-        waitEvent(kernelStream, dmaDone[s]);
-      }
-      int first = plan.chunkDesc[c];
-      int count = plan.chunkDesc[c + 1] - first;
-      uploadSlice(first, count, kernelStream);
-      launch(kernels.copyDevice, descDevice.address() + first * DESC_BYTES, count, kernelStream);
-      record(kernelDone[s], kernelStream);
-      waitEvent(dmaStream, kernelDone[s]);
-      for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
-        long dst = plan.dma[d * 3];
-        long src = plan.dma[d * 3 + 1];
-        long len = plan.dma[d * 3 + 2];
-        int rc = Cu.memcpyDtoHAsync(dst, src, len, dmaStream);
+    /**
+     * Copies descriptors {@code [first, first+count)} of the plan to the same place in the device buffer on {@code
+     * stream}. Each slice has its own place in the pinned buffer, so nothing the GPU has yet to read is overwritten.
+     */
+    private void uploadSlice(int first, int count, MemorySegment stream) {
+        if (count == 0) {
+            return;
+        }
+        long offset = first * DESC_BYTES;
+        long bytes = count * DESC_BYTES;
+        MemorySegment.copy(plan.desc, first * 3, descHost.memory(), JAVA_LONG, offset, count * 3);
+        int rc = Cu.memcpyHtoDAsync(
+                descDevice.address() + offset, descHost.memory().address() + offset, bytes, stream);
         if (rc != CUDA_SUCCESS) {
-          throw new CudaException("cuMemcpyDtoHAsync_v2", rc, copyArgs(dst, src, len));
+            throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
         }
-      }
-      record(dmaDone[s], dmaStream);
     }
-    finish(dmaStream);
-  }
 
-  private void runMemcpy(long[] srcBase, long[] dstBase, CopyBatch batch) {
-    for (int i = 0; i < batch.runCount(); i++) {
-      long dst = dstBase[batch.dstPart(i)] + batch.dstOffset(i);
-      long src = srcBase[batch.srcPart(i)] + batch.srcOffset(i);
-      long len = batch.length(i);
-      int rc = Cu.memcpyAsync(dst, src, len, dmaStream);
-      if (rc != CUDA_SUCCESS) {
-        throw new CudaException("cuMemcpyAsync", rc, copyArgs(dst, src, len));
-      }
+    private void launch(MemorySegment function, long runsAddress, int count, MemorySegment stream) {
+        if (count == 0) {
+            return;
+        }
+        argRuns.set(JAVA_LONG, 0, runsAddress);
+        argCount.set(JAVA_INT, 0, count);
+        int grid = Math.min(count, settings.gridCtas());
+        int rc = Cu.launchKernel(function, grid, settings.threadsPerCta(), stream, params);
+        if (rc != CUDA_SUCCESS) {
+            throw new CudaException(
+                    "cuLaunchKernel", rc, "grid=" + grid + ", block=" + settings.threadsPerCta() + ", runs=" + count);
+        }
     }
-    finish(dmaStream);
-  }
 
-  private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
-    MemorySegment a = batchAttrs;
-    a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
-    a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
-    a.set(JAVA_INT, 8, srcDevice ? device.ordinal() : 0);
-    a.set(JAVA_INT, 12, dstDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
-    a.set(JAVA_INT, 16, dstDevice ? device.ordinal() : 0);
-    a.set(JAVA_INT, 20, CudaDriver.CU_MEMCPY_FLAG_DEFAULT);
-    batchAttrIdx.set(JAVA_LONG, 0, 0L);
-    int runs = batch.runCount();
-    for (int first = 0; first < runs; first += MAX_BATCH) {
-      int n = Math.min(MAX_BATCH, runs - first);
-      for (int j = 0; j < n; j++) {
-        int i = first + j;
-        batchDsts.setAtIndex(JAVA_LONG, j, dstBase[batch.dstPart(i)] + batch.dstOffset(i));
-        batchSrcs.setAtIndex(JAVA_LONG, j, srcBase[batch.srcPart(i)] + batch.srcOffset(i));
-        batchSizes.setAtIndex(JAVA_LONG, j, batch.length(i));
-      }
-      int rc =
-          Cu.memcpyBatchAsync(
-              batchDsts, batchSrcs, batchSizes, n, batchAttrs, batchAttrIdx, 1, batchFailIdx, dmaStream);
-      if (rc != CUDA_SUCCESS) {
-        throw new CudaException("cuMemcpyBatchAsync", rc, "count=" + n + ", first run " + first);
-      }
+    private static void record(MemorySegment event, MemorySegment stream) {
+        int rc = Cu.eventRecord(event, stream);
+        if (rc != CUDA_SUCCESS) {
+            throw new CudaException("cuEventRecord", rc, "");
+        }
     }
-    finish(dmaStream);
-  }
 
-  // ---- helpers ----
+    private static void waitEvent(MemorySegment stream, MemorySegment event) {
+        int rc = Cu.streamWaitEvent(stream, event);
+        if (rc != CUDA_SUCCESS) {
+            throw new CudaException("cuStreamWaitEvent", rc, "");
+        }
+    }
 
-  private void ensureDescriptors(long runs) {
-    if (runs <= descCapacity) {
-      return;
+    /** Records the completion event after everything on {@code last} and blocks until it has happened. */
+    private void finish(MemorySegment last) {
+        record(done, last);
+        int rc = Cu.eventSynchronize(done);
+        if (rc != CUDA_SUCCESS) {
+            throw new CudaException("cuEventSynchronize", rc, "the copy failed on the GPU");
+        }
     }
-    long capacity = Math.max(runs, descCapacity * 2);
-    if (descHost != null) {
-      descHost.close();
-      descDevice.close();
-    }
-    descHost = device.allocatePinned(capacity * DESC_BYTES, PinnedHostMemory.Strategy.HOST_ALLOC);
-    descDevice = device.allocate(capacity * DESC_BYTES);
-    descCapacity = capacity;
-  }
 
-  /** Copies the plan's descriptors to the device buffer on {@code stream}. */
-  private void upload(int count, MemorySegment stream) {
-    if (count == 0) {
-      return;
+    private static String copyArgs(long dst, long src, long len) {
+        return "dst=0x" + Long.toHexString(dst) + ", src=0x" + Long.toHexString(src) + ", bytes=" + len;
     }
-    ensureDescriptors(count);
-    MemorySegment.copy(plan.desc, 0, descHost.memory(), JAVA_LONG, 0, count * 3);
-    long bytes = count * DESC_BYTES;
-    int rc = Cu.memcpyHtoDAsync(descDevice.address(), descHost.memory().address(), bytes, stream);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
-    }
-  }
 
-  /**
-   * Copies descriptors {@code [first, first+count)} of the plan to the same place in the device buffer on {@code
-   * stream}. Each slice has its own place in the pinned buffer, so nothing the GPU has yet to read is overwritten.
-   */
-  private void uploadSlice(int first, int count, MemorySegment stream) {
-    if (count == 0) {
-      return;
+    @Override
+    public void close() {
+        device.makeCurrent();
+        Cu.streamSynchronize(dmaStream);
+        Cu.streamSynchronize(kernelStream);
+        Cu.streamDestroy(dmaStream);
+        Cu.streamDestroy(kernelStream);
+        Cu.eventDestroy(done);
+        for (int i = 0; i < dmaDone.length; i++) {
+            Cu.eventDestroy(dmaDone[i]);
+            Cu.eventDestroy(kernelDone[i]);
+        }
+        if (staging != null) {
+            staging.close();
+        }
+        descHost.close();
+        descDevice.close();
+        arena.close();
     }
-    long offset = first * DESC_BYTES;
-    long bytes = count * DESC_BYTES;
-    MemorySegment.copy(plan.desc, first * 3, descHost.memory(), JAVA_LONG, offset, count * 3);
-    int rc = Cu.memcpyHtoDAsync(descDevice.address() + offset, descHost.memory().address() + offset, bytes, stream);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException("cuMemcpyHtoDAsync_v2", rc, "descriptors, bytes=" + bytes);
-    }
-  }
-
-  private void launch(MemorySegment function, long runsAddress, int count, MemorySegment stream) {
-    if (count == 0) {
-      return;
-    }
-    argRuns.set(JAVA_LONG, 0, runsAddress);
-    argCount.set(JAVA_INT, 0, count);
-    int grid = Math.min(count, settings.gridCtas());
-    int rc = Cu.launchKernel(function, grid, settings.threadsPerCta(), stream, params);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException(
-          "cuLaunchKernel", rc, "grid=" + grid + ", block=" + settings.threadsPerCta() + ", runs=" + count);
-    }
-  }
-
-  private static void record(MemorySegment event, MemorySegment stream) {
-    int rc = Cu.eventRecord(event, stream);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException("cuEventRecord", rc, "");
-    }
-  }
-
-  private static void waitEvent(MemorySegment stream, MemorySegment event) {
-    int rc = Cu.streamWaitEvent(stream, event);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException("cuStreamWaitEvent", rc, "");
-    }
-  }
-
-  /** Records the completion event after everything on {@code last} and blocks until it has happened. */
-  private void finish(MemorySegment last) {
-    record(done, last);
-    int rc = Cu.eventSynchronize(done);
-    if (rc != CUDA_SUCCESS) {
-      throw new CudaException("cuEventSynchronize", rc, "the copy failed on the GPU");
-    }
-  }
-
-  private static String copyArgs(long dst, long src, long len) {
-    return "dst=0x" + Long.toHexString(dst) + ", src=0x" + Long.toHexString(src) + ", bytes=" + len;
-  }
-
-  @Override
-  public void close() {
-    device.makeCurrent();
-    Cu.streamSynchronize(dmaStream);
-    Cu.streamSynchronize(kernelStream);
-    Cu.streamDestroy(dmaStream);
-    Cu.streamDestroy(kernelStream);
-    Cu.eventDestroy(done);
-    for (int i = 0; i < dmaDone.length; i++) {
-      Cu.eventDestroy(dmaDone[i]);
-      Cu.eventDestroy(kernelDone[i]);
-    }
-    if (staging != null) {
-      staging.close();
-    }
-    descHost.close();
-    descDevice.close();
-    arena.close();
-  }
 }

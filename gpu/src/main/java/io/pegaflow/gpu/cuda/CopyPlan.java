@@ -18,196 +18,195 @@ import java.util.Arrays;
  * <p>Not thread-safe: owned by one lane.
  */
 final class CopyPlan {
-  private static final CopyBatch EMPTY = new CopyBatch(1);
+    private static final CopyBatch EMPTY = new CopyBatch(1);
 
-  /** Kernel descriptors: src, dst, length. */
-  long[] desc = new long[3 * 1024];
+    /** Kernel descriptors: src, dst, length. */
+    long[] desc = new long[3 * 1024];
 
-  int descCount;
-  /** DMA ranges: dst, src, length. */
-  long[] dma = new long[3 * 256];
+    int descCount;
+    /** DMA ranges: dst, src, length. */
+    long[] dma = new long[3 * 256];
 
-  int dmaCount;
-  /** Chunk c owns descriptors [chunkDesc[c], chunkDesc[c+1]) and DMAs [chunkDma[c], chunkDma[c+1]). */
-  int[] chunkDesc = new int[64];
+    int dmaCount;
+    /** Chunk c owns descriptors [chunkDesc[c], chunkDesc[c+1]) and DMAs [chunkDma[c], chunkDma[c+1]). */
+    int[] chunkDesc = new int[64];
 
-  int[] chunkDma = new int[64];
-  int chunkCount;
+    int[] chunkDma = new int[64];
+    int chunkCount;
 
-  void clear() {
-    descCount = 0;
-    dmaCount = 0;
-    chunkCount = 0;
-  }
-
-  /**
-   * One descriptor per piece of at most {@code pieceBytes} of every run; a run's addresses are the base of its part
-   * plus its offsets.
-   */
-  void planDirect(CopyBatch batch, long[] srcBases, long[] dstBases, long pieceBytes) {
-    clear();
-    for (int i = 0; i < batch.runCount(); i++) {
-      long src = srcBases[batch.srcPart(i)] + batch.srcOffset(i);
-      long dst = dstBases[batch.dstPart(i)] + batch.dstOffset(i);
-      long len = batch.length(i);
-      for (long off = 0; off < len; off += pieceBytes) {
-        addDesc(src + off, dst + off, Math.min(pieceBytes, len - off));
-      }
+    void clear() {
+        descCount = 0;
+        dmaCount = 0;
+        chunkCount = 0;
     }
-  }
 
-  /**
-   * Plans a whole staged copy at once ({@link #startStaged} and {@link #planNextChunk} until it returns false).
-   *
-   * @param hostToDevice true: src is host memory and dst GPU memory (load); false: the reverse (save)
-   * @param staging device addresses of the ring's buffers, each {@code chunkBytes} long
-   */
-  void planStaged(
-      CopyBatch batch,
-      long[] srcBases,
-      long[] dstBases,
-      boolean hostToDevice,
-      long[] staging,
-      long chunkBytes,
-      long pieceBytes) {
-    startStaged(batch, srcBases, dstBases, hostToDevice, staging, chunkBytes, pieceBytes);
-    while (planNextChunk()) {
-      // plan everything
+    /**
+     * One descriptor per piece of at most {@code pieceBytes} of every run; a run's addresses are the base of its part
+     * plus its offsets.
+     */
+    void planDirect(CopyBatch batch, long[] srcBases, long[] dstBases, long pieceBytes) {
+        clear();
+        for (int i = 0; i < batch.runCount(); i++) {
+            long src = srcBases[batch.srcPart(i)] + batch.srcOffset(i);
+            long dst = dstBases[batch.dstPart(i)] + batch.dstOffset(i);
+            long len = batch.length(i);
+            for (long off = 0; off < len; off += pieceBytes) {
+                addDesc(src + off, dst + off, Math.min(pieceBytes, len - off));
+            }
+        }
     }
-  }
 
-  private CopyBatch stagedBatch = EMPTY;
-  private long[] stagedSrc;
-  private long[] stagedDst;
-  private long[] stagedRing;
-  private boolean stagedToDevice;
-  private long stagedChunkBytes;
-  private long stagedPieceBytes;
-  private int stagedRun;
-  private long stagedOffset;
-
-  /** Starts planning a staged copy chunk by chunk, so the GPU can run chunk c while chunk c+1 is planned. */
-  void startStaged(
-      CopyBatch batch,
-      long[] srcBases,
-      long[] dstBases,
-      boolean hostToDevice,
-      long[] staging,
-      long chunkBytes,
-      long pieceBytes) {
-    clear();
-    stagedBatch = batch;
-    stagedSrc = srcBases;
-    stagedDst = dstBases;
-    stagedToDevice = hostToDevice;
-    stagedRing = staging;
-    stagedChunkBytes = chunkBytes;
-    stagedPieceBytes = pieceBytes;
-    stagedRun = 0;
-    stagedOffset = 0;
-    ensureChunks(1);
-    chunkDesc[0] = 0;
-    chunkDma[0] = 0;
-  }
-
-  /**
-   * Plans the next chunk: afterwards chunk {@code chunkCount - 1} owns descriptors {@code [chunkDesc[c],
-   * chunkDesc[c+1])} and DMAs {@code [chunkDma[c], chunkDma[c+1])}.
-   *
-   * @return false (planning nothing) once every run is planned
-   */
-  boolean planNextChunk() {
-    CopyBatch batch = stagedBatch;
-    if (stagedRun >= batch.runCount()) {
-      return false;
+    /**
+     * Plans a whole staged copy at once ({@link #startStaged} and {@link #planNextChunk} until it returns false).
+     *
+     * @param hostToDevice true: src is host memory and dst GPU memory (load); false: the reverse (save)
+     * @param staging device addresses of the ring's buffers, each {@code chunkBytes} long
+     */
+    void planStaged(
+            CopyBatch batch,
+            long[] srcBases,
+            long[] dstBases,
+            boolean hostToDevice,
+            long[] staging,
+            long chunkBytes,
+            long pieceBytes) {
+        startStaged(batch, srcBases, dstBases, hostToDevice, staging, chunkBytes, pieceBytes);
+        while (planNextChunk()) {
+            // plan everything
+        }
     }
-    ensureChunks(chunkCount + 2);
-    int c = chunkCount++;
-    chunkDesc[c] = descCount;
-    chunkDma[c] = dmaCount;
-    long base = stagedRing[c % stagedRing.length];
-    long pos = 0;
-    while (stagedRun < batch.runCount()) {
-      int i = stagedRun;
-      long src = stagedSrc[batch.srcPart(i)] + batch.srcOffset(i);
-      long dst = stagedDst[batch.dstPart(i)] + batch.dstOffset(i);
-      long len = batch.length(i);
-      long host = stagedToDevice ? src : dst;
-      long gpu = stagedToDevice ? dst : src;
-      long off = stagedOffset;
-      long pad = ((gpu + off) - (base + pos)) & 15;
-      if (pos + pad >= stagedChunkBytes) {
-        break; // the chunk is full
-      }
-      pos += pad;
-      long take = Math.min(Math.min(len - off, stagedChunkBytes - pos), stagedPieceBytes);
-      long stage = base + pos;
-      if (stagedToDevice) {
-        addDesc(stage, gpu + off, take);
-        addDma(stage, host + off, take);
-      } else {
-        addDesc(gpu + off, stage, take);
-        addDma(host + off, stage, take);
-      }
-      pos += take;
-      stagedOffset = off + take;
-      if (stagedOffset == len) {
-        stagedRun++;
+
+    private CopyBatch stagedBatch = EMPTY;
+    private long[] stagedSrc;
+    private long[] stagedDst;
+    private long[] stagedRing;
+    private boolean stagedToDevice;
+    private long stagedChunkBytes;
+    private long stagedPieceBytes;
+    private int stagedRun;
+    private long stagedOffset;
+
+    /** Starts planning a staged copy chunk by chunk, so the GPU can run chunk c while chunk c+1 is planned. */
+    void startStaged(
+            CopyBatch batch,
+            long[] srcBases,
+            long[] dstBases,
+            boolean hostToDevice,
+            long[] staging,
+            long chunkBytes,
+            long pieceBytes) {
+        clear();
+        stagedBatch = batch;
+        stagedSrc = srcBases;
+        stagedDst = dstBases;
+        stagedToDevice = hostToDevice;
+        stagedRing = staging;
+        stagedChunkBytes = chunkBytes;
+        stagedPieceBytes = pieceBytes;
+        stagedRun = 0;
         stagedOffset = 0;
-      }
-      if (pos == stagedChunkBytes) {
-        break;
-      }
+        ensureChunks(1);
+        chunkDesc[0] = 0;
+        chunkDma[0] = 0;
     }
-    chunkDesc[c + 1] = descCount;
-    chunkDma[c + 1] = dmaCount;
-    if (stagedRun >= batch.runCount()) {
-      stagedBatch = EMPTY; // drop the caller's batch; later calls find no runs left
-      stagedRun = 0;
-    }
-    return true;
-  }
 
-
-  /** An upper bound of the descriptors a staged plan of {@code batch} makes. */
-  static long descriptorBound(CopyBatch batch, long chunkBytes, long pieceBytes) {
-    return batch.runCount() + batch.totalBytes() / pieceBytes + batch.totalBytes() / chunkBytes + 2;
-  }
-
-  private void ensureChunks(int n) {
-    if (n > chunkDesc.length) {
-      chunkDesc = Arrays.copyOf(chunkDesc, Math.max(n, chunkDesc.length * 2));
-      chunkDma = Arrays.copyOf(chunkDma, Math.max(n, chunkDma.length * 2));
+    /**
+     * Plans the next chunk: afterwards chunk {@code chunkCount - 1} owns descriptors {@code [chunkDesc[c],
+     * chunkDesc[c+1])} and DMAs {@code [chunkDma[c], chunkDma[c+1])}.
+     *
+     * @return false (planning nothing) once every run is planned
+     */
+    boolean planNextChunk() {
+        CopyBatch batch = stagedBatch;
+        if (stagedRun >= batch.runCount()) {
+            return false;
+        }
+        ensureChunks(chunkCount + 2);
+        int c = chunkCount++;
+        chunkDesc[c] = descCount;
+        chunkDma[c] = dmaCount;
+        long base = stagedRing[c % stagedRing.length];
+        long pos = 0;
+        while (stagedRun < batch.runCount()) {
+            int i = stagedRun;
+            long src = stagedSrc[batch.srcPart(i)] + batch.srcOffset(i);
+            long dst = stagedDst[batch.dstPart(i)] + batch.dstOffset(i);
+            long len = batch.length(i);
+            long host = stagedToDevice ? src : dst;
+            long gpu = stagedToDevice ? dst : src;
+            long off = stagedOffset;
+            long pad = ((gpu + off) - (base + pos)) & 15;
+            if (pos + pad >= stagedChunkBytes) {
+                break; // the chunk is full
+            }
+            pos += pad;
+            long take = Math.min(Math.min(len - off, stagedChunkBytes - pos), stagedPieceBytes);
+            long stage = base + pos;
+            if (stagedToDevice) {
+                addDesc(stage, gpu + off, take);
+                addDma(stage, host + off, take);
+            } else {
+                addDesc(gpu + off, stage, take);
+                addDma(host + off, stage, take);
+            }
+            pos += take;
+            stagedOffset = off + take;
+            if (stagedOffset == len) {
+                stagedRun++;
+                stagedOffset = 0;
+            }
+            if (pos == stagedChunkBytes) {
+                break;
+            }
+        }
+        chunkDesc[c + 1] = descCount;
+        chunkDma[c + 1] = dmaCount;
+        if (stagedRun >= batch.runCount()) {
+            stagedBatch = EMPTY; // drop the caller's batch; later calls find no runs left
+            stagedRun = 0;
+        }
+        return true;
     }
-  }
 
-  private void addDesc(long src, long dst, long len) {
-    if ((descCount + 1) * 3 > desc.length) {
-      desc = Arrays.copyOf(desc, desc.length * 2);
+    /** An upper bound of the descriptors a staged plan of {@code batch} makes. */
+    static long descriptorBound(CopyBatch batch, long chunkBytes, long pieceBytes) {
+        return batch.runCount() + batch.totalBytes() / pieceBytes + batch.totalBytes() / chunkBytes + 2;
     }
-    int at = descCount * 3;
-    desc[at] = src;
-    desc[at + 1] = dst;
-    desc[at + 2] = len;
-    descCount++;
-  }
 
-  private void addDma(long dst, long src, long len) {
-    int first = chunkDma[chunkCount - 1];
-    if (dmaCount > first) {
-      int last = (dmaCount - 1) * 3;
-      if (dma[last] + dma[last + 2] == dst && dma[last + 1] + dma[last + 2] == src) {
-        dma[last + 2] += len;
-        return;
-      }
+    private void ensureChunks(int n) {
+        if (n > chunkDesc.length) {
+            chunkDesc = Arrays.copyOf(chunkDesc, Math.max(n, chunkDesc.length * 2));
+            chunkDma = Arrays.copyOf(chunkDma, Math.max(n, chunkDma.length * 2));
+        }
     }
-    if ((dmaCount + 1) * 3 > dma.length) {
-      dma = Arrays.copyOf(dma, dma.length * 2);
+
+    private void addDesc(long src, long dst, long len) {
+        if ((descCount + 1) * 3 > desc.length) {
+            desc = Arrays.copyOf(desc, desc.length * 2);
+        }
+        int at = descCount * 3;
+        desc[at] = src;
+        desc[at + 1] = dst;
+        desc[at + 2] = len;
+        descCount++;
     }
-    int at = dmaCount * 3;
-    dma[at] = dst;
-    dma[at + 1] = src;
-    dma[at + 2] = len;
-    dmaCount++;
-  }
+
+    private void addDma(long dst, long src, long len) {
+        int first = chunkDma[chunkCount - 1];
+        if (dmaCount > first) {
+            int last = (dmaCount - 1) * 3;
+            if (dma[last] + dma[last + 2] == dst && dma[last + 1] + dma[last + 2] == src) {
+                dma[last + 2] += len;
+                return;
+            }
+        }
+        if ((dmaCount + 1) * 3 > dma.length) {
+            dma = Arrays.copyOf(dma, dma.length * 2);
+        }
+        int at = dmaCount * 3;
+        dma[at] = dst;
+        dma[at + 1] = src;
+        dma[at + 2] = len;
+        dmaCount++;
+    }
 }

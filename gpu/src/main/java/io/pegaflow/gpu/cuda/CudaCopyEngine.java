@@ -24,304 +24,309 @@ import java.util.concurrent.locks.LockSupport;
  * fails the copy); each calling thread reuses one request object, so a copy allocates nothing per run.
  */
 public final class CudaCopyEngine implements CopyEngine {
-  private static final int QUEUE_CAPACITY = 64;
+    private static final int QUEUE_CAPACITY = 64;
 
-  private final CudaDevice device;
-  private final CudaCopySettings settings;
-  private final CopyKernels kernels;
-  private final String kernelProblem;
-  private final BlockingQueue<Request> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
-  private final List<Thread> agents = new ArrayList<>();
-  private final List<CopyLane> lanes = new ArrayList<>();
-  private final ThreadLocal<Request> requests = ThreadLocal.withInitial(Request::new);
-  private final LongAdder refusals = new LongAdder();
-  private volatile boolean closed;
+    private final CudaDevice device;
+    private final CudaCopySettings settings;
+    private final CopyKernels kernels;
+    private final String kernelProblem;
+    private final BlockingQueue<Request> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
+    private final List<Thread> agents = new ArrayList<>();
+    private final List<CopyLane> lanes = new ArrayList<>();
+    private final ThreadLocal<Request> requests = ThreadLocal.withInitial(Request::new);
+    private final LongAdder refusals = new LongAdder();
+    private volatile boolean closed;
 
-  /** One copy handed to an agent; reused by its calling thread. */
-  private static final class Request {
-    static final Request POISON = new Request();
-    CudaCopyMode mode;
-    long[] srcBases;
-    boolean srcDevice;
-    long[] dstBases;
-    boolean dstDevice;
-    CopyBatch batch;
-    Thread waiter;
-    Throwable failure;
-    volatile boolean done;
+    /** One copy handed to an agent; reused by its calling thread. */
+    private static final class Request {
+        static final Request POISON = new Request();
+        CudaCopyMode mode;
+        long[] srcBases;
+        boolean srcDevice;
+        long[] dstBases;
+        boolean dstDevice;
+        CopyBatch batch;
+        Thread waiter;
+        Throwable failure;
+        volatile boolean done;
 
-    void complete(Throwable t) {
-      failure = t;
-      done = true;
-      LockSupport.unpark(waiter);
-    }
-
-    void awaitDone() {
-      boolean interrupted = false;
-      while (!done) {
-        LockSupport.park(this);
-        if (Thread.interrupted()) {
-          interrupted = true; // the GPU may still write into the destination: wait anyway
+        void complete(Throwable t) {
+            failure = t;
+            done = true;
+            LockSupport.unpark(waiter);
         }
-      }
-      if (interrupted) {
-        Thread.currentThread().interrupt();
-      }
-    }
-  }
 
-  private CudaCopyEngine(CudaDevice device, CudaCopySettings settings, CopyKernels kernels, String kernelProblem) {
-    this.device = device;
-    this.settings = settings;
-    this.kernels = kernels;
-    this.kernelProblem = kernelProblem;
-  }
-
-  /**
-   * Loads the kernels, makes the lanes and starts their agents. If the kernels cannot be loaded (a driver older than
-   * the PTX), kernel and staged copies fall back to {@code cuMemcpyAsync}; {@link #kernelProblem()} says why.
-   */
-  public static CudaCopyEngine create(CudaDevice device, CudaCopySettings settings) {
-    device.makeCurrent();
-    CopyKernels kernels = null;
-    String problem = null;
-    try {
-      kernels = CopyKernels.load();
-    } catch (CudaException e) {
-      problem = "the copy kernels did not load, kernel and staged copies fall back to memcpy: " + e.getMessage();
-    }
-    CudaCopyEngine engine = new CudaCopyEngine(device, settings, kernels, problem);
-    try {
-      for (int i = 0; i < settings.lanes(); i++) {
-        CopyLane lane = new CopyLane(device, kernels, settings);
-        engine.lanes.add(lane);
-        Thread agent = new Thread(() -> engine.agentLoop(lane), "pegaflow-cuda-copy-" + device.ordinal() + "-" + i);
-        agent.setDaemon(true);
-        engine.agents.add(agent);
-      }
-    } catch (RuntimeException e) {
-      engine.lanes.forEach(CopyLane::close);
-      if (kernels != null) {
-        kernels.close();
-      }
-      throw e;
-    }
-    engine.agents.forEach(Thread::start);
-    return engine;
-  }
-
-  /** Set when a failed copy's stream could not be synchronized: the GPU may still touch memory callers free. */
-  private volatile Throwable brokenBy;
-
-  private void agentLoop(CopyLane lane) {
-    device.makeCurrent();
-    while (true) {
-      Request r;
-      try {
-        r = queue.take();
-      } catch (InterruptedException e) {
-        return;
-      }
-      if (r == Request.POISON) {
-        return;
-      }
-      try {
-        lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
-        r.complete(null);
-      } catch (Throwable t) {
-        if (lane.broken()) {
-          brokenBy = t;
+        void awaitDone() {
+            boolean interrupted = false;
+            while (!done) {
+                LockSupport.park(this);
+                if (Thread.interrupted()) {
+                    interrupted = true; // the GPU may still write into the destination: wait anyway
+                }
+            }
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
         }
-        r.complete(t);
-      }
     }
-  }
 
-  @Override
-  public String name() {
-    return "cuda";
-  }
-
-  @Override
-  public Optional<String> deviceUuid() {
-    return Optional.of(device.uuid());
-  }
-
-  @Override
-  public MappedRegion openCudaIpc(byte[] ipcHandle, long allocationSizeBytes) {
-    return device.openIpc(ipcHandle, allocationSizeBytes);
-  }
-
-  public CudaDevice device() {
-    return device;
-  }
-
-  public CudaCopySettings settings() {
-    return settings;
-  }
-
-  /** Why the kernels are not in use, if they are not. */
-  public Optional<String> kernelProblem() {
-    return Optional.ofNullable(kernelProblem);
-  }
-
-  /** Copies refused because the agents' queue was full. */
-  public long refusals() {
-    return refusals.sum();
-  }
-
-  /** "gather staged, scatter staged, 2 lanes, ..." for the start-up log. */
-  public String describe() {
-    return "device "
-        + device
-        + ", save (gather) "
-        + effective(settings.gatherMode()).label()
-        + ", load (scatter) "
-        + effective(settings.scatterMode()).label()
-        + ", "
-        + settings.lanes()
-        + " lanes, kernel grid "
-        + settings.gridCtas()
-        + "x"
-        + settings.threadsPerCta()
-        + (effective(settings.gatherMode()) == CudaCopyMode.STAGED
-                || effective(settings.scatterMode()) == CudaCopyMode.STAGED
-            ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20) + " MiB per lane"
-            : "")
-        + (kernelProblem == null ? "" : " (" + kernelProblem + ")");
-  }
-
-  private CudaCopyMode effective(CudaCopyMode mode) {
-    if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
-      return CudaCopyMode.MEMCPY;
+    private CudaCopyEngine(CudaDevice device, CudaCopySettings settings, CopyKernels kernels, String kernelProblem) {
+        this.device = device;
+        this.settings = settings;
+        this.kernels = kernels;
+        this.kernelProblem = kernelProblem;
     }
-    if (mode == CudaCopyMode.BATCH && !Cu.hasMemcpyBatch()) {
-      return CudaCopyMode.MEMCPY;
-    }
-    return mode;
-  }
 
-  @Override
-  public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
-    copy(srcs, dsts, batch, null);
-  }
+    /**
+     * Loads the kernels, makes the lanes and starts their agents. If the kernels cannot be loaded (a driver older than
+     * the PTX), kernel and staged copies fall back to {@code cuMemcpyAsync}; {@link #kernelProblem()} says why.
+     */
+    public static CudaCopyEngine create(CudaDevice device, CudaCopySettings settings) {
+        device.makeCurrent();
+        CopyKernels kernels = null;
+        String problem = null;
+        try {
+            kernels = CopyKernels.load();
+        } catch (CudaException e) {
+            problem = "the copy kernels did not load, kernel and staged copies fall back to memcpy: " + e.getMessage();
+        }
+        CudaCopyEngine engine = new CudaCopyEngine(device, settings, kernels, problem);
+        try {
+            for (int i = 0; i < settings.lanes(); i++) {
+                CopyLane lane = new CopyLane(device, kernels, settings);
+                engine.lanes.add(lane);
+                Thread agent =
+                        new Thread(() -> engine.agentLoop(lane), "pegaflow-cuda-copy-" + device.ordinal() + "-" + i);
+                agent.setDaemon(true);
+                engine.agents.add(agent);
+            }
+        } catch (RuntimeException e) {
+            engine.lanes.forEach(CopyLane::close);
+            if (kernels != null) {
+                kernels.close();
+            }
+            throw e;
+        }
+        engine.agents.forEach(Thread::start);
+        return engine;
+    }
 
-  /** A copy between two segments in a given mode (null: the settings' mode), for benchmarks and tests. */
-  public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch, CudaCopyMode forcedMode) {
-    copy(new MemorySegment[] {src}, new MemorySegment[] {dst}, batch, forcedMode);
-  }
+    /** Set when a failed copy's stream could not be synchronized: the GPU may still touch memory callers free. */
+    private volatile Throwable brokenBy;
 
-  /**
-   * {@link #copy(MemorySegment[], MemorySegment[], CopyBatch)} in a given mode (null: the settings' mode for the
-   * direction), for benchmarks and tests.
-   */
-  public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch, CudaCopyMode forcedMode) {
-    if (closed) {
-      throw new IllegalStateException("the CUDA copy engine is closed");
+    private void agentLoop(CopyLane lane) {
+        device.makeCurrent();
+        while (true) {
+            Request r;
+            try {
+                r = queue.take();
+            } catch (InterruptedException e) {
+                return;
+            }
+            if (r == Request.POISON) {
+                return;
+            }
+            try {
+                lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
+                r.complete(null);
+            } catch (Throwable t) {
+                if (lane.broken()) {
+                    brokenBy = t;
+                }
+                r.complete(t);
+            }
+        }
     }
-    Throwable broken = brokenBy;
-    if (broken != null) {
-      throw new IllegalStateException(
-          "the CUDA copy engine refuses copies: a failed copy could not be drained (" + broken + ")", broken);
-    }
-    CopyEngine.checkRuns(srcs, dsts, batch);
-    if (batch.runCount() == 0) {
-      return;
-    }
-    Request r = requests.get();
-    int srcKind = classify(srcs, batch.maxSrcPart() + 1, r.srcBases = grow(r.srcBases, srcs.length));
-    int dstKind = classify(dsts, batch.maxDstPart() + 1, r.dstBases = grow(r.dstBases, dsts.length));
-    boolean anyDevice = (srcKind & DEVICE) != 0 || (dstKind & DEVICE) != 0;
-    if (!anyDevice) {
-      for (int i = 0; i < batch.runCount(); i++) {
-        MemorySegment.copy(
-            srcs[batch.srcPart(i)], batch.srcOffset(i), dsts[batch.dstPart(i)], batch.dstOffset(i), batch.length(i));
-      }
-      return;
-    }
-    // Kernels and staging need each side to be all GPU memory or all pinned memory; anything else (ordinary host
-    // memory, a mix) goes through cuMemcpyAsync, which takes any pair of addresses.
-    boolean uniform = (srcKind == DEVICE || srcKind == PINNED) && (dstKind == DEVICE || dstKind == PINNED);
-    boolean srcDevice = srcKind == DEVICE;
-    boolean dstDevice = dstKind == DEVICE;
-    CudaCopyMode mode =
-        !uniform
-            ? CudaCopyMode.MEMCPY
-            : forcedMode != null
-                ? forcedMode
-                : srcDevice && !dstDevice
-                    ? settings.gatherMode()
-                    : !srcDevice ? settings.scatterMode() : CudaCopyMode.KERNEL;
-    r.mode = effective(mode);
-    r.srcDevice = srcDevice;
-    r.dstDevice = dstDevice;
-    r.batch = batch;
-    r.waiter = Thread.currentThread();
-    r.failure = null;
-    r.done = false;
-    if (!queue.offer(r)) {
-      refusals.increment();
-      throw new IllegalStateException(
-          "the CUDA copy queue is full (" + QUEUE_CAPACITY + " copies waiting): more copy threads than it allows");
-    }
-    r.awaitDone();
-    r.batch = null;
-    Throwable failure = r.failure;
-    if (failure instanceof RuntimeException e) {
-      throw e;
-    }
-    if (failure instanceof Error e) {
-      throw e;
-    }
-    if (failure != null) {
-      throw new IllegalStateException(failure);
-    }
-  }
 
-  private static final int DEVICE = 1;
-  private static final int PINNED = 2;
-  private static final int PLAIN = 4;
+    @Override
+    public String name() {
+        return "cuda";
+    }
 
-  /** ORs the kinds of the first {@code used} segments into a mask, and stores their addresses in {@code bases}. */
-  private int classify(MemorySegment[] segments, int used, long[] bases) {
-    int kinds = 0;
-    for (int i = 0; i < used; i++) {
-      CudaDevice.Region region = device.regionOf(segments[i]);
-      kinds |= region == null ? PLAIN : region.device() ? DEVICE : PINNED;
-      bases[i] = segments[i].address();
+    @Override
+    public Optional<String> deviceUuid() {
+        return Optional.of(device.uuid());
     }
-    return kinds;
-  }
 
-  private static long[] grow(long[] array, int n) {
-    return array != null && array.length >= n ? array : new long[Math.max(n, 8)];
-  }
+    @Override
+    public MappedRegion openCudaIpc(byte[] ipcHandle, long allocationSizeBytes) {
+        return device.openIpc(ipcHandle, allocationSizeBytes);
+    }
 
-  /** Stops the agents after the copies queued before, then frees the lanes and the kernels. */
-  @Override
-  public void close() {
-    if (closed) {
-      return;
+    public CudaDevice device() {
+        return device;
     }
-    closed = true;
-    for (int i = 0; i < agents.size(); i++) {
-      try {
-        queue.put(Request.POISON);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
+
+    public CudaCopySettings settings() {
+        return settings;
     }
-    for (Thread agent : agents) {
-      try {
-        agent.join(10_000);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-      }
+
+    /** Why the kernels are not in use, if they are not. */
+    public Optional<String> kernelProblem() {
+        return Optional.ofNullable(kernelProblem);
     }
-    device.makeCurrent();
-    lanes.forEach(CopyLane::close);
-    if (kernels != null) {
-      kernels.close();
+
+    /** Copies refused because the agents' queue was full. */
+    public long refusals() {
+        return refusals.sum();
     }
-  }
+
+    /** "gather staged, scatter staged, 2 lanes, ..." for the start-up log. */
+    public String describe() {
+        return "device "
+                + device
+                + ", save (gather) "
+                + effective(settings.gatherMode()).label()
+                + ", load (scatter) "
+                + effective(settings.scatterMode()).label()
+                + ", "
+                + settings.lanes()
+                + " lanes, kernel grid "
+                + settings.gridCtas()
+                + "x"
+                + settings.threadsPerCta()
+                + (effective(settings.gatherMode()) == CudaCopyMode.STAGED
+                                || effective(settings.scatterMode()) == CudaCopyMode.STAGED
+                        ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20)
+                                + " MiB per lane"
+                        : "")
+                + (kernelProblem == null ? "" : " (" + kernelProblem + ")");
+    }
+
+    private CudaCopyMode effective(CudaCopyMode mode) {
+        if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
+            return CudaCopyMode.MEMCPY;
+        }
+        if (mode == CudaCopyMode.BATCH && !Cu.hasMemcpyBatch()) {
+            return CudaCopyMode.MEMCPY;
+        }
+        return mode;
+    }
+
+    @Override
+    public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
+        copy(srcs, dsts, batch, null);
+    }
+
+    /** A copy between two segments in a given mode (null: the settings' mode), for benchmarks and tests. */
+    public void copy(MemorySegment src, MemorySegment dst, CopyBatch batch, CudaCopyMode forcedMode) {
+        copy(new MemorySegment[] {src}, new MemorySegment[] {dst}, batch, forcedMode);
+    }
+
+    /**
+     * {@link #copy(MemorySegment[], MemorySegment[], CopyBatch)} in a given mode (null: the settings' mode for the
+     * direction), for benchmarks and tests.
+     */
+    public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch, CudaCopyMode forcedMode) {
+        if (closed) {
+            throw new IllegalStateException("the CUDA copy engine is closed");
+        }
+        Throwable broken = brokenBy;
+        if (broken != null) {
+            throw new IllegalStateException(
+                    "the CUDA copy engine refuses copies: a failed copy could not be drained (" + broken + ")", broken);
+        }
+        CopyEngine.checkRuns(srcs, dsts, batch);
+        if (batch.runCount() == 0) {
+            return;
+        }
+        Request r = requests.get();
+        int srcKind = classify(srcs, batch.maxSrcPart() + 1, r.srcBases = grow(r.srcBases, srcs.length));
+        int dstKind = classify(dsts, batch.maxDstPart() + 1, r.dstBases = grow(r.dstBases, dsts.length));
+        boolean anyDevice = (srcKind & DEVICE) != 0 || (dstKind & DEVICE) != 0;
+        if (!anyDevice) {
+            for (int i = 0; i < batch.runCount(); i++) {
+                MemorySegment.copy(
+                        srcs[batch.srcPart(i)],
+                        batch.srcOffset(i),
+                        dsts[batch.dstPart(i)],
+                        batch.dstOffset(i),
+                        batch.length(i));
+            }
+            return;
+        }
+        // Kernels and staging need each side to be all GPU memory or all pinned memory; anything else (ordinary host
+        // memory, a mix) goes through cuMemcpyAsync, which takes any pair of addresses.
+        boolean uniform = (srcKind == DEVICE || srcKind == PINNED) && (dstKind == DEVICE || dstKind == PINNED);
+        boolean srcDevice = srcKind == DEVICE;
+        boolean dstDevice = dstKind == DEVICE;
+        CudaCopyMode mode = !uniform
+                ? CudaCopyMode.MEMCPY
+                : forcedMode != null
+                        ? forcedMode
+                        : srcDevice && !dstDevice
+                                ? settings.gatherMode()
+                                : !srcDevice ? settings.scatterMode() : CudaCopyMode.KERNEL;
+        r.mode = effective(mode);
+        r.srcDevice = srcDevice;
+        r.dstDevice = dstDevice;
+        r.batch = batch;
+        r.waiter = Thread.currentThread();
+        r.failure = null;
+        r.done = false;
+        if (!queue.offer(r)) {
+            refusals.increment();
+            throw new IllegalStateException("the CUDA copy queue is full (" + QUEUE_CAPACITY
+                    + " copies waiting): more copy threads than it allows");
+        }
+        r.awaitDone();
+        r.batch = null;
+        Throwable failure = r.failure;
+        if (failure instanceof RuntimeException e) {
+            throw e;
+        }
+        if (failure instanceof Error e) {
+            throw e;
+        }
+        if (failure != null) {
+            throw new IllegalStateException(failure);
+        }
+    }
+
+    private static final int DEVICE = 1;
+    private static final int PINNED = 2;
+    private static final int PLAIN = 4;
+
+    /** ORs the kinds of the first {@code used} segments into a mask, and stores their addresses in {@code bases}. */
+    private int classify(MemorySegment[] segments, int used, long[] bases) {
+        int kinds = 0;
+        for (int i = 0; i < used; i++) {
+            CudaDevice.Region region = device.regionOf(segments[i]);
+            kinds |= region == null ? PLAIN : region.device() ? DEVICE : PINNED;
+            bases[i] = segments[i].address();
+        }
+        return kinds;
+    }
+
+    private static long[] grow(long[] array, int n) {
+        return array != null && array.length >= n ? array : new long[Math.max(n, 8)];
+    }
+
+    /** Stops the agents after the copies queued before, then frees the lanes and the kernels. */
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        for (int i = 0; i < agents.size(); i++) {
+            try {
+                queue.put(Request.POISON);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        for (Thread agent : agents) {
+            try {
+                agent.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+        device.makeCurrent();
+        lanes.forEach(CopyLane::close);
+        if (kernels != null) {
+            kernels.close();
+        }
+    }
 }

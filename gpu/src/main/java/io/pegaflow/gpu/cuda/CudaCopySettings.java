@@ -15,104 +15,105 @@ import java.util.Map;
  * @param stagingChunks STAGED: staging buffers per lane (the ring depth)
  */
 public record CudaCopySettings(
-    CudaCopyMode gatherMode,
-    CudaCopyMode scatterMode,
-    int lanes,
-    int gridCtas,
-    int threadsPerCta,
-    long pieceBytes,
-    long stagingChunkBytes,
-    int stagingChunks) {
+        CudaCopyMode gatherMode,
+        CudaCopyMode scatterMode,
+        int lanes,
+        int gridCtas,
+        int threadsPerCta,
+        long pieceBytes,
+        long stagingChunkBytes,
+        int stagingChunks) {
 
-  public static final String PREFIX = "pegaflow.cuda.";
+    public static final String PREFIX = "pegaflow.cuda.";
 
-  public CudaCopySettings {
-    if (lanes < 1 || lanes > 16) {
-      throw new IllegalArgumentException("lanes: " + lanes + " is out of range 1..16");
+    public CudaCopySettings {
+        if (lanes < 1 || lanes > 16) {
+            throw new IllegalArgumentException("lanes: " + lanes + " is out of range 1..16");
+        }
+        if (gridCtas < 1 || gridCtas > 65535) {
+            throw new IllegalArgumentException("grid-ctas: " + gridCtas + " is out of range 1..65535");
+        }
+        if (threadsPerCta < 32 || threadsPerCta > 512 || threadsPerCta % 32 != 0) {
+            throw new IllegalArgumentException(
+                    "threads-per-cta: " + threadsPerCta + " must be a multiple of 32 in 32..512");
+        }
+        if (pieceBytes < 16 || pieceBytes % 16 != 0) {
+            throw new IllegalArgumentException("piece-bytes: " + pieceBytes + " must be a positive multiple of 16");
+        }
+        if (stagingChunkBytes < 64 * 1024 || stagingChunkBytes % 16 != 0) {
+            throw new IllegalArgumentException(
+                    "staging-chunk-bytes: " + stagingChunkBytes + " must be a multiple of 16, at least 64 KiB");
+        }
+        if (stagingChunks < 2 || stagingChunks > 64) {
+            throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
+        }
     }
-    if (gridCtas < 1 || gridCtas > 65535) {
-      throw new IllegalArgumentException("grid-ctas: " + gridCtas + " is out of range 1..65535");
-    }
-    if (threadsPerCta < 32 || threadsPerCta > 512 || threadsPerCta % 32 != 0) {
-      throw new IllegalArgumentException("threads-per-cta: " + threadsPerCta + " must be a multiple of 32 in 32..512");
-    }
-    if (pieceBytes < 16 || pieceBytes % 16 != 0) {
-      throw new IllegalArgumentException("piece-bytes: " + pieceBytes + " must be a positive multiple of 16");
-    }
-    if (stagingChunkBytes < 64 * 1024 || stagingChunkBytes % 16 != 0) {
-      throw new IllegalArgumentException(
-          "staging-chunk-bytes: " + stagingChunkBytes + " must be a multiple of 16, at least 64 KiB");
-    }
-    if (stagingChunks < 2 || stagingChunks > 64) {
-      throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
-    }
-  }
 
-  /** The defaults, chosen by measurement on the H100 (bench/results/gpu-*.md). */
-  public static CudaCopySettings defaults() {
-    return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 16L << 20, 4);
-  }
-
-  public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {
-    return new CudaCopySettings(
-        gather, scatter, lanes, gridCtas, threadsPerCta, pieceBytes, stagingChunkBytes, stagingChunks);
-  }
-
-  public CudaCopySettings withStaging(long chunkBytes, int chunks) {
-    return new CudaCopySettings(
-        gatherMode, scatterMode, lanes, gridCtas, threadsPerCta, pieceBytes, chunkBytes, chunks);
-  }
-
-  public CudaCopySettings withGrid(int ctas, int threads) {
-    return new CudaCopySettings(
-        gatherMode, scatterMode, lanes, ctas, threads, pieceBytes, stagingChunkBytes, stagingChunks);
-  }
-
-  /**
-   * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
-   * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
-   * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
-   * {@code staging-chunks}.
-   *
-   * @throws IllegalArgumentException naming the key for a bad value
-   */
-  public static CudaCopySettings from(Map<?, ?> properties) {
-    CudaCopySettings d = defaults();
-    CudaCopyMode both = mode(properties, "mode", null);
-    CudaCopyMode gather = mode(properties, "gather-mode", both == null ? d.gatherMode : both);
-    CudaCopyMode scatter = mode(properties, "scatter-mode", both == null ? d.scatterMode : both);
-    return new CudaCopySettings(
-        gather,
-        scatter,
-        (int) number(properties, "lanes", d.lanes),
-        (int) number(properties, "grid-ctas", d.gridCtas),
-        (int) number(properties, "threads-per-cta", d.threadsPerCta),
-        number(properties, "piece-bytes", d.pieceBytes),
-        number(properties, "staging-chunk-bytes", d.stagingChunkBytes),
-        (int) number(properties, "staging-chunks", d.stagingChunks));
-  }
-
-  private static CudaCopyMode mode(Map<?, ?> p, String key, CudaCopyMode fallback) {
-    Object v = p.get(PREFIX + key);
-    if (v == null) {
-      return fallback;
+    /** The defaults, chosen by measurement on the H100 (bench/results/gpu-*.md). */
+    public static CudaCopySettings defaults() {
+        return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 16L << 20, 4);
     }
-    try {
-      return CudaCopyMode.parse(v.toString());
-    } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException(PREFIX + key + ": " + e.getMessage(), e);
-    }
-  }
 
-  private static long number(Map<?, ?> p, String key, long fallback) {
-    Object v = p.get(PREFIX + key);
-    if (v == null) {
-      return fallback;
+    public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {
+        return new CudaCopySettings(
+                gather, scatter, lanes, gridCtas, threadsPerCta, pieceBytes, stagingChunkBytes, stagingChunks);
     }
-    try {
-      return Long.parseLong(v.toString().trim());
-    } catch (NumberFormatException e) {
-      throw new IllegalArgumentException(PREFIX + key + ": \"" + v + "\" is not a whole number", e);
+
+    public CudaCopySettings withStaging(long chunkBytes, int chunks) {
+        return new CudaCopySettings(
+                gatherMode, scatterMode, lanes, gridCtas, threadsPerCta, pieceBytes, chunkBytes, chunks);
     }
-  }
+
+    public CudaCopySettings withGrid(int ctas, int threads) {
+        return new CudaCopySettings(
+                gatherMode, scatterMode, lanes, ctas, threads, pieceBytes, stagingChunkBytes, stagingChunks);
+    }
+
+    /**
+     * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
+     * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
+     * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
+     * {@code staging-chunks}.
+     *
+     * @throws IllegalArgumentException naming the key for a bad value
+     */
+    public static CudaCopySettings from(Map<?, ?> properties) {
+        CudaCopySettings d = defaults();
+        CudaCopyMode both = mode(properties, "mode", null);
+        CudaCopyMode gather = mode(properties, "gather-mode", both == null ? d.gatherMode : both);
+        CudaCopyMode scatter = mode(properties, "scatter-mode", both == null ? d.scatterMode : both);
+        return new CudaCopySettings(
+                gather,
+                scatter,
+                (int) number(properties, "lanes", d.lanes),
+                (int) number(properties, "grid-ctas", d.gridCtas),
+                (int) number(properties, "threads-per-cta", d.threadsPerCta),
+                number(properties, "piece-bytes", d.pieceBytes),
+                number(properties, "staging-chunk-bytes", d.stagingChunkBytes),
+                (int) number(properties, "staging-chunks", d.stagingChunks));
+    }
+
+    private static CudaCopyMode mode(Map<?, ?> p, String key, CudaCopyMode fallback) {
+        Object v = p.get(PREFIX + key);
+        if (v == null) {
+            return fallback;
+        }
+        try {
+            return CudaCopyMode.parse(v.toString());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(PREFIX + key + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static long number(Map<?, ?> p, String key, long fallback) {
+        Object v = p.get(PREFIX + key);
+        if (v == null) {
+            return fallback;
+        }
+        try {
+            return Long.parseLong(v.toString().trim());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(PREFIX + key + ": \"" + v + "\" is not a whole number", e);
+        }
+    }
 }

@@ -21,123 +21,127 @@ import org.junit.jupiter.api.TestInstance;
  * Skips, saying why, where {@link CudaProbe} finds no usable GPU (CI).
  */
 class CudaCopyEngineContractTest {
-  static CudaDevice device;
+    static CudaDevice device;
 
-  /** Skips the calling test, saying why, where CUDA is unusable; opens device 0 once. */
-  static synchronized void requireGpu() {
-    assumeTrue(CudaProbe.isAvailable(), () -> "CUDA tests skipped: " + CudaProbe.unavailabilityCause().orElse(""));
-    if (device == null) {
-      device = CudaDevice.open("0");
-    }
-  }
-
-  @AfterAll
-  static void closeDevice() {
-    if (device != null) {
-      device.close();
-      device = null;
-    }
-  }
-
-  @TestInstance(TestInstance.Lifecycle.PER_CLASS)
-  abstract static class ModeContract extends CopyEngineContract {
-    private CudaCopyEngine engine;
-    private final List<AutoCloseable> allocations = new ArrayList<>();
-
-    abstract CudaCopyMode mode();
-
-    @BeforeEach
-    void gpu() {
-      requireGpu();
-    }
-
-    @Override
-    protected CopyEngine engine() {
-      if (engine == null) {
-        CudaCopySettings settings =
-            CudaCopySettings.defaults().withModes(mode(), mode()).withStaging(64 * 1024, 3).withGrid(16, 256);
-        engine = CudaCopyEngine.create(device, settings);
-      }
-      return engine;
-    }
-
-    @AfterEach
-    void free() throws Exception {
-      for (AutoCloseable a : allocations) {
-        a.close();
-      }
-      allocations.clear();
+    /** Skips the calling test, saying why, where CUDA is unusable; opens device 0 once. */
+    static synchronized void requireGpu() {
+        assumeTrue(
+                CudaProbe.isAvailable(),
+                () -> "CUDA tests skipped: " + CudaProbe.unavailabilityCause().orElse(""));
+        if (device == null) {
+            device = CudaDevice.open("0");
+        }
     }
 
     @AfterAll
-    void closeEngine() {
-      if (engine != null) {
-        engine.close();
-      }
+    static void closeDevice() {
+        if (device != null) {
+            device.close();
+            device = null;
+        }
     }
 
-    @Override
-    protected MemorySegment workerMemory(long bytes) {
-      DeviceBuffer buffer = device.allocate(bytes);
-      allocations.add(buffer);
-      return buffer.memory();
+    @TestInstance(TestInstance.Lifecycle.PER_CLASS)
+    abstract static class ModeContract extends CopyEngineContract {
+        private CudaCopyEngine engine;
+        private final List<AutoCloseable> allocations = new ArrayList<>();
+
+        abstract CudaCopyMode mode();
+
+        @BeforeEach
+        void gpu() {
+            requireGpu();
+        }
+
+        @Override
+        protected CopyEngine engine() {
+            if (engine == null) {
+                CudaCopySettings settings = CudaCopySettings.defaults()
+                        .withModes(mode(), mode())
+                        .withStaging(64 * 1024, 3)
+                        .withGrid(16, 256);
+                engine = CudaCopyEngine.create(device, settings);
+            }
+            return engine;
+        }
+
+        @AfterEach
+        void free() throws Exception {
+            for (AutoCloseable a : allocations) {
+                a.close();
+            }
+            allocations.clear();
+        }
+
+        @AfterAll
+        void closeEngine() {
+            if (engine != null) {
+                engine.close();
+            }
+        }
+
+        @Override
+        protected MemorySegment workerMemory(long bytes) {
+            DeviceBuffer buffer = device.allocate(bytes);
+            allocations.add(buffer);
+            return buffer.memory();
+        }
+
+        @Override
+        protected MemorySegment poolMemory(long bytes) {
+            PinnedHostMemory pinned = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
+            allocations.add(pinned);
+            return pinned.memory().asSlice(0, bytes);
+        }
+
+        @Override
+        protected void write(MemorySegment target, long offset, byte[] data) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment staging = arena.allocate(Math.max(1, data.length));
+                MemorySegment.copy(data, 0, staging, ValueLayout.JAVA_BYTE, 0, data.length);
+                device.copySync(target.address() + offset, staging.address(), data.length);
+            }
+        }
+
+        @Override
+        protected byte[] read(MemorySegment source, long offset, int length) {
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment staging = arena.allocate(Math.max(1, length));
+                device.copySync(staging.address(), source.address() + offset, length);
+                return staging.asSlice(0, length).toArray(ValueLayout.JAVA_BYTE);
+            }
+        }
     }
 
-    @Override
-    protected MemorySegment poolMemory(long bytes) {
-      PinnedHostMemory pinned = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
-      allocations.add(pinned);
-      return pinned.memory().asSlice(0, bytes);
+    @Nested
+    class Kernel extends ModeContract {
+        @Override
+        CudaCopyMode mode() {
+            return CudaCopyMode.KERNEL;
+        }
     }
 
-    @Override
-    protected void write(MemorySegment target, long offset, byte[] data) {
-      try (Arena arena = Arena.ofConfined()) {
-        MemorySegment staging = arena.allocate(Math.max(1, data.length));
-        MemorySegment.copy(data, 0, staging, ValueLayout.JAVA_BYTE, 0, data.length);
-        device.copySync(target.address() + offset, staging.address(), data.length);
-      }
+    @Nested
+    class Staged extends ModeContract {
+        @Override
+        CudaCopyMode mode() {
+            return CudaCopyMode.STAGED;
+        }
     }
 
-    @Override
-    protected byte[] read(MemorySegment source, long offset, int length) {
-      try (Arena arena = Arena.ofConfined()) {
-        MemorySegment staging = arena.allocate(Math.max(1, length));
-        device.copySync(staging.address(), source.address() + offset, length);
-        return staging.asSlice(0, length).toArray(ValueLayout.JAVA_BYTE);
-      }
+    @Nested
+    class Memcpy extends ModeContract {
+        @Override
+        CudaCopyMode mode() {
+            return CudaCopyMode.MEMCPY;
+        }
     }
-  }
 
-  @Nested
-  class Kernel extends ModeContract {
-    @Override
-    CudaCopyMode mode() {
-      return CudaCopyMode.KERNEL;
+    @Nested
+    class Batch extends ModeContract {
+        @Override
+        CudaCopyMode mode() {
+            return CudaCopyMode.BATCH;
+        }
     }
-  }
-
-  @Nested
-  class Staged extends ModeContract {
-    @Override
-    CudaCopyMode mode() {
-      return CudaCopyMode.STAGED;
-    }
-  }
-
-  @Nested
-  class Memcpy extends ModeContract {
-    @Override
-    CudaCopyMode mode() {
-      return CudaCopyMode.MEMCPY;
-    }
-  }
-
-  @Nested
-  class Batch extends ModeContract {
-    @Override
-    CudaCopyMode mode() {
-      return CudaCopyMode.BATCH;
-    }
-  }
 }

@@ -8,26 +8,29 @@ import java.util.Map;
 import org.junit.jupiter.api.Test;
 
 class CudaCopySettingsTest {
-  @Test
-  void shouldTakeDefaultsAndOverrides() {
-    assertEquals(CudaCopySettings.defaults(), CudaCopySettings.from(Map.of()));
-    CudaCopySettings s =
-        CudaCopySettings.from(
-            Map.of("pegaflow.cuda.mode", "memcpy", "pegaflow.cuda.scatter-mode", "Kernel", "pegaflow.cuda.lanes", "3"));
-    assertEquals(CudaCopyMode.MEMCPY, s.gatherMode());
-    assertEquals(CudaCopyMode.KERNEL, s.scatterMode());
-    assertEquals(3, s.lanes());
-  }
+    @Test
+    void shouldTakeDefaultsAndOverrides() {
+        assertEquals(CudaCopySettings.defaults(), CudaCopySettings.from(Map.of()));
+        CudaCopySettings s = CudaCopySettings.from(Map.of(
+                "pegaflow.cuda.mode", "memcpy", "pegaflow.cuda.scatter-mode", "Kernel", "pegaflow.cuda.lanes", "3"));
+        assertEquals(CudaCopyMode.MEMCPY, s.gatherMode());
+        assertEquals(CudaCopyMode.KERNEL, s.scatterMode());
+        assertEquals(3, s.lanes());
+    }
 
-  @Test
-  void shouldNameTheKeyOfABadValue() {
-    IllegalArgumentException e =
-        assertThrows(
-            IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.gather-mode", "dma")));
-    assertTrue(e.getMessage().startsWith("pegaflow.cuda.gather-mode: copy mode \"dma\" is not one of"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.lanes", "x")));
-    assertTrue(e.getMessage().contains("pegaflow.cuda.lanes"), e.getMessage());
-    e = assertThrows(IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.lanes", "0")));
-    assertTrue(e.getMessage().startsWith("lanes: 0 is out of range"), e.getMessage());
-  }
+    @Test
+    void shouldNameTheKeyOfABadValue() {
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.gather-mode", "dma")));
+        assertTrue(
+                e.getMessage().startsWith("pegaflow.cuda.gather-mode: copy mode \"dma\" is not one of"),
+                e.getMessage());
+        e = assertThrows(
+                IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.lanes", "x")));
+        assertTrue(e.getMessage().contains("pegaflow.cuda.lanes"), e.getMessage());
+        e = assertThrows(
+                IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.lanes", "0")));
+        assertTrue(e.getMessage().startsWith("lanes: 0 is out of range"), e.getMessage());
+    }
 }

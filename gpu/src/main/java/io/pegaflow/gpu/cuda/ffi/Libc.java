@@ -18,58 +18,54 @@ import java.lang.invoke.VarHandle;
  * captured per call. Thread-safe; each caller passes its own capture segment.
  */
 public final class Libc {
-  public static final int PROT_READ = 0x1;
-  public static final int PROT_WRITE = 0x2;
-  public static final int MAP_PRIVATE = 0x02;
-  public static final int MAP_ANONYMOUS = 0x20;
-  public static final int MAP_HUGETLB = 0x40000;
-  public static final int MADV_HUGEPAGE = 14;
-  public static final int MADV_POPULATE_WRITE = 23;
-  public static final long MAP_FAILED = -1L;
+    public static final int PROT_READ = 0x1;
+    public static final int PROT_WRITE = 0x2;
+    public static final int MAP_PRIVATE = 0x02;
+    public static final int MAP_ANONYMOUS = 0x20;
+    public static final int MAP_HUGETLB = 0x40000;
+    public static final int MADV_HUGEPAGE = 14;
+    public static final int MADV_POPULATE_WRITE = 23;
+    public static final long MAP_FAILED = -1L;
 
-  private static final Linker LINKER = Linker.nativeLinker();
-  private static final Linker.Option ERRNO = Linker.Option.captureCallState("errno");
-  public static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
-  private static final VarHandle ERRNO_HANDLE =
-      CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+    private static final Linker LINKER = Linker.nativeLinker();
+    private static final Linker.Option ERRNO = Linker.Option.captureCallState("errno");
+    public static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
+    private static final VarHandle ERRNO_HANDLE =
+            CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
 
-  public static final MethodHandle mmap =
-      LINKER.downcallHandle(
-          LINKER.defaultLookup().find("mmap").orElseThrow(),
-          FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG),
-          ERRNO);
-  public static final MethodHandle munmap =
-      LINKER.downcallHandle(
-          LINKER.defaultLookup().find("munmap").orElseThrow(),
-          FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG),
-          ERRNO);
-  public static final MethodHandle madvise =
-      LINKER.downcallHandle(
-          LINKER.defaultLookup().find("madvise").orElseThrow(),
-          FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT),
-          ERRNO);
-  private static final MethodHandle strerror =
-      LINKER.downcallHandle(
-          LINKER.defaultLookup().find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
+    public static final MethodHandle mmap = LINKER.downcallHandle(
+            LINKER.defaultLookup().find("mmap").orElseThrow(),
+            FunctionDescriptor.of(ADDRESS, ADDRESS, JAVA_LONG, JAVA_INT, JAVA_INT, JAVA_INT, JAVA_LONG),
+            ERRNO);
+    public static final MethodHandle munmap = LINKER.downcallHandle(
+            LINKER.defaultLookup().find("munmap").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG),
+            ERRNO);
+    public static final MethodHandle madvise = LINKER.downcallHandle(
+            LINKER.defaultLookup().find("madvise").orElseThrow(),
+            FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_LONG, JAVA_INT),
+            ERRNO);
+    private static final MethodHandle strerror = LINKER.downcallHandle(
+            LINKER.defaultLookup().find("strerror").orElseThrow(), FunctionDescriptor.of(ADDRESS, JAVA_INT));
 
-  private Libc() {}
+    private Libc() {}
 
-  /** A capture segment for one thread's calls. */
-  public static MemorySegment newCapture(Arena arena) {
-    return arena.allocate(CAPTURE_LAYOUT);
-  }
-
-  public static int errno(MemorySegment capture) {
-    return (int) ERRNO_HANDLE.get(capture, 0L);
-  }
-
-  /** "ENOMEM"-style text: strerror's message and the number. */
-  public static String errnoText(int errno) {
-    try {
-      MemorySegment text = (MemorySegment) strerror.invokeExact(errno);
-      return text.reinterpret(256).getString(0) + " (errno " + errno + ")";
-    } catch (Throwable t) {
-      return "errno " + errno;
+    /** A capture segment for one thread's calls. */
+    public static MemorySegment newCapture(Arena arena) {
+        return arena.allocate(CAPTURE_LAYOUT);
     }
-  }
+
+    public static int errno(MemorySegment capture) {
+        return (int) ERRNO_HANDLE.get(capture, 0L);
+    }
+
+    /** "ENOMEM"-style text: strerror's message and the number. */
+    public static String errnoText(int errno) {
+        try {
+            MemorySegment text = (MemorySegment) strerror.invokeExact(errno);
+            return text.reinterpret(256).getString(0) + " (errno " + errno + ")";
+        } catch (Throwable t) {
+            return "errno " + errno;
+        }
+    }
 }

@@ -18,15 +18,14 @@ import org.junit.jupiter.api.io.TempDir;
  * header. Runs where the CUDA toolkit's header and a C compiler exist (the GPU machine); skips elsewhere.
  */
 class CudaLayoutTest {
-  static final Path HEADER_DIR = Path.of(System.getenv().getOrDefault("CUDA_HOME", "/usr/local/cuda"), "include");
+    static final Path HEADER_DIR = Path.of(System.getenv().getOrDefault("CUDA_HOME", "/usr/local/cuda"), "include");
 
-  @Test
-  void shouldMatchCudaHeader(@TempDir Path dir) throws Exception {
-    assumeTrue(Files.exists(HEADER_DIR.resolve("cuda.h")), "no cuda.h under " + HEADER_DIR + ": layout check skipped");
-    Path source = dir.resolve("layouts.c");
-    Files.writeString(
-        source,
-        """
+    @Test
+    void shouldMatchCudaHeader(@TempDir Path dir) throws Exception {
+        assumeTrue(
+                Files.exists(HEADER_DIR.resolve("cuda.h")), "no cuda.h under " + HEADER_DIR + ": layout check skipped");
+        Path source = dir.resolve("layouts.c");
+        Files.writeString(source, """
         #include <stdio.h>
         #include <stddef.h>
         #include <cuda.h>
@@ -48,37 +47,35 @@ class CudaLayoutTest {
           return 0;
         }
         """);
-    Path binary = dir.resolve("layouts");
-    Process cc =
-        new ProcessBuilder("cc", "-I" + HEADER_DIR, "-o", binary.toString(), source.toString())
-            .redirectErrorStream(true)
-            .start();
-    String ccOut = new String(cc.getInputStream().readAllBytes());
-    assumeTrue(cc.waitFor(60, TimeUnit.SECONDS) && cc.exitValue() == 0, "cc failed: " + ccOut);
-    Process run = new ProcessBuilder(binary.toString()).start();
-    Map<String, Long> c = new HashMap<>();
-    for (String line : new String(run.getInputStream().readAllBytes()).split("\n")) {
-      String[] f = line.split(" ");
-      c.put(f[0], Long.parseLong(f[1]));
+        Path binary = dir.resolve("layouts");
+        Process cc = new ProcessBuilder("cc", "-I" + HEADER_DIR, "-o", binary.toString(), source.toString())
+                .redirectErrorStream(true)
+                .start();
+        String ccOut = new String(cc.getInputStream().readAllBytes());
+        assumeTrue(cc.waitFor(60, TimeUnit.SECONDS) && cc.exitValue() == 0, "cc failed: " + ccOut);
+        Process run = new ProcessBuilder(binary.toString()).start();
+        Map<String, Long> c = new HashMap<>();
+        for (String line : new String(run.getInputStream().readAllBytes()).split("\n")) {
+            String[] f = line.split(" ");
+            c.put(f[0], Long.parseLong(f[1]));
+        }
+        run.waitFor(10, TimeUnit.SECONDS);
+        assertEquals(c.get("CUipcMemHandle.size"), CudaDriver.CU_IPC_MEM_HANDLE.byteSize());
+        assertEquals(c.get("CUuuid.size"), CudaDriver.CU_UUID.byteSize());
+        assertEquals(c.get("CUmemLocation.size"), CudaDriver.CU_MEM_LOCATION.byteSize());
+        assertEquals(c.get("CUmemLocation.id"), CudaDriver.CU_MEM_LOCATION.byteOffset(PathElement.groupElement("id")));
+        assertEquals(c.get("CUmemcpyAttributes.size"), CudaDriver.CU_MEMCPY_ATTRIBUTES.byteSize());
+        for (String field : List.of("srcAccessOrder", "srcLocHint", "dstLocHint", "flags")) {
+            assertEquals(
+                    c.get("CUmemcpyAttributes." + field),
+                    CudaDriver.CU_MEMCPY_ATTRIBUTES.byteOffset(PathElement.groupElement(field)),
+                    field);
+        }
+        assertEquals(c.get("CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS"), (long) CudaDriver.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
+        assertEquals(c.get("CU_MEMHOSTREGISTER_DEVICEMAP"), (long) CudaDriver.CU_MEMHOSTREGISTER_DEVICEMAP);
+        assertEquals(c.get("CU_MEM_LOCATION_TYPE_HOST"), (long) CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
+        assertEquals(c.get("CU_MEMCPY_SRC_ACCESS_ORDER_STREAM"), (long) CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
+        assertEquals(c.get("CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM"), (long)
+                CudaDriver.CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM);
     }
-    run.waitFor(10, TimeUnit.SECONDS);
-    assertEquals(c.get("CUipcMemHandle.size"), CudaDriver.CU_IPC_MEM_HANDLE.byteSize());
-    assertEquals(c.get("CUuuid.size"), CudaDriver.CU_UUID.byteSize());
-    assertEquals(c.get("CUmemLocation.size"), CudaDriver.CU_MEM_LOCATION.byteSize());
-    assertEquals(c.get("CUmemLocation.id"), CudaDriver.CU_MEM_LOCATION.byteOffset(PathElement.groupElement("id")));
-    assertEquals(c.get("CUmemcpyAttributes.size"), CudaDriver.CU_MEMCPY_ATTRIBUTES.byteSize());
-    for (String field : List.of("srcAccessOrder", "srcLocHint", "dstLocHint", "flags")) {
-      assertEquals(
-          c.get("CUmemcpyAttributes." + field),
-          CudaDriver.CU_MEMCPY_ATTRIBUTES.byteOffset(PathElement.groupElement(field)),
-          field);
-    }
-    assertEquals(c.get("CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS"), (long) CudaDriver.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
-    assertEquals(c.get("CU_MEMHOSTREGISTER_DEVICEMAP"), (long) CudaDriver.CU_MEMHOSTREGISTER_DEVICEMAP);
-    assertEquals(c.get("CU_MEM_LOCATION_TYPE_HOST"), (long) CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
-    assertEquals(c.get("CU_MEMCPY_SRC_ACCESS_ORDER_STREAM"), (long) CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
-    assertEquals(
-        c.get("CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM"),
-        (long) CudaDriver.CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM);
-  }
 }
