@@ -1,6 +1,6 @@
 package io.pegaflow.bench;
 
-import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.store.pool.BlockPool;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.SplittableRandom;

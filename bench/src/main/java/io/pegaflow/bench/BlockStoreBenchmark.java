@@ -1,8 +1,8 @@
 package io.pegaflow.bench;
 
-import io.pegaflow.fabric.engine.BlockStore;
-import io.pegaflow.fabric.engine.NamespaceLayout;
-import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.NamespaceLayout;
+import io.pegaflow.store.pool.BlockPool;
 import java.nio.ByteBuffer;
 import java.util.HashMap;
 import java.util.List;

@@ -1,10 +1,8 @@
 package io.pegaflow.bench.gpu;
 
 import com.google.protobuf.ByteString;
-import io.pegaflow.fabric.engine.BlockStore;
 import io.pegaflow.fabric.engine.EngineListener;
 import io.pegaflow.fabric.engine.KvEngine;
-import io.pegaflow.fabric.pool.BlockPool;
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.MappedRegion;
@@ -20,6 +18,8 @@ import io.pegaflow.proto.engine.CudaIpcRegion;
 import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.MemoryRegion;
 import io.pegaflow.proto.engine.RegisterContextRequest;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.pool.BlockPool;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

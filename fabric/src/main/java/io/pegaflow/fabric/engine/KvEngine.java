@@ -8,6 +8,10 @@ import io.pegaflow.proto.engine.ByteSegment;
 import io.pegaflow.proto.engine.CudaIpcRegion;
 import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.RegisterContextRequest;
+import io.pegaflow.store.BlockEntry;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.NamespaceLayout;
+import io.pegaflow.store.PoolFullException;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
@@ -422,6 +426,9 @@ public final class KvEngine {
         BlockStore.SaveReservation reservation;
         try {
             reservation = store.reserveForSave(context.layout, blockIds, hashes, slots);
+        } catch (PoolFullException e) {
+            context.releaseRef();
+            throw new EngineException(EngineException.Code.RESOURCE_EXHAUSTED, e.getMessage());
         } catch (RuntimeException e) {
             context.releaseRef();
             throw e;
@@ -486,7 +493,7 @@ public final class KvEngine {
         for (BlockStore.SaveTarget target : targets) {
             for (int slot : target.slots()) {
                 LayerMapping layer = context.layer(slot / context.layout.tpSize());
-                long dst = target.entry().offset + (long) slot * context.layout.slotBytes();
+                long dst = target.entry().offset() + (long) slot * context.layout.slotBytes();
                 for (int s = 0; s < layer.segmentOffsets().length; s++) {
                     batch.add(
                             layer.regionIndex(),
@@ -622,7 +629,7 @@ public final class KvEngine {
                 continue;
             }
             for (LayerMapping layer : context.layers) {
-                long src = entry.offset + layout.slotOffset(layer.layerIndex(), context.tpRank);
+                long src = entry.offset() + layout.slotOffset(layer.layerIndex(), context.tpRank);
                 for (int s = 0; s < layer.segmentOffsets().length; s++) {
                     batch.add(
                             0, layer.regionIndex(), src, layer.sourceOffset(blockIds[i], s), layer.segmentLengths()[s]);

@@ -1,6 +1,7 @@
 package io.pegaflow.fabric.engine;
 
 import io.pegaflow.gpu.MappedRegion;
+import io.pegaflow.store.NamespaceLayout;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import org.slf4j.LoggerFactory;

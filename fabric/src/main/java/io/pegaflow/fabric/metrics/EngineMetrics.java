@@ -1,8 +1,8 @@
 package io.pegaflow.fabric.metrics;
 
-import io.pegaflow.fabric.engine.BlockStore;
 import io.pegaflow.fabric.engine.EngineListener;
-import io.pegaflow.fabric.engine.StoreCounters;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.StoreCounters;
 import java.util.concurrent.atomic.AtomicInteger;
 import kamon.Kamon;
 import kamon.metric.MeasurementUnit;

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.google.protobuf.ByteString;
-import io.pegaflow.fabric.pool.BlockPool;
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
@@ -17,6 +16,8 @@ import io.pegaflow.proto.engine.CudaIpcRegion;
 import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.MemoryRegion;
 import io.pegaflow.proto.engine.RegisterContextRequest;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.pool.BlockPool;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;

@@ -7,11 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import io.pegaflow.fabric.pool.BlockPool;
 import io.pegaflow.gpu.HostCopyEngine;
 import io.pegaflow.proto.engine.CudaIpcRegion;
 import io.pegaflow.proto.engine.MemoryRegion;
 import io.pegaflow.proto.engine.RegisterContextRequest;
+import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.NamespaceLayout;
+import io.pegaflow.store.pool.BlockPool;
 import java.io.RandomAccessFile;
 import java.nio.ByteOrder;
 import java.nio.MappedByteBuffer;

@@ -1,4 +1,4 @@
-package io.pegaflow.fabric.pool;
+package io.pegaflow.store.pool;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;

@@ -1,6 +1,6 @@
-package io.pegaflow.fabric.engine;
+package io.pegaflow.store;
 
-import io.pegaflow.fabric.pool.BlockPool;
+import io.pegaflow.store.pool.BlockPool;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.Iterator;
@@ -118,17 +118,15 @@ public final class BlockStore {
         }
         if (!room) {
             counters.saveRejectedFull++;
-            throw new EngineException(
-                    EngineException.Code.RESOURCE_EXHAUSTED,
-                    "pool cannot hold "
-                            + newBlocks
-                            + " more blocks of "
-                            + blockBytes
-                            + " bytes even after evicting unleased blocks (capacity "
-                            + pool.capacityBytes()
-                            + ", used "
-                            + pool.usedBytes()
-                            + ")");
+            throw new PoolFullException("pool cannot hold "
+                    + newBlocks
+                    + " more blocks of "
+                    + blockBytes
+                    + " bytes even after evicting unleased blocks (capacity "
+                    + pool.capacityBytes()
+                    + ", used "
+                    + pool.usedBytes()
+                    + ")");
         }
         List<SaveTarget> targets = new ArrayList<>();
         List<SaveTarget> othersTargets = new ArrayList<>();

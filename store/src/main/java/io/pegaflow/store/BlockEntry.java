@@ -1,11 +1,11 @@
-package io.pegaflow.fabric.engine;
+package io.pegaflow.store;
 
 /**
  * One block in the pool: its allocation, which slots have arrived or are being copied, pins (leases and loads that
  * need it to stay), and its place in the LRU list once sealed. Owned by {@link BlockStore}; touched only under its
  * lock.
  */
-final class BlockEntry {
+public final class BlockEntry {
     final BlockKey key;
     final NamespaceLayout layout;
     final long offset;
@@ -21,6 +21,11 @@ final class BlockEntry {
     BlockEntry lruNext;
     /** Completed when no slot is in flight any more; created only when a concurrent save waits for this block. */
     java.util.concurrent.CompletableFuture<Void> landed;
+
+    /** Where the block starts in the pool (its slots follow one another). */
+    public long offset() {
+        return offset;
+    }
 
     BlockEntry(BlockKey key, NamespaceLayout layout, long offset, long nowNs) {
         this.key = key;

@@ -1,4 +1,4 @@
-package io.pegaflow.fabric.engine;
+package io.pegaflow.store;
 
 import java.util.Arrays;
 import java.util.HexFormat;

@@ -1,4 +1,4 @@
-package io.pegaflow.fabric.engine;
+package io.pegaflow.store;
 
 /**
  * How one block of a namespace sits in the pool: {@code totalLayers * tpSize} slots of {@code slotBytes}, slot
@@ -23,7 +23,7 @@ public record NamespaceLayout(String namespace, int totalLayers, int tpSize, lon
     }
 
     /** Describes the difference from {@code other}, or null when both lay blocks out the same way. */
-    String mismatch(NamespaceLayout other) {
+    public String mismatch(NamespaceLayout other) {
         if (totalLayers != other.totalLayers) {
             return "total_layers " + other.totalLayers + " differs from the namespace's " + totalLayers;
         }

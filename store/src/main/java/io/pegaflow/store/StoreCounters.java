@@ -1,4 +1,4 @@
-package io.pegaflow.fabric.engine;
+package io.pegaflow.store;
 
 /**
  * Cumulative block-store counts, written under the store's lock and read racily by the metrics sampler (a stale

@@ -1,4 +1,4 @@
-package io.pegaflow.fabric.pool;
+package io.pegaflow.store.pool;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
