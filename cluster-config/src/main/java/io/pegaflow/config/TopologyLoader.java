@@ -8,6 +8,7 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Objects;
 import java.util.Optional;
+import org.yaml.snakeyaml.nodes.Node;
 
 /**
  * Reads a topology file (YAML, see the module's README) into a validated {@link Topology}.
@@ -51,7 +52,7 @@ public final class TopologyLoader {
     public static Topology parse(String yamlText, String sourceName) throws TopologyException {
         Objects.requireNonNull(yamlText, "yamlText");
         Objects.requireNonNull(sourceName, "sourceName");
-        Optional<YamlNode> root;
+        Optional<Node> root;
         try {
             root = YamlReader.read(yamlText);
         } catch (YamlReader.SyntaxException e) {

@@ -1,10 +1,6 @@
 package io.pegaflow.config;
 
-import io.pegaflow.config.YamlNode.Entry;
-import io.pegaflow.config.YamlNode.Mapping;
-import io.pegaflow.config.YamlNode.Scalar;
-import io.pegaflow.config.YamlNode.ScalarType;
-import io.pegaflow.config.YamlNode.Sequence;
+import io.pegaflow.config.YamlNodes.ScalarType;
 import java.math.BigInteger;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -13,9 +9,14 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
 import java.util.regex.Pattern;
+import org.yaml.snakeyaml.nodes.MappingNode;
+import org.yaml.snakeyaml.nodes.Node;
+import org.yaml.snakeyaml.nodes.NodeTuple;
+import org.yaml.snakeyaml.nodes.ScalarNode;
+import org.yaml.snakeyaml.nodes.SequenceNode;
 
 /**
- * Checks a YAML tree against the topology format and builds the {@link Topology}, reporting every
+ * Checks a YAML tree (SnakeYAML's nodes, from {@link YamlReader}) against the topology format and builds the {@link Topology}, reporting every
  * problem (not just the first) to a {@link Problems}. One instance per file; not thread-safe.
  */
 final class TopologyValidator {
@@ -51,52 +52,51 @@ final class TopologyValidator {
     }
 
     /** @return the topology, or null when any problem was found */
-    Topology validate(YamlNode root) {
-        if (!(root instanceof Mapping top)) {
+    Topology validate(Node root) {
+        if (!(root instanceof MappingNode top)) {
             problems.add(
                     TopologyLoader.FILE_PATH,
-                    root.line(),
-                    "expected a mapping with keys " + String.join(", ", TOP_KEYS) + ", found " + root.kind());
+                    YamlNodes.line(root),
+                    "expected a mapping with keys " + String.join(", ", TOP_KEYS) + ", found " + YamlNodes.kind(root));
             return null;
         }
         checkKeys(top, "", TOP_KEYS);
 
         String cluster = null;
-        Entry clusterEntry = required(top, "", "cluster");
+        NodeTuple clusterEntry = required(top, "", "cluster");
         if (clusterEntry != null) {
-            cluster = name(clusterEntry.value(), "cluster", clusterEntry.keyLine());
+            cluster = name(clusterEntry.getValueNode(), "cluster", YamlNodes.keyLine(clusterEntry));
         }
 
         Integer directoryRanges = Topology.DEFAULT_DIRECTORY_RANGES;
-        Entry rangesEntry = optional(top, "directoryRanges");
+        NodeTuple rangesEntry = optional(top, "directoryRanges");
         if (rangesEntry != null) {
             directoryRanges = intIn(
-                    rangesEntry.value(),
+                    rangesEntry.getValueNode(),
                     "directoryRanges",
-                    rangesEntry.keyLine(),
+                    YamlNodes.keyLine(rangesEntry),
                     1,
                     MAX_DIRECTORY_RANGES,
                     "is out of range (1.." + MAX_DIRECTORY_RANGES + ")");
         }
 
         List<NodeSpec> nodes = new ArrayList<>();
-        Optional<Entry> nodesEntry = top.entry("nodes");
+        Optional<NodeTuple> nodesEntry = YamlNodes.entry(top, "nodes");
         if (nodesEntry.isEmpty()) {
             problems.add("nodes", 0, "must be a non-empty list");
-        } else if (!(nodesEntry.get().value() instanceof Sequence list)) {
-            YamlNode value = nodesEntry.get().value();
+        } else if (!(nodesEntry.get().getValueNode() instanceof SequenceNode list)) {
+            Node value = nodesEntry.get().getValueNode();
             problems.add(
                     "nodes",
-                    nodesEntry.get().keyLine(),
-                    isNull(value) ? "must be a non-empty list" : "must be a non-empty list, found " + value.kind());
-        } else if (list.items().isEmpty()) {
-            problems.add("nodes", nodesEntry.get().keyLine(), "must be a non-empty list");
+                    YamlNodes.keyLine(nodesEntry.get()),
+                    isNull(value)
+                            ? "must be a non-empty list"
+                            : "must be a non-empty list, found " + YamlNodes.kind(value));
+        } else if (list.getValue().isEmpty()) {
+            problems.add("nodes", YamlNodes.keyLine(nodesEntry.get()), "must be a non-empty list");
         } else {
-            for (int i = 0; i < list.items().size(); i++) {
-                NodeSpec node = node(
-                        list.items().get(i),
-                        "nodes[" + i + "]",
-                        nodesEntry.get().keyLine());
+            for (int i = 0; i < list.getValue().size(); i++) {
+                NodeSpec node = node(list.getValue().get(i), "nodes[" + i + "]", YamlNodes.keyLine(nodesEntry.get()));
                 if (node != null) {
                     nodes.add(node);
                 }
@@ -105,36 +105,37 @@ final class TopologyValidator {
         return problems.isEmpty() ? new Topology(cluster, directoryRanges, nodes) : null;
     }
 
-    private NodeSpec node(YamlNode value, String path, int listLine) {
-        if (!(value instanceof Mapping node)) {
+    private NodeSpec node(Node value, String path, int listLine) {
+        if (!(value instanceof MappingNode node)) {
             problems.add(
                     path,
                     lineOr(value, listLine),
-                    "expected a mapping with keys " + String.join(", ", NODE_KEYS) + ", found " + value.kind());
+                    "expected a mapping with keys " + String.join(", ", NODE_KEYS) + ", found "
+                            + YamlNodes.kind(value));
             return null;
         }
         int problemsBefore = problems.count();
         checkKeys(node, path, NODE_KEYS);
 
         String id = null;
-        Entry idEntry = required(node, path, "id");
+        NodeTuple idEntry = required(node, path, "id");
         if (idEntry != null) {
-            id = name(idEntry.value(), path + ".id", idEntry.keyLine());
+            id = name(idEntry.getValueNode(), path + ".id", YamlNodes.keyLine(idEntry));
             if (id != null) {
                 String owner = idOwners.putIfAbsent(id, path);
                 if (owner != null) {
                     problems.add(
                             path + ".id",
-                            idEntry.keyLine(),
+                            YamlNodes.keyLine(idEntry),
                             "duplicate id " + Quoting.quote(id) + " (also " + owner + ")");
                 }
             }
         }
 
         String host = null;
-        Entry hostEntry = required(node, path, "host");
+        NodeTuple hostEntry = required(node, path, "host");
         if (hostEntry != null) {
-            host = host(hostEntry.value(), path + ".host", hostEntry.keyLine());
+            host = host(hostEntry.getValueNode(), path + ".host", YamlNodes.keyLine(hostEntry));
         }
 
         Integer clusterPort = port(node, path, "clusterPort", host);
@@ -142,15 +143,16 @@ final class TopologyValidator {
         Integer metricsPort = port(node, path, "metricsPort", host);
 
         Long poolSizeBytes = null;
-        Entry sizeEntry = required(node, path, "poolSize");
+        NodeTuple sizeEntry = required(node, path, "poolSize");
         if (sizeEntry != null) {
-            poolSizeBytes = size(sizeEntry.value(), path + ".poolSize", sizeEntry.keyLine());
+            poolSizeBytes = size(sizeEntry.getValueNode(), path + ".poolSize", YamlNodes.keyLine(sizeEntry));
         }
 
         Transport transport = Transport.TCP;
-        Entry transportEntry = optional(node, "transport");
+        NodeTuple transportEntry = optional(node, "transport");
         if (transportEntry != null) {
-            transport = transport(transportEntry.value(), path + ".transport", transportEntry.keyLine());
+            transport =
+                    transport(transportEntry.getValueNode(), path + ".transport", YamlNodes.keyLine(transportEntry));
         }
 
         List<Integer> gpus = gpus(node, path);
@@ -159,7 +161,9 @@ final class TopologyValidator {
         int nicEntries = nics(node, path, nics);
         if (transport == Transport.RDMA && nicEntries == 0) {
             problems.add(
-                    path + ".transport", transportEntry.keyLine(), "rdma needs at least one NIC listed under rdma");
+                    path + ".transport",
+                    YamlNodes.keyLine(transportEntry),
+                    "rdma needs at least one NIC listed under rdma");
         }
 
         if (problems.count() != problemsBefore) {
@@ -169,42 +173,48 @@ final class TopologyValidator {
     }
 
     /** A port setting of a node, claimed on {@code host} (when the host is valid) so clashes are caught. */
-    private Integer port(Mapping node, String nodePath, String key, String host) {
-        Entry entry = required(node, nodePath, key);
+    private Integer port(MappingNode node, String nodePath, String key, String host) {
+        NodeTuple entry = required(node, nodePath, key);
         if (entry == null) {
             return null;
         }
         String path = nodePath + "." + key;
-        Integer port = intIn(entry.value(), path, entry.keyLine(), 1, MAX_PORT, "is not a port (1.." + MAX_PORT + ")");
+        Integer port = intIn(
+                entry.getValueNode(),
+                path,
+                YamlNodes.keyLine(entry),
+                1,
+                MAX_PORT,
+                "is not a port (1.." + MAX_PORT + ")");
         if (port != null && host != null) {
             String owner = portOwners.putIfAbsent(host.toLowerCase(Locale.ROOT) + " " + port, path);
             if (owner != null) {
-                problems.add(path, entry.keyLine(), "port " + port + " on " + host + " already used by " + owner);
+                problems.add(
+                        path, YamlNodes.keyLine(entry), "port " + port + " on " + host + " already used by " + owner);
             }
         }
         return port;
     }
 
-    private List<Integer> gpus(Mapping node, String nodePath) {
+    private List<Integer> gpus(MappingNode node, String nodePath) {
         List<Integer> gpus = new ArrayList<>();
-        Entry entry = optional(node, "gpus");
+        NodeTuple entry = optional(node, "gpus");
         if (entry == null) {
             return gpus;
         }
         String path = nodePath + ".gpus";
-        if (!(entry.value() instanceof Sequence list)) {
+        if (!(entry.getValueNode() instanceof SequenceNode list)) {
             problems.add(
                     path,
-                    entry.keyLine(),
-                    "expected a list of GPU device indices, found "
-                            + entry.value().kind());
+                    YamlNodes.keyLine(entry),
+                    "expected a list of GPU device indices, found " + YamlNodes.kind(entry.getValueNode()));
             return gpus;
         }
         Map<Integer, Integer> firstIndexOfDevice = new HashMap<>();
-        for (int i = 0; i < list.items().size(); i++) {
-            YamlNode item = list.items().get(i);
+        for (int i = 0; i < list.getValue().size(); i++) {
+            Node item = list.getValue().get(i);
             String itemPath = path + "[" + i + "]";
-            int line = lineOr(item, entry.keyLine());
+            int line = lineOr(item, YamlNodes.keyLine(entry));
             Integer device = intIn(item, itemPath, line, 0, Integer.MAX_VALUE, "is not a GPU device index (0 or more)");
             if (device == null) {
                 continue;
@@ -224,59 +234,59 @@ final class TopologyValidator {
      *
      * @return how many entries the list has, valid or not
      */
-    private int nics(Mapping node, String nodePath, List<RdmaNic> nics) {
-        Entry entry = optional(node, "rdma");
+    private int nics(MappingNode node, String nodePath, List<RdmaNic> nics) {
+        NodeTuple entry = optional(node, "rdma");
         if (entry == null) {
             return 0;
         }
         String path = nodePath + ".rdma";
-        if (!(entry.value() instanceof Sequence list)) {
+        if (!(entry.getValueNode() instanceof SequenceNode list)) {
             problems.add(
                     path,
-                    entry.keyLine(),
-                    "expected a list of NICs (device, port, gidIndex), found "
-                            + entry.value().kind());
+                    YamlNodes.keyLine(entry),
+                    "expected a list of NICs (device, port, gidIndex), found " + YamlNodes.kind(entry.getValueNode()));
             return 1;
         }
         Map<String, Integer> firstIndexOfNic = new HashMap<>();
-        for (int i = 0; i < list.items().size(); i++) {
-            YamlNode item = list.items().get(i);
+        for (int i = 0; i < list.getValue().size(); i++) {
+            Node item = list.getValue().get(i);
             String itemPath = path + "[" + i + "]";
-            if (!(item instanceof Mapping nic)) {
+            if (!(item instanceof MappingNode nic)) {
                 problems.add(
                         itemPath,
-                        lineOr(item, entry.keyLine()),
-                        "expected a mapping with keys " + String.join(", ", NIC_KEYS) + ", found " + item.kind());
+                        lineOr(item, YamlNodes.keyLine(entry)),
+                        "expected a mapping with keys " + String.join(", ", NIC_KEYS) + ", found "
+                                + YamlNodes.kind(item));
                 continue;
             }
             checkKeys(nic, itemPath, NIC_KEYS);
             String device = null;
-            Entry deviceEntry = required(nic, itemPath, "device");
+            NodeTuple deviceEntry = required(nic, itemPath, "device");
             if (deviceEntry != null) {
-                device = string(deviceEntry.value(), itemPath + ".device", deviceEntry.keyLine());
+                device = string(deviceEntry.getValueNode(), itemPath + ".device", YamlNodes.keyLine(deviceEntry));
                 if (device != null && device.isBlank()) {
-                    problems.add(itemPath + ".device", deviceEntry.keyLine(), "must not be empty");
+                    problems.add(itemPath + ".device", YamlNodes.keyLine(deviceEntry), "must not be empty");
                     device = null;
                 }
             }
             Integer port = null;
-            Entry portEntry = required(nic, itemPath, "port");
+            NodeTuple portEntry = required(nic, itemPath, "port");
             if (portEntry != null) {
                 port = intIn(
-                        portEntry.value(),
+                        portEntry.getValueNode(),
                         itemPath + ".port",
-                        portEntry.keyLine(),
+                        YamlNodes.keyLine(portEntry),
                         1,
                         MAX_NIC_PORT,
                         "is not a NIC port (1.." + MAX_NIC_PORT + ")");
             }
             Integer gidIndex = null;
-            Entry gidEntry = required(nic, itemPath, "gidIndex");
+            NodeTuple gidEntry = required(nic, itemPath, "gidIndex");
             if (gidEntry != null) {
                 gidIndex = intIn(
-                        gidEntry.value(),
+                        gidEntry.getValueNode(),
                         itemPath + ".gidIndex",
-                        gidEntry.keyLine(),
+                        YamlNodes.keyLine(gidEntry),
                         0,
                         MAX_GID_INDEX,
                         "is not a GID index (0.." + MAX_GID_INDEX + ")");
@@ -288,31 +298,31 @@ final class TopologyValidator {
             if (first != null) {
                 problems.add(
                         itemPath,
-                        nic.line(),
+                        YamlNodes.line(nic),
                         "duplicate NIC " + device + " port " + port + " (also rdma[" + first + "])");
             } else {
                 nics.add(new RdmaNic(device, port, gidIndex));
             }
         }
-        return list.items().size();
+        return list.getValue().size();
     }
 
     // ---- keys ----
 
     /** Reports keys not in {@code allowed}, and keys given twice. */
-    private void checkKeys(Mapping mapping, String path, List<String> allowed) {
+    private void checkKeys(MappingNode mapping, String path, List<String> allowed) {
         Map<String, Integer> firstLineOfKey = new HashMap<>();
-        for (Entry e : mapping.entries()) {
-            String keyPath = child(path, e.key());
-            Integer first = firstLineOfKey.putIfAbsent(e.key(), e.keyLine());
+        for (NodeTuple e : mapping.getValue()) {
+            String keyPath = child(path, YamlNodes.key(e));
+            Integer first = firstLineOfKey.putIfAbsent(YamlNodes.key(e), YamlNodes.keyLine(e));
             if (first != null) {
-                problems.add(keyPath, e.keyLine(), "duplicate key (first on line " + first + ")");
-            } else if (!allowed.contains(e.key())) {
+                problems.add(keyPath, YamlNodes.keyLine(e), "duplicate key (first on line " + first + ")");
+            } else if (!allowed.contains(YamlNodes.key(e))) {
                 problems.add(
                         keyPath,
-                        e.keyLine(),
-                        "unknown key" + suggestion(e.key(), allowed) + " (allowed: " + String.join(", ", allowed)
-                                + ")");
+                        YamlNodes.keyLine(e),
+                        "unknown key" + suggestion(YamlNodes.key(e), allowed) + " (allowed: "
+                                + String.join(", ", allowed) + ")");
             }
         }
     }
@@ -333,36 +343,38 @@ final class TopologyValidator {
     }
 
     /** The entry for a required key, or null after reporting it missing (absent, or present with no value). */
-    private Entry required(Mapping mapping, String path, String key) {
-        Optional<Entry> entry = mapping.entry(key);
+    private NodeTuple required(MappingNode mapping, String path, String key) {
+        Optional<NodeTuple> entry = YamlNodes.entry(mapping, key);
         if (entry.isEmpty()) {
             // The mapping's first line points at the node that lacks the key; the top level has no such place.
-            problems.add(child(path, key), path.isEmpty() ? 0 : mapping.line(), "missing");
+            problems.add(child(path, key), path.isEmpty() ? 0 : YamlNodes.line(mapping), "missing");
             return null;
         }
-        if (isNull(entry.get().value())) {
-            problems.add(child(path, key), entry.get().keyLine(), "missing (the key has no value)");
+        if (isNull(entry.get().getValueNode())) {
+            problems.add(child(path, key), YamlNodes.keyLine(entry.get()), "missing (the key has no value)");
             return null;
         }
         return entry.get();
     }
 
     /** The entry for an optional key, or null when absent or given no value (the default applies). */
-    private static Entry optional(Mapping mapping, String key) {
-        return mapping.entry(key).filter(e -> !isNull(e.value())).orElse(null);
+    private static NodeTuple optional(MappingNode mapping, String key) {
+        return YamlNodes.entry(mapping, key)
+                .filter(e -> !isNull(e.getValueNode()))
+                .orElse(null);
     }
 
     // ---- values; each returns null after reporting a problem ----
 
-    private String string(YamlNode value, String path, int line) {
-        if (value instanceof Scalar s && isPlainValue(s)) {
-            return s.text();
+    private String string(Node value, String path, int line) {
+        if (value instanceof ScalarNode s && isPlainValue(s)) {
+            return s.getValue();
         }
-        problems.add(path, line, "expected a string, found " + value.kind());
+        problems.add(path, line, "expected a string, found " + YamlNodes.kind(value));
         return null;
     }
 
-    private String name(YamlNode value, String path, int line) {
+    private String name(Node value, String path, int line) {
         String text = string(value, path, line);
         if (text == null) {
             return null;
@@ -374,7 +386,7 @@ final class TopologyValidator {
         return text;
     }
 
-    private String host(YamlNode value, String path, int line) {
+    private String host(Node value, String path, int line) {
         String text = string(value, path, line);
         if (text == null) {
             return null;
@@ -390,50 +402,52 @@ final class TopologyValidator {
         return text;
     }
 
-    private BigInteger integer(YamlNode value, String path, int line) {
-        if (value instanceof Scalar s && isPlainValue(s)) {
-            if (s.type() == ScalarType.INTEGER) {
-                return s.integer();
+    private BigInteger integer(Node value, String path, int line) {
+        if (value instanceof ScalarNode s && isPlainValue(s)) {
+            if (YamlNodes.type(s) == ScalarType.INTEGER) {
+                return YamlNodes.integer(s);
             }
-            if (s.type() == ScalarType.STRING
-                    && DECIMAL.matcher(s.text().strip()).matches()) {
-                return new BigInteger(s.text().strip());
+            if (YamlNodes.type(s) == ScalarType.STRING
+                    && DECIMAL.matcher(s.getValue().strip()).matches()) {
+                return new BigInteger(s.getValue().strip());
             }
-            problems.add(path, line, s.shown() + " is not an integer");
+            problems.add(path, line, YamlNodes.shown(s) + " is not an integer");
             return null;
         }
-        problems.add(path, line, "expected an integer, found " + value.kind());
+        problems.add(path, line, "expected an integer, found " + YamlNodes.kind(value));
         return null;
     }
 
     /** An integer in {@code min..max}; outside, reports {@code "<value> " + rangeProblem}. */
-    private Integer intIn(YamlNode value, String path, int line, int min, int max, String rangeProblem) {
+    private Integer intIn(Node value, String path, int line, int min, int max, String rangeProblem) {
         BigInteger n = integer(value, path, line);
         if (n == null) {
             return null;
         }
         if (n.compareTo(BigInteger.valueOf(min)) < 0 || n.compareTo(BigInteger.valueOf(max)) > 0) {
-            problems.add(path, line, ((Scalar) value).shown() + " " + rangeProblem);
+            problems.add(path, line, YamlNodes.shown((ScalarNode) value) + " " + rangeProblem);
             return null;
         }
         return n.intValueExact();
     }
 
-    private Long size(YamlNode value, String path, int line) {
-        if (value instanceof Scalar s && isPlainValue(s)) {
-            String text = s.type() == ScalarType.INTEGER ? s.integer().toString() : s.text();
+    private Long size(Node value, String path, int line) {
+        if (value instanceof ScalarNode s && isPlainValue(s)) {
+            String text = YamlNodes.type(s) == ScalarType.INTEGER
+                    ? YamlNodes.integer(s).toString()
+                    : s.getValue();
             try {
-                return ByteSize.parse(text, s.shown());
+                return ByteSize.parse(text, YamlNodes.shown(s));
             } catch (IllegalArgumentException e) {
                 problems.add(path, line, e.getMessage());
                 return null;
             }
         }
-        problems.add(path, line, "expected a size, found " + value.kind());
+        problems.add(path, line, "expected a size, found " + YamlNodes.kind(value));
         return null;
     }
 
-    private Transport transport(YamlNode value, String path, int line) {
+    private Transport transport(Node value, String path, int line) {
         String text = string(value, path, line);
         if (text == null) {
             return null;
@@ -448,15 +462,15 @@ final class TopologyValidator {
 
     // ---- helpers ----
 
-    private static boolean isNull(YamlNode value) {
-        return value instanceof Scalar s && s.isNull();
+    private static boolean isNull(Node value) {
+        return YamlNodes.isNull(value);
     }
 
-    /** Strings, numbers and booleans: scalars that stand for themselves (not null, aliases or binary). */
-    private static boolean isPlainValue(Scalar s) {
-        return switch (s.type()) {
+    /** Strings, numbers and booleans: scalars that stand for themselves (not null, aliases or refused tags). */
+    private static boolean isPlainValue(ScalarNode s) {
+        return switch (YamlNodes.type(s)) {
             case STRING, INTEGER, FLOAT, BOOLEAN -> true;
-            case NULL, BINARY, ALIAS -> false;
+            case NULL, TAGGED, ALIAS -> false;
         };
     }
 
@@ -464,7 +478,7 @@ final class TopologyValidator {
         return path.isEmpty() ? key : path + "." + key;
     }
 
-    private static int lineOr(YamlNode value, int fallback) {
-        return value.line() > 0 ? value.line() : fallback;
+    private static int lineOr(Node value, int fallback) {
+        return YamlNodes.line(value) > 0 ? YamlNodes.line(value) : fallback;
     }
 }

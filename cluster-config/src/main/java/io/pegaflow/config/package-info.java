@@ -8,6 +8,6 @@
  * thread-safe values; the loader and {@link io.pegaflow.config.ByteSize} are stateless and may be
  * called from any thread.
  *
- * <p>JDK and Jackson only: this module sits below the actors and must never see Pekko or Kamon.
+ * <p>JDK and SnakeYAML (its composer only): this module sits below the actors and must never see Pekko or Kamon.
  */
 package io.pegaflow.config;

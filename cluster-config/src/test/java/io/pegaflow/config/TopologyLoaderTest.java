@@ -604,6 +604,62 @@ class TopologyLoaderTest {
     }
 
     @Test
+    void shouldLoadAnAnchorThatNoAliasUses() throws TopologyException {
+        Topology topology = parse("""
+                cluster: c
+                nodes:
+                  - &first {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
+                """);
+        assertEquals(List.of("n1"), topology.ids());
+    }
+
+    @Test
+    void shouldHonourYamlCoreTags() throws TopologyException {
+        NodeSpec node = parse("""
+                cluster: !!str c
+                nodes: !!seq
+                  - !!map {id: !!str 1, host: h, clusterPort: !!int "25520", grpcPort: 2, metricsPort: 3, poolSize: 1gb}
+                """).requireNode("1");
+        assertEquals(25520, node.clusterPort());
+    }
+
+    @Test
+    void shouldRejectOtherTagsNamingThem() {
+        String notSupported =
+                " (tags other than !!str, !!int, !!float, !!bool, !!null, !!map, !!seq are not supported)";
+        assertEquals(
+                List.of(
+                        "nodes[0].poolSize: expected a size, found a value tagged !!binary" + notSupported
+                                + " (line 3)",
+                        "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, poolSize, "
+                                + "transport, gpus, rdma, found a value tagged !node" + notSupported + " (line 4)"),
+                problemsOf("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: !!binary MTAyNA==}
+                  - !node {id: n2, host: h, clusterPort: 4, grpcPort: 5, metricsPort: 6, poolSize: 1gb}
+                """));
+    }
+
+    @Test
+    void shouldRejectAMappingKeyThatIsNotAPlainValue() {
+        assertOnlyProblem("(file): a mapping key must be a plain value, found a list (line 3)", """
+                cluster: c
+                nodes:
+                  - {[id]: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
+                """);
+    }
+
+    @Test
+    void shouldRejectAKeyGivenTwiceInAFlowMapping() {
+        assertOnlyProblem("nodes[0].host: duplicate key (first on line 3) (line 3)", """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, host: i, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
+                """);
+    }
+
+    @Test
     void shouldRejectMoreThanOneDocument() {
         assertOnlyProblem(
                 "(file): more than one YAML document (a second one has content here); "
