@@ -10,8 +10,8 @@ import io.pegaflow.config.Topology;
 import io.pegaflow.config.TopologyLoader;
 import io.pegaflow.fabric.cli.FabricClients;
 import io.pegaflow.fabric.cli.HostPort;
+import io.pegaflow.fabric.cli.Main;
 import io.pegaflow.fabric.cli.NodeProcess;
-import io.pegaflow.fabric.cli.StatusCommand;
 import io.pegaflow.fabric.cli.StatusFormat;
 import io.pegaflow.proto.fabric.ClusterStatusRequest;
 import io.pegaflow.proto.fabric.ClusterStatusResponse;
@@ -136,15 +136,15 @@ class ClusterProcessTest {
         String endpoint = "127.0.0.1:" + n3.grpcPort();
         ByteArrayOutputStream out = new ByteArrayOutputStream();
         ByteArrayOutputStream err = new ByteArrayOutputStream();
-        int rc = StatusCommand.run(new String[] {"--endpoint", endpoint}, new PrintStream(out), new PrintStream(err));
+        int rc = Main.run(new String[] {"status", "--endpoint", endpoint}, new PrintStream(out), new PrintStream(err));
         assertEquals(0, rc, err.toString());
         String table = out.toString(StandardCharsets.UTF_8);
         assertTrue(table.contains("seen from node n3"), table);
         assertTrue(table.contains("3 members: 3 Up"), table);
 
         out.reset();
-        rc = StatusCommand.run(
-                new String[] {"--endpoint", endpoint, "--json"}, new PrintStream(out), new PrintStream(err));
+        rc = Main.run(
+                new String[] {"status", "--endpoint", endpoint, "--json"}, new PrintStream(out), new PrintStream(err));
         assertEquals(0, rc, err.toString());
         String json = out.toString(StandardCharsets.UTF_8);
         assertTrue(json.contains("\"selfNodeId\" : \"n3\""), json);

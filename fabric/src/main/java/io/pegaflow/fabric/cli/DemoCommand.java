@@ -15,39 +15,70 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
 /**
  * {@code pegaflow demo}: starts every node of a topology as its own JVM, waits until each sees all members Up,
  * prints the status from each node, shuts them all down through the Shutdown RPC and checks they exit 0.
  */
-public final class DemoCommand {
-    public static final String HELP = """
-      Usage: pegaflow demo [--topology FILE] [--log-dir DIR] [--timeout-s N]
-
-      Starts every node of the topology (default examples/cluster-3node.yaml) as a separate process on this machine,
-      waits for the cluster to form, prints the cluster status from each node, runs the KV workload (a Python
-      worker driving vLLM's connector calls: save, hit, load, byte check) against the first node, then shuts every node down
-      gracefully and checks that each exits 0. Node logs go to DIR (default target/demo-logs).
-      """;
-
+@Command(
+        name = "demo",
+        mixinStandardHelpOptions = true,
+        versionProvider = PegaflowVersion.class,
+        sortOptions = false,
+        description = {
+            "Starts a whole cluster on this machine, runs a KV workload against it, shuts it down.",
+            "",
+            "Starts every node of the topology as a separate process, waits for the cluster to form, prints the"
+                    + " cluster status from each node, runs the KV workload (a Python worker driving vLLM's connector"
+                    + " calls: save, hit, load, byte check) against the first node, then shuts every node down"
+                    + " gracefully and checks that each exits 0."
+        },
+        exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {"0:every step passed", "1:a step failed (the node logs are printed)", "2:bad command line"})
+final class DemoCommand implements Callable<Integer> {
     private static final Duration CALL_TIMEOUT = Duration.ofSeconds(3);
     private static final List<String> DEMO_JVM_FLAGS = List.of("-Xms64m", "-Xmx384m", "-XX:+UseSerialGC");
 
-    private DemoCommand() {}
+    private final PrintStream out;
+    private final PrintStream err;
 
-    public static int run(String[] argv, PrintStream out, PrintStream err) throws Exception {
-        Args args = Args.parse(argv, Set.of("topology", "log-dir", "timeout-s"), Set.of("help"));
-        if (args.flag("help")) {
-            out.print(HELP);
-            return 0;
-        }
-        Path topologyFile = Path.of(args.value("topology").orElse("examples/cluster-3node.yaml"))
-                .toAbsolutePath();
-        Path logDir = Path.of(args.value("log-dir").orElse("target/demo-logs")).toAbsolutePath();
-        Duration formTimeout =
-                Duration.ofSeconds(args.intValue("timeout-s", 5, 3600).orElse(120));
+    @Option(
+            names = "--topology",
+            paramLabel = "FILE",
+            defaultValue = "examples/cluster-3node.yaml",
+            description = "The cluster to start (default ${DEFAULT-VALUE}).")
+    private Path topologyFile;
+
+    @Option(
+            names = "--log-dir",
+            paramLabel = "DIR",
+            defaultValue = "target/demo-logs",
+            description = "Where the node logs go (default ${DEFAULT-VALUE}).")
+    private Path logDir;
+
+    @Option(
+            names = "--timeout-s",
+            paramLabel = "N",
+            defaultValue = "120",
+            converter = IntInRange.FormTimeoutS.class,
+            description = "Give up when the cluster has not formed after N s, 5..3600 (default ${DEFAULT-VALUE}).")
+    private int formTimeoutS;
+
+    DemoCommand(PrintStream out, PrintStream err) {
+        this.out = out;
+        this.err = err;
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        Main.setRootLogLevel("warn");
+        Path topologyFile = this.topologyFile.toAbsolutePath();
+        Path logDir = this.logDir.toAbsolutePath();
+        Duration formTimeout = Duration.ofSeconds(formTimeoutS);
         Topology topology;
         try {
             topology = TopologyLoader.load(topologyFile);

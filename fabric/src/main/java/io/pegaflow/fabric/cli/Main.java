@@ -1,29 +1,38 @@
 package io.pegaflow.fabric.cli;
 
 import ch.qos.logback.classic.Level;
-import io.pegaflow.fabric.node.FabricNode;
-import io.pegaflow.fabric.node.NodeLaunch;
-import io.pegaflow.fabric.node.NodeOptions;
 import io.pegaflow.fabric.node.NodeStartException;
 import java.io.PrintStream;
-import java.util.Arrays;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.HelpCommand;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.UnmatchedArgumentException;
 
-/** Entry point of every {@code ./pegaflow} subcommand that runs on the JVM. */
-public final class Main {
-    public static final String HELP = """
-      Usage: pegaflow <command> [options]
+/**
+ * Entry point of every {@code ./pegaflow} subcommand that runs on the JVM; picocli parses the command line and writes
+ * the help from the options. Exit codes: 0 done, 1 the command failed, 2 a bad command line (one line naming the
+ * problem, then a pointer to the command's {@code --help}).
+ */
+@Command(
+        name = "pegaflow",
+        mixinStandardHelpOptions = true,
+        versionProvider = PegaflowVersion.class,
+        description = "PegaFlow: a KV-cache data path for LLM inference. JVM commands:",
+        synopsisSubcommandLabel = "COMMAND",
+        footer = {"", "Run `pegaflow COMMAND --help` for the options of one command."})
+public final class Main implements Runnable {
+    /** Columns of the help text, for this command and every subcommand. */
+    private static final int USAGE_WIDTH = 100;
 
-      Commands:
-        node     start a node (single-node on 127.0.0.1 with no --topology)
-        status   print the cluster as a node sees it
-        demo     start the example 3-node cluster as three processes, show its status, shut it down
-        test     run the whole test suite (Java and Python)   [handled by the ./pegaflow script]
-        build    (re)build the Java modules                   [handled by the ./pegaflow script]
-
-      Run `pegaflow <command> --help` for its options.
-      """;
+    @Spec
+    private CommandSpec spec;
 
     private Main() {}
 
@@ -31,54 +40,46 @@ public final class Main {
         System.exit(run(argv, System.out, System.err));
     }
 
-    static int run(String[] argv, PrintStream out, PrintStream err) {
-        if (argv.length == 0 || argv[0].equals("--help") || argv[0].equals("-h") || argv[0].equals("help")) {
-            out.print(HELP);
-            return argv.length == 0 ? 2 : 0;
-        }
-        String command = argv[0];
-        String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
-        try {
-            return switch (command) {
-                case "node" -> node(rest, out, err);
-                case "status" -> {
-                    setRootLogLevel("warn");
-                    yield StatusCommand.run(rest, out, err);
-                }
-                case "demo" -> {
-                    setRootLogLevel("warn");
-                    yield DemoCommand.run(rest, out, err);
-                }
-                default -> {
-                    err.println("pegaflow: unknown command \"" + command + "\"\n");
-                    err.print(HELP);
-                    yield 2;
-                }
-            };
-        } catch (Args.UsageException e) {
-            err.println("pegaflow " + command + ": " + e.getMessage() + " (see pegaflow " + command + " --help)");
-            return 2;
-        } catch (NodeStartException e) {
-            err.println("pegaflow " + command + ": " + e.getMessage());
-            return 1;
-        } catch (Exception e) {
-            err.println("pegaflow " + command + ": " + rootMessage(e));
-            return 1;
-        }
+    /** Runs one command line, writing to {@code out} and {@code err}; returns the exit code. */
+    public static int run(String[] argv, PrintStream out, PrintStream err) {
+        PrintWriter outWriter = new PrintWriter(out, true, StandardCharsets.UTF_8);
+        PrintWriter errWriter = new PrintWriter(err, true, StandardCharsets.UTF_8);
+        CommandLine commandLine = new CommandLine(new Main())
+                .addSubcommand(new NodeCommand())
+                .addSubcommand(new StatusCommand(out, err))
+                .addSubcommand(new DemoCommand(out, err))
+                .addSubcommand(new HelpCommand())
+                .setUsageHelpWidth(USAGE_WIDTH)
+                .setOut(outWriter)
+                .setErr(errWriter)
+                .setParameterExceptionHandler(Main::usageError)
+                .setExecutionExceptionHandler((e, failed, parseResult) -> {
+                    String name = failed.getCommandSpec().qualifiedName();
+                    failed.getErr()
+                            .println(name + ": " + (e instanceof NodeStartException ? e.getMessage() : rootMessage(e)));
+                    return 1;
+                });
+        int code = commandLine.execute(argv);
+        outWriter.flush();
+        errWriter.flush();
+        return code;
     }
 
-    private static int node(String[] argv, PrintStream out, PrintStream err) {
-        if (Arrays.asList(argv).contains("--help")) {
-            out.print(NodeOptions.HELP);
-            return 0;
-        }
-        NodeLaunch launch = NodeOptions.resolve(argv);
-        setRootLogLevel(launch.logLevel());
-        Logger log = LoggerFactory.getLogger(Main.class);
-        FabricNode node = FabricNode.start(launch);
-        node.whenTerminated().toCompletableFuture().join();
-        log.info("node {} stopped", launch.self().id());
-        return 0;
+    /** No command given. */
+    @Override
+    public void run() {
+        throw new ParameterException(spec.commandLine(), "missing a command");
+    }
+
+    /** One line naming the problem (and picocli's "did you mean" if it has one), then where the help is. */
+    private static int usageError(ParameterException e, String[] argv) {
+        CommandLine failed = e.getCommandLine();
+        PrintWriter err = failed.getErr();
+        String name = failed.getCommandSpec().qualifiedName();
+        err.println(name + ": " + e.getMessage());
+        UnmatchedArgumentException.printSuggestions(e, err);
+        err.println("Try '" + name + " --help' for more information.");
+        return failed.getCommandSpec().exitCodeOnInvalidInput();
     }
 
     /** Sets the root level and Pekko's (which logback.xml pins to INFO) together. */

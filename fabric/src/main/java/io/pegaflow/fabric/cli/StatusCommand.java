@@ -4,38 +4,59 @@ import io.pegaflow.proto.fabric.ClusterStatusRequest;
 import io.pegaflow.proto.fabric.ClusterStatusResponse;
 import java.io.PrintStream;
 import java.time.Duration;
-import java.util.Set;
+import java.util.concurrent.Callable;
 import java.util.concurrent.TimeUnit;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
 
-/** {@code pegaflow status --endpoint HOST:PORT [--json]}: prints the cluster as one node sees it. */
-public final class StatusCommand {
-    public static final String HELP = """
-      Usage: pegaflow status [--endpoint HOST:PORT] [--json] [--timeout-ms N]
+/** {@code pegaflow status [--endpoint HOST:PORT] [--json]}: prints the cluster as one node sees it. */
+@Command(
+        name = "status",
+        mixinStandardHelpOptions = true,
+        versionProvider = PegaflowVersion.class,
+        sortOptions = false,
+        description =
+                "Prints the cluster members (address, node id, status, roles) as the node at HOST:PORT sees them.",
+        exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {"0:the node answered", "1:no answer from the node", "2:bad command line"})
+final class StatusCommand implements Callable<Integer> {
+    private final PrintStream out;
+    private final PrintStream err;
 
-      Prints the cluster members (address, node id, status, roles) as the node at HOST:PORT sees them.
-        --endpoint HOST:PORT  a node's gRPC address (default 127.0.0.1:50055)
-        --json                machine-readable output
-        --timeout-ms N        give up after N ms (default 5000)
-      Exit code 0 on an answer, 1 when the node cannot be reached.
-      """;
+    @Option(
+            names = "--endpoint",
+            paramLabel = "HOST:PORT",
+            defaultValue = "127.0.0.1:50055",
+            converter = HostPort.Converter.class,
+            description = "A node's gRPC address (default ${DEFAULT-VALUE}).")
+    private HostPort endpoint;
 
-    private StatusCommand() {}
+    @Option(names = "--json", description = "Machine-readable output.")
+    private boolean json;
 
-    public static int run(String[] argv, PrintStream out, PrintStream err) {
-        Args args = Args.parse(argv, Set.of("endpoint", "timeout-ms"), Set.of("json", "help"));
-        if (args.flag("help")) {
-            out.print(HELP);
-            return 0;
-        }
-        HostPort endpoint = HostPort.parse("endpoint", args.value("endpoint").orElse("127.0.0.1:50055"));
-        Duration timeout =
-                Duration.ofMillis(args.intValue("timeout-ms", 1, 3_600_000).orElse(5000));
+    @Option(
+            names = "--timeout-ms",
+            paramLabel = "N",
+            defaultValue = "5000",
+            converter = IntInRange.CallTimeoutMs.class,
+            description = "Give up after N ms, 1..3600000 (default ${DEFAULT-VALUE}).")
+    private int timeoutMs;
+
+    StatusCommand(PrintStream out, PrintStream err) {
+        this.out = out;
+        this.err = err;
+    }
+
+    @Override
+    public Integer call() {
+        Main.setRootLogLevel("warn");
+        Duration timeout = Duration.ofMillis(timeoutMs);
         try (FabricClients clients = new FabricClients()) {
             var client = clients.fabric(endpoint, timeout);
             ClusterStatusResponse status = client.clusterStatus(ClusterStatusRequest.getDefaultInstance())
                     .toCompletableFuture()
                     .get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
-            out.print(args.flag("json") ? StatusFormat.json(status) : StatusFormat.table(status));
+            out.print(json ? StatusFormat.json(status) : StatusFormat.table(status));
             client.close();
             return 0;
         } catch (Exception e) {

@@ -5,94 +5,135 @@ import io.pegaflow.config.NodeSpec;
 import io.pegaflow.config.Topology;
 import io.pegaflow.config.TopologyException;
 import io.pegaflow.config.TopologyLoader;
-import io.pegaflow.fabric.cli.Args;
 import io.pegaflow.fabric.cli.HostPort;
+import io.pegaflow.fabric.cli.IntInRange;
+import io.pegaflow.fabric.cli.LogLevel;
+import io.pegaflow.fabric.cli.PoolSize;
 import java.nio.file.Path;
-import java.util.Locale;
+import java.util.List;
 import java.util.Optional;
-import java.util.Set;
+import picocli.CommandLine;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.ParameterException;
+import picocli.CommandLine.Spec;
 
-/** {@code ./pegaflow node} flags, resolved against the topology into a {@link NodeLaunch}. */
+/**
+ * {@code ./pegaflow node} flags (a picocli mixin: the help is generated from the {@link Option}s below), resolved
+ * against the topology into a {@link NodeLaunch}. Picocli checks each value as it parses; {@link #resolve()} checks
+ * how the flags combine, throwing {@link ParameterException} (a usage error, exit code 2) or {@link
+ * NodeStartException} (the topology does not allow this node).
+ */
 public final class NodeOptions {
     public static final int DEFAULT_GRPC_PORT = 50055;
     public static final String DEFAULT_HOST = "127.0.0.1";
     public static final long DEFAULT_POOL_BYTES = ByteSize.parse("1gb");
 
-    static final Set<String> VALUED = Set.of(
-            "topology",
-            "node",
-            "addr",
-            "pool-size",
-            "device",
-            "log-level",
-            "cluster-port",
-            "metrics-port",
-            "partial-timeout-ms");
-    static final Set<String> BOOLEANS = Set.of("help");
-    static final Set<String> LOG_LEVELS = Set.of("trace", "debug", "info", "warn", "error");
+    @Spec
+    private CommandSpec spec;
 
-    public static final String HELP = """
-      Usage: pegaflow node [options]
+    @Option(
+            names = "--topology",
+            paramLabel = "FILE",
+            description = "Cluster topology (YAML); needs --node. Without it: a single-node cluster on 127.0.0.1"
+                    + " (gRPC 50055, cluster 25520, metrics 9091).")
+    private Path topology;
 
-      Starts one PegaFlow node: a Pekko cluster member, the gRPC services and a Prometheus endpoint.
-      With no --topology it starts a single-node cluster on 127.0.0.1 (gRPC 50055, cluster 25520, metrics 9091).
+    @Option(names = "--node", paramLabel = "ID", description = "This node's id in the topology.")
+    private String nodeId;
 
-        --topology FILE     cluster topology (YAML); needs --node
-        --node ID           this node's id in the topology
-        --addr HOST:PORT    gRPC listen address (default: the topology's host:grpcPort, or 127.0.0.1:50055).
-                            With a topology the port must match and HOST may only widen it (0.0.0.0)
-        --pool-size SIZE    block pool size: bytes or 10gb, 500mb, 1.5tb (default: topology, or 1gb)
-        --device N          GPU index to serve: pinned pool + CUDA copy engine (default: the topology's
-                            first GPU; none = host path). Copy settings: -Dpegaflow.cuda.* in PEGAFLOW_JVM_OPTS
-        --cluster-port N    Artery port without a topology (default 25520)
-        --metrics-port N    Prometheus port without a topology (default 9091)
-        --log-level LEVEL   trace, debug, info, warn, error (default info)
-        --partial-timeout-ms N  drop a block still missing slots (e.g. a TP rank) after N ms (default 30000)
-        --help              this text
-      """;
+    @Option(
+            names = "--addr",
+            paramLabel = "HOST:PORT",
+            converter = HostPort.Converter.class,
+            description = "gRPC listen address (default: the topology's host:grpcPort, or 127.0.0.1:50055). With a"
+                    + " topology the port must match and HOST may only widen it (0.0.0.0).")
+    private HostPort addr;
 
-    private NodeOptions() {}
+    @Option(
+            names = "--pool-size",
+            paramLabel = "SIZE",
+            converter = PoolSize.class,
+            description = "Block pool size: bytes or 10gb, 500mb, 1.5tb (default: the topology's, or 1gb).")
+    private Long poolSizeBytes;
 
+    @Option(
+            names = "--device",
+            paramLabel = "N",
+            converter = IntInRange.DeviceIndex.class,
+            description = "GPU index to serve, 0..1023: pinned pool + CUDA copy engine (default: the topology's first"
+                    + " GPU; none = host path). Copy settings: -Dpegaflow.cuda.* in PEGAFLOW_JVM_OPTS.")
+    private Integer device;
+
+    @Option(
+            names = "--cluster-port",
+            paramLabel = "N",
+            converter = IntInRange.Port.class,
+            description = "Artery port, only without --topology (default 25520).")
+    private Integer clusterPort;
+
+    @Option(
+            names = "--metrics-port",
+            paramLabel = "N",
+            converter = IntInRange.Port.class,
+            description = "Prometheus port, only without --topology (default 9091).")
+    private Integer metricsPort;
+
+    @Option(
+            names = "--log-level",
+            paramLabel = "LEVEL",
+            defaultValue = "info",
+            converter = LogLevel.class,
+            completionCandidates = LogLevel.Names.class,
+            description = "${COMPLETION-CANDIDATES} (default ${DEFAULT-VALUE}).")
+    private String logLevel;
+
+    @Option(
+            names = "--partial-timeout-ms",
+            paramLabel = "N",
+            defaultValue = "30000",
+            converter = IntInRange.PartialTimeoutMs.class,
+            description = "Drop a block still missing slots (e.g. a TP rank) after N ms, 100..3600000"
+                    + " (default ${DEFAULT-VALUE}).")
+    private int partialTimeoutMs;
+
+    /** Parses {@code argv} (the arguments after {@code node}) and resolves them; for tests and tools. */
     public static NodeLaunch resolve(String[] argv) {
-        Args args = Args.parse(argv, VALUED, BOOLEANS);
-        if (!args.positional().isEmpty()) {
-            throw new Args.UsageException(
-                    "unexpected argument " + args.positional().getFirst());
-        }
-        String logLevel = args.value("log-level").orElse("info").toLowerCase(Locale.ROOT);
-        if (!LOG_LEVELS.contains(logLevel)) {
-            throw new Args.UsageException("--log-level: \"" + logLevel + "\" is not one of " + LOG_LEVELS);
-        }
-        Optional<HostPort> addr = args.value("addr").map(a -> HostPort.parse("addr", a));
-        Optional<Long> poolSize = args.value("pool-size").map(NodeOptions::parsePoolSize);
-        Optional<Integer> device = args.intValue("device", 0, 1023);
+        NodeOptions options = new NodeOptions();
+        new CommandLine(options).parseArgs(argv);
+        return options.resolve();
+    }
+
+    /** The launch these flags describe; call after picocli has parsed them. */
+    public NodeLaunch resolve() {
+        Optional<HostPort> addr = Optional.ofNullable(this.addr);
+        Optional<Long> poolSize = Optional.ofNullable(poolSizeBytes);
+        Optional<Integer> device = Optional.ofNullable(this.device);
 
         Topology topology;
         NodeSpec self;
-        if (args.value("topology").isPresent()) {
-            if (args.value("node").isEmpty()) {
-                throw new Args.UsageException("--topology needs --node ID (which entry of the file is this node)");
+        if (this.topology != null) {
+            if (nodeId == null) {
+                throw usage("--topology needs --node ID (which entry of the file is this node)");
             }
-            for (String flag : new String[] {"cluster-port", "metrics-port"}) {
-                if (args.value(flag).isPresent()) {
-                    throw new Args.UsageException(
-                            "--" + flag + " is only for a node without --topology; edit the topology");
-                }
+            if (clusterPort != null || metricsPort != null) {
+                throw usage((clusterPort != null ? "--cluster-port" : "--metrics-port")
+                        + " is only for a node without --topology; edit the topology");
             }
-            topology = load(Path.of(args.value("topology").get()));
-            String nodeId = args.value("node").get();
-            self = topology.node(nodeId)
+            Topology loaded = load(this.topology);
+            topology = loaded;
+            self = loaded.node(nodeId)
                     .orElseThrow(() -> new NodeStartException("node \""
                             + nodeId
                             + "\" is not in the topology (ids: "
-                            + topology.nodes().stream().map(NodeSpec::id).toList()
+                            + loaded.nodes().stream().map(NodeSpec::id).toList()
                             + ")"));
             if (addr.isPresent()) {
                 checkAddrMatches(self, addr.get());
             }
         } else {
-            if (args.value("node").isPresent()) {
-                throw new Args.UsageException("--node needs --topology FILE");
+            if (nodeId != null) {
+                throw usage("--node needs --topology FILE");
             }
             HostPort grpc = addr.orElse(new HostPort(DEFAULT_HOST, DEFAULT_GRPC_PORT));
             // Artery needs a concrete address; a wildcard gRPC bind still joins the cluster on loopback.
@@ -102,14 +143,14 @@ public final class NodeOptions {
             self = new NodeSpec(
                     n.id(),
                     n.host(),
-                    args.intValue("cluster-port", 1, 65535).orElse(n.clusterPort()),
+                    clusterPort != null ? clusterPort : n.clusterPort(),
                     n.grpcPort(),
-                    args.intValue("metrics-port", 1, 65535).orElse(n.metricsPort()),
-                    device.map(java.util.List::of).orElse(n.gpus()),
+                    metricsPort != null ? metricsPort : n.metricsPort(),
+                    device.map(List::of).orElse(n.gpus()),
                     n.rdmaNics(),
                     n.poolSizeBytes(),
                     n.transport());
-            topology = new Topology(local.clusterName(), local.directoryRanges(), java.util.List.of(self));
+            topology = new Topology(local.clusterName(), local.directoryRanges(), List.of(self));
         }
         String bindHost = addr.map(HostPort::host).orElse(self.host());
         return new NodeLaunch(
@@ -119,15 +160,12 @@ public final class NodeOptions {
                 poolSize.orElse(self.poolSizeBytes()),
                 device.or(() -> self.gpus().stream().findFirst()),
                 logLevel,
-                args.intValue("partial-timeout-ms", 100, 3_600_000).orElse(30_000));
+                partialTimeoutMs);
     }
 
-    private static long parsePoolSize(String text) {
-        try {
-            return ByteSize.parse(text);
-        } catch (IllegalArgumentException e) {
-            throw new Args.UsageException("--pool-size: " + e.getMessage());
-        }
+    /** A usage error reported like picocli's own: one line, the usage hint, exit code 2. */
+    private ParameterException usage(String message) {
+        return new ParameterException(spec.commandLine(), message);
     }
 
     private static Topology load(Path file) {
