@@ -15,8 +15,7 @@ import picocli.CommandLine.Option;
         mixinStandardHelpOptions = true,
         versionProvider = PegaflowVersion.class,
         sortOptions = false,
-        description =
-                "Prints the cluster members (address, node id, status, roles) as the node at HOST:PORT sees them.",
+        description = "Prints the cluster members (address, node id, status, roles) as one node sees them.",
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:the node answered", "1:no answer from the node", "2:bad command line"})
 final class StatusCommand implements Callable<Integer> {
