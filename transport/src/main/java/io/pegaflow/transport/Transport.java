@@ -60,7 +60,7 @@ public interface Transport extends AutoCloseable {
      * @param segment native memory from a shared or global arena, at most {@link #maxRegionBytes()} long; it must stay
      *     alive until {@link #deregisterRegion} (or {@link #close()}) returns
      * @return the region handle; {@link LocalRegion#describe()} gives what peers need to reach it
-     * @throws IllegalArgumentException if the segment is on the heap, empty or too long
+     * @throws IllegalArgumentException if the segment is on the heap, confined to one thread, empty or too long
      * @throws TransportException if the memory cannot be registered (RDMA: {@code ibv_reg_mr} failed) or too many
      *     regions are registered
      */

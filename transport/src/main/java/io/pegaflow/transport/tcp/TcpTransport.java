@@ -39,6 +39,9 @@ public final class TcpTransport implements Transport {
 
     private static final System.Logger LOG = System.getLogger(TcpTransport.class.getName());
 
+    /** Stands for the transport's threads when asking whether a segment is confined to its owner. */
+    private static final Thread ANY_OTHER_THREAD = Thread.ofPlatform().unstarted(() -> {});
+
     private static final int NEW = 0;
     private static final int STARTED = 1;
     private static final int CLOSED = 2;
@@ -144,6 +147,11 @@ public final class TcpTransport implements Transport {
         }
         if (segment.byteSize() == 0) {
             throw new IllegalArgumentException("segment must not be empty");
+        }
+        if (!segment.isAccessibleBy(ANY_OTHER_THREAD)) {
+            throw new IllegalArgumentException(
+                    "segment must be reachable from the transport's threads (a shared or global arena), got a"
+                            + " confined one");
         }
         if (lifecycle.get() == CLOSED) {
             throw new IllegalStateException("transport=tcp node " + localNodeId() + " is closed");
