@@ -71,6 +71,8 @@ final class ClientConnection {
     private int rxBlock;
     private long rxBlockDone;
     private boolean rxInCrc;
+    /** The last read returned less than asked: the socket had no more for now. */
+    private boolean drainedSocket;
 
     private boolean closed;
 
@@ -331,8 +333,8 @@ final class ClientConnection {
             } else {
                 n = readCrc();
             }
-            if (n == 0) {
-                return;
+            if (n == 0 || drainedSocket) {
+                return; // a short read: the socket is empty for now, the selector says when there is more
             }
             budget -= n;
         }
@@ -454,6 +456,7 @@ final class ClientConnection {
         if (n < 0) {
             throw new EOFException("peer closed the connection");
         }
+        drainedSocket = target.hasRemaining();
         return n;
     }
 
