@@ -55,6 +55,7 @@ final class ClientConnection {
     private int txPhase = TX_IDLE;
     private TransferSlot txSlot;
     private long txRequestId;
+    private TransferOp txOp;
     private int txBlock;
     private long txBlockDone;
     private boolean txCorrupt;
@@ -126,14 +127,21 @@ final class ClientConnection {
                         setWriteInterest(true);
                         return;
                     }
-                    if (txSlot.op == TransferOp.READ) {
-                        txSlot.ioState = TransferSlot.IO_AWAITING;
-                        txPhase = TX_IDLE;
-                    } else {
+                    if (txOp == TransferOp.WRITE) {
                         startBlock(0);
+                    } else {
+                        if (txLive()) {
+                            txSlot.ioState = TransferSlot.IO_AWAITING;
+                        }
+                        txPhase = TX_IDLE;
+                        txSlot = null;
                     }
                 }
                 case TX_BLOCK -> {
+                    if (!txLive()) {
+                        txPhase = TX_PAD; // completed mid-send: never read its local memory again
+                        continue;
+                    }
                     int n = writeBlockBytes();
                     if (n == 0) {
                         setWriteInterest(true);
@@ -151,6 +159,11 @@ final class ClientConnection {
                     nextBlock();
                 }
                 case TX_PAD -> {
+                    if (txPayloadRemaining == 0) {
+                        txPhase = TX_IDLE;
+                        txSlot = null;
+                        continue;
+                    }
                     int n = writePadding();
                     if (n == 0) {
                         setWriteInterest(true);
@@ -177,6 +190,7 @@ final class ClientConnection {
             slot.ioState = TransferSlot.IO_SENDING;
             txSlot = slot;
             txRequestId = id;
+            txOp = slot.op; // kept here: once the slot is completed it may be reused while its request is still sent
             txPhase = TX_HEADER;
             txPayloadRemaining = slot.op == TransferOp.WRITE
                     ? TcpProtocol.payloadBytes(slot.totalBytes, slot.count, slot.checksums)
@@ -227,12 +241,8 @@ final class ClientConnection {
         }
     }
 
-    /** Writes the current WRITE block's bytes from local memory (zero copy); 0 when the socket is full. */
+    /** Writes the live WRITE block's bytes from local memory (zero copy); 0 when the socket is full. */
     private int writeBlockBytes() throws IOException {
-        if (!txLive()) {
-            txPhase = TX_PAD; // completed mid-send: never read its local memory again
-            return writePadding();
-        }
         TransferSlot slot = txSlot;
         int length = slot.lengths[txBlock];
         long remaining = length - txBlockDone;

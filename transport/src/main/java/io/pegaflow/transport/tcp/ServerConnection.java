@@ -182,6 +182,7 @@ final class ServerConnection implements Runnable {
             } else {
                 byte outcome = receiveWrite(count, checksums);
                 writeReply(outcome, flags, requestId, count, -1, 0);
+                transport.testHook().afterReceivingWrite();
                 if (outcome == TcpProtocol.REPLY_OK) {
                     transport.recordServed(total);
                 } else {
@@ -235,9 +236,13 @@ final class ServerConnection implements Runnable {
         }
     }
 
-    private byte receiveWrite(int count, boolean checksums) throws IOException {
+    private byte receiveWrite(int count, boolean checksums) throws IOException, InterruptedException {
+        TcpTestHook hook = transport.testHook();
         byte outcome = TcpProtocol.REPLY_OK;
         for (int i = 0; i < count; i++) {
+            if (hook != TcpTestHook.NONE) {
+                hook.beforeReceivingBlock(i);
+            }
             readRange(regions[i], offsets[i], lengths[i]);
             if (checksums) {
                 readFully(crcBytes.clear());

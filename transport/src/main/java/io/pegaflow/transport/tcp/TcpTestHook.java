@@ -26,4 +26,13 @@ public interface TcpTestHook {
 
     /** Serving thread, after it has sent a READ reply in full (late data included). */
     default void afterServingRead() {}
+
+    /**
+     * Serving thread, before it reads block {@code blockIndex} of a WRITE payload off the socket; sleeping here makes
+     * this node a slow receiver, so the writer's socket fills and its transfer stalls mid-send.
+     */
+    default void beforeReceivingBlock(int blockIndex) throws InterruptedException {}
+
+    /** Serving thread, after it has read a WRITE payload in full and replied. */
+    default void afterReceivingWrite() {}
 }
