@@ -22,8 +22,9 @@
  * </ul>
  * Submitting threads only check descriptors, claim a preallocated {@code TransferSlot} (a CAS), copy the descriptors
  * into it and offer it to a bounded queue sized to the slot count (so the offer never fails); they never block and
- * never do I/O. One connection per peer and direction: a second connection would only help when one core cannot keep
- * up with one socket, which the benchmark (bench/results/tcp-transport.md) does not show on loopback.
+ * never do I/O. One connection per peer and direction (several per peer are not implemented): the benchmark's
+ * baseline is one raw socket too, and the transport stays close to it (bench/results/tcp-transport.md); striping a
+ * peer over several connections and I/O threads is the next step if one I/O thread becomes the limit.
  *
  * <p>Nothing is allocated per block on the data path: slots, header buffers, region views, scratch memory and
  * counters are made once per transport, connection or registration.
