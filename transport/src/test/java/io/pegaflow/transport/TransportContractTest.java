@@ -425,7 +425,7 @@ public abstract class TransportContractTest {
         CountDownLatch stalled = new CountDownLatch(1);
         CountDownLatch replySent = new CountDownLatch(1);
         // The holder sends half of block 0, then stalls far past the timeout, then sends the rest.
-        assumeTrue(stallReadReplies(b.transport, 0, 1, 1_500, stalled, replySent), "needs a slow-peer hook");
+        assumeTrue(stallReadReplies(b.transport, 0, 1, 2_500, stalled, replySent), "needs a slow-peer hook");
         fillPattern(b.memory, 9);
         fill(a.memory, UNTOUCHED);
         DescriptorList list = new DescriptorList(4);
@@ -443,7 +443,7 @@ public abstract class TransportContractTest {
         long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - submitted);
 
         assertEquals(TransferStatus.TIMED_OUT, d.status());
-        assertTrue(tookMs >= 290 && tookMs < 1_400, "timed out after " + tookMs + " ms");
+        assertTrue(tookMs >= 290 && tookMs < 2_000, "timed out after " + tookMs + " ms");
         assertTrue(replySent.await(WAIT_MS, TimeUnit.MILLISECONDS), "the late data was sent");
         long late = span - d.bytes();
         assertTrue(
