@@ -107,8 +107,8 @@ public class BlockStoreBenchmark {
     }
 
     @Benchmark
-    public long queryPrefix1000(Store s) {
-        return s.store.query("bench", s.prefix, 0)[0];
+    public int queryPrefix1000(Store s) {
+        return s.store.query("bench", s.prefix, 0).hitCount();
     }
 
     @Benchmark

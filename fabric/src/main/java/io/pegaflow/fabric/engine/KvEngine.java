@@ -3,6 +3,7 @@ package io.pegaflow.fabric.engine;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.NamespaceLayout;
+import io.pegaflow.store.QueryResult;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -156,8 +157,9 @@ public final class KvEngine {
     /** A short critical section of the store (no eviction): answered on the caller's thread. */
     public PrefixHits query(PrefixQuery query) {
         BlockChecks.checkQuery(query);
-        long[] r = store.query(query.namespace(), query.hashes(), query.leaseTtlMs());
-        return new PrefixHits((int) r[0], r[1], r[2]);
+        QueryResult r = store.query(query.namespace(), query.hashes(), query.leaseTtlMs());
+        return new PrefixHits(
+                r.hitCount(), r.leaseId(), r.lease() == null ? 0 : r.lease().expiresInMs());
     }
 
     public boolean release(long leaseId) {
