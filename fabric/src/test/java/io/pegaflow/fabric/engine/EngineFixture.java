@@ -170,6 +170,10 @@ final class EngineFixture implements AutoCloseable {
         final List<String> threads = new CopyOnWriteArrayList<>();
         volatile CountDownLatch gate;
         final CountDownLatch entered = new CountDownLatch(1);
+        /** When set, unmapping waits for it. */
+        volatile CountDownLatch closeGate;
+
+        final CountDownLatch closeEntered = new CountDownLatch(1);
 
         @Override
         public MappedRegion map(Path root, Path path) throws IOException {
@@ -198,6 +202,15 @@ final class EngineFixture implements AutoCloseable {
 
                 @Override
                 public void close() {
+                    CountDownLatch g = closeGate;
+                    if (g != null) {
+                        closeEntered.countDown();
+                        try {
+                            g.await(20, TimeUnit.SECONDS);
+                        } catch (InterruptedException e) {
+                            Thread.currentThread().interrupt();
+                        }
+                    }
                     unmaps.computeIfAbsent(path.toString(), p -> new AtomicInteger())
                             .incrementAndGet();
                     real.close();
