@@ -31,14 +31,6 @@ final class ContextRegistry {
         return workerKey + "#" + contextSeq.incrementAndGet();
     }
 
-    /** Refuses a layout that disagrees with the namespace's registered one (FAILED_PRECONDITION). */
-    void checkLayout(NamespaceLayout layout) {
-        NamespaceLayout existing = namespaces.get(layout.namespace());
-        if (existing != null && existing.mismatch(layout) != null) {
-            throw mismatch(existing, layout);
-        }
-    }
-
     /**
      * Fixes the namespace's layout on its first registration, or checks it against the fixed one.
      *

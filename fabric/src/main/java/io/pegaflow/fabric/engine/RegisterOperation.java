@@ -45,21 +45,21 @@ final class RegisterOperation {
     }
 
     CompletableFuture<Registered> register(ContextRegistration r) {
-        NamespaceLayout layout;
         try {
-            layout = RegistrationChecks.check(r, copyEngine, slabBytes);
-            registry.checkLayout(layout); // again at publication: a racing first registration may fix it first
+            RegistrationChecks.checkFields(r, copyEngine);
         } catch (EngineException e) {
             return CompletableFuture.failedFuture(e);
         }
-        return mapping.supply("register", () -> mapAndPublish(r, layout));
+        return mapping.supply("register", () -> mapAndPublish(r));
     }
 
     /** Runs on a mapping thread. */
-    private Registered mapAndPublish(ContextRegistration r, NamespaceLayout layout) {
+    private Registered mapAndPublish(ContextRegistration r) {
         RegionMapper.Mapped mapped = regions.map(r);
         WorkerContext context;
+        NamespaceLayout layout;
         try {
+            layout = RegistrationChecks.layout(r, mapped.layers(), slabBytes);
             registry.claimLayout(layout);
             String id = registry.nextId(WorkerContext.workerKey(r.instanceId(), r.tpRank(), r.ppRank()));
             context = new WorkerContext(

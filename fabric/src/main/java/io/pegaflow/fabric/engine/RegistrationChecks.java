@@ -6,9 +6,10 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The checks of a RegisterContext that need no file or handle: header fields, every layer's fields, the CUDA IPC
- * policy, equal layer sizes and the block size against the pool. Cheap and side-effect free, so they run on the
- * caller's thread before anything is mapped. Each refusal names the field and the allowed range. Stateless.
+ * The checks of a RegisterContext: its fields and the CUDA IPC policy before anything is mapped (cheap and
+ * side-effect free, on the caller's thread), then the layout of the mapped layers (on the mapping thread). The order
+ * of the checks is the order the messages have always come in. Each refusal names the field and the allowed range.
+ * Stateless.
  */
 final class RegistrationChecks {
     static final int MAX_SEGMENTS = 8;
@@ -16,28 +17,35 @@ final class RegistrationChecks {
     private RegistrationChecks() {}
 
     /**
-     * @param slabBytes the pool's largest allocation
-     * @return the namespace layout the registration asks for (slot bytes included)
+     * Header fields, every layer's fields and the CUDA IPC policy, in request order.
+     *
      * @throws EngineException INVALID_ARGUMENT or FAILED_PRECONDITION naming the field
      */
-    static NamespaceLayout check(ContextRegistration r, CopyEngine copyEngine, long slabBytes) {
+    static void checkFields(ContextRegistration r, CopyEngine copyEngine) {
         checkHeader(r);
-        long slotBytes = -1;
-        int firstLayer = -1;
         boolean[] seen = new boolean[r.totalLayers()];
         for (int i = 0; i < r.layers().size(); i++) {
-            LayerSpec layer = r.layers().get(i);
-            long layerSlot = checkLayer("layers[" + i + "]", r, layer, seen, copyEngine);
-            if (slotBytes < 0) {
-                slotBytes = layerSlot;
-                firstLayer = layer.layerIndex();
-            } else if (layerSlot != slotBytes) {
+            checkLayer("layers[" + i + "]", r, r.layers().get(i), seen, copyEngine);
+        }
+    }
+
+    /**
+     * The namespace layout of mapped layers: equal sizes, and a block that fits the pool's largest allocation.
+     * (After mapping, so that a layer running past its file is reported as that, as it always was.)
+     *
+     * @param layers sorted by global index
+     * @param slabBytes the pool's largest allocation
+     */
+    static NamespaceLayout layout(ContextRegistration r, LayerMapping[] layers, long slabBytes) {
+        long slotBytes = layers[0].slotBytes();
+        for (LayerMapping layer : layers) {
+            if (layer.slotBytes() != slotBytes) {
                 throw EngineException.invalid("layers: layer "
                         + layer.layerIndex()
                         + " has "
-                        + layerSlot
+                        + layer.slotBytes()
                         + " bytes per block but layer "
-                        + firstLayer
+                        + layers[0].layerIndex()
                         + " has "
                         + slotBytes
                         + "; layers of different sizes are not supported");
@@ -91,8 +99,7 @@ final class RegistrationChecks {
         }
     }
 
-    /** @return the layer's bytes per block (its segments added up) */
-    private static long checkLayer(
+    private static void checkLayer(
             String at, ContextRegistration r, LayerSpec layer, boolean[] seen, CopyEngine copyEngine) {
         if (Integer.toUnsignedLong(layer.layerIndex()) >= r.totalLayers()) {
             throw EngineException.invalid(at
@@ -117,7 +124,7 @@ final class RegistrationChecks {
         if (segments == 0 || segments > MAX_SEGMENTS) {
             throw EngineException.invalid(at + ".segments: needs 1.." + MAX_SEGMENTS + " segments, got " + segments);
         }
-        long slotBytes = 0;
+        long sum = 0;
         for (int s = 0; s < segments; s++) {
             LayerSpec.Segment seg = layer.segments().get(s);
             if (seg.lengthBytes() < 1) {
@@ -129,7 +136,7 @@ final class RegistrationChecks {
                         + Long.toUnsignedString(seg.offsetBytes()) + " is too large");
             }
             try {
-                slotBytes = Math.addExact(slotBytes, seg.lengthBytes());
+                sum = Math.addExact(sum, seg.lengthBytes());
             } catch (ArithmeticException e) {
                 throw EngineException.invalid(
                         at + ".segments: the lengths add up to more than " + Long.MAX_VALUE + " bytes");
@@ -144,6 +151,5 @@ final class RegistrationChecks {
                 }
             }
         }
-        return slotBytes;
     }
 }

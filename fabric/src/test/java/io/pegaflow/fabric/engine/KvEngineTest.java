@@ -464,6 +464,26 @@ class KvEngineTest {
         assertEquals(1, engine.contextCount());
     }
 
+    @Test
+    void shouldReportALayerPastTheEndOfItsFileBeforeComparingLayerSizes() throws Exception {
+        engine(16 * 8192, 30_000);
+        ShmKvCache cache = cache(2, 64, false);
+        ContextRegistration good = cache.registration("i1", "ns", 0, 1, 2, 0);
+        LayerSpec layer1 = good.layers().get(1);
+        LayerSpec longer = new LayerSpec(
+                layer1.name(),
+                layer1.layerIndex(),
+                layer1.region(),
+                layer1.numBlocks(),
+                layer1.blockStrideBytes(),
+                List.of(new LayerSpec.Segment(0, BLOCK + 1)));
+        expect(
+                EngineException.Code.INVALID_ARGUMENT,
+                "layers[1].segments[0]: block 63 ends at byte",
+                () -> register(withLayer(good, 1, longer)));
+        assertEquals(0, engine.contextCount());
+    }
+
     private long[] snapshot() {
         BlockStore s = engine.store();
         return new long[] {
