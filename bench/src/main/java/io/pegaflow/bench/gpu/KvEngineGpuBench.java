@@ -2,7 +2,12 @@ package io.pegaflow.bench.gpu;
 
 import com.google.protobuf.ByteString;
 import io.pegaflow.fabric.engine.EngineListener;
+import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
+import io.pegaflow.fabric.engine.LoadBlocks;
+import io.pegaflow.fabric.engine.PrefixQuery;
+import io.pegaflow.fabric.engine.SaveBlocks;
+import io.pegaflow.fabric.grpc.EngineProtoMapper;
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.MappedRegion;
@@ -156,11 +161,20 @@ public final class KvEngineGpuBench {
 
                 @Override
                 public void contextsChanged(int registered) {}
+
+                @Override
+                public void rejected(String op, String reason) {}
             };
             BlockPool pool = BlockPool.wrap(pinned.memory(), BlockPool.defaultSlabBytes(pinned.sizeBytes()));
             BlockStore store = new BlockStore(pool, 30_000_000_000L, System::nanoTime);
-            KvEngine kv = new KvEngine(store, engine, 4, listener);
-            String ctx = kv.register(request.build()).contextId();
+            KvEngine kv = KvEngine.builder(store, engine)
+                    .settings(EngineSettings.defaults().withCopy(4, 1024))
+                    .listener(listener)
+                    .build();
+            String ctx = kv.register(EngineProtoMapper.registration(request.build()))
+                    .toCompletableFuture()
+                    .get(30, TimeUnit.SECONDS)
+                    .contextId();
             int[] saveIds = new int[SAVE];
             int[] loadIds = new int[SAVE];
             for (int i = 0; i < SAVE; i++) {
@@ -168,8 +182,10 @@ public final class KvEngineGpuBench {
                 loadIds[i] = (i * 7 + 3) % BLOCKS;
             }
             byte[][] hashes = hashes("fixed", SAVE);
-            kv.save(ctx, saveIds, hashes, new int[0]).get(30, TimeUnit.SECONDS);
-            kv.query("llama", hashes, 600_000); // leased: the saves below cannot evict them
+            kv.save(new SaveBlocks(ctx, saveIds, hashes, new int[0]))
+                    .toCompletableFuture()
+                    .get(30, TimeUnit.SECONDS);
+            kv.query(new PrefixQuery("llama", hashes, 600_000)); // leased: the saves below cannot evict them
 
             CopyBatch one = new CopyBatch(1);
             one.add(0, 0, bytes);
@@ -189,7 +205,9 @@ public final class KvEngineGpuBench {
                 for (int r = -5; r < reps; r++) {
                     byte[][] fresh = hashes("rep" + r, SAVE);
                     long start = System.nanoTime();
-                    kv.save(ctx, saveIds, fresh, new int[0]).get(30, TimeUnit.SECONDS);
+                    kv.save(new SaveBlocks(ctx, saveIds, fresh, new int[0]))
+                            .toCompletableFuture()
+                            .get(30, TimeUnit.SECONDS);
                     long total = System.nanoTime() - start;
                     if (r >= 0) {
                         save[0][r] = total / 1e9;
@@ -200,7 +218,7 @@ public final class KvEngineGpuBench {
                 for (int r = -5; r < reps; r++) {
                     flag.fill((byte) 0);
                     long start = System.nanoTime();
-                    kv.load(ctx, loadIds, hashes, 0, flagPath.toString(), 0);
+                    kv.load(new LoadBlocks(ctx, loadIds, hashes, 0, flagPath.toString(), 0));
                     while (flag.get(ValueLayout.JAVA_LONG, 0) == 0) {
                         Thread.onSpinWait();
                     }

@@ -42,4 +42,23 @@ public final class EngineException extends RuntimeException {
     static EngineException precondition(String message) {
         return new EngineException(Code.FAILED_PRECONDITION, message);
     }
+
+    static EngineException exhausted(String message) {
+        return new EngineException(Code.RESOURCE_EXHAUSTED, message);
+    }
+
+    static EngineException unavailable(String message) {
+        return new EngineException(Code.UNAVAILABLE, message);
+    }
+
+    /** The EngineException behind a stage's failure, or null when the failure is something else. */
+    public static EngineException unwrap(Throwable error) {
+        Throwable t = error;
+        while ((t instanceof java.util.concurrent.CompletionException
+                        || t instanceof java.util.concurrent.ExecutionException)
+                && t.getCause() != null) {
+            t = t.getCause();
+        }
+        return t instanceof EngineException e ? e : null;
+    }
 }

@@ -1,12 +1,21 @@
 package io.pegaflow.fabric.engine;
 
-/** What the engine reports as it works (metrics); called on copy threads, must not block. */
+/** What the engine reports as it works (metrics); called on engine and handler threads, must not block. */
 public interface EngineListener {
     void saved(long bytes, long durationNs, int blocksStored);
 
     void loaded(long bytes, long durationNs, int blocksLoaded, int blocksFailed);
 
     void contextsChanged(int registered);
+
+    /**
+     * Work an executor refused or put off.
+     *
+     * @param op register, save, load, unmap
+     * @param reason {@code queue_full} (refused: RESOURCE_EXHAUSTED), {@code stopping} (refused: UNAVAILABLE) or
+     *     {@code deferred} (an unmapping that waits on the sweeper's retry list)
+     */
+    void rejected(String op, String reason);
 
     EngineListener NONE = new EngineListener() {
         @Override
@@ -17,5 +26,8 @@ public interface EngineListener {
 
         @Override
         public void contextsChanged(int registered) {}
+
+        @Override
+        public void rejected(String op, String reason) {}
     };
 }

@@ -4,11 +4,14 @@ import io.pegaflow.gpu.MappedRegion;
 import io.pegaflow.store.NamespaceLayout;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
 import org.slf4j.LoggerFactory;
 
 /**
- * One registered worker (a vLLM GPU rank): its namespace layout, rank, and the layers it mapped. Operations in
- * flight hold a reference; the mappings are unmapped only when the context is closed and the last one finished.
+ * One registered worker (a vLLM GPU rank): its namespace layout, rank, the layers it mapped and its flag files.
+ * Operations in flight hold a reference; once the context is closed and the last one has finished, its mappings are
+ * unmapped on {@code unmapper} (a cleanup thread), never on the thread that let go last.
  */
 final class WorkerContext {
     final String id;
@@ -25,12 +28,15 @@ final class WorkerContext {
     final int numBlocks;
 
     private final List<MappedRegion> mappings;
+    private final FlagFiles flags;
+    private final Executor unmapper;
     /** Layers by global index (null where this context has none): a save looks one up per block and layer. */
     private final LayerMapping[] byIndex;
 
+    private final CompletableFuture<Void> unmapped = new CompletableFuture<>();
     private int inFlight;
     private boolean closed;
-    private boolean unmapped;
+    private boolean unmapScheduled;
 
     WorkerContext(
             String id,
@@ -40,7 +46,9 @@ final class WorkerContext {
             int ppRank,
             String device,
             LayerMapping[] layers,
-            List<MappedRegion> mappings) {
+            List<MappedRegion> mappings,
+            FlagFiles flags,
+            Executor unmapper) {
         this.id = id;
         this.instanceId = instanceId;
         this.layout = layout;
@@ -49,6 +57,8 @@ final class WorkerContext {
         this.device = device;
         this.layers = layers;
         this.mappings = List.copyOf(mappings);
+        this.flags = flags;
+        this.unmapper = unmapper;
         int max = 0;
         for (LayerMapping layer : layers) {
             max = Math.max(max, layer.layerIndex() + 1);
@@ -70,11 +80,15 @@ final class WorkerContext {
 
     /** The worker a context belongs to: a newer registration of the same worker replaces the older context. */
     static String workerKey(String instanceId, int tpRank, int ppRank) {
-        return instanceId + "/tp" + tpRank + "/pp" + ppRank;
+        return instanceId + "/tp" + Integer.toUnsignedString(tpRank) + "/pp" + Integer.toUnsignedString(ppRank);
     }
 
     String workerKey() {
         return workerKey(instanceId, tpRank, ppRank);
+    }
+
+    FlagFiles flags() {
+        return flags;
     }
 
     /** Takes a reference for one operation; false once the context is closed. */
@@ -91,26 +105,37 @@ final class WorkerContext {
         unmapIfIdle();
     }
 
-    /** Stops new operations; unmaps now or when the last operation in flight ends. */
-    synchronized void close() {
+    /**
+     * Stops new operations; the mappings go once the last operation in flight has ended.
+     *
+     * @return completes when every mapping of the context is unmapped
+     */
+    synchronized CompletableFuture<Void> close() {
         closed = true;
         unmapIfIdle();
+        return unmapped;
     }
 
     private void unmapIfIdle() {
-        if (closed && inFlight == 0 && !unmapped) {
-            unmapped = true;
-            // One failing close (e.g. cuIpcCloseMemHandle) must neither leak the others nor fail the caller's
-            // operation.
-            for (MappedRegion mapping : mappings) {
-                try {
-                    mapping.close();
-                } catch (RuntimeException e) {
-                    LoggerFactory.getLogger(WorkerContext.class)
-                            .warn("context {}: closing a mapping failed: {}", id, e.toString());
-                }
+        if (closed && inFlight == 0 && !unmapScheduled) {
+            unmapScheduled = true;
+            unmapper.execute(this::unmapNow);
+        }
+    }
+
+    /** Runs on a cleanup thread. */
+    private void unmapNow() {
+        // One failing close (e.g. cuIpcCloseMemHandle) must neither leak the others nor fail the caller's operation.
+        for (MappedRegion mapping : mappings) {
+            try {
+                mapping.close();
+            } catch (RuntimeException e) {
+                LoggerFactory.getLogger(WorkerContext.class)
+                        .warn("context {}: closing a mapping failed: {}", id, e.toString());
             }
         }
+        flags.closeAll();
+        unmapped.complete(null);
     }
 
     LayerMapping layer(int layerIndex) {

@@ -1,10 +1,22 @@
 /**
- * The local KV engine: worker contexts, the block store (index, LRU, leases, partial blocks) over the pool, and the
- * save/query/load operations behind the Engine gRPC service.
+ * The local KV engine: worker contexts, registration, save and the asynchronous load pipeline over the block store,
+ * behind the Engine gRPC service. Its API takes and returns domain records ({@link
+ * io.pegaflow.fabric.engine.ContextRegistration}, {@link io.pegaflow.fabric.engine.SaveBlocks}, {@link
+ * io.pegaflow.fabric.engine.LoadBlocks}, ...), never generated proto classes; {@code fabric.grpc} maps them.
  *
- * <p>Threading: {@link io.pegaflow.store.BlockStore} is guarded by its own monitor and every critical
- * section is short bookkeeping (no copies, no I/O). Copies run on the engine's copy threads, outside the lock,
- * on blocks pinned for the duration. gRPC handlers never wait for a copy except Save, whose reply is the copy's
- * completion (delivered asynchronously).
+ * <p>Jobs: {@link io.pegaflow.fabric.engine.KvEngine} (facade, wiring), {@code RegistrationChecks} and {@code
+ * CudaIpcPolicy} (what a registration may ask for), {@code RegionMapper} (one mapping per file or allocation), {@code
+ * ContextRegistry} (contexts, namespace layouts, replacement), {@code SaveOperation}, {@code LoadPipeline} (flag →
+ * pin → {@link io.pegaflow.fabric.engine.RemoteBlockSource} → copy → flag), {@code FlagFiles} (flag files mapped
+ * once per context), {@code BoundedExecutor}.
+ *
+ * <p>Threading: every public method returns at once and may run on a gRPC handler or actor thread; nothing blocking
+ * runs there. Blocking work runs on the engine's own daemon threads, each set behind a bounded queue ({@link
+ * io.pegaflow.fabric.engine.EngineSettings}): {@code pegaflow-copy-N} (save bookkeeping that may evict, copies,
+ * sealing, flag writes), {@code pegaflow-mapping-N} (mmap of KV caches and flag files, CUDA IPC opening), {@code
+ * pegaflow-cleanup-N} (unmapping, CUDA IPC closing), {@code pegaflow-store-sweeper} (lease expiry, stale partial
+ * blocks, retries of deferred unmappings). A full queue refuses the request (RESOURCE_EXHAUSTED) with nothing held.
+ * {@link io.pegaflow.store.BlockStore} is guarded by its own monitor; its critical sections on caller threads
+ * (query, release, pinning for a load) are short bookkeeping that never evicts.
  */
 package io.pegaflow.fabric.engine;

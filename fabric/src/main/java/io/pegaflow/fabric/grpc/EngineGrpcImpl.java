@@ -4,7 +4,6 @@ import io.grpc.Status;
 import io.pegaflow.fabric.engine.EngineException;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
-import io.pegaflow.proto.engine.BlockRef;
 import io.pegaflow.proto.engine.Engine;
 import io.pegaflow.proto.engine.LoadRequest;
 import io.pegaflow.proto.engine.LoadResponse;
@@ -21,11 +20,9 @@ import io.pegaflow.proto.engine.SessionRequest;
 import io.pegaflow.proto.engine.UnregisterContextRequest;
 import io.pegaflow.proto.engine.UnregisterContextResponse;
 import java.time.Duration;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.Executor;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 import org.apache.pekko.NotUsed;
@@ -33,20 +30,19 @@ import org.apache.pekko.grpc.GrpcServiceException;
 import org.apache.pekko.stream.javadsl.Source;
 
 /**
- * The {@code Engine} gRPC service: translates messages to {@link KvEngine} calls and {@link EngineException}s to
- * gRPC status codes. Registration (it maps files) runs on {@code blockingWork}, never on the gRPC dispatcher.
+ * The {@code Engine} gRPC service: messages to domain records ({@link EngineProtoMapper}), {@link KvEngine} calls,
+ * {@link EngineException}s to gRPC status codes. Handlers run on the ActorSystem's dispatcher and return at once:
+ * the engine does its mapping, unmapping and copying on its own threads and completes the returned stages.
  */
 public final class EngineGrpcImpl implements Engine {
     private static final Duration HEARTBEAT = Duration.ofSeconds(2);
 
     private final KvEngine engine;
-    private final Executor blockingWork;
     private final LongSupplier uptimeMs;
     private final GrpcMetrics metrics = new GrpcMetrics("Engine");
 
-    public EngineGrpcImpl(KvEngine engine, Executor blockingWork, LongSupplier uptimeMs) {
+    public EngineGrpcImpl(KvEngine engine, LongSupplier uptimeMs) {
         this.engine = engine;
-        this.blockingWork = blockingWork;
         this.uptimeMs = uptimeMs;
     }
 
@@ -54,30 +50,23 @@ public final class EngineGrpcImpl implements Engine {
     public CompletionStage<RegisterContextResponse> registerContext(RegisterContextRequest in) {
         return metrics.timed(
                 "RegisterContext",
-                () -> mapErrors(CompletableFuture.supplyAsync(
-                        () -> {
-                            KvEngine.Registered r = engine.register(in);
-                            return RegisterContextResponse.newBuilder()
-                                    .setContextId(r.contextId())
-                                    .setBlockBytes(r.blockBytes())
-                                    .setSlotBytes(r.slotBytes())
-                                    .build();
-                        },
-                        blockingWork)));
+                async(() ->
+                        engine.register(EngineProtoMapper.registration(in)).thenApply(EngineProtoMapper::registered)));
     }
 
     @Override
     public CompletionStage<UnregisterContextResponse> unregisterContext(UnregisterContextRequest in) {
-        return metrics.timed("UnregisterContext", sync(() -> {
-            if (in.getContextId().isBlank()) {
-                throw new EngineException(EngineException.Code.INVALID_ARGUMENT, "context_id: missing");
-            }
-            if (!engine.unregister(in.getContextId(), "UnregisterContext")) {
-                throw new EngineException(
-                        EngineException.Code.NOT_FOUND, "context_id: " + in.getContextId() + " is not registered");
-            }
-            return UnregisterContextResponse.getDefaultInstance();
-        }));
+        return metrics.timed(
+                "UnregisterContext",
+                async(() -> engine.unregister(in.getContextId(), "UnregisterContext")
+                        .thenApply(known -> {
+                            if (!known) {
+                                throw new EngineException(
+                                        EngineException.Code.NOT_FOUND,
+                                        "context_id: " + in.getContextId() + " is not registered");
+                            }
+                            return UnregisterContextResponse.getDefaultInstance();
+                        })));
     }
 
     @Override
@@ -101,7 +90,8 @@ public final class EngineGrpcImpl implements Engine {
                                 .setHeartbeatMs(uptimeMs.getAsLong())
                                 .build()))
                 .watchTermination((mat, done) -> {
-                    // However the stream ends (client gone, connection lost, node stopping) the worker is gone with it.
+                    // However the stream ends (client gone, connection lost, node stopping) the worker is gone with
+                    // it. The context goes at once; its unmapping runs on the engine's cleanup thread.
                     done.whenComplete((d, e) -> engine.unregister(contextId, "session ended"));
                     return NotUsed.getInstance();
                 });
@@ -109,111 +99,59 @@ public final class EngineGrpcImpl implements Engine {
 
     @Override
     public CompletionStage<SaveResponse> save(SaveRequest in) {
-        return metrics.timed("Save", () -> {
-            int n = in.getBlocksCount();
-            int[] ids = new int[n];
-            byte[][] hashes = new byte[n][];
-            unpack(in.getBlocksList(), ids, hashes);
-            int[] layers = in.getLayerIndicesList().stream()
-                    .mapToInt(Integer::intValue)
-                    .toArray();
-            try {
-                return mapErrors(engine.save(in.getContextId(), ids, hashes, layers)
-                        .thenApply(r -> SaveResponse.newBuilder()
-                                .setBlocksStored(r.stored())
-                                .setBlocksSkipped(r.skipped())
-                                .setBlocksSealed(r.sealed())
-                                .build()));
-            } catch (EngineException e) {
-                return CompletableFuture.failedFuture(toGrpc(e));
-            }
-        });
+        return metrics.timed(
+                "Save", async(() -> engine.save(EngineProtoMapper.save(in)).thenApply(EngineProtoMapper::saved)));
     }
 
     @Override
     public CompletionStage<QueryResponse> query(QueryRequest in) {
-        return metrics.timed("Query", sync(() -> {
-            byte[][] hashes = new byte[in.getHashesCount()][];
-            for (int i = 0; i < hashes.length; i++) {
-                hashes[i] = in.getHashes(i).toByteArray();
-            }
-            KvEngine.QueryResult r =
-                    engine.query(in.getNamespace(), hashes, Integer.toUnsignedLong(in.getLeaseTtlMs()));
-            return QueryResponse.newBuilder()
-                    .setHitBlocks(r.hitBlocks())
-                    .setLeaseId(r.leaseId())
-                    .setLeaseExpiresInMs(r.leaseExpiresInMs())
-                    .build();
-        }));
+        return metrics.timed(
+                "Query",
+                async(() -> CompletableFuture.completedFuture(
+                        EngineProtoMapper.hits(engine.query(EngineProtoMapper.query(in))))));
     }
 
     @Override
     public CompletionStage<LoadResponse> load(LoadRequest in) {
-        return metrics.timed("Load", sync(() -> {
-            int n = in.getBlocksCount();
-            int[] ids = new int[n];
-            byte[][] hashes = new byte[n][];
-            unpack(in.getBlocksList(), ids, hashes);
-            KvEngine.LoadStarted r = engine.load(
-                    in.getContextId(),
-                    ids,
-                    hashes,
-                    in.getLeaseId(),
-                    in.getFlag().getPath(),
-                    in.getFlag().getOffsetBytes());
-            LoadResponse.Builder reply = LoadResponse.newBuilder().setBlocksScheduled(r.scheduled());
-            for (int id : r.failedBlockIds()) {
-                reply.addFailedBlockIds(id);
-            }
-            return reply.build();
-        }));
+        return metrics.timed(
+                "Load", async(() -> engine.load(EngineProtoMapper.load(in)).thenApply(EngineProtoMapper::started)));
     }
 
     @Override
     public CompletionStage<ReleaseResponse> release(ReleaseRequest in) {
         return metrics.timed(
                 "Release",
-                sync(() -> ReleaseResponse.newBuilder()
+                async(() -> CompletableFuture.completedFuture(ReleaseResponse.newBuilder()
                         .setReleased(engine.release(in.getLeaseId()))
-                        .build()));
+                        .build())));
     }
 
-    private static void unpack(List<BlockRef> refs, int[] ids, byte[][] hashes) {
-        for (int i = 0; i < ids.length; i++) {
-            BlockRef ref = refs.get(i);
-            ids[i] = ref.getBlockId();
-            hashes[i] = ref.getHash().toByteArray();
-        }
-    }
-
-    /** Runs a short, non-blocking handler inline, turning engine errors into gRPC statuses. */
-    private static <T> Supplier<CompletionStage<T>> sync(Supplier<T> body) {
+    /** Calls the engine, turning engine errors (thrown or in the stage) into gRPC statuses. */
+    private static <T> Supplier<CompletionStage<T>> async(Supplier<CompletionStage<T>> call) {
         return () -> {
+            CompletionStage<T> stage;
             try {
-                return CompletableFuture.completedFuture(body.get());
-            } catch (EngineException e) {
-                return CompletableFuture.failedFuture(toGrpc(e));
+                stage = call.get();
+            } catch (RuntimeException e) {
+                stage = CompletableFuture.failedFuture(e);
             }
+            return stage.handle((value, error) -> {
+                        if (error == null) {
+                            return CompletableFuture.completedFuture(value);
+                        }
+                        return CompletableFuture.<T>failedFuture(toGrpc(error));
+                    })
+                    .thenCompose(s -> s);
         };
     }
 
-    private static <T> CompletionStage<T> mapErrors(CompletionStage<T> stage) {
-        return stage.handle((value, error) -> {
-                    if (error == null) {
-                        return CompletableFuture.completedFuture(value);
-                    }
-                    Throwable cause =
-                            error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
-                    if (cause instanceof EngineException e) {
-                        return CompletableFuture.<T>failedFuture(toGrpc(e));
-                    }
-                    return CompletableFuture.<T>failedFuture(
-                            new GrpcServiceException(Status.INTERNAL.withDescription(String.valueOf(cause))));
-                })
-                .thenCompose(s -> s);
-    }
-
-    static GrpcServiceException toGrpc(EngineException e) {
+    static GrpcServiceException toGrpc(Throwable error) {
+        EngineException e = EngineException.unwrap(error);
+        if (e == null) {
+            Throwable cause =
+                    error instanceof CompletionException && error.getCause() != null ? error.getCause() : error;
+            return new GrpcServiceException(Status.INTERNAL.withDescription(String.valueOf(cause)));
+        }
         Status status = switch (e.code()) {
             case INVALID_ARGUMENT -> Status.INVALID_ARGUMENT;
             case NOT_FOUND -> Status.NOT_FOUND;

@@ -1,2 +1,7 @@
-/** gRPC service implementations. Handlers run on Pekko HTTP's dispatcher: they never block. */
+/**
+ * gRPC service implementations and the proto ↔ domain mapping ({@link io.pegaflow.fabric.grpc.EngineProtoMapper}):
+ * the only fabric package besides node wiring that sees generated proto classes. Handlers run on Pekko HTTP's
+ * dispatcher (the ActorSystem's, shared with actors): they never block; the engine completes their stages from its
+ * own threads.
+ */
 package io.pegaflow.fabric.grpc;

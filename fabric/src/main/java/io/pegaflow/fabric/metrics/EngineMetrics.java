@@ -1,6 +1,7 @@
 package io.pegaflow.fabric.metrics;
 
 import io.pegaflow.fabric.engine.EngineListener;
+import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.PoolSnapshot;
 import io.pegaflow.store.StoreCounters;
@@ -20,7 +21,10 @@ import kamon.tag.TagSet;
  * pegaflow_block_evictions_total}, {@code pegaflow_block_partial_dropped_total}, {@code
  * pegaflow_save_rejected_total}, {@code pegaflow_save_size_bytes}, {@code pegaflow_save_duration_seconds}, {@code
  * pegaflow_load_size_bytes}, {@code pegaflow_load_duration_seconds}, {@code pegaflow_load_blocks_total{outcome}},
- * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}.
+ * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}, {@code
+ * pegaflow_engine_rejected_total{op,reason}} (work an engine executor refused: {@code queue_full}, {@code stopping},
+ * or put off: {@code deferred}), {@code pegaflow_engine_queued_tasks{executor}} and {@code
+ * pegaflow_engine_active_tasks{executor}} (copy, mapping, cleanup).
  */
 public final class EngineMetrics implements EngineListener {
     private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
@@ -28,16 +32,25 @@ public final class EngineMetrics implements EngineListener {
 
     private final TagSet engineTag;
     private final AtomicInteger contexts = new AtomicInteger();
-    private BlockStore store;
+    private volatile BlockStore store;
+    private volatile KvEngine engine;
     private final long[] last = new long[9];
 
     public EngineMetrics(String copyEngine) {
         this.engineTag = TagSet.of("copy_engine", copyEngine);
     }
 
-    /** The store to sample; set once the engine exists. */
-    public void attach(BlockStore store) {
-        this.store = store;
+    /** The engine (and its store) to sample; set once the engine exists. */
+    public void attach(KvEngine engine) {
+        this.store = engine.store();
+        this.engine = engine;
+    }
+
+    @Override
+    public void rejected(String op, String reason) {
+        Kamon.counter("pegaflow.engine.rejected", "Engine work refused (queue full, stopping) or deferred")
+                .withTags(TagSet.builder().add("op", op).add("reason", reason).build())
+                .increment();
     }
 
     @Override
@@ -97,6 +110,17 @@ public final class EngineMetrics implements EngineListener {
         Kamon.gauge("pegaflow.engine.contexts", "Registered worker contexts")
                 .withoutTags()
                 .update(contexts.get());
+        KvEngine e = engine;
+        if (e != null) {
+            for (KvEngine.ExecutorLoad load : e.executorLoads()) {
+                Kamon.gauge("pegaflow.engine.queued.tasks", "Tasks waiting for an engine executor")
+                        .withTag("executor", load.executor())
+                        .update(load.queued());
+                Kamon.gauge("pegaflow.engine.active.tasks", "Tasks running on an engine executor")
+                        .withTag("executor", load.executor())
+                        .update(load.active());
+            }
+        }
         StoreCounters c = s.counters();
         bump(
                 0,

@@ -6,6 +6,7 @@ import io.pegaflow.actors.cluster.ClusterSettings;
 import io.pegaflow.actors.cluster.ClusterView;
 import io.pegaflow.actors.cluster.MembershipLogger;
 import io.pegaflow.config.ByteSize;
+import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
@@ -24,12 +25,10 @@ import io.pegaflow.store.pool.BlockPool;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletionStage;
-import java.util.concurrent.Executor;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorSystem;
-import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import org.apache.pekko.http.javadsl.Http;
@@ -139,6 +138,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
      */
     private static KvEngine startEngine(
             NodeLaunch launch, EngineMetrics metrics, GpuBackend[] gpuOut, HostMemory[] hostOut) {
+        EngineSettings settings;
+        try {
+            settings = EngineSettings.from(System.getProperties());
+        } catch (IllegalArgumentException e) {
+            throw new NodeStartException("node " + launch.self().id() + ": " + e.getMessage(), e);
+        }
         BlockPool pool;
         CopyEngine copyEngine;
         if (launch.device().isPresent()) {
@@ -161,18 +166,18 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             copyEngine = new HostCopyEngine();
         }
         BlockStore store = new BlockStore(pool, launch.partialTimeoutMs() * 1_000_000, System::nanoTime);
-        int copyThreads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors()));
-        KvEngine engine = new KvEngine(store, copyEngine, copyThreads, metrics);
-        metrics.attach(store);
+        KvEngine engine = KvEngine.builder(store, copyEngine)
+                .settings(settings)
+                .listener(metrics)
+                .build();
+        metrics.attach(engine);
         return engine;
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {
-        Executor blocking = system.dispatchers().lookup(DispatcherSelector.blocking());
         var handler = ServiceHandler.concatOrNotFound(
                 FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
-                EngineHandlerFactory.partial(
-                        new EngineGrpcImpl(engine, blocking, this::uptimeMs), Engine.name, system));
+                EngineHandlerFactory.partial(new EngineGrpcImpl(engine, this::uptimeMs), Engine.name, system));
         CompletionStage<ServerBinding> binding = Http.get(system)
                 .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
                 .bind(handler);

@@ -6,16 +6,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.google.protobuf.ByteString;
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
 import io.pegaflow.gpu.MappedRegion;
-import io.pegaflow.proto.engine.ByteSegment;
-import io.pegaflow.proto.engine.CudaIpcRegion;
-import io.pegaflow.proto.engine.LayerRegistration;
-import io.pegaflow.proto.engine.MemoryRegion;
-import io.pegaflow.proto.engine.RegisterContextRequest;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.pool.BlockPool;
 import java.lang.foreign.Arena;
@@ -23,6 +17,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.HashMap;
 import java.util.HexFormat;
+import java.util.List;
 import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
@@ -45,8 +40,8 @@ class KvEngineCudaIpcTest {
     static final class StandInIpcEngine implements CopyEngine {
         final HostCopyEngine host = new HostCopyEngine();
         final Map<String, MemorySegment> allocations = new HashMap<>();
-        int opens;
-        int closes;
+        volatile int opens;
+        volatile int closes;
 
         @Override
         public String name() {
@@ -99,7 +94,7 @@ class KvEngineCudaIpcTest {
 
     private KvEngine engine() {
         BlockStore store = new BlockStore(BlockPool.allocateOffHeap(16L << 20), 30_000_000_000L, System::nanoTime);
-        engine = new KvEngine(store, copy, 2, EngineListener.NONE);
+        engine = KvEngine.builder(store, copy).build();
         return engine;
     }
 
@@ -124,50 +119,57 @@ class KvEngineCudaIpcTest {
         return copy.allocations;
     }
 
-    private static LayerRegistration layer(int index, byte[] handle, long allocationBytes, long offset) {
-        return LayerRegistration.newBuilder()
-                .setName("model.layers." + index + ".self_attn.attn")
-                .setLayerIndex(index)
-                .setRegion(MemoryRegion.newBuilder()
-                        .setCudaIpc(CudaIpcRegion.newBuilder()
-                                .setIpcHandle(ByteString.copyFrom(handle))
-                                .setAllocationSizeBytes(allocationBytes)
-                                .setOffsetBytes(offset)))
-                .setNumBlocks(BLOCKS)
-                .setBlockStrideBytes(SLOT)
-                .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(SLOT))
-                .build();
+    private static LayerSpec layer(int index, byte[] handle, long allocationBytes, long offset) {
+        return new LayerSpec(
+                "model.layers." + index + ".self_attn.attn",
+                index,
+                new RegionSpec.CudaIpc(handle, allocationBytes, offset),
+                BLOCKS,
+                SLOT,
+                List.of(new LayerSpec.Segment(0, SLOT)));
     }
 
     /** 4 layers in 2 allocations (2 layers each, the second at an offset). */
-    private RegisterContextRequest.Builder request(String device) {
+    private ContextRegistration request(String device) {
         long layerBytes = (long) BLOCKS * SLOT;
         byte[] a = allocation(1, 2 * layerBytes + 512);
         byte[] b = allocation(2, 2 * layerBytes + 512);
-        return RegisterContextRequest.newBuilder()
-                .setInstanceId("i1")
-                .setNamespace("ns")
-                .setTpRank(0)
-                .setTpSize(1)
-                .setTotalLayers(4)
-                .setDevice(device)
-                .addLayers(layer(0, a, 2 * layerBytes + 512, 0))
-                .addLayers(layer(1, a, 2 * layerBytes + 512, layerBytes + 512))
-                .addLayers(layer(2, b, 2 * layerBytes + 512, 512))
-                .addLayers(layer(3, b, 2 * layerBytes + 512, layerBytes + 512));
+        return new ContextRegistration(
+                "i1",
+                "ns",
+                0,
+                1,
+                0,
+                4,
+                device,
+                List.of(
+                        layer(0, a, 2 * layerBytes + 512, 0),
+                        layer(1, a, 2 * layerBytes + 512, layerBytes + 512),
+                        layer(2, b, 2 * layerBytes + 512, 512),
+                        layer(3, b, 2 * layerBytes + 512, layerBytes + 512)));
     }
 
-    private static void expect(EngineException.Code code, String part, Runnable call) {
-        EngineException e = assertThrows(EngineException.class, call::run);
+    private String register(ContextRegistration r) throws Exception {
+        return KvEngineTest.await(engine.register(r)).contextId();
+    }
+
+    private static void expect(EngineException.Code code, String part, KvEngineTest.Executable call) {
+        EngineException e = assertThrows(EngineException.class, call::execute);
         assertEquals(code, e.code(), e.getMessage());
         assertTrue(e.getMessage().contains(part), "message \"" + e.getMessage() + "\" lacks \"" + part + "\"");
+    }
+
+    private static LayerSpec withHandle(LayerSpec layer, byte[] handle) {
+        RegionSpec.CudaIpc ipc = (RegionSpec.CudaIpc) layer.region();
+        return Registrations.withRegion(
+                layer, new RegionSpec.CudaIpc(handle, ipc.allocationSizeBytes(), ipc.offsetBytes()));
     }
 
     @Test
     void shouldOpenEachAllocationOnceShareItAcrossLayersAndReleaseItOnUnregister() throws Exception {
         engine();
-        RegisterContextRequest request = request(GPU.substring(4).toUpperCase()).build();
-        String ctx = engine.register(request).contextId();
+        ContextRegistration request = request(GPU.substring(4).toUpperCase());
+        String ctx = register(request);
         assertEquals(2, copy.opens, "two allocations, four layers");
 
         // Save blocks 0..3 of every layer, overwrite them, load them into blocks 10..13.
@@ -176,10 +178,10 @@ class KvEngineCudaIpcTest {
         long[] layerOffset = new long[4];
         MemorySegment[] layerMemory = new MemorySegment[4];
         for (int l = 0; l < 4; l++) {
-            CudaIpcRegion ipc = request.getLayers(l).getRegion().getCudaIpc();
-            layerMemory[l] = allocations()
-                    .get(HexFormat.of().formatHex(ipc.getIpcHandle().toByteArray()));
-            layerOffset[l] = ipc.getOffsetBytes();
+            RegionSpec.CudaIpc ipc =
+                    (RegionSpec.CudaIpc) request.layers().get(l).region();
+            layerMemory[l] = allocations().get(HexFormat.of().formatHex(ipc.ipcHandle()));
+            layerOffset[l] = ipc.offsetBytes();
             for (int b = 0; b < 4; b++) {
                 random.nextBytes(expected[l * 4 + b]);
                 MemorySegment.copy(
@@ -194,8 +196,7 @@ class KvEngineCudaIpcTest {
         byte[][] hashes = {hash("a"), hash("b"), hash("c"), hash("d")};
         assertEquals(
                 4,
-                engine.save(ctx, new int[] {0, 1, 2, 3}, hashes, new int[0])
-                        .get(10, TimeUnit.SECONDS)
+                KvEngineTest.await(engine.save(new SaveBlocks(ctx, new int[] {0, 1, 2, 3}, hashes, new int[0])))
                         .sealed());
         for (int l = 0; l < 4; l++) {
             layerMemory[l].asSlice(layerOffset[l], 4L * SLOT).fill((byte) 0xA5);
@@ -204,7 +205,8 @@ class KvEngineCudaIpcTest {
                 java.nio.file.Files.createTempFile(java.nio.file.Path.of("/dev/shm"), "pegaflow-flag", ".bin");
         try {
             java.nio.file.Files.write(flag, new byte[64]);
-            engine.load(ctx, new int[] {10, 11, 12, 13}, hashes, 0, flag.toString(), 0);
+            KvEngineTest.await(
+                    engine.load(new LoadBlocks(ctx, new int[] {10, 11, 12, 13}, hashes, 0, flag.toString(), 0)));
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             while (java.nio.file.Files.readAllBytes(flag)[0] == 0 && System.nanoTime() < deadline) {
                 Thread.sleep(1);
@@ -221,8 +223,8 @@ class KvEngineCudaIpcTest {
                 assertArrayEquals(expected[l * 4 + b], got, "layer " + l + " block " + b);
             }
         }
-        engine.unregister(ctx, "test");
-        assertEquals(2, copy.closes);
+        assertTrue(KvEngineTest.await(engine.unregister(ctx, "test")));
+        assertEquals(2, copy.closes, "both allocations closed once the unregistration completes");
     }
 
     @Test
@@ -231,47 +233,42 @@ class KvEngineCudaIpcTest {
         expect(
                 EngineException.Code.FAILED_PRECONDITION,
                 "device: \"GPU-00000000-0000-0000-0000-000000000000\" is not the GPU this node serves (" + GPU + ")",
-                () -> engine.register(
-                        request("GPU-00000000-0000-0000-0000-000000000000").build()));
+                () -> register(request("GPU-00000000-0000-0000-0000-000000000000")));
         assertEquals(0, copy.opens);
     }
 
     @Test
     void shouldRejectAHandleThatIsNot64Bytes() {
         engine();
-        RegisterContextRequest.Builder r = request(GPU);
-        LayerRegistration.Builder bad = r.getLayers(2).toBuilder();
-        bad.getRegionBuilder().getCudaIpcBuilder().setIpcHandle(ByteString.copyFrom(new byte[10]));
-        r.setLayers(2, bad);
+        ContextRegistration good = request(GPU);
+        ContextRegistration r =
+                Registrations.withLayer(good, 2, withHandle(good.layers().get(2), new byte[10]));
         expect(
                 EngineException.Code.INVALID_ARGUMENT,
                 "layers[2].region.cuda_ipc.ipc_handle: 10 bytes; a cudaIpcMemHandle_t has 64",
-                () -> engine.register(r.build()));
+                () -> register(r));
         assertEquals(copy.opens, copy.closes, "what was opened before the bad layer is closed again");
     }
 
     @Test
     void shouldRefuseLayersThatRunPastTheirAllocation() {
         engine();
-        RegisterContextRequest.Builder r = request(GPU);
-        r.setLayers(3, r.getLayers(3).toBuilder().setNumBlocks(BLOCKS + 1));
-        expect(
-                EngineException.Code.INVALID_ARGUMENT,
-                "past the end of cuda-ipc stand-in",
-                () -> engine.register(r.build()));
+        ContextRegistration good = request(GPU);
+        ContextRegistration r = Registrations.withLayer(
+                good, 3, Registrations.withNumBlocks(good.layers().get(3), BLOCKS + 1));
+        expect(EngineException.Code.INVALID_ARGUMENT, "past the end of cuda-ipc stand-in", () -> register(r));
         assertEquals(copy.opens, copy.closes);
     }
 
     @Test
     void shouldPassOnAHandleTheDriverRefuses() {
         engine();
-        RegisterContextRequest.Builder r = request(GPU);
-        LayerRegistration.Builder bad = r.getLayers(0).toBuilder();
-        bad.getRegionBuilder().getCudaIpcBuilder().setIpcHandle(ByteString.copyFrom(new byte[64]));
-        r.setLayers(0, bad);
+        ContextRegistration good = request(GPU);
+        ContextRegistration r =
+                Registrations.withLayer(good, 0, withHandle(good.layers().get(0), new byte[64]));
         expect(
                 EngineException.Code.FAILED_PRECONDITION,
                 "layers[0].region.cuda_ipc: cannot open the handle: cuIpcOpenMemHandle_v2 failed",
-                () -> engine.register(r.build()));
+                () -> register(r));
     }
 }

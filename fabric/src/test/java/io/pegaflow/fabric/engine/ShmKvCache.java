@@ -1,17 +1,12 @@
 package io.pegaflow.fabric.engine;
 
-import com.google.protobuf.ByteString;
-import io.pegaflow.proto.engine.BlockRef;
-import io.pegaflow.proto.engine.ByteSegment;
-import io.pegaflow.proto.engine.LayerRegistration;
-import io.pegaflow.proto.engine.MemoryRegion;
-import io.pegaflow.proto.engine.RegisterContextRequest;
-import io.pegaflow.proto.engine.SharedMemoryRegion;
 import java.io.IOException;
 import java.io.RandomAccessFile;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Random;
 import java.util.UUID;
 
@@ -46,38 +41,32 @@ final class ShmKvCache implements AutoCloseable {
         return (long) layer * numBlocks * blockBytes;
     }
 
-    RegisterContextRequest.Builder registration(
+    ContextRegistration registration(
             String instance, String namespace, int tpRank, int tpSize, int totalLayers, int firstLayer) {
-        RegisterContextRequest.Builder r = RegisterContextRequest.newBuilder()
-                .setInstanceId(instance)
-                .setNamespace(namespace)
-                .setTpRank(tpRank)
-                .setTpSize(tpSize)
-                .setTotalLayers(totalLayers)
-                .setDevice("host");
+        List<LayerSpec> specs = new ArrayList<>();
         for (int l = 0; l < layers; l++) {
-            LayerRegistration.Builder layer = LayerRegistration.newBuilder()
-                    .setName("model.layers." + (firstLayer + l) + ".attn")
-                    .setLayerIndex(firstLayer + l)
-                    .setNumBlocks(numBlocks)
-                    .setRegion(MemoryRegion.newBuilder()
-                            .setShm(SharedMemoryRegion.newBuilder()
-                                    .setPath(path.toString())
-                                    .setOffsetBytes(layerBase(l))));
+            RegionSpec region = new RegionSpec.SharedMemory(path.toString(), layerBase(l));
+            String name = "model.layers." + (firstLayer + l) + ".attn";
             if (kvPlanes) {
                 int half = blockBytes / 2;
-                layer.setBlockStrideBytes(half)
-                        .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(half))
-                        .addSegments(ByteSegment.newBuilder()
-                                .setOffsetBytes((long) numBlocks * half)
-                                .setLengthBytes(half));
+                specs.add(new LayerSpec(
+                        name,
+                        firstLayer + l,
+                        region,
+                        numBlocks,
+                        half,
+                        List.of(new LayerSpec.Segment(0, half), new LayerSpec.Segment((long) numBlocks * half, half))));
             } else {
-                layer.setBlockStrideBytes(blockBytes)
-                        .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(blockBytes));
+                specs.add(new LayerSpec(
+                        name,
+                        firstLayer + l,
+                        region,
+                        numBlocks,
+                        blockBytes,
+                        List.of(new LayerSpec.Segment(0, blockBytes))));
             }
-            r.addLayers(layer);
         }
-        return r;
+        return new ContextRegistration(instance, namespace, tpRank, tpSize, 0, totalLayers, "host", specs);
     }
 
     /** The bytes of one block of one layer, as the engine sees them (segments concatenated). */
@@ -122,13 +111,6 @@ final class ShmKvCache implements AutoCloseable {
 
     static byte[] hash(String s) {
         return s.getBytes(java.nio.charset.StandardCharsets.UTF_8);
-    }
-
-    static BlockRef ref(int block, String hash) {
-        return BlockRef.newBuilder()
-                .setBlockId(block)
-                .setHash(ByteString.copyFrom(hash(hash)))
-                .build();
     }
 
     @Override

@@ -1,0 +1,52 @@
+package io.pegaflow.fabric.engine;
+
+import io.pegaflow.gpu.CopyEngine;
+import java.util.Locale;
+
+/**
+ * Which CUDA IPC regions this node takes: only on a node whose copy engine serves the worker's GPU, with a
+ * well-formed handle. Refusals are FAILED_PRECONDITION (wrong node or GPU), a malformed region INVALID_ARGUMENT.
+ * Checks only; opening is {@link RegionMapper}'s, on a mapping thread. Stateless.
+ */
+final class CudaIpcPolicy {
+    static final int HANDLE_BYTES = 64;
+
+    private CudaIpcPolicy() {}
+
+    /**
+     * @param at the layer's field path, e.g. {@code layers[2]}
+     * @param device the registration's device
+     */
+    static void check(String at, String device, RegionSpec.CudaIpc ipc, CopyEngine copyEngine) {
+        if (copyEngine.deviceUuid().isEmpty()) {
+            throw EngineException.precondition(
+                    at + ".region: CUDA IPC regions need a node running the CUDA copy engine (--device); this node runs"
+                            + " the " + copyEngine.name() + " copy engine and maps shared-memory files only");
+        }
+        String served = copyEngine.deviceUuid().get();
+        if (!sameGpu(device, served)) {
+            throw EngineException.precondition("device: \"" + device + "\" is not the GPU this node serves (" + served
+                    + "); register with the node" + " started for that GPU");
+        }
+        if (ipc.ipcHandle().length != HANDLE_BYTES) {
+            throw EngineException.invalid(at + ".region.cuda_ipc.ipc_handle: " + ipc.ipcHandle().length
+                    + " bytes; a cudaIpcMemHandle_t has " + HANDLE_BYTES);
+        }
+        if (ipc.allocationSizeBytes() < 1) {
+            throw EngineException.invalid(at + ".region.cuda_ipc.allocation_size_bytes: must be positive");
+        }
+    }
+
+    /** Whether two GPU UUIDs name the same GPU, ignoring case, dashes and a "GPU-" prefix. */
+    static boolean sameGpu(String a, String b) {
+        return canonicalGpu(a).equals(canonicalGpu(b));
+    }
+
+    private static String canonicalGpu(String uuid) {
+        String t = uuid.trim().toLowerCase(Locale.ROOT);
+        if (t.startsWith("gpu-")) {
+            t = t.substring(4);
+        }
+        return t.replace("-", "");
+    }
+}

@@ -1,0 +1,152 @@
+package io.pegaflow.fabric.engine;
+
+import io.pegaflow.gpu.CopyEngine;
+import io.pegaflow.gpu.MappedRegion;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Maps the memory of a checked registration: each shared-memory file or CUDA allocation once, however many layers it
+ * holds (layers sharing one share one mapping, so their copies go into one batch), then checks that every layer's
+ * blocks lie inside it. Blocking (realpath, open, mmap, cuIpcOpenMemHandle): runs on a mapping thread only.
+ * Stateless apart from its collaborators.
+ */
+final class RegionMapper {
+    private final Path sharedMemoryDir;
+    private final SharedMemoryMapper files;
+    private final CopyEngine copyEngine;
+
+    RegionMapper(Path sharedMemoryDir, SharedMemoryMapper files, CopyEngine copyEngine) {
+        this.sharedMemoryDir = sharedMemoryDir;
+        this.files = files;
+        this.copyEngine = copyEngine;
+    }
+
+    /** The layers of a registration and the regions they live in, owned by the caller from here on. */
+    record Mapped(LayerMapping[] layers, List<MappedRegion> regions) {
+        void close() {
+            regions.forEach(MappedRegion::close);
+        }
+    }
+
+    /**
+     * @param r a registration that passed {@link RegistrationChecks}
+     * @return the layers sorted by global index; on a refusal nothing stays mapped
+     */
+    Mapped map(ContextRegistration r) {
+        List<MappedRegion> mapped = new ArrayList<>();
+        try {
+            Map<String, Integer> regionByKey = new LinkedHashMap<>();
+            LayerMapping[] layers = new LayerMapping[r.layers().size()];
+            for (int i = 0; i < layers.length; i++) {
+                LayerSpec layer = r.layers().get(i);
+                String at = "layers[" + i + "]";
+                String key = regionKey(layer.region());
+                Integer regionIndex = regionByKey.get(key);
+                if (regionIndex == null) {
+                    mapped.add(open(at, layer.region()));
+                    regionIndex = mapped.size() - 1;
+                    regionByKey.put(key, regionIndex);
+                }
+                layers[i] = place(at, layer, regionIndex, mapped.get(regionIndex));
+            }
+            Arrays.sort(layers, Comparator.comparingInt(LayerMapping::layerIndex));
+            return new Mapped(layers, mapped);
+        } catch (RuntimeException e) {
+            mapped.forEach(MappedRegion::close);
+            throw e;
+        }
+    }
+
+    private static String regionKey(RegionSpec region) {
+        return switch (region) {
+            case RegionSpec.CudaIpc ipc -> "cuda-ipc:" + HexFormat.of().formatHex(ipc.ipcHandle());
+            case RegionSpec.SharedMemory shm -> shm.path();
+        };
+    }
+
+    private MappedRegion open(String at, RegionSpec region) {
+        switch (region) {
+            case RegionSpec.CudaIpc ipc -> {
+                try {
+                    return copyEngine.openCudaIpc(ipc.ipcHandle(), ipc.allocationSizeBytes());
+                } catch (IllegalArgumentException e) {
+                    throw EngineException.invalid(at + ".region.cuda_ipc." + e.getMessage());
+                } catch (RuntimeException e) {
+                    throw EngineException.precondition(
+                            at + ".region.cuda_ipc: cannot open the handle: " + e.getMessage());
+                }
+            }
+            case RegionSpec.SharedMemory shm -> {
+                try {
+                    return files.map(sharedMemoryDir, Path.of(shm.path()));
+                } catch (IOException | RuntimeException e) {
+                    throw EngineException.invalid(
+                            at + ".region.shm.path: cannot map " + shm.path() + ": " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    /** Checks that every block of {@code layer} lies inside {@code file} and says where they are. */
+    private static LayerMapping place(String at, LayerSpec layer, int regionIndex, MappedRegion file) {
+        long base = layer.region().offsetBytes();
+        if (base < 0) {
+            throw EngineException.invalid(at
+                    + (layer.region() instanceof RegionSpec.CudaIpc
+                            ? ".region.cuda_ipc.offset_bytes: "
+                            : ".region.shm.offset_bytes: ")
+                    + Long.toUnsignedString(base)
+                    + " is past the end of "
+                    + file.description());
+        }
+        int segments = layer.segments().size();
+        long[] offsets = new long[segments];
+        long[] lengths = new long[segments];
+        long slotBytes = 0;
+        for (int s = 0; s < segments; s++) {
+            offsets[s] = layer.segments().get(s).offsetBytes();
+            lengths[s] = layer.segments().get(s).lengthBytes();
+            slotBytes += lengths[s]; // RegistrationChecks proved the sum fits
+            long end;
+            try {
+                long lastBlock = Math.multiplyExact((long) (layer.numBlocks() - 1), layer.blockStrideBytes());
+                end = Math.addExact(Math.addExact(Math.addExact(base, lastBlock), offsets[s]), lengths[s]);
+            } catch (ArithmeticException e) {
+                end = Long.MAX_VALUE;
+            }
+            if (end > file.sizeBytes()) {
+                throw EngineException.invalid(at
+                        + ".segments["
+                        + s
+                        + "]: block "
+                        + (layer.numBlocks() - 1)
+                        + " ends at byte "
+                        + end
+                        + ", past the end of "
+                        + file.description()
+                        + " ("
+                        + file.sizeBytes()
+                        + " bytes)");
+            }
+        }
+        return new LayerMapping(
+                layer.name(),
+                layer.layerIndex(),
+                regionIndex,
+                file.memory(),
+                base,
+                layer.numBlocks(),
+                layer.blockStrideBytes(),
+                offsets,
+                lengths,
+                slotBytes);
+    }
+}
