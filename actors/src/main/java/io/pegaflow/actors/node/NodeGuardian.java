@@ -36,9 +36,11 @@ import org.apache.pekko.pattern.StatusReply;
  * forgotten, so its name can be used again; a child that must survive failures brings its own {@code
  * Behaviors.supervise}.
  *
- * <p>Graceful stop: {@link Command.Stop}, or CoordinatedShutdown's {@code before-cluster-shutdown} phase (the
- * guardian registers itself there), stops every child, waits until each has stopped, then stops the guardian — so
- * the node's actors finish before the node leaves the cluster.
+ * <p>Graceful stop: {@link Command.Stop} stops every child, waits until each has stopped, then stops the guardian.
+ * On CoordinatedShutdown (SIGTERM, the Shutdown RPC) the guardian stops its children in the {@code
+ * before-cluster-shutdown} phase, so the node's actors finish before the node leaves the cluster — all but the
+ * membership logger, which logs the leave and stops with the actor system. Once either has begun, new children are
+ * refused.
  *
  * <p>Registers with the receptionist under {@link #SERVICE_KEY}, so peers find each node's guardian; of its protocol
  * only {@link Command.GetClusterView} crosses nodes. Needs the {@code cluster} actor provider.
@@ -101,6 +103,9 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
     /** A watched child has stopped. */
     private record ChildStopped(String name) implements LocalCommand {}
 
+    /** CoordinatedShutdown's task: stop every child but the membership logger, reply once they have stopped. */
+    private record StopForShutdown(ActorRef<Done> replyTo) implements LocalCommand {}
+
     private record Child(ChildKey<?> key, ActorRef<?> ref) {}
 
     private final Topology topology;
@@ -108,8 +113,12 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
     private final Map<String, Child> running = new HashMap<>();
     /** Children asked to stop, not yet stopped, with whoever waits for them. */
     private final Map<String, List<ActorRef<StatusReply<Done>>>> stopping = new HashMap<>();
-    /** Non-null once a graceful stop has begun: whoever waits for it. */
+    /** Set once a graceful stop or the node's shutdown has begun: no new children. */
+    private boolean closing;
+    /** Whoever waits for a graceful stop (non-null once one was asked for): the guardian stops after the children. */
     private List<ActorRef<Done>> stopWaiters;
+    /** Whoever waits for the shutdown's stop of the children: the guardian keeps running after it. */
+    private final List<ActorRef<Done>> shutdownWaiters = new ArrayList<>(1);
 
     /**
      * The guardian of a node of {@code topology} (the topology names members in {@link ClusterView}s).
@@ -131,7 +140,7 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
                         CoordinatedShutdown.PhaseBeforeClusterShutdown(),
                         "stop-node-actors",
                         () -> AskPattern.<Command, Done>ask(
-                                        self, Command.Stop::new, SHUTDOWN_STOP_TIMEOUT, system.scheduler())
+                                        self, StopForShutdown::new, SHUTDOWN_STOP_TIMEOUT, system.scheduler())
                                 .exceptionally(e -> Done.getInstance()));
         system.receptionist().tell(Receptionist.register(SERVICE_KEY, self));
         start(MEMBERSHIP_LOGGER, MembershipLogger.create());
@@ -145,6 +154,7 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
                 .onMessage(Command.StopChild.class, this::onStopChild)
                 .onMessage(Command.GetClusterView.class, this::onGetClusterView)
                 .onMessage(Command.Stop.class, this::onStop)
+                .onMessage(StopForShutdown.class, this::onStopForShutdown)
                 .onMessage(ChildStopped.class, this::onChildStopped)
                 .onSignal(PostStop.class, this::onPostStop)
                 .build();
@@ -157,7 +167,7 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
 
     private <T> void spawnTyped(Command.SpawnChild<T> spawn) {
         String name = spawn.key().name();
-        if (stopWaiters != null) {
+        if (closing) {
             spawn.replyTo().tell(StatusReply.error("the node guardian is stopping: child '" + name + "' not started"));
         } else if (running.containsKey(name)) {
             spawn.replyTo().tell(StatusReply.error("a child named '" + name + "' already runs"));
@@ -231,14 +241,34 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
     private Behavior<Command> onStop(Command.Stop stop) {
         if (stopWaiters == null) {
             stopWaiters = new ArrayList<>(1);
-            getContext().getLog().info("node actors stopping: {}", running.keySet());
-            for (Child child : List.copyOf(running.values())) {
-                beginStopping(child);
-            }
-            running.clear();
         }
         stopWaiters.add(stop.replyTo());
+        stopChildren(true);
         return stoppedOnceChildrenAre();
+    }
+
+    private Behavior<Command> onStopForShutdown(StopForShutdown stop) {
+        shutdownWaiters.add(stop.replyTo());
+        stopChildren(false);
+        return stoppedOnceChildrenAre();
+    }
+
+    private void stopChildren(boolean membershipLoggerToo) {
+        closing = true;
+        List<Child> toStop = running.values().stream()
+                .filter(c -> membershipLoggerToo || !c.key().equals(MEMBERSHIP_LOGGER))
+                .toList();
+        if (!toStop.isEmpty()) {
+            getContext()
+                    .getLog()
+                    .info(
+                            "node actors stopping: {}",
+                            toStop.stream().map(c -> c.key().name()).toList());
+        }
+        for (Child child : toStop) {
+            running.remove(child.key().name());
+            beginStopping(child);
+        }
     }
 
     private Behavior<Command> onChildStopped(ChildStopped stopped) {
@@ -252,8 +282,14 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
         return stoppedOnceChildrenAre();
     }
 
+    /** Answers whoever waits once no child is still stopping; stops the guardian if a graceful stop was asked. */
     private Behavior<Command> stoppedOnceChildrenAre() {
-        if (stopWaiters == null || !stopping.isEmpty()) {
+        if (!stopping.isEmpty()) {
+            return this;
+        }
+        shutdownWaiters.forEach(w -> w.tell(Done.getInstance()));
+        shutdownWaiters.clear();
+        if (stopWaiters == null) {
             return this;
         }
         stopWaiters.forEach(w -> w.tell(Done.getInstance()));

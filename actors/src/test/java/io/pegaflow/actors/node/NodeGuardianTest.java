@@ -13,6 +13,7 @@ import io.pegaflow.config.Topology;
 import io.pegaflow.config.Transport;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -23,6 +24,7 @@ import org.apache.pekko.actor.testkit.typed.javadsl.TestProbe;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.PostStop;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.cluster.ClusterEvent;
 import org.apache.pekko.pattern.StatusReply;
@@ -254,6 +256,29 @@ class NodeGuardianTest {
     }
 
     @Test
+    void shouldRefuseNewChildrenOnceTheNodeShutsDown() throws Exception {
+        ActorTestKit node = ActorTestKit.create("guardian-refuse-test", oneNodeConfig());
+        try {
+            ActorRef<Command> guardian = node.spawn(NodeGuardian.create(TOPOLOGY), NodeGuardian.NAME);
+            TestProbe<StatusReply<ActorRef<String>>> reply = node.createTestProbe();
+            CoordinatedShutdown.get(node.system())
+                    .addTask(CoordinatedShutdown.PhaseClusterLeave(), "spawn-too-late", () -> {
+                        guardian.tell(new Command.SpawnChild<>(ECHO, Behaviors.empty(), reply.getRef()));
+                        return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
+                    });
+            CompletableFuture<Done> shutdown = CoordinatedShutdown.get(node.system())
+                    .runAll(CoordinatedShutdown.unknownReason())
+                    .toCompletableFuture();
+
+            assertEquals(
+                    "the node guardian is stopping: child 'echo' not started", errorOf(reply.receiveMessage(WAIT)));
+            shutdown.get(30, TimeUnit.SECONDS);
+        } finally {
+            node.shutdownTestKit();
+        }
+    }
+
+    @Test
     void shouldAnswerGetClusterViewWithThisNodesView() {
         ActorRef<Command> guardian = newGuardian();
         TestProbe<ClusterView> reply = testKit.createTestProbe();
@@ -268,10 +293,10 @@ class NodeGuardianTest {
 
     /**
      * CoordinatedShutdown (SIGTERM, the Shutdown RPC) stops the node's actors in {@code before-cluster-shutdown}, that
-     * is before the node leaves the cluster.
+     * is before the node leaves the cluster; the membership logger stays to log the leave.
      */
     @Test
-    void shouldStopItsChildrenBeforeTheNodeLeavesTheClusterOnCoordinatedShutdown() throws Exception {
+    void shouldStopItsChildrenBeforeTheNodeLeavesTheClusterAndKeepLoggingMembership() throws Exception {
         ActorTestKit node = ActorTestKit.create("guardian-shutdown-test", oneNodeConfig());
         List<String> events = new CopyOnWriteArrayList<>();
         try {
@@ -281,6 +306,19 @@ class NodeGuardianTest {
                         return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
                     });
             ActorRef<Command> guardian = node.spawn(NodeGuardian.create(TOPOLOGY), NodeGuardian.NAME);
+            CoordinatedShutdown.get(node.system())
+                    .addTask(
+                            CoordinatedShutdown.PhaseBeforeActorSystemTerminate(),
+                            "check-membership-logger",
+                            () -> AskPattern.<Command, StatusReply<ActorRef<ClusterEvent.ClusterDomainEvent>>>ask(
+                                            guardian,
+                                            replyTo -> new Command.GetChild<>(NodeGuardian.MEMBERSHIP_LOGGER, replyTo),
+                                            WAIT,
+                                            node.scheduler())
+                                    .thenApply(reply -> {
+                                        events.add("membership-logger " + (reply.isSuccess() ? "runs" : "gone"));
+                                        return Done.getInstance();
+                                    }));
             TestProbe<StatusReply<ActorRef<String>>> reply = node.createTestProbe();
             guardian.tell(new Command.SpawnChild<>(
                     ECHO,
@@ -298,7 +336,7 @@ class NodeGuardianTest {
                     .toCompletableFuture()
                     .get(30, TimeUnit.SECONDS);
 
-            assertEquals(List.of("child-stopped", "cluster-leave"), events);
+            assertEquals(List.of("child-stopped", "cluster-leave", "membership-logger runs"), events);
         } finally {
             node.shutdownTestKit();
         }
