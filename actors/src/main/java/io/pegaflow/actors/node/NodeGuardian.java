@@ -121,9 +121,9 @@ public final class NodeGuardian extends AbstractBehavior<NodeGuardian.Command> {
     private final List<ActorRef<Done>> shutdownWaiters = new ArrayList<>(1);
 
     /**
-     * The guardian of a node of {@code topology} (the topology names members in {@link ClusterView}s).
-     *
-     * @throws IllegalStateException at start when the actor system's provider is not {@code cluster}
+     * The guardian of a node of {@code topology} (the topology names members in {@link ClusterView}s). The actor
+     * system must use the {@code cluster} provider: the membership logger and {@link Command.GetClusterView} read the
+     * cluster's state.
      */
     public static Behavior<Command> create(Topology topology) {
         Objects.requireNonNull(topology, "topology");
