@@ -1,5 +1,6 @@
 package io.pegaflow.actors.cluster;
 
+import io.pegaflow.actors.CborSerializable;
 import io.pegaflow.config.Topology;
 import java.util.Comparator;
 import java.util.List;
@@ -14,10 +15,12 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * A snapshot of cluster membership as this node sees it. Reads Pekko's cluster state without asking an actor, so it
- * is cheap and safe from any thread (gRPC handlers, metric samplers).
+ * is cheap and safe from any thread (gRPC handlers, metric samplers). Crosses nodes as a reply to the node
+ * guardian's {@code GetClusterView}.
  */
 public record ClusterView(
-        String selfAddress, String selfStatus, List<MemberView> members, List<String> unreachable, String leader) {
+        String selfAddress, String selfStatus, List<MemberView> members, List<String> unreachable, String leader)
+        implements CborSerializable {
 
     public ClusterView {
         members = List.copyOf(members);

@@ -4,7 +4,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.pegaflow.actors.cluster.ClusterSettings;
 import io.pegaflow.actors.cluster.ClusterView;
-import io.pegaflow.actors.cluster.MembershipLogger;
+import io.pegaflow.actors.node.NodeGuardian;
 import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
@@ -68,7 +68,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         EngineMetrics engineMetrics = new EngineMetrics(launch.device().isPresent() ? "cuda" : "host");
         ActorSystem<Void> system = ActorSystem.create(
                 Behaviors.setup(context -> {
-                    context.spawn(MembershipLogger.create(), "membership-logger");
+                    context.spawn(NodeGuardian.create(launch.topology()), NodeGuardian.NAME);
                     return Behaviors.empty();
                 }),
                 ClusterSettings.systemName(launch.topology()),

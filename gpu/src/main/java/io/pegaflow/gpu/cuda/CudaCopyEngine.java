@@ -7,10 +7,7 @@ import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
-import java.util.concurrent.ArrayBlockingQueue;
-import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.concurrent.locks.LockSupport;
 
 /**
  * The copy engine on a GPU. Segments are classified through the device's registry: CUDA memory (IPC mappings,
@@ -20,61 +17,76 @@ import java.util.concurrent.locks.LockSupport;
  * {@code memcpy} on the calling thread. {@link #copy} returns after a CUDA event recorded behind the last
  * operation has completed, so a load flag written afterwards never runs ahead of the bytes.
  *
- * <p>Thread-safe: callers hand requests to the agents through a bounded queue (a refused offer is counted and
- * fails the copy); each calling thread reuses one request object, so a copy allocates nothing per run.
+ * <p>Thread-safe: callers hand requests to the agents through a {@link LaneDispatcher} (a bounded queue; a refused
+ * offer is counted and fails the copy, and a copy that meets {@link #close} fails with "closed" instead of waiting
+ * for an agent that has stopped); each calling thread reuses one request object, so a copy allocates nothing per run.
  */
 public final class CudaCopyEngine implements CopyEngine {
     private static final int QUEUE_CAPACITY = 64;
+    /** How long close waits for the agents to finish the copies they are running before it frees their lanes. */
+    private static final long CLOSE_TIMEOUT_MS = 10_000;
 
     private final CudaDevice device;
     private final CudaCopySettings settings;
     private final CopyKernels kernels;
     private final String kernelProblem;
-    private final BlockingQueue<Request> queue = new ArrayBlockingQueue<>(QUEUE_CAPACITY);
-    private final List<Thread> agents = new ArrayList<>();
-    private final List<CopyLane> lanes = new ArrayList<>();
+    private final List<CopyLane> lanes;
+    private final LaneDispatcher<Request> dispatcher;
     private final ThreadLocal<Request> requests = ThreadLocal.withInitial(Request::new);
     private final LongAdder refusals = new LongAdder();
     private volatile boolean closed;
 
     /** One copy handed to an agent; reused by its calling thread. */
-    private static final class Request {
-        static final Request POISON = new Request();
+    private static final class Request extends LaneDispatcher.Ticket {
         CudaCopyMode mode;
         long[] srcBases;
         boolean srcDevice;
         long[] dstBases;
         boolean dstDevice;
         CopyBatch batch;
-        Thread waiter;
-        Throwable failure;
-        volatile boolean done;
+    }
 
-        void complete(Throwable t) {
-            failure = t;
-            done = true;
-            LockSupport.unpark(waiter);
+    /** An agent's side of one lane: the device's context current on its thread, copies run on its streams. */
+    private final class Agent implements LaneDispatcher.Lane<Request> {
+        private final CopyLane lane;
+
+        Agent(CopyLane lane) {
+            this.lane = lane;
         }
 
-        void awaitDone() {
-            boolean interrupted = false;
-            while (!done) {
-                LockSupport.park(this);
-                if (Thread.interrupted()) {
-                    interrupted = true; // the GPU may still write into the destination: wait anyway
+        @Override
+        public void onAgentStart() {
+            device.makeCurrent();
+        }
+
+        @Override
+        public void run(Request r) {
+            try {
+                lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
+            } catch (RuntimeException | Error e) {
+                if (lane.broken()) {
+                    brokenBy = e;
                 }
-            }
-            if (interrupted) {
-                Thread.currentThread().interrupt();
+                throw e;
             }
         }
     }
 
-    private CudaCopyEngine(CudaDevice device, CudaCopySettings settings, CopyKernels kernels, String kernelProblem) {
+    private CudaCopyEngine(
+            CudaDevice device,
+            CudaCopySettings settings,
+            CopyKernels kernels,
+            String kernelProblem,
+            List<CopyLane> lanes) {
         this.device = device;
         this.settings = settings;
         this.kernels = kernels;
         this.kernelProblem = kernelProblem;
+        this.lanes = List.copyOf(lanes);
+        this.dispatcher = new LaneDispatcher<>(
+                "pegaflow-cuda-copy-" + device.ordinal() + "-",
+                QUEUE_CAPACITY,
+                this.lanes.stream().map(Agent::new).toList());
     }
 
     /**
@@ -90,53 +102,25 @@ public final class CudaCopyEngine implements CopyEngine {
         } catch (CudaException e) {
             problem = "the copy kernels did not load, kernel and staged copies fall back to memcpy: " + e.getMessage();
         }
-        CudaCopyEngine engine = new CudaCopyEngine(device, settings, kernels, problem);
+        List<CopyLane> lanes = new ArrayList<>();
         try {
             for (int i = 0; i < settings.lanes(); i++) {
-                CopyLane lane = new CopyLane(device, kernels, settings);
-                engine.lanes.add(lane);
-                Thread agent =
-                        new Thread(() -> engine.agentLoop(lane), "pegaflow-cuda-copy-" + device.ordinal() + "-" + i);
-                agent.setDaemon(true);
-                engine.agents.add(agent);
+                lanes.add(new CopyLane(device, kernels, settings));
             }
         } catch (RuntimeException e) {
-            engine.lanes.forEach(CopyLane::close);
+            lanes.forEach(CopyLane::close);
             if (kernels != null) {
                 kernels.close();
             }
             throw e;
         }
-        engine.agents.forEach(Thread::start);
+        CudaCopyEngine engine = new CudaCopyEngine(device, settings, kernels, problem, lanes);
+        engine.dispatcher.start();
         return engine;
     }
 
     /** Set when a failed copy's stream could not be synchronized: the GPU may still touch memory callers free. */
     private volatile Throwable brokenBy;
-
-    private void agentLoop(CopyLane lane) {
-        device.makeCurrent();
-        while (true) {
-            Request r;
-            try {
-                r = queue.take();
-            } catch (InterruptedException e) {
-                return;
-            }
-            if (r == Request.POISON) {
-                return;
-            }
-            try {
-                lane.run(r.mode, r.srcBases, r.srcDevice, r.dstBases, r.dstDevice, r.batch);
-                r.complete(null);
-            } catch (Throwable t) {
-                if (lane.broken()) {
-                    brokenBy = t;
-                }
-                r.complete(t);
-            }
-        }
-    }
 
     @Override
     public String name() {
@@ -218,6 +202,7 @@ public final class CudaCopyEngine implements CopyEngine {
      * direction), for benchmarks and tests.
      */
     public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch, CudaCopyMode forcedMode) {
+        // Early refusal, also for host-to-host copies; a close racing past this check is caught by the dispatcher.
         if (closed) {
             throw new IllegalStateException("the CUDA copy engine is closed");
         }
@@ -261,25 +246,26 @@ public final class CudaCopyEngine implements CopyEngine {
         r.srcDevice = srcDevice;
         r.dstDevice = dstDevice;
         r.batch = batch;
-        r.waiter = Thread.currentThread();
-        r.failure = null;
-        r.done = false;
-        if (!queue.offer(r)) {
-            refusals.increment();
-            throw new IllegalStateException("the CUDA copy queue is full (" + QUEUE_CAPACITY
-                    + " copies waiting): more copy threads than it allows");
-        }
-        r.awaitDone();
+        LaneDispatcher.Outcome outcome = dispatcher.submitAndAwait(r);
         r.batch = null;
-        Throwable failure = r.failure;
-        if (failure instanceof RuntimeException e) {
-            throw e;
-        }
-        if (failure instanceof Error e) {
-            throw e;
-        }
-        if (failure != null) {
-            throw new IllegalStateException(failure);
+        switch (outcome) {
+            case COMPLETED -> {}
+            case FAILED -> {
+                Throwable failure = r.failure();
+                if (failure instanceof RuntimeException e) {
+                    throw e;
+                }
+                if (failure instanceof Error e) {
+                    throw e;
+                }
+                throw new IllegalStateException(failure);
+            }
+            case QUEUE_FULL -> {
+                refusals.increment();
+                throw new IllegalStateException("the CUDA copy queue is full (" + QUEUE_CAPACITY
+                        + " copies waiting): more copy threads than it allows");
+            }
+            case CLOSED -> throw new IllegalStateException("the CUDA copy engine is closed: the copy did not run");
         }
     }
 
@@ -302,26 +288,19 @@ public final class CudaCopyEngine implements CopyEngine {
         return array != null && array.length >= n ? array : new long[Math.max(n, 8)];
     }
 
-    /** Stops the agents after the copies queued before, then frees the lanes and the kernels. */
+    /**
+     * Refuses new copies, fails the queued ones ("closed"), lets the copies the agents are running finish, then frees
+     * the lanes and the kernels. If an agent is still inside a copy after {@value #CLOSE_TIMEOUT_MS} ms, the lanes and
+     * kernels are left allocated rather than freed under a copy the GPU may still be running.
+     */
     @Override
-    public void close() {
+    public synchronized void close() {
         if (closed) {
             return;
         }
         closed = true;
-        for (int i = 0; i < agents.size(); i++) {
-            try {
-                queue.put(Request.POISON);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
-        }
-        for (Thread agent : agents) {
-            try {
-                agent.join(10_000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
+        if (!dispatcher.close(CLOSE_TIMEOUT_MS)) {
+            return;
         }
         device.makeCurrent();
         lanes.forEach(CopyLane::close);

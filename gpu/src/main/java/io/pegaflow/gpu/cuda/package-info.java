@@ -7,6 +7,8 @@
  *
  * <p>Threading: {@code CudaDevice}, {@code CudaCopyEngine} and the memory objects are thread-safe. Each copy lane
  * (streams, events, staging and descriptor buffers) is owned by one agent thread of the engine; callers reach the
- * agents through a bounded queue. Control-path failures throw {@link io.pegaflow.gpu.cuda.CudaException}.
+ * agents through {@link io.pegaflow.gpu.cuda.LaneDispatcher} (a bounded queue whose admission and close share one
+ * lock: a copy is run, refused as full, or refused as closed, never stranded). Control-path failures throw
+ * {@link io.pegaflow.gpu.cuda.CudaException}.
  */
 package io.pegaflow.gpu.cuda;

@@ -1,7 +1,10 @@
 package io.pegaflow.gpu.cuda;
 
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
+import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.CopyEngineContract;
 import java.lang.foreign.Arena;
@@ -9,11 +12,16 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Nested;
+import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.Timeout;
 
 /**
  * The copy-engine contract on the CUDA engine, once per copy mode: worker memory is device memory, the pool is
@@ -38,6 +46,58 @@ class CudaCopyEngineContractTest {
         if (device != null) {
             device.close();
             device = null;
+        }
+    }
+
+    /**
+     * The close race on the real engine: copy threads keep copying GPU to pinned memory while the engine closes; each
+     * must come back, done or refused as closed, never parked. ({@link LaneDispatcherTest} pins the race down on the
+     * CPU.)
+     */
+    @Test
+    @Timeout(180)
+    void shouldEndEveryCopyThatRacesCloseDoneOrRefusedAsClosed() throws Exception {
+        requireGpu();
+        int threads = 4;
+        long runBytes = 64 * 1024;
+        try (DeviceBuffer src = device.allocate(runBytes);
+                PinnedHostMemory dst = device.allocatePinned(threads * runBytes)) {
+            for (int round = 0; round < 20; round++) {
+                CudaCopyEngine engine = CudaCopyEngine.create(device, CudaCopySettings.defaults());
+                List<CompletableFuture<String>> copiers = new ArrayList<>();
+                for (int t = 0; t < threads; t++) {
+                    CopyBatch batch = new CopyBatch(1);
+                    batch.add(0, t * runBytes, runBytes);
+                    CompletableFuture<String> refusal = new CompletableFuture<>();
+                    Thread copier = new Thread(
+                            () -> {
+                                try {
+                                    while (true) {
+                                        engine.copy(src.memory(), dst.memory(), batch);
+                                    }
+                                } catch (IllegalStateException e) {
+                                    refusal.complete(e.getMessage());
+                                } catch (Throwable e) {
+                                    refusal.completeExceptionally(e);
+                                }
+                            },
+                            "test-copier-" + t);
+                    copier.setDaemon(true);
+                    copier.start();
+                    copiers.add(refusal);
+                }
+                Thread.sleep(round % 5);
+                engine.close();
+                for (CompletableFuture<String> copier : copiers) {
+                    String message;
+                    try {
+                        message = copier.get(30, TimeUnit.SECONDS);
+                    } catch (TimeoutException e) {
+                        message = fail("round " + round + ": a copy was still parked 30 s after close");
+                    }
+                    assertTrue(message.contains("closed"), message);
+                }
+            }
         }
     }
 
