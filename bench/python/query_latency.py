@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "python"))
 
 from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
 from pegaflow.client import EngineClient, FabricClient
-from pegaflow.localnode import LocalNode, Metrics, parse_prometheus, parse_prometheus_types
+from pegaflow_testing.localnode import LocalNode, Metrics
 from pegaflow.shm import HOST_DEVICE, SharedKVCache
 
 GOAL_P99_US = 300.0
@@ -75,7 +75,7 @@ def handler_seconds(metrics_url: str | None, method: str) -> tuple[float, float]
 
     with urllib.request.urlopen(metrics_url, timeout=5) as reply:
         text = reply.read().decode()
-    m = Metrics(parse_prometheus(text), parse_prometheus_types(text))
+    m = Metrics.parse(text)
     labels = {"service": "Engine", "method": method, "status": "OK"}
     return (
         m.value("pegaflow_grpc_request_duration_seconds_sum", default=0.0, **labels),
@@ -105,7 +105,7 @@ server.wait_for_termination()
 
 def python_reference_health(n: int, w: int) -> dict[str, float]:
     """Fabric.Health against a trivial Python gRPC server in another process: the Python-to-Python floor here."""
-    from pegaflow.localnode import free_port
+    from pegaflow_testing.localnode import free_port
 
     port = free_port()
     server = subprocess.Popen(

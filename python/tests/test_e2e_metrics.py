@@ -17,7 +17,7 @@ import pytest
 from e2e_support import expect_error, random_hashes, unique
 
 from pegaflow.flag import LoadFlagFile, LoadState
-from pegaflow.localnode import repo_root
+from pegaflow_testing.localnode import repo_root
 from pegaflow.shm import HOST_DEVICE, SharedKVCache
 
 pytestmark = pytest.mark.node

@@ -7,7 +7,7 @@ falls back to plain Python when vLLM is not installed (tests, the demo, machines
   stand-in. vLLM checks ``isinstance(connector, KVConnectorBase)`` in its model runner, so the real base matters.
 - ``parallel_ranks(vllm_config)``: this worker's TP and PP rank, from vLLM's process groups when they exist.
 - ``layer_index(layer_name)``: the global layer index in a layer name (``model.layers.12.self_attn.attn`` -> 12).
-- ``scheduler_classes()``: vLLM's scheduler-output classes, for the stand-ins in ``pegaflow.vllm.fake``.
+- ``scheduler_classes()``: vLLM's scheduler-output classes, for the stand-ins in ``pegaflow_testing.fake_vllm``.
 
 Everything else reads ``vllm_config`` by attribute (see ``pegaflow.vllm.config``), which needs no import.
 """

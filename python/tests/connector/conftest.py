@@ -1,4 +1,4 @@
-"""Fixtures for the vLLM connector tests: fake vLLM engines (pegaflow.vllm.fake) against real node processes.
+"""Fixtures for the vLLM connector tests: fake vLLM engines (pegaflow_testing.fake_vllm) against real node processes.
 
 The node fixtures (``node``, ``start_node``, ``start_module_node``) come from ``tests/conftest.py``. ``engines``
 makes FakeEngines on a node with a model name of their own (so each test has its own namespace) and closes them;

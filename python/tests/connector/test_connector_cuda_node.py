@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA 
 
 @pytest.fixture(scope="module")
 def gpu_node():
-    from pegaflow.localnode import START_TIMEOUT_S, LocalNode, free_port, node_jar_missing, repo_root
+    from pegaflow_testing.localnode import START_TIMEOUT_S, LocalNode, free_port, node_jar_missing, repo_root
 
     missing = node_jar_missing()
     if missing:
@@ -53,7 +53,7 @@ def gpu_node():
 
 @pytest.mark.parametrize("layout", ["packed", "kv_planes"])
 def test_cuda_kv_caches_through_ipc_save_and_load_byte_exact(gpu_node, engines, layout):
-    from pegaflow.vllm.fake import ModelShape, prompt
+    from pegaflow_testing.fake_vllm import ModelShape, prompt
 
     shape = ModelShape(model=engines.model("gpu"), layout=layout, num_layers=8, num_kv_heads=8, head_size=128)
     extra = {"pegaflow.kv_layout": "kv_planes-nhd"} if layout == "kv_planes" else {}

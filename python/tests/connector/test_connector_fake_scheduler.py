@@ -1,4 +1,4 @@
-"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow.vllm.fake) against a real
+"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow_testing.fake_vllm) against a real
 node process: saves, hits, byte-exact loads, leases, preemption, TP, MLA, roles, shared namespaces.
 
 Every load is checked byte for byte by the fake workers before they compute on it (``engine.mismatches``).
@@ -15,7 +15,7 @@ import pytest
 from connector_support import leases_settled, wait_until
 
 from pegaflow.client import EngineClient
-from pegaflow.vllm.fake import FakeRequest, ModelShape, prompt
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, prompt
 from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
 
 pytestmark = pytest.mark.node
@@ -312,7 +312,7 @@ def test_producer_saves_only_and_consumer_loads_only(node, engines):
 @pytest.mark.timeout(120)
 def test_demo_module_runs_through_the_connector(node):
     result = subprocess.run(
-        [sys.executable, "-m", "pegaflow.vllm.demo", "--endpoint", node.endpoint, "--prompt-tokens", "128"],
+        [sys.executable, "-m", "pegaflow_testing.vllm_demo", "--endpoint", node.endpoint, "--prompt-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=100,

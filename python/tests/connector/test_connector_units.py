@@ -18,7 +18,7 @@ import pytest
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm import block_hash
 from pegaflow.vllm.config import OPTIONS, ConnectorSettings, EngineIdentity
-from pegaflow.vllm.fake import (
+from pegaflow_testing.fake_vllm import (
     FakeCachedRequestData,
     FakeKVCacheConfig,
     FakeRequest,

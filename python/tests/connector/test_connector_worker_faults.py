@@ -14,7 +14,7 @@ import pytest
 from pegaflow.errors import EngineError
 from pegaflow.flag import _COUNTERS, _INT64, LoadState
 from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
-from pegaflow.vllm.fake import FakeRequest, ModelShape, make_vllm_config, prompt
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, make_vllm_config, prompt
 from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
 from pegaflow.vllm.stats import ConnectorCounters
 from pegaflow.vllm import scheduler as scheduler_module

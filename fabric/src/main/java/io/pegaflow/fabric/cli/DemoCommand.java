@@ -129,7 +129,7 @@ public final class DemoCommand {
     }
 
     /**
-     * Runs {@code python3 -m pegaflow.vllm.demo} (python/ of this checkout) against {@code endpoint}: the real
+     * Runs {@code python3 -m pegaflow_testing.vllm_demo} (python/ of this checkout) against {@code endpoint}: the real
      * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
      * with the same prefix from another engine instance hits, loads and verifies every byte.
      */
@@ -138,9 +138,9 @@ public final class DemoCommand {
                 .toAbsolutePath()
                 .resolve("python");
         ProcessBuilder builder = new ProcessBuilder(
-                        System.getenv().getOrDefault("PYTHON", "python3"),
+                        System.getenv().getOrDefault("PEGAFLOW_PYTHON", "python3"), // ./pegaflow: its .venv
                         "-m",
-                        "pegaflow.vllm.demo",
+                        "pegaflow_testing.vllm_demo",
                         "--endpoint",
                         endpoint.toString())
                 .redirectErrorStream(true);
