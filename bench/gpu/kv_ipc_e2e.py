@@ -72,13 +72,28 @@ def cuda_time(fn, reps: int) -> float:
 
 def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subprocess.Popen:
     node_args = [
-        "node", "--device", str(args.device), "--pool-size", args.pool_size,
-        "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(free_port()), "--metrics-port", str(metrics_port),
+        "node",
+        "--device",
+        str(args.device),
+        "--pool-size",
+        args.pool_size,
+        "--addr",
+        f"127.0.0.1:{grpc_port}",
+        "--cluster-port",
+        str(free_port()),
+        "--metrics-port",
+        str(metrics_port),
     ]
     if args.java:
         cmd = [
-            args.java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
-            *args.jvm_opt, "-cp", args.classpath, "io.pegaflow.fabric.cli.Main", *node_args,
+            args.java,
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            *args.jvm_opt,
+            "-cp",
+            args.classpath,
+            "io.pegaflow.fabric.cli.Main",
+            *node_args,
         ]
     else:
         cmd = [str(ROOT / "pegaflow"), *node_args]
@@ -105,8 +120,12 @@ def main() -> int:
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--blocks", type=int, default=4096, help="blocks per layer (>= 2 * save-blocks + 100)")
     p.add_argument("--save-blocks", type=int, default=625, help="625 blocks of 16 tokens = 10K tokens")
-    p.add_argument("--allocations", type=int, default=32,
-                   help="backing allocations the 32 layers are views into (vLLM: one per layer)")
+    p.add_argument(
+        "--allocations",
+        type=int,
+        default=32,
+        help="backing allocations the 32 layers are views into (vLLM: one per layer)",
+    )
     p.add_argument("--pool-size", default="16gb")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
@@ -131,7 +150,8 @@ def main() -> int:
     props = torch.cuda.get_device_properties(args.device)
     driver = subprocess.run(
         ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(args.device)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     say(f"GPU {args.device}: {props.name}, UUID GPU-{props.uuid}, driver {driver}, torch {torch.__version__}")
 
@@ -188,11 +208,15 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         first = (layer % per_alloc) * nb * PAGE
         physical = raw[first : first + nb * PAGE].view(torch.bfloat16).view(nb, BLOCK_SIZE, KV_HEADS, 2 * HEAD)
         layers[f"model.layers.{layer}.self_attn.attn"] = physical.permute(0, 2, 1, 3)  # vLLM's logical view
-    pages = [raws[layer // per_alloc].view(-1, PAGE)[(layer % per_alloc) * nb : (layer % per_alloc + 1) * nb]
-             for layer in range(LAYERS)]  # [layer] -> (nb, 64 KiB) uint8 view of the same memory
+    pages = [
+        raws[layer // per_alloc].view(-1, PAGE)[(layer % per_alloc) * nb : (layer % per_alloc + 1) * nb]
+        for layer in range(LAYERS)
+    ]  # [layer] -> (nb, 64 KiB) uint8 view of the same memory
     gib = n * LAYERS * PAGE / 2**30
-    say(f"KV cache: {LAYERS} layers x {nb} blocks x {PAGE // 1024} KiB = {LAYERS * nb * PAGE / 2**30:.2f} GiB in "
-        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy")
+    say(
+        f"KV cache: {LAYERS} layers x {nb} blocks x {PAGE // 1024} KiB = {LAYERS * nb * PAGE / 2**30:.2f} GiB in "
+        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy"
+    )
 
     gen = torch.Generator(device="cpu").manual_seed(1)
     perm = torch.randperm(nb, generator=gen)
@@ -210,8 +234,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     reg = client.register_context("e2e", "llama-3.1-8b/bf16/tp1", 0, 1, 0, LAYERS, uuid, registrations)
     session = client.open_session(reg.context_id)
     ctx = reg.context_id
-    say(f"registered {len(registrations)} layers ({len(handles)} IPC handles) on {uuid}: context {ctx}, "
-        f"{reg.block_bytes} bytes per pool block")
+    say(
+        f"registered {len(registrations)} layers ({len(handles)} IPC handles) on {uuid}: context {ctx}, "
+        f"{reg.block_bytes} bytes per pool block"
+    )
     opened = re.findall(r"layers in (\d+) regions", log_path.read_text())
     if opened:
         say(f"node opened {opened[-1]} CUDA IPC allocations for {len(registrations)} layers")
@@ -235,9 +261,11 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         scribbled = all(bool((pg[src_t] == 0xA5).all()) for pg in pages)
         intact = all(torch.equal(pg[un_t], before) for pg, before in zip(pages, untouched_before))
         ok = not bad and scribbled and intact
-        say(f"check: {n} blocks x {LAYERS} layers saved, overwritten, loaded into other blocks: "
+        say(
+            f"check: {n} blocks x {LAYERS} layers saved, overwritten, loaded into other blocks: "
             f"{'every byte equal' if not bad else f'MISMATCH in layers {bad}'}; overwritten sources untouched by the "
-            f"load: {scribbled}; 100 other blocks unchanged: {intact}")
+            f"load: {scribbled}; 100 other blocks unchanged: {intact}"
+        )
 
         # ---- benchmark ----
         nbytes = n * LAYERS * PAGE
@@ -301,8 +329,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
         s_med, l_med, ln_med = statistics.median(save_s), statistics.median(load_s), statistics.median(load_node_s)
         say()
-        say(f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
-            f"warm-ups | ms | GB/s | % of contiguous |")
+        say(
+            f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
+            f"warm-ups | ms | GB/s | % of contiguous |"
+        )
         say("|---|---|---|---|")
         say(row("contiguous pinned -> GPU (torch copy_)", h2d, h2d))
         say(row("contiguous GPU -> pinned (torch copy_)", d2h, d2h))

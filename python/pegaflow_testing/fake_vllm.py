@@ -736,7 +736,9 @@ class WorkerProcess:
         try:
             status, value = self._conn.recv()
         except EOFError:
-            raise RuntimeError(f"worker process {self.rank} died during {what} (exit {self.process.exitcode})") from None
+            raise RuntimeError(
+                f"worker process {self.rank} died during {what} (exit {self.process.exitcode})"
+            ) from None
         if status != "ok":
             raise RuntimeError(f"worker process {self.rank} failed in {what}: {value}")
         return value
@@ -1043,7 +1045,9 @@ class FakeScheduler:
             else:
                 self._known_to_workers.add(req_id)
                 new_reqs.append(
-                    self._classes["new"](req_id, list(request.prompt_token_ids), (list(self._blocks[req_id]),), computed)
+                    self._classes["new"](
+                        req_id, list(request.prompt_token_ids), (list(self._blocks[req_id]),), computed
+                    )
                 )
         for request in reversed(skipped):
             self.waiting.appendleft(request)

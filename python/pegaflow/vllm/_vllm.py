@@ -124,7 +124,6 @@ def parallel_ranks(vllm_config) -> ParallelRanks:
     return ParallelRanks(rank % tp_size, tp_size, (rank // tp_size) % pp_size, pp_size)
 
 
-
 def layer_index(layer_name: str) -> int:
     """The global layer index in ``layer_name``: vLLM's ``extract_layer_index`` when available, else the one integer
     among the dot-separated parts. Raises ValueError when there is not exactly one."""

@@ -56,23 +56,35 @@ OPTIONS: dict[str, _Option] = {
     "pegaflow.query_timeout_ms": _Option(200, int, 1, "deadline of one lookup (Query); on expiry the answer is 0 hits"),
     "pegaflow.rpc_timeout_ms": _Option(5_000, int, 1, "deadline of RegisterContext, Load and Release calls"),
     "pegaflow.save_timeout_ms": _Option(
-        120_000, int, 1, "deadline of one Save call (at most max_blocks_per_save blocks); a Save past it is treated as"
-        " still copying: its blocks stay held until the node answers or is known gone"
+        120_000,
+        int,
+        1,
+        "deadline of one Save call (at most max_blocks_per_save blocks); a Save past it is treated as"
+        " still copying: its blocks stay held until the node answers or is known gone",
     ),
     "pegaflow.load_timeout_ms": _Option(
-        30_000, int, 1, "a load still pending after this long is reported as failed once the node wrote its flag or is"
-        " known gone (never while the node may still write the blocks)"
+        30_000,
+        int,
+        1,
+        "a load still pending after this long is reported as failed once the node wrote its flag or is"
+        " known gone (never while the node may still write the blocks)",
     ),
     "pegaflow.retry_interval_ms": _Option(
-        1_000, int, 1, "after the node did not answer: lookups answer 0 hits without asking, and workers retry"
-        " registering, at this interval"
+        1_000,
+        int,
+        1,
+        "after the node did not answer: lookups answer 0 hits without asking, and workers retry"
+        " registering, at this interval",
     ),
     "pegaflow.session_timeout_ms": _Option(
         10_000, int, 1, "a worker that has heard nothing on its Session stream for this long reconnects"
     ),
-    "pegaflow.max_blocks_per_save": _Option(1024, int, 1, "a step's blocks are saved in Save calls of at most this many"),
-    "pegaflow.load_flag_slots": _Option(256, int, 1, "load-completion flags per shared-memory flag file (more files are"
-    " added when needed)"),
+    "pegaflow.max_blocks_per_save": _Option(
+        1024, int, 1, "a step's blocks are saved in Save calls of at most this many"
+    ),
+    "pegaflow.load_flag_slots": _Option(
+        256, int, 1, "load-completion flags per shared-memory flag file (more files are added when needed)"
+    ),
 }
 
 

@@ -117,8 +117,9 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
         planes_first = shape[0] == 2 and (num_blocks is None or shape[1] == num_blocks)
         kv_inside = shape[1] == 2 and (num_blocks is None or shape[0] == num_blocks)
         if planes_first and kv_inside:
-            raise UnsupportedKVCache(f"{where}: cannot tell (2, num_blocks, ...) from (num_blocks, 2, ...) without"
-                                     " KVCacheConfig.num_blocks")
+            raise UnsupportedKVCache(
+                f"{where}: cannot tell (2, num_blocks, ...) from (num_blocks, 2, ...) without KVCacheConfig.num_blocks"
+            )
         if planes_first:
             kind, block_dim, token_dim, head_dim = "kv_planes", 1, 2, 3
         elif kv_inside:
@@ -170,4 +171,3 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
     return LayerLayout(
         tag=tag, num_blocks=found.num_blocks, kernel_blocks_per_block=per_block, kv_heads=kv_heads, block=found
     )
-

@@ -159,7 +159,11 @@ class SchedulerSide:
         )
         _log.debug(
             "request %s: %d of %d blocks after the local %d are in the pool (lease %d)",
-            req_id, hit, len(asked), start, reply.lease_id,
+            req_id,
+            hit,
+            len(asked),
+            start,
+            reply.lease_id,
         )
         return hit * bs, True
 
@@ -297,8 +301,10 @@ class SchedulerSide:
                 for other in list(self._lookups):
                     self._drop_lookup(other)
                 _warn.warning(
-                    "loads-failing", "%d loads in a row failed; answering 0 hits for %.1f s",
-                    LOAD_FAILURE_BACKOFF, self.settings.retry_interval_s,
+                    "loads-failing",
+                    "%d loads in a row failed; answering 0 hits for %.1f s",
+                    LOAD_FAILURE_BACKOFF,
+                    self.settings.retry_interval_s,
                 )
 
     def request_finished(self, request, block_ids) -> tuple[bool, dict | None]:

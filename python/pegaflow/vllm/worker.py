@@ -144,7 +144,9 @@ class WorkerSide:
             # MLA's latent cache is the same on every TP rank: one copy in the pool (registered as TP size 1), saved
             # by rank 0; every rank loads it. The node keys contexts by (instance, tp rank, pp rank), so each rank
             # needs its own instance id.
-            self.instance_id = f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
+            self.instance_id = (
+                f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
+            )
             self._reg_tp_rank, self._reg_tp_size = 0, 1
             self._saves_here = identity.saves_enabled and self.tp_rank == 0
         else:
@@ -163,7 +165,9 @@ class WorkerSide:
         self._loads: dict[str, _Load] = {}
         self._load_errors: set[int] = set()
         self._saves_in_flight: dict[str, int] = {}  # req id -> save job entries not finished
-        self._save_reading: dict[str, int] = {}  # req id -> Save chunks the node may be reading now (sent or unresolved)
+        self._save_reading: dict[
+            str, int
+        ] = {}  # req id -> Save chunks the node may be reading now (sent or unresolved)
         self._unresolved_saves: list[_UnresolvedSave] = []
         self._gone_generation = 0  # the node of every generation <= this is known gone
         self._save_queue: deque[_SaveJob] = deque()
@@ -234,11 +238,18 @@ class WorkerSide:
         if self.identity.pp_size == 1 and len(registrations) != ident.total_layers:
             _log.warning(
                 "%s: %d KV layers registered, the model has %d; blocks seal only when every layer is saved",
-                self.name, len(registrations), ident.total_layers,
+                self.name,
+                len(registrations),
+                ident.total_layers,
             )
         _log.info(
             "%s: registering %d layers (%s) in %d allocation(s) on %s as instance %s, namespace %s",
-            self.name, len(registrations), ident.kv_layout, len(self.regions), self.device, self.instance_id,
+            self.name,
+            len(registrations),
+            ident.kv_layout,
+            len(self.regions),
+            self.device,
+            self.instance_id,
             ident.namespace,
         )
         self.link = NodeLink(
@@ -252,7 +263,9 @@ class WorkerSide:
             name=self.name,
         )
         self.link.start()
-        self._save_client = EngineClient(self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel)
+        self._save_client = EngineClient(
+            self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel
+        )
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -329,8 +342,10 @@ class WorkerSide:
                     self.counters.add("preemption_fence_timeouts")
                     _log.error(
                         "%s: saves of preempted requests %s still unconfirmed after %.0f s (node stuck?); vLLM may"
-                        " reuse blocks the node is reading", self.name,
-                        sorted(r for r in ids if self._save_reading.get(r)), self.settings.save_timeout_s + 1.0,
+                        " reuse blocks the node is reading",
+                        self.name,
+                        sorted(r for r in ids if self._save_reading.get(r)),
+                        self.settings.save_timeout_s + 1.0,
                     )
                     break
                 self._cond.wait(remaining)
@@ -418,7 +433,10 @@ class WorkerSide:
             load.node_gone = generation <= self._gone_generation
             load.issued = True
         _log.debug(
-            "%s: request %s load of %d blocks %s", self.name, load.req_id, len(load.block_ids),
+            "%s: request %s load of %d blocks %s",
+            self.name,
+            load.req_id,
+            len(load.block_ids),
             "started" if reason is None else f"failed: {reason}",
         )
 
@@ -457,7 +475,11 @@ class WorkerSide:
             for req_id in finished_req_ids or ():
                 self._finished[req_id] = self._step
             for req_id in list(self._holds):
-                if req_id in self._finished and not self._saves_in_flight.get(req_id) and not self._save_reading.get(req_id):
+                if (
+                    req_id in self._finished
+                    and not self._saves_in_flight.get(req_id)
+                    and not self._save_reading.get(req_id)
+                ):
                     sending.add(req_id)
                     self._holds.discard(req_id)
                     del self._finished[req_id]
@@ -508,7 +530,9 @@ class WorkerSide:
                     self.counters.add("load_timeouts")
                     _log.error(
                         "%s: request %s: load pending for over %.0f s; waiting for the node's flag or for the node to"
-                        " be known gone before vLLM may reuse its blocks", self.name, load.req_id,
+                        " be known gone before vLLM may reuse its blocks",
+                        self.name,
+                        load.req_id,
                         self.settings.load_timeout_s,
                     )
             if errors is None:
@@ -528,7 +552,11 @@ class WorkerSide:
                 _warn.warning(
                     "load-failed",
                     "%s: request %s: %d of %d blocks did not load (%s); vLLM recomputes or fails them",
-                    self.name, load.req_id, len(errors), len(load.block_ids), load.failed_reason or "not in the pool",
+                    self.name,
+                    load.req_id,
+                    len(errors),
+                    len(load.block_ids),
+                    load.failed_reason or "not in the pool",
                 )
             else:
                 _log.debug("%s: request %s loaded %d blocks", self.name, load.req_id, len(load.block_ids))

@@ -28,8 +28,19 @@ def gpu_node():
     root = repo_root()
     grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
     args = [
-        "node", "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(cluster_port), "--metrics-port",
-        str(metrics_port), "--pool-size", "512mb", "--device", "0", "--log-level", "info",
+        "node",
+        "--addr",
+        f"127.0.0.1:{grpc_port}",
+        "--cluster-port",
+        str(cluster_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--pool-size",
+        "512mb",
+        "--device",
+        "0",
+        "--log-level",
+        "info",
     ]
     java = os.environ.get("PEGAFLOW_NODE_JAVA")
     if java:

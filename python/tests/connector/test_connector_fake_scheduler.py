@@ -157,7 +157,9 @@ def test_abort_during_async_load_and_abort_before_scheduling(node, engines):
     second.add_request("never", prompt(10, 40), max_tokens=4)
     second.scheduler.abort_request("never")  # request_finished for a request that was never scheduled
     so = second.schedule()
-    assert so.kv_connector_metadata.loads and second.scheduler.requests["loading"].status.name == "WAITING_FOR_REMOTE_KVS"
+    assert (
+        so.kv_connector_metadata.loads and second.scheduler.requests["loading"].status.name == "WAITING_FOR_REMOTE_KVS"
+    )
     second.scheduler.abort_request("loading")  # vLLM keeps its blocks until the load is reported done
     second.update(so, second.execute(so))
     second.run()
@@ -170,7 +172,10 @@ def test_abort_during_async_load_and_abort_before_scheduling(node, engines):
 def test_two_engine_instances_share_one_namespace_interleaved(node, engines):
     shape = _shape(engines)
     a, b = engines(node, shape), engines(node, shape)
-    assert a.namespace == b.namespace and a.vllm_config.kv_transfer_config.engine_id != b.vllm_config.kv_transfer_config.engine_id
+    assert (
+        a.namespace == b.namespace
+        and a.vllm_config.kv_transfer_config.engine_id != b.vllm_config.kv_transfer_config.engine_id
+    )
     a.add_request("a1", prompt(11, 80), max_tokens=2)
     b.add_request("b1", prompt(12, 80), max_tokens=2)
     while a.scheduler.has_work() or b.scheduler.has_work():  # both instances step side by side

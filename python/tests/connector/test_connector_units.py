@@ -299,10 +299,16 @@ def test_metadata_is_plain_picklable_data():
 
 
 def test_stats_aggregate_sums_counts_and_keeps_maxima():
-    a = PegaKVConnectorStats(data={"loads": 2, "loaded_blocks": 10, "load_seconds_sum": 0.004, "load_seconds_max": 0.003})
-    b = PegaKVConnectorStats(data={"loads": 1, "loaded_blocks": 5, "load_seconds_sum": 0.005, "load_seconds_max": 0.005})
+    a = PegaKVConnectorStats(
+        data={"loads": 2, "loaded_blocks": 10, "load_seconds_sum": 0.004, "load_seconds_max": 0.003}
+    )
+    b = PegaKVConnectorStats(
+        data={"loads": 1, "loaded_blocks": 5, "load_seconds_sum": 0.005, "load_seconds_max": 0.005}
+    )
     merged = a.aggregate(b)
-    assert merged.data == pytest.approx({"loads": 3, "loaded_blocks": 15, "load_seconds_sum": 0.009, "load_seconds_max": 0.005})
+    assert merged.data == pytest.approx(
+        {"loads": 3, "loaded_blocks": 15, "load_seconds_sum": 0.009, "load_seconds_max": 0.005}
+    )
     summary = merged.reduce()
     assert summary["loaded_blocks"] == 15 and summary["avg_load_ms"] == 3.0 and summary["max_load_ms"] == 5.0
     assert PegaKVConnectorStats().is_empty() and not merged.is_empty()
@@ -317,9 +323,20 @@ def test_stats_aggregate_sums_counts_and_keeps_maxima():
 @pytest.mark.parametrize(
     "value, encoded",
     [
-        (0, "00"), (23, "17"), (24, "1818"), (100, "1864"), (1000, "1903e8"), (1000000, "1a000f4240"),
-        (1000000000000, "1b000000e8d4a51000"), (-1, "20"), (-100, "3863"), (b"\x01\x02\x03\x04", "4401020304"),
-        ("IETF", "6449455446"), ([1, [2, 3], [4, 5]], "8301820203820405"), ([], "80"), (None, "f6"),
+        (0, "00"),
+        (23, "17"),
+        (24, "1818"),
+        (100, "1864"),
+        (1000, "1903e8"),
+        (1000000, "1a000f4240"),
+        (1000000000000, "1b000000e8d4a51000"),
+        (-1, "20"),
+        (-100, "3863"),
+        (b"\x01\x02\x03\x04", "4401020304"),
+        ("IETF", "6449455446"),
+        ([1, [2, 3], [4, 5]], "8301820203820405"),
+        ([], "80"),
+        (None, "f6"),
     ],
 )
 def test_cbor_matches_rfc8949_examples(value, encoded):
@@ -347,7 +364,11 @@ def test_connector_answers_capability_questions_and_keeps_roles_apart():
 
     from pegaflow.vllm import PegaKVConnector
 
-    assert list(inspect.signature(PegaKVConnector.__init__).parameters)[1:] == ["vllm_config", "role", "kv_cache_config"]
+    assert list(inspect.signature(PegaKVConnector.__init__).parameters)[1:] == [
+        "vllm_config",
+        "role",
+        "kv_cache_config",
+    ]
     assert PegaKVConnector.requires_piecewise_for_cudagraph({}) is False
     assert PegaKVConnector.get_required_kvcache_layout(None) is None
     assert PegaKVConnector.build_kv_connector_stats({"loads": 1}).data == {"loads": 1}
@@ -405,13 +426,17 @@ def test_lookups_answer_zero_quickly_when_no_node_answers():
 def test_worker_without_a_node_starts_and_fails_loads_instead_of_waiting(caches):
     from pegaflow.vllm import PegaKVConnector
 
-    config = make_vllm_config(ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()})
+    config = make_vllm_config(
+        ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()}
+    )
     cache = caches()
     connector = PegaKVConnector(config, FakeRole.WORKER, FakeKVCacheConfig(6))
     try:
         connector.register_kv_caches({name: cache.layer(i) for i, name in enumerate(cache.layer_names)})
         assert not connector.worker_side.link.connected
-        meta = PegaConnectorMetadata(loads=[BlockTransfer("r1", [2, 3], [b"h1", b"h2"])], saves=[BlockTransfer("r2", [4], [b"h3"])])
+        meta = PegaConnectorMetadata(
+            loads=[BlockTransfer("r1", [2, 3], [b"h1", b"h2"])], saves=[BlockTransfer("r2", [4], [b"h3"])]
+        )
         connector.bind_connector_metadata(meta)
         connector.start_load_kv(None)  # returns at once: the loader thread sends the Load
         connector.wait_for_save()
@@ -431,7 +456,9 @@ def test_worker_without_a_node_starts_and_fails_loads_instead_of_waiting(caches)
 def test_worker_refuses_tensors_whose_layout_the_namespace_does_not_name(caches):
     from pegaflow.vllm import PegaKVConnector
 
-    config = make_vllm_config(ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()})
+    config = make_vllm_config(
+        ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()}
+    )
     cache = caches(layout=KV_PLANES)
     connector = PegaKVConnector(config, FakeRole.WORKER, FakeKVCacheConfig(6))
     try:

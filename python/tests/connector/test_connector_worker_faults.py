@@ -115,7 +115,9 @@ def _save(side: WorkerSide, *transfers: BlockTransfer) -> None:
 
 
 def _load(side: WorkerSide, req_id: str, blocks: list[int]) -> None:
-    side.bind_connector_metadata(PegaConnectorMetadata(loads=[BlockTransfer(req_id, blocks, [b"h%d" % b for b in blocks])]))
+    side.bind_connector_metadata(
+        PegaConnectorMetadata(loads=[BlockTransfer(req_id, blocks, [b"h%d" % b for b in blocks])])
+    )
     side.start_load_kv()
     side.clear_connector_metadata()
 
