@@ -4,7 +4,8 @@
 Runnable by anyone with an NVIDIA GPU, torch and the pegaflow Python package (python/ on PYTHONPATH):
 
     python3 bench/gpu/kv_ipc_e2e.py                       # starts ./pegaflow node --device 0 --pool-size 16gb
-    python3 bench/gpu/kv_ipc_e2e.py --java /tmp/jre/bin/java --classpath 'fabric/target/pegaflow-fabric.jar:fabric/target/lib/*'
+    python3 bench/gpu/kv_ipc_e2e.py --java /tmp/jre/bin/java \
+        --classpath 'fabric/target/pegaflow-fabric.jar:fabric/target/lib/*'
 
 What it does, in one process (the "vLLM worker"), against a node it starts (the node's own log goes to --node-log):
  1. Allocates the KV cache like vLLM's FlashAttention backend: 32 layers, 8 KV heads, head size 128, block size 16,
@@ -97,8 +98,8 @@ def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subpr
         ]
     else:
         cmd = [str(ROOT / "pegaflow"), *node_args]
-    log = open(log_path, "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
 def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s: float):
@@ -110,7 +111,7 @@ def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s:
             try:
                 health = fabric.health()
                 return time.monotonic() - start, health
-            except Exception:
+            except Exception:  # noqa: BLE001 - not up yet, whatever the reason: poll until the deadline
                 time.sleep(0.2)
     raise SystemExit(f"node not ready after {timeout_s} s:\n{log_path.read_text()[-4000:]}")
 
@@ -178,7 +179,7 @@ def main() -> int:
             with FabricClient(endpoint, timeout_s=2) as fabric:
                 fabric.shutdown("e2e done")
             node.wait(timeout=30)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a node that does not shut down cleanly is killed
             node.kill()
         print(f"(node log: {log_path}; total {time.monotonic() - t0:.1f} s)")
 
@@ -189,7 +190,7 @@ def save_metric(metrics_port: int) -> tuple[float, float] | None:
 
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    except Exception:
+    except Exception:  # noqa: BLE001 - metrics are optional in this report
         return None
     total = re.search(r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
     count = re.search(r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
@@ -274,7 +275,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         dev.random_()
         h2d = cuda_time(lambda: dev.copy_(pinned, non_blocking=True), args.reps)
         d2h = cuda_time(lambda: pinned.copy_(dev, non_blocking=True), args.reps)
-        del pinned, dev
+        pinned = dev = None  # free both buffers before the node's benchmark
 
         # Lease the checked blocks so the benchmark's saves (fresh hashes each time) cannot evict them.
         lease = client.query("llama-3.1-8b/bf16/tp1", hashes, lease_ttl_ms=600_000)
@@ -315,7 +316,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))).SerializeToString()
             build.append(time.perf_counter() - start)
         build_s = statistics.median(build)
-        for rep in range(args.reps):
+        for _ in range(args.reps):
             slot.reset()
             start = time.perf_counter()
             client.load(ctx, list(zip(dst_ids, hashes)), slot)

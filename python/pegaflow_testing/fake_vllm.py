@@ -30,6 +30,7 @@ installable on this machine).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import multiprocessing
@@ -586,7 +587,7 @@ class FakeWorker:
             if start + count == len(digests):
                 sampled[req_id] = sampled_token(digests[-1])
         if not self.spec.full_cudagraph:
-            for i, name in enumerate(self.layer_names):  # per-layer hooks (skipped during full CUDA-graph replay)
+            for name in self.layer_names:  # per-layer hooks (skipped during full CUDA-graph replay)
                 self.connector.wait_for_layer_load(name)
                 self.connector.save_kv_layer(name, None, None)
         return verified, mismatches, sampled
@@ -758,10 +759,8 @@ class WorkerProcess:
 
     def close(self) -> None:
         if self.process.is_alive():
-            try:
+            with contextlib.suppress(RuntimeError, TimeoutError, OSError):
                 self.call("close")
-            except (RuntimeError, TimeoutError, OSError):
-                pass
             self.process.join(10)
             if self.process.is_alive():
                 self.process.kill()

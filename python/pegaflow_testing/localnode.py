@@ -11,6 +11,7 @@ can skip or fail with a reason instead of letting the launcher start a Maven bui
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -251,14 +252,10 @@ class LocalNode:
 
     def kill(self) -> None:
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def __enter__(self) -> LocalNode:
         return self

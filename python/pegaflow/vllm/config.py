@@ -119,7 +119,9 @@ class ConnectorSettings:
             try:
                 value = option.kind(raw)
             except (TypeError, ValueError):
-                raise ValueError(f"kv_connector_extra_config[{key!r}]: {raw!r} is not a valid {option.kind.__name__}")
+                raise ValueError(
+                    f"kv_connector_extra_config[{key!r}]: {raw!r} is not a valid {option.kind.__name__}"
+                ) from None
             if option.kind is int and isinstance(raw, float) and raw != int(raw):
                 raise ValueError(f"kv_connector_extra_config[{key!r}]: {raw!r} is not an integer")
             if option.minimum is not None and value < option.minimum:
@@ -215,7 +217,8 @@ class EngineIdentity:
             raise ValueError(f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} is not one of {LAYOUT_TAGS}")
         if use_mla != (layout == MLA_LAYOUT):
             raise ValueError(
-                f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} does not fit a model with use_mla={use_mla}"
+                f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} does not fit a model with"
+                f" use_mla={use_mla}"
             )
 
         if settings.namespace_override:

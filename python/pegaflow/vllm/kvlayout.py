@@ -129,7 +129,8 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
     else:
         raise UnsupportedKVCache(
             f"{where}: expected (num_blocks, kv_heads, block_size, 2*head_size), (2, num_blocks, block_size, kv_heads,"
-            " head_size), (num_blocks, 2, block_size, kv_heads, head_size) or, for MLA, (num_blocks, block_size, latent)"
+            " head_size), (num_blocks, 2, block_size, kv_heads, head_size) or, for MLA, (num_blocks, block_size,"
+            " latent)"
         )
     if strides[-1] != info.itemsize:
         raise UnsupportedKVCache(f"{where}: the last dimension must be contiguous")

@@ -2,11 +2,12 @@
 
 Per step, in vLLM's order (VLLM.md): ``handle_preemptions`` fences in-flight saves of preempted requests;
 ``start_load_kv`` queues one request-level Load per request for the loader thread (the node copies in the background
-and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose nothing);
-``wait_for_save`` synchronises the GPU (CUDA tensors) and queues the step's full blocks for the saver thread, which
-sends them in Save calls after the forward's kernels are done; ``get_finished`` polls the load flags (``finished_recving``)
-and reports held requests whose saves are done (``finished_sending``); ``get_block_ids_with_load_errors`` hands vLLM
-the blocks that did not load, in the same step the request appears in ``finished_recving``.
+and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose
+nothing); ``wait_for_save`` synchronises the GPU (CUDA tensors) and queues the step's full blocks for the saver
+thread, which sends them in Save calls after the forward's kernels are done; ``get_finished`` polls the load flags
+(``finished_recving``) and reports held requests whose saves are done (``finished_sending``);
+``get_block_ids_with_load_errors`` hands vLLM the blocks that did not load, in the same step the request appears in
+``finished_recving``.
 
 Threads: vLLM's forward thread calls every public method and never waits on the node (except a preemption fence
 for a save being copied); the loader thread sends Load calls, the saver thread Save calls; the link's keeper thread
@@ -165,9 +166,8 @@ class WorkerSide:
         self._loads: dict[str, _Load] = {}
         self._load_errors: set[int] = set()
         self._saves_in_flight: dict[str, int] = {}  # req id -> save job entries not finished
-        self._save_reading: dict[
-            str, int
-        ] = {}  # req id -> Save chunks the node may be reading now (sent or unresolved)
+        # req id -> Save chunks the node may be reading now (sent or unresolved)
+        self._save_reading: dict[str, int] = {}
         self._unresolved_saves: list[_UnresolvedSave] = []
         self._gone_generation = 0  # the node of every generation <= this is known gone
         self._save_queue: deque[_SaveJob] = deque()

@@ -1,5 +1,5 @@
-"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow_testing.fake_vllm) against a real
-node process: saves, hits, byte-exact loads, leases, preemption, TP, MLA, roles, shared namespaces.
+"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow_testing.fake_vllm) against a
+real node process: saves, hits, byte-exact loads, leases, preemption, TP, MLA, roles, shared namespaces.
 
 Every load is checked byte for byte by the fake workers before they compute on it (``engine.mismatches``).
 """
@@ -15,8 +15,8 @@ import pytest
 from connector_support import leases_settled, wait_until
 
 from pegaflow.client import EngineClient
-from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, prompt
 from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, prompt
 
 pytestmark = pytest.mark.node
 

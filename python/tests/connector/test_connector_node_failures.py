@@ -16,9 +16,9 @@ import pytest
 from connector_support import run_until_recving, wait_until
 
 from pegaflow.client import EngineClient
-from pegaflow_testing.localnode import START_TIMEOUT_S, LocalNode, node_jar_missing, repo_root
 from pegaflow.shm import HOST_DEVICE, SharedKVCache
 from pegaflow_testing.fake_vllm import ModelShape, prompt
+from pegaflow_testing.localnode import START_TIMEOUT_S, LocalNode, node_jar_missing, repo_root
 
 pytestmark = pytest.mark.node
 

@@ -18,6 +18,10 @@ import pytest
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm import block_hash
 from pegaflow.vllm.config import OPTIONS, ConnectorSettings, EngineIdentity
+from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
+from pegaflow.vllm.memory import CudaIpcResolver, SharedMemoryResolver
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow.vllm.stats import ConnectorCounters, PegaKVConnectorStats
 from pegaflow_testing.fake_vllm import (
     FakeCachedRequestData,
     FakeKVCacheConfig,
@@ -28,10 +32,6 @@ from pegaflow_testing.fake_vllm import (
     make_vllm_config,
     prompt,
 )
-from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
-from pegaflow.vllm.memory import CudaIpcResolver, SharedMemoryResolver
-from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
-from pegaflow.vllm.stats import ConnectorCounters, PegaKVConnectorStats
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pegaflow"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -130,7 +130,7 @@ def test_identity_refuses_what_cannot_work():
         EngineIdentity.from_vllm_config(config, ConnectorSettings.from_extra_config({}))
     with pytest.raises(ValueError, match="kv_role"):
         _identity(kv_role="kv_sideways")
-    with pytest.raises(ValueError, match="pegaflow.kv_layout"):
+    with pytest.raises(ValueError, match=r"pegaflow\.kv_layout"):
         _identity(extra={"pegaflow.kv_layout": "diagonal"})
 
 
@@ -462,7 +462,7 @@ def test_worker_refuses_tensors_whose_layout_the_namespace_does_not_name(caches)
     cache = caches(layout=KV_PLANES)
     connector = PegaKVConnector(config, FakeRole.WORKER, FakeKVCacheConfig(6))
     try:
-        with pytest.raises(UnsupportedKVCache, match="'pegaflow.kv_layout': 'kv_planes-nhd'"):
+        with pytest.raises(UnsupportedKVCache, match=r"'pegaflow\.kv_layout': 'kv_planes-nhd'"):
             connector.register_kv_caches({name: cache.layer(i) for i, name in enumerate(cache.layer_names)})
     finally:
         connector.shutdown()

@@ -10,19 +10,18 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
+from connector_support import wait_until
 
 from pegaflow.errors import EngineError
 from pegaflow.flag import _COUNTERS, _INT64, LoadState
-from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
-from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, make_vllm_config, prompt
-from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
-from pegaflow.vllm.stats import ConnectorCounters
 from pegaflow.vllm import scheduler as scheduler_module
 from pegaflow.vllm import worker as worker_module
+from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
 from pegaflow.vllm.scheduler import SchedulerSide
+from pegaflow.vllm.stats import ConnectorCounters
 from pegaflow.vllm.worker import WorkerSide
-
-from connector_support import wait_until
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, make_vllm_config, prompt
 
 
 def _error(code: grpc.StatusCode) -> EngineError:
