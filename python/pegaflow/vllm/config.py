@@ -3,8 +3,8 @@
 Read from ``vllm_config`` by attribute only (no vLLM import), so the vLLM-shaped stand-ins work too. Attributes read:
 ``kv_transfer_config.{engine_id, kv_role, kv_connector_extra_config}``, ``model_config.{model, revision, dtype,
 use_mla, enable_sleep_mode, get_total_num_hidden_layers(), get_total_num_kv_heads(), get_head_size()}``,
-``cache_config.{block_size, cache_dtype, prefix_caching_hash_algo}``, ``parallel_config.{tensor_parallel_size,
-pipeline_parallel_size, data_parallel_size, data_parallel_rank}``.
+``cache_config.{block_size, cache_dtype, prefix_caching_hash_algo, kv_cache_layout (vLLM 0.29+)}``,
+``parallel_config.{tensor_parallel_size, pipeline_parallel_size, data_parallel_size, data_parallel_rank}``.
 
 Namespace: blocks are shared by every vLLM instance whose namespace is equal, so it names everything that decides a
 block's bytes: model (and revision), KV dtype, the physical KV layout, block size, layer count, KV heads x head size,
@@ -69,6 +69,19 @@ OPTIONS: dict[str, _Option] = {
         "a load still pending after this long is reported as failed once the node wrote its flag or is"
         " known gone (never while the node may still write the blocks)",
     ),
+    "pegaflow.miss_retry_ms": _Option(
+        100,
+        int,
+        1,
+        "a waiting request whose lookup found nothing asks again after this long, then after twice as long, and so on",
+    ),
+    "pegaflow.miss_retries": _Option(
+        6,
+        int,
+        0,
+        "how many times a waiting request asks again after its first lookup found nothing (a longer local prefix hit"
+        " asks at once, within the same budget)",
+    ),
     "pegaflow.retry_interval_ms": _Option(
         1_000,
         int,
@@ -98,6 +111,8 @@ class ConnectorSettings:
     rpc_timeout_s: float
     save_timeout_s: float
     load_timeout_s: float
+    miss_retry_s: float
+    miss_retries: int
     retry_interval_s: float
     session_timeout_s: float
     max_blocks_per_save: int
@@ -140,6 +155,8 @@ class ConnectorSettings:
             rpc_timeout_s=values["pegaflow.rpc_timeout_ms"] / 1e3,
             save_timeout_s=values["pegaflow.save_timeout_ms"] / 1e3,
             load_timeout_s=values["pegaflow.load_timeout_ms"] / 1e3,
+            miss_retry_s=values["pegaflow.miss_retry_ms"] / 1e3,
+            miss_retries=values["pegaflow.miss_retries"],
             retry_interval_s=values["pegaflow.retry_interval_ms"] / 1e3,
             session_timeout_s=values["pegaflow.session_timeout_ms"] / 1e3,
             max_blocks_per_save=values["pegaflow.max_blocks_per_save"],
@@ -158,6 +175,7 @@ class EngineIdentity:
     model: str
     kv_dtype: str
     kv_layout: str  # the layout tag the workers' tensors must have
+    vllm_layout: str | None  # vLLM 0.29+: CacheConfig.kv_cache_layout's standardized name (LBNHC, ...)
     block_size: int  # tokens per scheduler block (the hash granularity)
     total_layers: int
     total_kv_heads: int
@@ -208,10 +226,25 @@ class EngineIdentity:
         dp_rank = int(getattr(pc, "data_parallel_rank", 0) or 0)
         hash_algo = str(getattr(cc, "prefix_caching_hash_algo", "sha256") or "sha256")
 
+        from pegaflow.vllm.kvlayout import LAYOUT_TAGS, VLLM_LAYOUTS, vllm_layout_name
+
         layout = settings.kv_layout
+        vllm_layout = vllm_layout_name(getattr(cc, "kv_cache_layout", None))
+        if vllm_layout is not None:
+            if vllm_layout not in VLLM_LAYOUTS:
+                raise ValueError(
+                    f"CacheConfig.kv_cache_layout {vllm_layout!r} is not a KV-cache layout PegaKVConnector knows"
+                    f" ({', '.join(VLLM_LAYOUTS)}); it refuses to guess where a block's bytes are"
+                )
+            derived = MLA_LAYOUT if use_mla else VLLM_LAYOUTS[vllm_layout]
+            if layout not in ("auto", derived):
+                raise ValueError(
+                    f"kv_connector_extra_config['pegaflow.kv_layout'] is {layout!r}, but vLLM's KV-cache layout"
+                    f" {vllm_layout} stores {derived!r}: drop the key (auto reads vLLM's layout)"
+                )
+            layout = derived
         if layout == "auto":
             layout = MLA_LAYOUT if use_mla else DEFAULT_LAYOUT
-        from pegaflow.vllm.kvlayout import LAYOUT_TAGS
 
         if layout not in LAYOUT_TAGS:
             raise ValueError(f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} is not one of {LAYOUT_TAGS}")
@@ -245,6 +278,7 @@ class EngineIdentity:
             model=model,
             kv_dtype=kv_dtype,
             kv_layout=layout,
+            vllm_layout=vllm_layout,
             block_size=block_size,
             total_layers=total_layers,
             total_kv_heads=total_kv_heads,

@@ -3,9 +3,10 @@
 Per step, in vLLM's order (VLLM.md): ``handle_preemptions`` fences in-flight saves of preempted requests;
 ``start_load_kv`` queues one request-level Load per request for the loader thread (the node copies in the background
 and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose
-nothing); ``wait_for_save`` synchronises the GPU (CUDA tensors) and queues the step's full blocks for the saver
-thread, which sends them in Save calls after the forward's kernels are done; ``get_finished`` polls the load flags
-(``finished_recving``) and reports held requests whose saves are done (``finished_sending``);
+nothing); ``wait_for_save`` queues the step's full blocks for the saver thread, with a CUDA event recorded on the
+forward's stream (CUDA tensors): the saver waits on that event, then sends them in Save calls, so the node reads
+what the step's kernels wrote and vLLM's forward thread never synchronises the device; ``get_finished`` polls the
+load flags (``finished_recving``) and reports held requests whose saves are done (``finished_sending``);
 ``get_block_ids_with_load_errors`` hands vLLM the blocks that did not load, in the same step the request appears in
 ``finished_recving``.
 
@@ -110,11 +111,27 @@ class _Load:
     timeout_logged: bool = False
 
 
+class CudaEvents:
+    """The CUDA boundary of a save: an event recorded on the current (forward) stream once the step's kernels are
+    queued, waited on by the saver thread before the node reads the blocks. Tests stand in for this class only."""
+
+    def record(self):
+        import torch
+
+        event = torch.cuda.Event()
+        event.record()  # on torch.cuda.current_stream(): after every kernel the forward queued
+        return event
+
+    def wait(self, event) -> None:
+        event.synchronize()  # blocks the saver thread only
+
+
 @dataclass
 class _SaveJob:
     """One step's saves; entries may be dropped (preempted) until the saver starts the job."""
 
     entries: list[BlockTransfer]
+    ready: object = None  # CUDA tensors: the event after which the blocks hold this step's bytes
     started: bool = False
     dropped: set[str] = field(default_factory=set)  # preempted after the job started: their unsent chunks are skipped
 
@@ -161,6 +178,7 @@ class WorkerSide:
         self.regions: dict[tuple, list[str]] = {}  # allocation -> layer names in it
         self.device = ""
         self._cuda = False
+        self.cuda_events = CudaEvents()
         self._flags = FlagPool(settings.load_flag_slots)
         self._cond = threading.Condition()
         self._loads: dict[str, _Load] = {}
@@ -193,8 +211,19 @@ class WorkerSide:
         for name, tensor in kv_caches.items():
             info = tensor_info(tensor)
             found = classify(
-                info, block_size=ident.block_size, num_blocks=self._num_blocks_hint, use_mla=ident.use_mla, name=name
+                info,
+                block_size=ident.block_size,
+                num_blocks=self._num_blocks_hint,
+                use_mla=ident.use_mla,
+                name=name,
+                vllm_layout=ident.vllm_layout,
             )
+            if found.tag != ident.kv_layout and ident.vllm_layout:
+                raise UnsupportedKVCache(
+                    f"layer {name!r} has KV layout {found.tag!r}, but vLLM's CacheConfig.kv_cache_layout"
+                    f" {ident.vllm_layout} stores {ident.kv_layout!r}: the tensors vLLM handed over do not match the"
+                    " layout it announced"
+                )
             if found.tag != ident.kv_layout:
                 raise UnsupportedKVCache(
                     f"layer {name!r} has KV layout {found.tag!r}, but the namespace is for {ident.kv_layout!r}: set"
@@ -444,11 +473,9 @@ class WorkerSide:
         meta = self._meta
         if meta is None or not meta.saves or not self._saves_here:
             return
-        if self._cuda:
-            import torch
-
-            torch.cuda.synchronize()  # the node must read what this step's kernels wrote
-        job = _SaveJob([BlockTransfer(t.req_id, list(t.block_ids), list(t.hashes)) for t in meta.saves])
+        # The node must read what this step's kernels wrote: the saver waits for this event, the forward does not.
+        ready = self.cuda_events.record() if self._cuda else None
+        job = _SaveJob([BlockTransfer(t.req_id, list(t.block_ids), list(t.hashes)) for t in meta.saves], ready)
         with self._cond:
             for entry in job.entries:
                 self._saves_in_flight[entry.req_id] = self._saves_in_flight.get(entry.req_id, 0) + 1
@@ -598,6 +625,8 @@ class WorkerSide:
                 job = self._save_queue[0]
                 job.started = True
             try:
+                if job.ready is not None:
+                    self.cuda_events.wait(job.ready)
                 self._run_save(job)
             except Exception:  # noqa: BLE001 - never let the thread die: the fences and finished_sending depend on it
                 _log.exception("%s: save failed unexpectedly", self.name)
