@@ -82,6 +82,12 @@ OPTIONS: dict[str, _Option] = {
         "how many times a waiting request asks again after its first lookup found nothing (a longer local prefix hit"
         " asks at once, within the same budget)",
     ),
+    "pegaflow.max_queries_per_step": _Option(
+        32,
+        int,
+        1,
+        "at most this many lookups (Query calls) per scheduler step; a request beyond them is asked about next step",
+    ),
     "pegaflow.retry_interval_ms": _Option(
         1_000,
         int,
@@ -113,6 +119,7 @@ class ConnectorSettings:
     load_timeout_s: float
     miss_retry_s: float
     miss_retries: int
+    max_queries_per_step: int
     retry_interval_s: float
     session_timeout_s: float
     max_blocks_per_save: int
@@ -157,6 +164,7 @@ class ConnectorSettings:
             load_timeout_s=values["pegaflow.load_timeout_ms"] / 1e3,
             miss_retry_s=values["pegaflow.miss_retry_ms"] / 1e3,
             miss_retries=values["pegaflow.miss_retries"],
+            max_queries_per_step=values["pegaflow.max_queries_per_step"],
             retry_interval_s=values["pegaflow.retry_interval_ms"] / 1e3,
             session_timeout_s=values["pegaflow.session_timeout_ms"] / 1e3,
             max_blocks_per_save=values["pegaflow.max_blocks_per_save"],

@@ -14,8 +14,10 @@ block 0 again once it is rescheduled; blocks that did land are found in the pool
 saved twice.
 
 Misses: a lookup that finds nothing is remembered per request. A request waiting in vLLM's queue asks again only on a
-bounded schedule (``pegaflow.miss_retry_ms``, doubling, at most ``pegaflow.miss_retries`` more times), or at once
-when its question changed (a longer local prefix hit): the waiting queue never costs a Query per request per step.
+bounded, jittered schedule (``pegaflow.miss_retry_ms``, doubling, at most ``pegaflow.miss_retries`` more times), or
+at once when its question changed (a longer local prefix hit); and one step sends at most
+``pegaflow.max_queries_per_step`` Queries (a due retry waits a step, a first lookup answers None: vLLM asks again
+next step). The waiting queue never costs a Query per request per step.
 
 Leases: a lookup that finds blocks leases them (``pegaflow.lease_ttl_ms``) so that eviction cannot take them before
 the load. A repeated lookup for the same request and the same hashes reuses the lease while at least half of its TTL
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -98,6 +101,7 @@ class SchedulerSide:
         self._release_client = EngineClient(settings.endpoint, timeout_s=settings.rpc_timeout_s, channel=self._channel)
         self._lookups: dict[str, _Lookup] = {}
         self._misses: dict[str, _Miss] = {}  # requests whose last lookup found nothing
+        self._queries_this_step = 0
         # Hashes whose planned save a preemption may have dropped: saved by the next request that has them, even
         # if it found them in vLLM's prefix cache. Insertion-ordered, the oldest forgotten beyond the limit.
         self._unconfirmed: dict[bytes, None] = {}
@@ -119,7 +123,7 @@ class SchedulerSide:
 
     # ---- lookups ----
 
-    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> tuple[int, bool]:
+    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> tuple[int | None, bool]:
         req_id = request.request_id
         if not self.identity.loads_enabled:
             return 0, False
@@ -157,6 +161,12 @@ class SchedulerSide:
             if miss.queries > self.settings.miss_retries or (same_question and now < miss.retry_at_s):
                 self.counters.add("lookup_miss_remembered")
                 return 0, False
+        if self._queries_this_step >= self.settings.max_queries_per_step:
+            # This step asked the node enough: a due retry waits for the next step, a first lookup is vLLM's to
+            # repeat next step (None keeps the request waiting) rather than a scheduler step stalled on Queries.
+            self.counters.add("lookup_deferred")
+            return (0, False) if miss is not None else (None, False)
+        self._queries_this_step += 1
         asked = list(hashes[start:])
         started = time.perf_counter()
         try:
@@ -205,7 +215,8 @@ class SchedulerSide:
         if queries > self.settings.miss_retries:
             retry_at = float("inf")  # the retries are used up: this request is not asked about again
         else:
-            retry_at = now + self.settings.miss_retry_s * 2 ** (queries - 1)
+            # Jittered, so that requests that arrived together do not all ask again in the same step.
+            retry_at = now + self.settings.miss_retry_s * 2 ** (queries - 1) * random.uniform(0.75, 1.25)
         self._misses[req_id] = _Miss(start, num_hashes, queries, retry_at)
 
     def _drop_lookup(self, req_id: str) -> None:
@@ -270,6 +281,7 @@ class SchedulerSide:
             preempted_req_ids=sorted(getattr(scheduler_output, "preempted_req_ids", None) or ()),
         )
         self._next_loads, self._next_holds = [], []
+        self._queries_this_step = 0
         for req_id in meta.preempted_req_ids:
             state = self._requests.get(req_id)
             if state is not None:

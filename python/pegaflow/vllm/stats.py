@@ -20,6 +20,7 @@ COUNTER_KEYS = (
     # scheduler side
     "lookups",  # get_num_new_matched_tokens calls that asked the node
     "lookup_cached",  # answered from this request's earlier lookup (lease still valid)
+    "lookup_deferred",  # not asked: this step's Query budget was spent (a retry waits, a first lookup answers None)
     "lookup_miss_remembered",  # answered 0 hits from this request's earlier miss (its next retry not due yet)
     "lookup_failures",  # node unreachable / timed out: answered 0 hits
     "lookup_skipped_node_down",  # answered 0 hits without asking (node recently unreachable)

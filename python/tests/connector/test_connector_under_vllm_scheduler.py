@@ -163,6 +163,20 @@ def test_a_longer_local_prefix_hit_asks_again_at_once(node, engines):
         side.shutdown()
 
 
+def test_one_step_sends_at_most_its_query_budget_and_defers_the_rest_to_the_next(node, engines):
+    side = _scheduler_side(node.endpoint, _shape(engines), **{"pegaflow.max_queries_per_step": 2})
+    try:
+        arrivals = [FakeRequest(f"new{i}", prompt(80 + i, 32), 2, BS) for i in range(5)]
+        first = [side.get_num_new_matched_tokens(r, 0) for r in arrivals]
+        assert first == [(0, False)] * 2 + [(None, False)] * 3  # None: vLLM keeps them waiting, asks next step
+        side.build_connector_meta(_empty_step())
+        second = [side.get_num_new_matched_tokens(r, 0) for r in arrivals]
+        assert second == [(0, False)] * 4 + [(None, False)]  # two remembered misses, two new Queries
+        assert side.counters.totals()["lookups"] == 4
+    finally:
+        side.shutdown()
+
+
 # ---- 3: blocks found in vLLM's own prefix cache are not saved again ----
 
 
