@@ -47,7 +47,8 @@ OPTIONS: dict[str, _Option] = {
         "auto",
         str,
         None,
-        "the physical KV layout the workers' tensors have: auto (mla for MLA models, else packed-nhd), packed-nhd,"
+        "the physical KV layout the workers' tensors have: auto (from vLLM 0.29's CacheConfig.kv_cache_layout; else"
+        " mla for MLA models, packed-nhd otherwise), packed-nhd,"
         " packed-hnd, kv_planes-nhd, kv_planes-hnd, blocks_kv-nhd, blocks_kv-hnd, mla",
     ),
     "pegaflow.lease_ttl_ms": _Option(

@@ -467,3 +467,51 @@ def test_worker_refuses_tensors_whose_layout_the_namespace_does_not_name(caches)
             connector.register_kv_caches({name: cache.layer(i) for i, name in enumerate(cache.layer_names)})
     finally:
         connector.shutdown()
+
+
+# ---- vLLM 0.29's standardized layouts ----
+
+
+def test_vllm_029_layout_names_decide_the_namespace_layout():
+    def identity(layout, **extra):
+        config = make_vllm_config(ModelShape(), "engine-1", extra)
+        config.cache_config.kv_cache_layout = layout
+        return EngineIdentity.from_vllm_config(config, ConnectorSettings.from_extra_config(extra))
+
+    assert identity("LBNHC").kv_layout == identity("BLNHC").kv_layout == "packed-nhd"
+    assert {identity(n).kv_layout for n in ("LBHNC", "BLHNC", "BHLNC", "LHBNC")} == {"packed-hnd"}
+    assert identity(SimpleNamespace(name="BLNHC")).vllm_layout == "BLNHC"  # vLLM's enum member, read by name
+    assert identity(None).kv_layout == "packed-nhd" and identity(None).vllm_layout is None  # older vLLM
+    with pytest.raises(ValueError, match="'LBCNH' is not a KV-cache layout PegaKVConnector knows"):
+        identity("LBCNH")
+    with pytest.raises(ValueError, match="vLLM's KV-cache layout LBHNC stores 'packed-hnd'"):
+        identity("LBHNC", **{"pegaflow.kv_layout": "packed-nhd"})
+    assert identity("LBHNC", **{"pegaflow.kv_layout": "packed-hnd"}).kv_layout == "packed-hnd"
+
+
+def test_required_kvcache_layout_is_none_or_a_standardized_name():
+    from pegaflow.vllm.connector import PegaKVConnector
+
+    assert PegaKVConnector.get_required_kvcache_layout(None) in (
+        None,
+        "LBHNC",
+        "LBNHC",
+        "LHBNC",
+        "BLHNC",
+        "BLNHC",
+        "BHLNC",
+    )
+
+
+def test_heads_outside_the_blocks_register_one_segment_per_head_plane():
+    physical = np.zeros((2, 6, 16, 16), dtype=np.float16)  # (heads, blocks, tokens, 2*head): vLLM's LHBNC layer view
+    found = classify(
+        tensor_info(physical.transpose(1, 0, 2, 3)),
+        block_size=16,
+        num_blocks=6,
+        use_mla=False,
+        name="l.0",
+        vllm_layout="LHBNC",
+    )
+    assert found.tag == "packed-hnd" and found.num_blocks == 6 and found.block.block_stride_bytes == 512
+    assert [(s.offset_bytes, s.length_bytes) for s in found.block.segments] == [(0, 512), (6 * 512, 512)]
