@@ -4,7 +4,8 @@
 Runnable by anyone with an NVIDIA GPU, torch and the pegaflow Python package (python/ on PYTHONPATH):
 
     python3 bench/gpu/kv_ipc_e2e.py                       # starts ./pegaflow node --device 0 --pool-size 16gb
-    python3 bench/gpu/kv_ipc_e2e.py --java /tmp/jre/bin/java --classpath 'fabric/target/pegaflow-fabric.jar:fabric/target/lib/*'
+    python3 bench/gpu/kv_ipc_e2e.py --java /tmp/jre/bin/java \
+        --classpath 'fabric/target/pegaflow-fabric.jar:fabric/target/lib/*'
 
 What it does, in one process (the "vLLM worker"), against a node it starts (the node's own log goes to --node-log):
  1. Allocates the KV cache like vLLM's FlashAttention backend: 32 layers, 8 KV heads, head size 128, block size 16,
@@ -72,18 +73,33 @@ def cuda_time(fn, reps: int) -> float:
 
 def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subprocess.Popen:
     node_args = [
-        "node", "--device", str(args.device), "--pool-size", args.pool_size,
-        "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(free_port()), "--metrics-port", str(metrics_port),
+        "node",
+        "--device",
+        str(args.device),
+        "--pool-size",
+        args.pool_size,
+        "--addr",
+        f"127.0.0.1:{grpc_port}",
+        "--cluster-port",
+        str(free_port()),
+        "--metrics-port",
+        str(metrics_port),
     ]
     if args.java:
         cmd = [
-            args.java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow",
-            *args.jvm_opt, "-cp", args.classpath, "io.pegaflow.fabric.cli.Main", *node_args,
+            args.java,
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            *args.jvm_opt,
+            "-cp",
+            args.classpath,
+            "io.pegaflow.fabric.cli.Main",
+            *node_args,
         ]
     else:
         cmd = [str(ROOT / "pegaflow"), *node_args]
-    log = open(log_path, "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
 def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s: float):
@@ -95,7 +111,7 @@ def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s:
             try:
                 health = fabric.health()
                 return time.monotonic() - start, health
-            except Exception:
+            except Exception:  # noqa: BLE001 - not up yet, whatever the reason: poll until the deadline
                 time.sleep(0.2)
     raise SystemExit(f"node not ready after {timeout_s} s:\n{log_path.read_text()[-4000:]}")
 
@@ -105,8 +121,12 @@ def main() -> int:
     p.add_argument("--device", type=int, default=0)
     p.add_argument("--blocks", type=int, default=4096, help="blocks per layer (>= 2 * save-blocks + 100)")
     p.add_argument("--save-blocks", type=int, default=625, help="625 blocks of 16 tokens = 10K tokens")
-    p.add_argument("--allocations", type=int, default=32,
-                   help="backing allocations the 32 layers are views into (vLLM: one per layer)")
+    p.add_argument(
+        "--allocations",
+        type=int,
+        default=32,
+        help="backing allocations the 32 layers are views into (vLLM: one per layer)",
+    )
     p.add_argument("--pool-size", default="16gb")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
@@ -131,7 +151,8 @@ def main() -> int:
     props = torch.cuda.get_device_properties(args.device)
     driver = subprocess.run(
         ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(args.device)],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     say(f"GPU {args.device}: {props.name}, UUID GPU-{props.uuid}, driver {driver}, torch {torch.__version__}")
 
@@ -158,7 +179,7 @@ def main() -> int:
             with FabricClient(endpoint, timeout_s=2) as fabric:
                 fabric.shutdown("e2e done")
             node.wait(timeout=30)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a node that does not shut down cleanly is killed
             node.kill()
         print(f"(node log: {log_path}; total {time.monotonic() - t0:.1f} s)")
 
@@ -169,7 +190,7 @@ def save_metric(metrics_port: int) -> tuple[float, float] | None:
 
     try:
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    except Exception:
+    except Exception:  # noqa: BLE001 - metrics are optional in this report
         return None
     total = re.search(r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
     count = re.search(r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
@@ -188,11 +209,15 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         first = (layer % per_alloc) * nb * PAGE
         physical = raw[first : first + nb * PAGE].view(torch.bfloat16).view(nb, BLOCK_SIZE, KV_HEADS, 2 * HEAD)
         layers[f"model.layers.{layer}.self_attn.attn"] = physical.permute(0, 2, 1, 3)  # vLLM's logical view
-    pages = [raws[layer // per_alloc].view(-1, PAGE)[(layer % per_alloc) * nb : (layer % per_alloc + 1) * nb]
-             for layer in range(LAYERS)]  # [layer] -> (nb, 64 KiB) uint8 view of the same memory
+    pages = [
+        raws[layer // per_alloc].view(-1, PAGE)[(layer % per_alloc) * nb : (layer % per_alloc + 1) * nb]
+        for layer in range(LAYERS)
+    ]  # [layer] -> (nb, 64 KiB) uint8 view of the same memory
     gib = n * LAYERS * PAGE / 2**30
-    say(f"KV cache: {LAYERS} layers x {nb} blocks x {PAGE // 1024} KiB = {LAYERS * nb * PAGE / 2**30:.2f} GiB in "
-        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy")
+    say(
+        f"KV cache: {LAYERS} layers x {nb} blocks x {PAGE // 1024} KiB = {LAYERS * nb * PAGE / 2**30:.2f} GiB in "
+        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy"
+    )
 
     gen = torch.Generator(device="cpu").manual_seed(1)
     perm = torch.randperm(nb, generator=gen)
@@ -210,8 +235,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     reg = client.register_context("e2e", "llama-3.1-8b/bf16/tp1", 0, 1, 0, LAYERS, uuid, registrations)
     session = client.open_session(reg.context_id)
     ctx = reg.context_id
-    say(f"registered {len(registrations)} layers ({len(handles)} IPC handles) on {uuid}: context {ctx}, "
-        f"{reg.block_bytes} bytes per pool block")
+    say(
+        f"registered {len(registrations)} layers ({len(handles)} IPC handles) on {uuid}: context {ctx}, "
+        f"{reg.block_bytes} bytes per pool block"
+    )
     opened = re.findall(r"layers in (\d+) regions", log_path.read_text())
     if opened:
         say(f"node opened {opened[-1]} CUDA IPC allocations for {len(registrations)} layers")
@@ -235,9 +262,11 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         scribbled = all(bool((pg[src_t] == 0xA5).all()) for pg in pages)
         intact = all(torch.equal(pg[un_t], before) for pg, before in zip(pages, untouched_before))
         ok = not bad and scribbled and intact
-        say(f"check: {n} blocks x {LAYERS} layers saved, overwritten, loaded into other blocks: "
+        say(
+            f"check: {n} blocks x {LAYERS} layers saved, overwritten, loaded into other blocks: "
             f"{'every byte equal' if not bad else f'MISMATCH in layers {bad}'}; overwritten sources untouched by the "
-            f"load: {scribbled}; 100 other blocks unchanged: {intact}")
+            f"load: {scribbled}; 100 other blocks unchanged: {intact}"
+        )
 
         # ---- benchmark ----
         nbytes = n * LAYERS * PAGE
@@ -246,7 +275,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         dev.random_()
         h2d = cuda_time(lambda: dev.copy_(pinned, non_blocking=True), args.reps)
         d2h = cuda_time(lambda: pinned.copy_(dev, non_blocking=True), args.reps)
-        del pinned, dev
+        pinned = dev = None  # free both buffers before the node's benchmark
 
         # Lease the checked blocks so the benchmark's saves (fresh hashes each time) cannot evict them.
         lease = client.query("llama-3.1-8b/bf16/tp1", hashes, lease_ttl_ms=600_000)
@@ -287,7 +316,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))).SerializeToString()
             build.append(time.perf_counter() - start)
         build_s = statistics.median(build)
-        for rep in range(args.reps):
+        for _ in range(args.reps):
             slot.reset()
             start = time.perf_counter()
             client.load(ctx, list(zip(dst_ids, hashes)), slot)
@@ -301,8 +330,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
         s_med, l_med, ln_med = statistics.median(save_s), statistics.median(load_s), statistics.median(load_node_s)
         say()
-        say(f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
-            f"warm-ups | ms | GB/s | % of contiguous |")
+        say(
+            f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
+            f"warm-ups | ms | GB/s | % of contiguous |"
+        )
         say("|---|---|---|---|")
         say(row("contiguous pinned -> GPU (torch copy_)", h2d, h2d))
         say(row("contiguous GPU -> pinned (torch copy_)", d2h, d2h))

@@ -34,12 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
-from pegaflow.client import EngineClient, FabricClient
-from pegaflow.localnode import LocalNode, Metrics, parse_prometheus, parse_prometheus_types
-from pegaflow.shm import HOST_DEVICE, SharedKVCache
+from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc  # noqa: E402 - after sys.path
+from pegaflow.client import EngineClient, FabricClient  # noqa: E402
+from pegaflow.shm import HOST_DEVICE, SharedKVCache  # noqa: E402
+from pegaflow_testing.localnode import LocalNode, Metrics  # noqa: E402
 
 GOAL_P99_US = 300.0
+STARTED_NODE = "started by the script (./pegaflow node, 64 MiB pool, host copy engine)"
 LEASE_TTL_MS = 10_000
 
 
@@ -75,7 +76,7 @@ def handler_seconds(metrics_url: str | None, method: str) -> tuple[float, float]
 
     with urllib.request.urlopen(metrics_url, timeout=5) as reply:
         text = reply.read().decode()
-    m = Metrics(parse_prometheus(text), parse_prometheus_types(text))
+    m = Metrics.parse(text)
     labels = {"service": "Engine", "method": method, "status": "OK"}
     return (
         m.value("pegaflow_grpc_request_duration_seconds_sum", default=0.0, **labels),
@@ -105,7 +106,7 @@ server.wait_for_termination()
 
 def python_reference_health(n: int, w: int) -> dict[str, float]:
     """Fabric.Health against a trivial Python gRPC server in another process: the Python-to-Python floor here."""
-    from pegaflow.localnode import free_port
+    from pegaflow_testing.localnode import free_port
 
     port = free_port()
     server = subprocess.Popen(
@@ -343,8 +344,9 @@ def render(results: dict, info: dict, command: str, args, endpoint: str, started
         f"    {command}",
         "",
         (
-            f"Node: {'started by the script (./pegaflow node, 64 MiB pool, host copy engine)' if started_node else endpoint}; "
-            f"client and node on the same machine over loopback TCP. {args.blocks} hashes of 32 random bytes, all hits; "
+            f"Node: {STARTED_NODE if started_node else endpoint}; "
+            f"client and node on the same machine over loopback TCP. {args.blocks} hashes of 32 random bytes, all hits;"
+            " "
             f"{args.iterations} timed calls after {args.warmup} warm-up calls (and {args.jit_warmup} untimed rounds of "
             "Health + leased Query + Release first, for the node's JIT), one call at a time (no concurrency); "
             "`time.perf_counter_ns` around each blocking call."
@@ -359,7 +361,8 @@ def render(results: dict, info: dict, command: str, args, endpoint: str, started
         if name.startswith("_"):
             continue
         lines.append(
-            f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f} | {s['mean']:.0f} |"
+            f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['max']:.0f}"
+            f" | {s['mean']:.0f} |"
         )
     met = query["p99"] <= GOAL_P99_US
     lines += [
@@ -403,8 +406,8 @@ def breakdown(results: dict, query: dict) -> list[str]:
         "## Where the time goes (p50s from this run; the `interleaved` rows ran round-robin in one loop)",
         "",
         (
-            f"- Client side, building + serializing the request (1,000 x 32 bytes, {results['_request_bytes']} bytes on "
-            f"the wire): {serialize['p50']:.0f} us, {share:.0%} of the Query p50"
+            "- Client side, building + serializing the request (1,000 x 32 bytes,"
+            f" {results['_request_bytes']} bytes on the wire): {serialize['p50']:.0f} us, {share:.0%} of the Query p50"
             + (" — not where the time goes." if share < 0.1 else " — a large share.")
             + f" Interleaved, the raw stub with a request built once costs {raw['p50']:.0f} us against "
             f"{client['p50']:.0f} us through EngineClient (which builds the request per call)."
@@ -436,8 +439,8 @@ def breakdown(results: dict, query: dict) -> list[str]:
         (
             f"- Tails: p99/p50 is {query['p99'] / query['p50']:.1f}x for Query and "
             f"{raw_health['p99'] / raw_health['p50']:.1f}x for the empty Health call, "
-            f"{py_floor['p99'] / py_floor['p50']:.1f}x Python-to-Python, on {results.get('_nproc', '?')} CPUs shared by "
-            "the client, the node's threads and whatever else runs (see the load averages)."
+            f"{py_floor['p99'] / py_floor['p50']:.1f}x Python-to-Python, on {results.get('_nproc', '?')} CPUs shared"
+            " by the client, the node's threads and whatever else runs (see the load averages)."
         ),
         "",
     ]

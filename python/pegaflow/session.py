@@ -89,7 +89,7 @@ class Session:
         except _ProtocolError as e:
             self._call.cancel()
             reason = f"protocol error: {e}"
-        except Exception as e:  # a bug here must still end the session visibly, not kill the thread silently
+        except Exception as e:  # noqa: BLE001 - a bug here must still end the session visibly, not kill the thread
             self._call.cancel()
             reason = f"session thread failed: {e!r}"
         self.end_reason, self.error = reason, error
@@ -98,7 +98,7 @@ class Session:
         if self._on_end is not None:
             try:
                 self._on_end(self)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a failing callback is logged; the session still ends
                 _log.exception("on_end callback of session %s failed", self.context_id)
 
     def _on_event(self, event: engine_pb2.SessionEvent) -> None:

@@ -21,7 +21,7 @@ import threading
 import pytest
 
 from pegaflow.client import EngineClient
-from pegaflow.localnode import LocalNode, node_jar_missing
+from pegaflow_testing.localnode import LocalNode, node_jar_missing
 
 NODE_TEST_TIMEOUT_S = 60.0
 SESSION_POOL_SIZE = "256mb"

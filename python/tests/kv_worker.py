@@ -11,6 +11,7 @@ Hashes travel as hex strings in JSON; block lists as ``[[block_id, hash_hex], ..
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -139,7 +140,7 @@ class _Worker:
             loaded = self.op_load([[d, h.hex()] for d, h in zip(dst, hashes)])
             if (loaded["state"], loaded["loaded"], loaded["failed"]) != ("DONE", blocks, 0):
                 mismatches.append(f"round {round_}: load ended {loaded}")
-            for i, (s, d) in enumerate(zip(src, dst)):
+            for s, d in zip(src, dst):
                 for layer in range(self.cache.num_layers):
                     if self.cache.block_bytes(layer, d) != expected[layer, s]:
                         mismatches.append(f"round {round_}: block {s} -> {d} layer {layer} differs")
@@ -191,7 +192,7 @@ class WorkerProcess:
 
     def __init__(self, endpoint: str, name: str = "worker"):
         self.name = name
-        self._stderr = tempfile.NamedTemporaryFile(prefix=f"pegaflow-{name}-", suffix=".log", delete=False)
+        self._stderr = tempfile.NamedTemporaryFile(prefix=f"pegaflow-{name}-", suffix=".log", delete=False)  # noqa: SIM115 - open for the child's life
         env = dict(os.environ)
         package_dir = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = package_dir + os.pathsep + env.get("PYTHONPATH", "")
@@ -257,10 +258,8 @@ class WorkerProcess:
             except (TimeoutError, WorkerCrashed, EngineError, subprocess.TimeoutExpired, BrokenPipeError):
                 self.kill()
         for stream in (self.process.stdin, self.process.stdout):
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
         self._stderr.close()
         os.unlink(self._stderr.name)
 

@@ -55,7 +55,8 @@ DEVICE0 = FakeDevice(0)
 
 
 def packed_layer(storage, layer, blocks=16, block_size=16, heads=8, head=128):
-    """vLLM's packed layout: logical (blocks, heads, block_size, 2*head), physical (blocks, block_size, heads, 2*head)."""
+    """vLLM's packed layout: logical (blocks, heads, block_size, 2*head), physical (blocks, block_size, heads,
+    2*head)."""
     page = block_size * heads * 2 * head
     return FakeTensor(
         storage,

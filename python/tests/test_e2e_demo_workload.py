@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pegaflow.localnode import free_port
+from pegaflow_testing.localnode import free_port
 
 SUMMARY = re.compile(
     r"^(packed|kv_planes): (\d+) blocks saved, (\d+) hit, (\d+) loaded, (\d+) verified "

@@ -57,7 +57,7 @@ def test_saving_sealed_blocks_again_skips_them_and_inserts_nothing(engine, node)
         after = node.fresh_metrics()
         inserted = after.value("pegaflow_block_insertions_total") - before.value("pegaflow_block_insertions_total")
         assert inserted == 1, "only the one new hash may be inserted"
-        assert engine.query(namespace, hashes + [x]).hit_blocks == 6
+        assert engine.query(namespace, [*hashes, x]).hit_blocks == 6
 
 
 def test_block_of_two_tp_ranks_is_visible_only_when_both_saved_and_each_rank_loads_its_own_shard(engine, node):

@@ -8,7 +8,8 @@
 and imports neither vLLM nor torch. Every vLLM import lives in ``pegaflow.vllm._vllm``. Modules: ``config``
 (settings, identity, namespace), ``scheduler`` / ``worker`` (the two roles), ``node_link`` (worker registration and
 reconnects), ``kvlayout`` / ``memory`` (KV tensors to node regions), ``metadata``, ``stats``, ``block_hash``
-(vLLM's sha256_cbor hashes), ``fake`` (vLLM-shaped stand-ins for tests and the demo), ``demo``.
+(vLLM's sha256_cbor hashes). The vLLM-shaped stand-ins its tests and the demo drive it with are test-only:
+``pegaflow_testing.fake_vllm`` in the checkout, not installed.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ falls back to plain Python when vLLM is not installed (tests, the demo, machines
   stand-in. vLLM checks ``isinstance(connector, KVConnectorBase)`` in its model runner, so the real base matters.
 - ``parallel_ranks(vllm_config)``: this worker's TP and PP rank, from vLLM's process groups when they exist.
 - ``layer_index(layer_name)``: the global layer index in a layer name (``model.layers.12.self_attn.attn`` -> 12).
-- ``scheduler_classes()``: vLLM's scheduler-output classes, for the stand-ins in ``pegaflow.vllm.fake``.
+- ``scheduler_classes()``: vLLM's scheduler-output classes, for the stand-ins in ``pegaflow_testing.fake_vllm``.
 
 Everything else reads ``vllm_config`` by attribute (see ``pegaflow.vllm.config``), which needs no import.
 """
@@ -122,7 +122,6 @@ def parallel_ranks(vllm_config) -> ParallelRanks:
                 return ParallelRanks(get_tensor_model_parallel_rank(), tp_size, get_pp_group().rank_in_group, pp_size)
     rank = int(getattr(pc, "rank", 0) or 0)
     return ParallelRanks(rank % tp_size, tp_size, (rank // tp_size) % pp_size, pp_size)
-
 
 
 def layer_index(layer_name: str) -> int:

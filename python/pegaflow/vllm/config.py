@@ -3,8 +3,8 @@
 Read from ``vllm_config`` by attribute only (no vLLM import), so the vLLM-shaped stand-ins work too. Attributes read:
 ``kv_transfer_config.{engine_id, kv_role, kv_connector_extra_config}``, ``model_config.{model, revision, dtype,
 use_mla, enable_sleep_mode, get_total_num_hidden_layers(), get_total_num_kv_heads(), get_head_size()}``,
-``cache_config.{block_size, cache_dtype, prefix_caching_hash_algo}``, ``parallel_config.{tensor_parallel_size,
-pipeline_parallel_size, data_parallel_size, data_parallel_rank}``.
+``cache_config.{block_size, cache_dtype, prefix_caching_hash_algo, kv_cache_layout (vLLM 0.29+)}``,
+``parallel_config.{tensor_parallel_size, pipeline_parallel_size, data_parallel_size, data_parallel_rank}``.
 
 Namespace: blocks are shared by every vLLM instance whose namespace is equal, so it names everything that decides a
 block's bytes: model (and revision), KV dtype, the physical KV layout, block size, layer count, KV heads x head size,
@@ -47,7 +47,8 @@ OPTIONS: dict[str, _Option] = {
         "auto",
         str,
         None,
-        "the physical KV layout the workers' tensors have: auto (mla for MLA models, else packed-nhd), packed-nhd,"
+        "the physical KV layout the workers' tensors have: auto (from vLLM 0.29's CacheConfig.kv_cache_layout; else"
+        " mla for MLA models, packed-nhd otherwise), packed-nhd,"
         " packed-hnd, kv_planes-nhd, kv_planes-hnd, blocks_kv-nhd, blocks_kv-hnd, mla",
     ),
     "pegaflow.lease_ttl_ms": _Option(
@@ -56,23 +57,54 @@ OPTIONS: dict[str, _Option] = {
     "pegaflow.query_timeout_ms": _Option(200, int, 1, "deadline of one lookup (Query); on expiry the answer is 0 hits"),
     "pegaflow.rpc_timeout_ms": _Option(5_000, int, 1, "deadline of RegisterContext, Load and Release calls"),
     "pegaflow.save_timeout_ms": _Option(
-        120_000, int, 1, "deadline of one Save call (at most max_blocks_per_save blocks); a Save past it is treated as"
-        " still copying: its blocks stay held until the node answers or is known gone"
+        120_000,
+        int,
+        1,
+        "deadline of one Save call (at most max_blocks_per_save blocks); a Save past it is treated as"
+        " still copying: its blocks stay held until the node answers or is known gone",
     ),
     "pegaflow.load_timeout_ms": _Option(
-        30_000, int, 1, "a load still pending after this long is reported as failed once the node wrote its flag or is"
-        " known gone (never while the node may still write the blocks)"
+        30_000,
+        int,
+        1,
+        "a load still pending after this long is reported as failed once the node wrote its flag or is"
+        " known gone (never while the node may still write the blocks)",
+    ),
+    "pegaflow.miss_retry_ms": _Option(
+        100,
+        int,
+        1,
+        "a waiting request whose lookup found nothing asks again after this long, then after twice as long, and so on",
+    ),
+    "pegaflow.miss_retries": _Option(
+        6,
+        int,
+        0,
+        "how many times a waiting request asks again after its first lookup found nothing (a longer local prefix hit"
+        " asks at once, within the same budget)",
+    ),
+    "pegaflow.max_queries_per_step": _Option(
+        32,
+        int,
+        1,
+        "at most this many lookups (Query calls) per scheduler step; a request beyond them is asked about next step",
     ),
     "pegaflow.retry_interval_ms": _Option(
-        1_000, int, 1, "after the node did not answer: lookups answer 0 hits without asking, and workers retry"
-        " registering, at this interval"
+        1_000,
+        int,
+        1,
+        "after the node did not answer: lookups answer 0 hits without asking, and workers retry"
+        " registering, at this interval",
     ),
     "pegaflow.session_timeout_ms": _Option(
         10_000, int, 1, "a worker that has heard nothing on its Session stream for this long reconnects"
     ),
-    "pegaflow.max_blocks_per_save": _Option(1024, int, 1, "a step's blocks are saved in Save calls of at most this many"),
-    "pegaflow.load_flag_slots": _Option(256, int, 1, "load-completion flags per shared-memory flag file (more files are"
-    " added when needed)"),
+    "pegaflow.max_blocks_per_save": _Option(
+        1024, int, 1, "a step's blocks are saved in Save calls of at most this many"
+    ),
+    "pegaflow.load_flag_slots": _Option(
+        256, int, 1, "load-completion flags per shared-memory flag file (more files are added when needed)"
+    ),
 }
 
 
@@ -86,6 +118,9 @@ class ConnectorSettings:
     rpc_timeout_s: float
     save_timeout_s: float
     load_timeout_s: float
+    miss_retry_s: float
+    miss_retries: int
+    max_queries_per_step: int
     retry_interval_s: float
     session_timeout_s: float
     max_blocks_per_save: int
@@ -107,7 +142,9 @@ class ConnectorSettings:
             try:
                 value = option.kind(raw)
             except (TypeError, ValueError):
-                raise ValueError(f"kv_connector_extra_config[{key!r}]: {raw!r} is not a valid {option.kind.__name__}")
+                raise ValueError(
+                    f"kv_connector_extra_config[{key!r}]: {raw!r} is not a valid {option.kind.__name__}"
+                ) from None
             if option.kind is int and isinstance(raw, float) and raw != int(raw):
                 raise ValueError(f"kv_connector_extra_config[{key!r}]: {raw!r} is not an integer")
             if option.minimum is not None and value < option.minimum:
@@ -126,6 +163,9 @@ class ConnectorSettings:
             rpc_timeout_s=values["pegaflow.rpc_timeout_ms"] / 1e3,
             save_timeout_s=values["pegaflow.save_timeout_ms"] / 1e3,
             load_timeout_s=values["pegaflow.load_timeout_ms"] / 1e3,
+            miss_retry_s=values["pegaflow.miss_retry_ms"] / 1e3,
+            miss_retries=values["pegaflow.miss_retries"],
+            max_queries_per_step=values["pegaflow.max_queries_per_step"],
             retry_interval_s=values["pegaflow.retry_interval_ms"] / 1e3,
             session_timeout_s=values["pegaflow.session_timeout_ms"] / 1e3,
             max_blocks_per_save=values["pegaflow.max_blocks_per_save"],
@@ -144,6 +184,7 @@ class EngineIdentity:
     model: str
     kv_dtype: str
     kv_layout: str  # the layout tag the workers' tensors must have
+    vllm_layout: str | None  # vLLM 0.29+: CacheConfig.kv_cache_layout's standardized name (LBNHC, ...)
     block_size: int  # tokens per scheduler block (the hash granularity)
     total_layers: int
     total_kv_heads: int
@@ -194,16 +235,32 @@ class EngineIdentity:
         dp_rank = int(getattr(pc, "data_parallel_rank", 0) or 0)
         hash_algo = str(getattr(cc, "prefix_caching_hash_algo", "sha256") or "sha256")
 
+        from pegaflow.vllm.kvlayout import LAYOUT_TAGS, VLLM_LAYOUTS, vllm_layout_name
+
         layout = settings.kv_layout
+        vllm_layout = vllm_layout_name(getattr(cc, "kv_cache_layout", None))
+        if vllm_layout is not None:
+            if vllm_layout not in VLLM_LAYOUTS:
+                raise ValueError(
+                    f"CacheConfig.kv_cache_layout {vllm_layout!r} is not a KV-cache layout PegaKVConnector knows"
+                    f" ({', '.join(VLLM_LAYOUTS)}); it refuses to guess where a block's bytes are"
+                )
+            derived = MLA_LAYOUT if use_mla else VLLM_LAYOUTS[vllm_layout]
+            if layout not in ("auto", derived):
+                raise ValueError(
+                    f"kv_connector_extra_config['pegaflow.kv_layout'] is {layout!r}, but vLLM's KV-cache layout"
+                    f" {vllm_layout} stores {derived!r}: drop the key (auto reads vLLM's layout)"
+                )
+            layout = derived
         if layout == "auto":
             layout = MLA_LAYOUT if use_mla else DEFAULT_LAYOUT
-        from pegaflow.vllm.kvlayout import LAYOUT_TAGS
 
         if layout not in LAYOUT_TAGS:
             raise ValueError(f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} is not one of {LAYOUT_TAGS}")
         if use_mla != (layout == MLA_LAYOUT):
             raise ValueError(
-                f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} does not fit a model with use_mla={use_mla}"
+                f"kv_connector_extra_config['pegaflow.kv_layout']: {layout!r} does not fit a model with"
+                f" use_mla={use_mla}"
             )
 
         if settings.namespace_override:
@@ -230,6 +287,7 @@ class EngineIdentity:
             model=model,
             kv_dtype=kv_dtype,
             kv_layout=layout,
+            vllm_layout=vllm_layout,
             block_size=block_size,
             total_layers=total_layers,
             total_kv_heads=total_kv_heads,

@@ -14,8 +14,16 @@ tag prefix           logical shape                  note
 
 The suffix is the memory order of tokens and heads inside a block: ``nhd`` (token-major, vLLM's default) or
 ``hnd``. A scheduler block may cover several kernel blocks (``t`` divides the scheduler's block size): then one
-node block is that many consecutive kernel blocks. Blocks must be the outermost dimension (the K/V planes excepted);
+node block is that many consecutive kernel blocks. Blocks must be the outermost dimension, except for dimensions
+that lie wholly outside the blocks (the K/V planes, or KV heads in vLLM's ``LHBNC``): each adds its own segments;
 anything else raises ``UnsupportedKVCache`` naming the layer.
+
+vLLM 0.29 and later (``VLLM_LAYOUTS``): one allocation per KV-cache group, the logical axes ``[L, B, H, N, C]``
+(layer, block, KV head, token, K and V packed in the content) in one of six physical orders named by
+``CacheConfig.kv_cache_layout``. Each layer is handed over as a strided ``(nb, h, t, 2*d)`` view of the group's
+allocation (at its own offset, with a block stride that may span every layer): the ``packed`` shape above, so each
+is registered as a region of that allocation with its offset, block stride and segments. The name decides the tag:
+token-major inside a layer's block (``...NHC``) is ``packed-nhd``, head-major (``...HNC``) ``packed-hnd``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,25 @@ LAYOUT_TAGS = (
     "blocks_kv-hnd",
     "mla",
 )
+
+
+# vLLM's standardized layout names (CacheConfig.kv_cache_layout, vLLM 0.29+) -> the tag of the bytes one block of one
+# layer holds. Names outside this table are refused: a new layout must be understood before blocks are shared.
+VLLM_LAYOUTS = {
+    "LBNHC": "packed-nhd",  # vLLM's default: layers outermost, token-major blocks
+    "BLNHC": "packed-nhd",  # blocks outermost: a block's layers side by side
+    "LBHNC": "packed-hnd",
+    "BLHNC": "packed-hnd",
+    "BHLNC": "packed-hnd",  # blocks, then heads, then layers: a layer's block is one segment per head
+    "LHBNC": "packed-hnd",  # heads outside the blocks: a layer's block is one segment per head plane
+}
+
+
+def vllm_layout_name(value) -> str | None:
+    """The standardized name of ``CacheConfig.kv_cache_layout`` (an enum member or its name), or None if unset."""
+    if value is None:
+        return None
+    return str(getattr(value, "name", value)).strip()
 
 
 class UnsupportedKVCache(ValueError):
@@ -101,12 +128,25 @@ class LayerLayout:
         return self.block.block_bytes
 
 
-def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_mla: bool, name: str) -> LayerLayout:
+def classify(
+    info: TensorInfo,
+    *,
+    block_size: int,
+    num_blocks: int | None,
+    use_mla: bool,
+    name: str,
+    vllm_layout: str | None = None,
+) -> LayerLayout:
     """The layout of one layer's KV tensor. ``num_blocks`` (from vLLM's KVCacheConfig, if known) settles the
-    ``(2, nb, ...)`` vs ``(nb, 2, ...)`` question when both dims are 2."""
+    ``(2, nb, ...)`` vs ``(nb, 2, ...)`` question when both dims are 2; ``vllm_layout`` (vLLM's standardized name)
+    only goes into the messages."""
     shape, strides = info.shape, info.strides_bytes
-    where = f"KV cache of layer {name!r} (shape {list(shape)}, byte strides {list(strides)})"
+    named = f", vLLM layout {vllm_layout}" if vllm_layout else ""
+    where = f"KV cache of layer {name!r} (shape {list(shape)}, byte strides {list(strides)}{named})"
     rank = len(shape)
+    if use_mla and rank == 4 and shape[1] == 1:  # vLLM 0.29's [B, H=1, N, C] view of a latent cache
+        shape, strides = (shape[0], *shape[2:]), (strides[0], *strides[2:])
+        rank = 3
     if use_mla:
         if rank != 3:
             raise UnsupportedKVCache(f"{where}: an MLA cache must be (num_blocks, block_size, latent_dim)")
@@ -117,8 +157,9 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
         planes_first = shape[0] == 2 and (num_blocks is None or shape[1] == num_blocks)
         kv_inside = shape[1] == 2 and (num_blocks is None or shape[0] == num_blocks)
         if planes_first and kv_inside:
-            raise UnsupportedKVCache(f"{where}: cannot tell (2, num_blocks, ...) from (num_blocks, 2, ...) without"
-                                     " KVCacheConfig.num_blocks")
+            raise UnsupportedKVCache(
+                f"{where}: cannot tell (2, num_blocks, ...) from (num_blocks, 2, ...) without KVCacheConfig.num_blocks"
+            )
         if planes_first:
             kind, block_dim, token_dim, head_dim = "kv_planes", 1, 2, 3
         elif kv_inside:
@@ -128,7 +169,8 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
     else:
         raise UnsupportedKVCache(
             f"{where}: expected (num_blocks, kv_heads, block_size, 2*head_size), (2, num_blocks, block_size, kv_heads,"
-            " head_size), (num_blocks, 2, block_size, kv_heads, head_size) or, for MLA, (num_blocks, block_size, latent)"
+            " head_size), (num_blocks, 2, block_size, kv_heads, head_size) or, for MLA, (num_blocks, block_size,"
+            " latent)"
         )
     if strides[-1] != info.itemsize:
         raise UnsupportedKVCache(f"{where}: the last dimension must be contiguous")
@@ -158,6 +200,10 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
     if kernel_blocks % per_block:
         raise UnsupportedKVCache(f"{where}: {kernel_blocks} kernel blocks are not a multiple of {per_block}")
 
+    if kind == "packed" and shape[1] > 1 and strides[1] > strides[0]:
+        # KV heads outside the blocks (vLLM's LHBNC): like the K/V planes, each head is a plane of all blocks.
+        shape, strides, block_dim = (shape[1], shape[0], *shape[2:]), (strides[1], strides[0], *strides[2:]), 1
+
     # One scheduler block = per_block consecutive kernel blocks: split the block dim into (blocks, per_block).
     shape2 = list(shape)
     strides2 = list(strides)
@@ -170,4 +216,3 @@ def classify(info: TensorInfo, *, block_size: int, num_blocks: int | None, use_m
     return LayerLayout(
         tag=tag, num_blocks=found.num_blocks, kernel_blocks_per_block=per_block, kv_heads=kv_heads, block=found
     )
-

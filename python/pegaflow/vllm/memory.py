@@ -71,7 +71,9 @@ class SharedMemoryResolver:
             if not m.start <= ptr < m.end:
                 continue
             if m.path.endswith(" (deleted)"):
-                raise UnsupportedKVCache(f"host KV tensor at {ptr:#x} lives in {m.path}: the node cannot map a deleted file")
+                raise UnsupportedKVCache(
+                    f"host KV tensor at {ptr:#x} lives in {m.path}: the node cannot map a deleted file"
+                )
             if "s" not in m.perms:
                 raise UnsupportedKVCache(
                     f"host KV tensor at {ptr:#x} lives in a private mapping of {m.path}: the node would not see this"

@@ -1,9 +1,23 @@
 """The scheduler side of the connector (vLLM's engine-core process, one per DP rank).
 
-Per request it remembers: the last lookup (hits and the lease pinning them), the load it asked the workers for,
-the request's block ids as the workers see them, how far its full blocks have been sent for saving, and whether any
-save was issued (then ``request_finished`` holds the blocks until every worker reports the request in
-``finished_sending``).
+Per request it remembers: the last lookup (hits and the lease pinning them) or the last miss and when to ask again,
+the load it asked the workers for, the request's block ids as the workers see them, how many leading blocks came
+from vLLM's own prefix cache, how far its full blocks have been planned for saving, and whether any save was issued
+(then ``request_finished`` holds the blocks until every worker reports the request in ``finished_sending``; a
+request that has no blocks left is never held).
+
+Saves: a step's newly full blocks are saved unless they were loaded from the pool or found in vLLM's local prefix
+cache (another request of this engine computed them and saved them). A preempted request's queued saves are dropped
+by the workers' fence, so preemption re-plans: the request's planned blocks become "unconfirmed" (engine-wide, so a
+request that finds them in the local cache saves them instead of skipping them) and the request plans its saves from
+block 0 again once it is rescheduled; blocks that did land are found in the pool by its next lookup and loaded, not
+saved twice.
+
+Misses: a lookup that finds nothing is remembered per request. A request waiting in vLLM's queue asks again only on a
+bounded, jittered schedule (``pegaflow.miss_retry_ms``, doubling, at most ``pegaflow.miss_retries`` more times), or
+at once when its question changed (a longer local prefix hit); and one step sends at most
+``pegaflow.max_queries_per_step`` Queries (a due retry waits a step, a first lookup answers None: vLLM asks again
+next step). The waiting queue never costs a Query per request per step.
 
 Leases: a lookup that finds blocks leases them (``pegaflow.lease_ttl_ms``) so that eviction cannot take them before
 the load. A repeated lookup for the same request and the same hashes reuses the lease while at least half of its TTL
@@ -21,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -34,6 +49,9 @@ from pegaflow.vllm.stats import ConnectorCounters, LimitedLog
 
 _log = logging.getLogger(__name__)
 _warn = LimitedLog(_log)
+
+# At most this many unconfirmed hashes are remembered (about 6 MB); the oldest are forgotten first.
+UNCONFIRMED_LIMIT = 1 << 16
 
 # This many failed loads in a row (workers reported their blocks invalid) make lookups answer 0 hits for
 # retry_interval_ms, as a failed lookup does.
@@ -50,10 +68,21 @@ class _Lookup:
 
 
 @dataclass
+class _Miss:
+    """A lookup that found nothing: not asked again before ``retry_at_s`` unless the question changed."""
+
+    start_block: int
+    num_hashes: int
+    queries: int  # Queries asked for this request that found nothing
+    retry_at_s: float  # monotonic; inf once the retries are used up
+
+
+@dataclass
 class _Request:
     request: object  # vLLM's Request (live: block_hashes grows as tokens are generated)
     block_ids: list[int]
-    saved_upto: int = 0  # blocks [0, saved_upto) were sent for saving (or were loaded from the pool)
+    saved_upto: int = 0  # blocks [0, saved_upto) were planned: queued for saving, loaded, or in the local cache
+    local_upto: int = 0  # blocks [0, local_upto) came from vLLM's own prefix cache when it was (re)scheduled
     loaded: tuple[int, int] | None = None  # block index range the last load covered
     load_block_ids: list[int] | None = None
     load_pending: bool = False
@@ -71,7 +100,11 @@ class SchedulerSide:
         self._client = EngineClient(settings.endpoint, timeout_s=settings.query_timeout_s, channel=self._channel)
         self._release_client = EngineClient(settings.endpoint, timeout_s=settings.rpc_timeout_s, channel=self._channel)
         self._lookups: dict[str, _Lookup] = {}
-        self._misses: dict[str, tuple[int, int]] = {}  # this step's 0-hit answers: (start block, hashes)
+        self._misses: dict[str, _Miss] = {}  # requests whose last lookup found nothing
+        self._queries_this_step = 0
+        # Hashes whose planned save a preemption may have dropped: saved by the next request that has them, even
+        # if it found them in vLLM's prefix cache. Insertion-ordered, the oldest forgotten beyond the limit.
+        self._unconfirmed: dict[bytes, None] = {}
         self._requests: dict[str, _Request] = {}
         self._next_loads: list[BlockTransfer] = []
         self._next_holds: list[str] = []
@@ -90,7 +123,7 @@ class SchedulerSide:
 
     # ---- lookups ----
 
-    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> tuple[int, bool]:
+    def get_num_new_matched_tokens(self, request, num_computed_tokens: int) -> tuple[int | None, bool]:
         req_id = request.request_id
         if not self.identity.loads_enabled:
             return 0, False
@@ -122,9 +155,18 @@ class SchedulerSide:
                 self.counters.add("lookup_cached")
                 return cached.hit_blocks * bs, cached.hit_blocks > 0
             self._drop_lookup(req_id)
-        if self._misses.get(req_id) == (start, len(hashes)):
-            self.counters.add("lookup_cached")
-            return 0, False  # asked again within the same step
+        miss = self._misses.get(req_id)
+        if miss is not None:
+            same_question = miss.start_block == start and miss.num_hashes == len(hashes)
+            if miss.queries > self.settings.miss_retries or (same_question and now < miss.retry_at_s):
+                self.counters.add("lookup_miss_remembered")
+                return 0, False
+        if self._queries_this_step >= self.settings.max_queries_per_step:
+            # This step asked the node enough: a due retry waits for the next step, a first lookup is vLLM's to
+            # repeat next step (None keeps the request waiting) rather than a scheduler step stalled on Queries.
+            self.counters.add("lookup_deferred")
+            return (0, False) if miss is not None else (None, False)
+        self._queries_this_step += 1
         asked = list(hashes[start:])
         started = time.perf_counter()
         try:
@@ -151,17 +193,31 @@ class SchedulerSide:
         if hit == 0:
             if reply.lease_id:  # the node leases nothing for 0 hits; be safe anyway
                 self._release(reply.lease_id)
-            self._misses[req_id] = (start, len(hashes))
+            self._remember_miss(req_id, start, len(hashes), now)
             return 0, False
+        self._misses.pop(req_id, None)
         self.counters.add("hit_blocks", hit)
         self._lookups[req_id] = _Lookup(
             start, len(hashes), hit, int(reply.lease_id), now + reply.lease_expires_in_ms / 1e3
         )
         _log.debug(
             "request %s: %d of %d blocks after the local %d are in the pool (lease %d)",
-            req_id, hit, len(asked), start, reply.lease_id,
+            req_id,
+            hit,
+            len(asked),
+            start,
+            reply.lease_id,
         )
         return hit * bs, True
+
+    def _remember_miss(self, req_id: str, start: int, num_hashes: int, now: float) -> None:
+        queries = self._misses[req_id].queries + 1 if req_id in self._misses else 1
+        if queries > self.settings.miss_retries:
+            retry_at = float("inf")  # the retries are used up: this request is not asked about again
+        else:
+            # Jittered, so that requests that arrived together do not all ask again in the same step.
+            retry_at = now + self.settings.miss_retry_s * 2 ** (queries - 1) * random.uniform(0.75, 1.25)
+        self._misses[req_id] = _Miss(start, num_hashes, queries, retry_at)
 
     def _drop_lookup(self, req_id: str) -> None:
         lookup = self._lookups.pop(req_id, None)
@@ -176,6 +232,7 @@ class SchedulerSide:
         if state is None:
             state = self._requests[req_id] = _Request(request, [])
         state.request = request
+        self._misses.pop(req_id, None)  # scheduled: no longer waiting (a preempted request asks afresh)
         if num_external_tokens <= 0:
             self._drop_lookup(req_id)  # asked but not used (or nothing found)
             if state.load_pending:  # second call of an async load: the request is being scheduled, load done
@@ -224,17 +281,18 @@ class SchedulerSide:
             preempted_req_ids=sorted(getattr(scheduler_output, "preempted_req_ids", None) or ()),
         )
         self._next_loads, self._next_holds = [], []
-        self._misses.clear()  # a new step: blocks may have arrived since
+        self._queries_this_step = 0
         for req_id in meta.preempted_req_ids:
             state = self._requests.get(req_id)
             if state is not None:
-                state.block_ids = []  # freed; the resumed request gets new ones
+                self._replan_after_preemption(state)
         scheduled = scheduler_output.num_scheduled_tokens
         for new in scheduler_output.scheduled_new_reqs:
             state = self._requests.get(new.req_id)
             if state is None:
                 continue  # never went through update_state_after_alloc: nothing known about it
             state.block_ids = list(new.block_ids[0]) if new.block_ids else []
+            self._scheduled_first(state, new.num_computed_tokens)
             self._plan_saves(state, new.num_computed_tokens + scheduled.get(new.req_id, 0), meta)
         cached = scheduler_output.scheduled_cached_reqs
         resumed_ids = set(getattr(cached, "resumed_req_ids", None) or ())
@@ -246,10 +304,31 @@ class SchedulerSide:
             new_ids = cached.new_block_ids[i]
             if req_id in resumed_ids or (resumed_flags is not None and resumed_flags[i]):
                 state.block_ids = list(new_ids[0]) if new_ids else []
+                self._scheduled_first(state, cached.num_computed_tokens[i])
             elif new_ids is not None:
                 state.block_ids.extend(new_ids[0])
             self._plan_saves(state, cached.num_computed_tokens[i] + scheduled.get(req_id, 0), meta)
         return meta
+
+    def _scheduled_first(self, state: _Request, num_computed_tokens: int) -> None:
+        """The request is scheduled for the first time since it arrived or was preempted: the blocks it starts
+        with came from vLLM's prefix cache, then from the pool (the load starts where the local hit ends)."""
+        state.local_upto = state.loaded[0] if state.loaded else num_computed_tokens // self._block_size
+
+    def _replan_after_preemption(self, state: _Request) -> None:
+        """The workers' fence drops the request's queued saves: what it planned is unconfirmed, and it plans its
+        saves from block 0 again once rescheduled (blocks that did land are loaded from the pool then)."""
+        hashes = state.request.block_hashes
+        lo, hi = state.loaded or (0, 0)
+        for i in range(min(state.saved_upto, len(hashes))):
+            if not lo <= i < hi:
+                self._unconfirmed[hashes[i]] = None
+        while len(self._unconfirmed) > UNCONFIRMED_LIMIT:
+            del self._unconfirmed[next(iter(self._unconfirmed))]
+        state.block_ids = []  # freed; the resumed request gets new ones
+        state.saved_upto = state.local_upto = 0
+        state.loaded = None
+        self.counters.add("save_replans")
 
     def _plan_saves(self, state: _Request, computed_after_step: int, meta: PegaConnectorMetadata) -> None:
         if not self.identity.saves_enabled:
@@ -260,12 +339,19 @@ class SchedulerSide:
             return
         ids, hs = [], []
         lo, hi = state.loaded or (0, 0)
+        skipped_local = 0
         for i in range(state.saved_upto, full):
             if lo <= i < hi:
                 continue  # came from the pool
+            if i < state.local_upto and hashes[i] not in self._unconfirmed:
+                skipped_local += 1  # in vLLM's prefix cache: the request that computed it saved it
+                continue
+            self._unconfirmed.pop(hashes[i], None)
             ids.append(state.block_ids[i])
             hs.append(hashes[i])
         state.saved_upto = full
+        if skipped_local:
+            self.counters.add("save_skipped_local_blocks", skipped_local)
         if ids:
             state.had_saves = True
             meta.saves.append(BlockTransfer(state.request.request_id, ids, hs))
@@ -297,8 +383,10 @@ class SchedulerSide:
                 for other in list(self._lookups):
                     self._drop_lookup(other)
                 _warn.warning(
-                    "loads-failing", "%d loads in a row failed; answering 0 hits for %.1f s",
-                    LOAD_FAILURE_BACKOFF, self.settings.retry_interval_s,
+                    "loads-failing",
+                    "%d loads in a row failed; answering 0 hits for %.1f s",
+                    LOAD_FAILURE_BACKOFF,
+                    self.settings.retry_interval_s,
                 )
 
     def request_finished(self, request, block_ids) -> tuple[bool, dict | None]:
@@ -311,8 +399,9 @@ class SchedulerSide:
             return False, None  # never scheduled
         if state.lease_id:
             self._release(state.lease_id)
-        # A request still waiting for its load is held by vLLM itself until finished_recving.
-        hold = state.had_saves and not state.load_pending
+        # A request still waiting for its load is held by vLLM itself until finished_recving; a request without
+        # blocks (preempted, then finished) has nothing a save could still read.
+        hold = state.had_saves and not state.load_pending and _has_blocks(block_ids)
         if hold:
             self._next_holds.append(req_id)
             self.counters.add("requests_held")
@@ -350,3 +439,12 @@ class SchedulerSide:
         self._releases.put(None)
         self._releaser.join(self.settings.rpc_timeout_s + 1.0)
         self._channel.close()
+
+
+def _has_blocks(block_ids) -> bool:
+    """vLLM passes a list of block ids (one KV-cache group) or, with several groups, a tuple of lists."""
+    if not block_ids:
+        return False
+    if isinstance(block_ids[0], (list, tuple)):
+        return any(len(group) for group in block_ids)
+    return True

@@ -20,6 +20,8 @@ COUNTER_KEYS = (
     # scheduler side
     "lookups",  # get_num_new_matched_tokens calls that asked the node
     "lookup_cached",  # answered from this request's earlier lookup (lease still valid)
+    "lookup_deferred",  # not asked: this step's Query budget was spent (a retry waits, a first lookup answers None)
+    "lookup_miss_remembered",  # answered 0 hits from this request's earlier miss (its next retry not due yet)
     "lookup_failures",  # node unreachable / timed out: answered 0 hits
     "lookup_skipped_node_down",  # answered 0 hits without asking (node recently unreachable)
     "lookup_skipped_failed_load",  # answered 0 hits: this request's load from the pool failed before
@@ -31,6 +33,8 @@ COUNTER_KEYS = (
     "leases_taken",
     "leases_released",
     "requests_held",  # request_finished returned True (blocks held until saves finish)
+    "save_skipped_local_blocks",  # not saved: found in vLLM's prefix cache (the request that computed them saved them)
+    "save_replans",  # preempted requests whose saves are planned again from block 0 once they resume
     # worker side
     "loads",  # request-level Load operations finished
     "loaded_blocks",

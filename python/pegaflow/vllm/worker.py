@@ -2,11 +2,13 @@
 
 Per step, in vLLM's order (VLLM.md): ``handle_preemptions`` fences in-flight saves of preempted requests;
 ``start_load_kv`` queues one request-level Load per request for the loader thread (the node copies in the background
-and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose nothing);
-``wait_for_save`` synchronises the GPU (CUDA tensors) and queues the step's full blocks for the saver thread, which
-sends them in Save calls after the forward's kernels are done; ``get_finished`` polls the load flags (``finished_recving``)
-and reports held requests whose saves are done (``finished_sending``); ``get_block_ids_with_load_errors`` hands vLLM
-the blocks that did not load, in the same step the request appears in ``finished_recving``.
+and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose
+nothing); ``wait_for_save`` queues the step's full blocks for the saver thread, with a CUDA event recorded on the
+forward's stream (CUDA tensors): the saver waits on that event, then sends them in Save calls, so the node reads
+what the step's kernels wrote and vLLM's forward thread never synchronises the device; ``get_finished`` polls the
+load flags (``finished_recving``) and reports held requests whose saves are done (``finished_sending``);
+``get_block_ids_with_load_errors`` hands vLLM the blocks that did not load, in the same step the request appears in
+``finished_recving``.
 
 Threads: vLLM's forward thread calls every public method and never waits on the node (except a preemption fence
 for a save being copied); the loader thread sends Load calls, the saver thread Save calls; the link's keeper thread
@@ -109,11 +111,27 @@ class _Load:
     timeout_logged: bool = False
 
 
+class CudaEvents:
+    """The CUDA boundary of a save: an event recorded on the current (forward) stream once the step's kernels are
+    queued, waited on by the saver thread before the node reads the blocks. Tests stand in for this class only."""
+
+    def record(self):
+        import torch
+
+        event = torch.cuda.Event()
+        event.record()  # on torch.cuda.current_stream(): after every kernel the forward queued
+        return event
+
+    def wait(self, event) -> None:
+        event.synchronize()  # blocks the saver thread only
+
+
 @dataclass
 class _SaveJob:
     """One step's saves; entries may be dropped (preempted) until the saver starts the job."""
 
     entries: list[BlockTransfer]
+    ready: object = None  # CUDA tensors: the event after which the blocks hold this step's bytes
     started: bool = False
     dropped: set[str] = field(default_factory=set)  # preempted after the job started: their unsent chunks are skipped
 
@@ -144,7 +162,9 @@ class WorkerSide:
             # MLA's latent cache is the same on every TP rank: one copy in the pool (registered as TP size 1), saved
             # by rank 0; every rank loads it. The node keys contexts by (instance, tp rank, pp rank), so each rank
             # needs its own instance id.
-            self.instance_id = f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
+            self.instance_id = (
+                f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
+            )
             self._reg_tp_rank, self._reg_tp_size = 0, 1
             self._saves_here = identity.saves_enabled and self.tp_rank == 0
         else:
@@ -158,12 +178,14 @@ class WorkerSide:
         self.regions: dict[tuple, list[str]] = {}  # allocation -> layer names in it
         self.device = ""
         self._cuda = False
+        self.cuda_events = CudaEvents()
         self._flags = FlagPool(settings.load_flag_slots)
         self._cond = threading.Condition()
         self._loads: dict[str, _Load] = {}
         self._load_errors: set[int] = set()
         self._saves_in_flight: dict[str, int] = {}  # req id -> save job entries not finished
-        self._save_reading: dict[str, int] = {}  # req id -> Save chunks the node may be reading now (sent or unresolved)
+        # req id -> Save chunks the node may be reading now (sent or unresolved)
+        self._save_reading: dict[str, int] = {}
         self._unresolved_saves: list[_UnresolvedSave] = []
         self._gone_generation = 0  # the node of every generation <= this is known gone
         self._save_queue: deque[_SaveJob] = deque()
@@ -189,8 +211,19 @@ class WorkerSide:
         for name, tensor in kv_caches.items():
             info = tensor_info(tensor)
             found = classify(
-                info, block_size=ident.block_size, num_blocks=self._num_blocks_hint, use_mla=ident.use_mla, name=name
+                info,
+                block_size=ident.block_size,
+                num_blocks=self._num_blocks_hint,
+                use_mla=ident.use_mla,
+                name=name,
+                vllm_layout=ident.vllm_layout,
             )
+            if found.tag != ident.kv_layout and ident.vllm_layout:
+                raise UnsupportedKVCache(
+                    f"layer {name!r} has KV layout {found.tag!r}, but vLLM's CacheConfig.kv_cache_layout"
+                    f" {ident.vllm_layout} stores {ident.kv_layout!r}: the tensors vLLM handed over do not match the"
+                    " layout it announced"
+                )
             if found.tag != ident.kv_layout:
                 raise UnsupportedKVCache(
                     f"layer {name!r} has KV layout {found.tag!r}, but the namespace is for {ident.kv_layout!r}: set"
@@ -234,11 +267,18 @@ class WorkerSide:
         if self.identity.pp_size == 1 and len(registrations) != ident.total_layers:
             _log.warning(
                 "%s: %d KV layers registered, the model has %d; blocks seal only when every layer is saved",
-                self.name, len(registrations), ident.total_layers,
+                self.name,
+                len(registrations),
+                ident.total_layers,
             )
         _log.info(
             "%s: registering %d layers (%s) in %d allocation(s) on %s as instance %s, namespace %s",
-            self.name, len(registrations), ident.kv_layout, len(self.regions), self.device, self.instance_id,
+            self.name,
+            len(registrations),
+            ident.kv_layout,
+            len(self.regions),
+            self.device,
+            self.instance_id,
             ident.namespace,
         )
         self.link = NodeLink(
@@ -252,7 +292,9 @@ class WorkerSide:
             name=self.name,
         )
         self.link.start()
-        self._save_client = EngineClient(self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel)
+        self._save_client = EngineClient(
+            self.settings.endpoint, timeout_s=self.settings.save_timeout_s, channel=self.link.channel
+        )
         self._start_threads()
 
     def _start_threads(self) -> None:
@@ -329,8 +371,10 @@ class WorkerSide:
                     self.counters.add("preemption_fence_timeouts")
                     _log.error(
                         "%s: saves of preempted requests %s still unconfirmed after %.0f s (node stuck?); vLLM may"
-                        " reuse blocks the node is reading", self.name,
-                        sorted(r for r in ids if self._save_reading.get(r)), self.settings.save_timeout_s + 1.0,
+                        " reuse blocks the node is reading",
+                        self.name,
+                        sorted(r for r in ids if self._save_reading.get(r)),
+                        self.settings.save_timeout_s + 1.0,
                     )
                     break
                 self._cond.wait(remaining)
@@ -418,7 +462,10 @@ class WorkerSide:
             load.node_gone = generation <= self._gone_generation
             load.issued = True
         _log.debug(
-            "%s: request %s load of %d blocks %s", self.name, load.req_id, len(load.block_ids),
+            "%s: request %s load of %d blocks %s",
+            self.name,
+            load.req_id,
+            len(load.block_ids),
             "started" if reason is None else f"failed: {reason}",
         )
 
@@ -426,11 +473,9 @@ class WorkerSide:
         meta = self._meta
         if meta is None or not meta.saves or not self._saves_here:
             return
-        if self._cuda:
-            import torch
-
-            torch.cuda.synchronize()  # the node must read what this step's kernels wrote
-        job = _SaveJob([BlockTransfer(t.req_id, list(t.block_ids), list(t.hashes)) for t in meta.saves])
+        # The node must read what this step's kernels wrote: the saver waits for this event, the forward does not.
+        ready = self.cuda_events.record() if self._cuda else None
+        job = _SaveJob([BlockTransfer(t.req_id, list(t.block_ids), list(t.hashes)) for t in meta.saves], ready)
         with self._cond:
             for entry in job.entries:
                 self._saves_in_flight[entry.req_id] = self._saves_in_flight.get(entry.req_id, 0) + 1
@@ -457,7 +502,11 @@ class WorkerSide:
             for req_id in finished_req_ids or ():
                 self._finished[req_id] = self._step
             for req_id in list(self._holds):
-                if req_id in self._finished and not self._saves_in_flight.get(req_id) and not self._save_reading.get(req_id):
+                if (
+                    req_id in self._finished
+                    and not self._saves_in_flight.get(req_id)
+                    and not self._save_reading.get(req_id)
+                ):
                     sending.add(req_id)
                     self._holds.discard(req_id)
                     del self._finished[req_id]
@@ -508,7 +557,9 @@ class WorkerSide:
                     self.counters.add("load_timeouts")
                     _log.error(
                         "%s: request %s: load pending for over %.0f s; waiting for the node's flag or for the node to"
-                        " be known gone before vLLM may reuse its blocks", self.name, load.req_id,
+                        " be known gone before vLLM may reuse its blocks",
+                        self.name,
+                        load.req_id,
                         self.settings.load_timeout_s,
                     )
             if errors is None:
@@ -528,7 +579,11 @@ class WorkerSide:
                 _warn.warning(
                     "load-failed",
                     "%s: request %s: %d of %d blocks did not load (%s); vLLM recomputes or fails them",
-                    self.name, load.req_id, len(errors), len(load.block_ids), load.failed_reason or "not in the pool",
+                    self.name,
+                    load.req_id,
+                    len(errors),
+                    len(load.block_ids),
+                    load.failed_reason or "not in the pool",
                 )
             else:
                 _log.debug("%s: request %s loaded %d blocks", self.name, load.req_id, len(load.block_ids))
@@ -570,6 +625,8 @@ class WorkerSide:
                 job = self._save_queue[0]
                 job.started = True
             try:
+                if job.ready is not None:
+                    self.cuda_events.wait(job.ready)
                 self._run_save(job)
             except Exception:  # noqa: BLE001 - never let the thread die: the fences and finished_sending depend on it
                 _log.exception("%s: save failed unexpectedly", self.name)

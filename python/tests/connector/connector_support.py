@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from pegaflow.vllm.fake import EngineOptions, FakeEngine, ModelShape
+from pegaflow_testing.fake_vllm import EngineOptions, FakeEngine, ModelShape
 
 
 class EngineFactory:

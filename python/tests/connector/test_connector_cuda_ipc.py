@@ -107,15 +107,24 @@ def test_cuda_kv_views_registered_by_ipc_handle_are_byte_exact_from_another_proc
         keys.add(placement.region_key)
         ipc = placement.region.cuda_ipc
         request["layers"].append(
-            {"handle": ipc.ipc_handle.hex(), "offset": ipc.offset_bytes, "stride": found.block.block_stride_bytes,
-             "segments": segments}
+            {
+                "handle": ipc.ipc_handle.hex(),
+                "offset": ipc.offset_bytes,
+                "stride": found.block.block_stride_bytes,
+                "segments": segments,
+            }
         )
         for block in request["blocks"]:
             expected.append(_block_bytes(view, block, segments, found.block.block_stride_bytes))
     assert len(keys) == 1  # one allocation: the node opens it once
 
     reader = subprocess.run(
-        [sys.executable, "-c", _READER], input=json.dumps(request), capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", _READER],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert reader.returncode == 0, reader.stderr + reader.stdout
     answer = json.loads(reader.stdout)

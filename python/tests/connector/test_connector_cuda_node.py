@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA 
 
 @pytest.fixture(scope="module")
 def gpu_node():
-    from pegaflow.localnode import START_TIMEOUT_S, LocalNode, free_port, node_jar_missing, repo_root
+    from pegaflow_testing.localnode import START_TIMEOUT_S, LocalNode, free_port, node_jar_missing, repo_root
 
     missing = node_jar_missing()
     if missing:
@@ -28,8 +28,19 @@ def gpu_node():
     root = repo_root()
     grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
     args = [
-        "node", "--addr", f"127.0.0.1:{grpc_port}", "--cluster-port", str(cluster_port), "--metrics-port",
-        str(metrics_port), "--pool-size", "512mb", "--device", "0", "--log-level", "info",
+        "node",
+        "--addr",
+        f"127.0.0.1:{grpc_port}",
+        "--cluster-port",
+        str(cluster_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--pool-size",
+        "512mb",
+        "--device",
+        "0",
+        "--log-level",
+        "info",
     ]
     java = os.environ.get("PEGAFLOW_NODE_JAVA")
     if java:
@@ -53,7 +64,7 @@ def gpu_node():
 
 @pytest.mark.parametrize("layout", ["packed", "kv_planes"])
 def test_cuda_kv_caches_through_ipc_save_and_load_byte_exact(gpu_node, engines, layout):
-    from pegaflow.vllm.fake import ModelShape, prompt
+    from pegaflow_testing.fake_vllm import ModelShape, prompt
 
     shape = ModelShape(model=engines.model("gpu"), layout=layout, num_layers=8, num_kv_heads=8, head_size=128)
     extra = {"pegaflow.kv_layout": "kv_planes-nhd"} if layout == "kv_planes" else {}

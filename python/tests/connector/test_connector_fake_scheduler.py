@@ -1,5 +1,5 @@
-"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow.vllm.fake) against a real
-node process: saves, hits, byte-exact loads, leases, preemption, TP, MLA, roles, shared namespaces.
+"""The real connector driven by the fake vLLM scheduler loop and fake workers (pegaflow_testing.fake_vllm) against a
+real node process: saves, hits, byte-exact loads, leases, preemption, TP, MLA, roles, shared namespaces.
 
 Every load is checked byte for byte by the fake workers before they compute on it (``engine.mismatches``).
 """
@@ -15,8 +15,8 @@ import pytest
 from connector_support import leases_settled, wait_until
 
 from pegaflow.client import EngineClient
-from pegaflow.vllm.fake import FakeRequest, ModelShape, prompt
 from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, prompt
 
 pytestmark = pytest.mark.node
 
@@ -157,7 +157,9 @@ def test_abort_during_async_load_and_abort_before_scheduling(node, engines):
     second.add_request("never", prompt(10, 40), max_tokens=4)
     second.scheduler.abort_request("never")  # request_finished for a request that was never scheduled
     so = second.schedule()
-    assert so.kv_connector_metadata.loads and second.scheduler.requests["loading"].status.name == "WAITING_FOR_REMOTE_KVS"
+    assert (
+        so.kv_connector_metadata.loads and second.scheduler.requests["loading"].status.name == "WAITING_FOR_REMOTE_KVS"
+    )
     second.scheduler.abort_request("loading")  # vLLM keeps its blocks until the load is reported done
     second.update(so, second.execute(so))
     second.run()
@@ -170,7 +172,10 @@ def test_abort_during_async_load_and_abort_before_scheduling(node, engines):
 def test_two_engine_instances_share_one_namespace_interleaved(node, engines):
     shape = _shape(engines)
     a, b = engines(node, shape), engines(node, shape)
-    assert a.namespace == b.namespace and a.vllm_config.kv_transfer_config.engine_id != b.vllm_config.kv_transfer_config.engine_id
+    assert (
+        a.namespace == b.namespace
+        and a.vllm_config.kv_transfer_config.engine_id != b.vllm_config.kv_transfer_config.engine_id
+    )
     a.add_request("a1", prompt(11, 80), max_tokens=2)
     b.add_request("b1", prompt(12, 80), max_tokens=2)
     while a.scheduler.has_work() or b.scheduler.has_work():  # both instances step side by side
@@ -312,7 +317,7 @@ def test_producer_saves_only_and_consumer_loads_only(node, engines):
 @pytest.mark.timeout(120)
 def test_demo_module_runs_through_the_connector(node):
     result = subprocess.run(
-        [sys.executable, "-m", "pegaflow.vllm.demo", "--endpoint", node.endpoint, "--prompt-tokens", "128"],
+        [sys.executable, "-m", "pegaflow_testing.vllm_demo", "--endpoint", node.endpoint, "--prompt-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=100,

@@ -16,9 +16,9 @@ import pytest
 from connector_support import run_until_recving, wait_until
 
 from pegaflow.client import EngineClient
-from pegaflow.localnode import START_TIMEOUT_S, LocalNode, node_jar_missing, repo_root
 from pegaflow.shm import HOST_DEVICE, SharedKVCache
-from pegaflow.vllm.fake import ModelShape, prompt
+from pegaflow_testing.fake_vllm import ModelShape, prompt
+from pegaflow_testing.localnode import START_TIMEOUT_S, LocalNode, node_jar_missing, repo_root
 
 pytestmark = pytest.mark.node
 
@@ -46,7 +46,11 @@ class _Node:
         metrics_port = int(old.metrics_url.rsplit(":", 1)[1].split("/")[0])
         with open(old.log_path, "ab") as log:
             process = subprocess.Popen(
-                old.argv, cwd=repo_root(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                old.argv,
+                cwd=repo_root(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         self.node = LocalNode(process, grpc_port, metrics_port, old.log_path, old.argv)
@@ -82,8 +86,14 @@ def _fill_pool(endpoint: str, shape: ModelShape, blocks: int = 256) -> None:
         EngineClient(endpoint, timeout_s=30) as client,
     ):
         reply = client.register_context(
-            f"filler-{time.monotonic_ns()}", f"filler-{time.monotonic_ns()}", 0, 1, 0, shape.num_layers,
-            HOST_DEVICE, cache.layer_registrations(),
+            f"filler-{time.monotonic_ns()}",
+            f"filler-{time.monotonic_ns()}",
+            0,
+            1,
+            0,
+            shape.num_layers,
+            HOST_DEVICE,
+            cache.layer_registrations(),
         )
         with client.open_session(reply.context_id):
             rng = np.random.default_rng()

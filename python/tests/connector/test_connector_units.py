@@ -18,7 +18,11 @@ import pytest
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm import block_hash
 from pegaflow.vllm.config import OPTIONS, ConnectorSettings, EngineIdentity
-from pegaflow.vllm.fake import (
+from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
+from pegaflow.vllm.memory import CudaIpcResolver, SharedMemoryResolver
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
+from pegaflow.vllm.stats import ConnectorCounters, PegaKVConnectorStats
+from pegaflow_testing.fake_vllm import (
     FakeCachedRequestData,
     FakeKVCacheConfig,
     FakeRequest,
@@ -28,10 +32,6 @@ from pegaflow.vllm.fake import (
     make_vllm_config,
     prompt,
 )
-from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
-from pegaflow.vllm.memory import CudaIpcResolver, SharedMemoryResolver
-from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
-from pegaflow.vllm.stats import ConnectorCounters, PegaKVConnectorStats
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pegaflow"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -130,7 +130,7 @@ def test_identity_refuses_what_cannot_work():
         EngineIdentity.from_vllm_config(config, ConnectorSettings.from_extra_config({}))
     with pytest.raises(ValueError, match="kv_role"):
         _identity(kv_role="kv_sideways")
-    with pytest.raises(ValueError, match="pegaflow.kv_layout"):
+    with pytest.raises(ValueError, match=r"pegaflow\.kv_layout"):
         _identity(extra={"pegaflow.kv_layout": "diagonal"})
 
 
@@ -188,7 +188,8 @@ def test_mla_layer_is_blocks_tokens_latent():
 @pytest.mark.parametrize(
     "array, fragment",
     [
-        (np.zeros((2, 6, 16, 16), dtype=np.float16).transpose(1, 0, 2, 3), "blocks are not the outermost"),
+        # tokens outside the blocks (heads outside them are fine: vLLM 0.29 LHBNC, tested below)
+        (np.zeros((16, 6, 2, 16), dtype=np.float16).transpose(1, 2, 0, 3), "blocks are not the outermost"),
         (np.zeros((6, 2, 16), dtype=np.float16), "expected (num_blocks"),
         (np.zeros((6, 2, 16, 16), dtype=np.float16)[..., ::2], "last dimension must be contiguous"),
         (np.zeros((6, 2, 24, 16), dtype=np.float16), "does not divide the scheduler block size"),
@@ -299,10 +300,16 @@ def test_metadata_is_plain_picklable_data():
 
 
 def test_stats_aggregate_sums_counts_and_keeps_maxima():
-    a = PegaKVConnectorStats(data={"loads": 2, "loaded_blocks": 10, "load_seconds_sum": 0.004, "load_seconds_max": 0.003})
-    b = PegaKVConnectorStats(data={"loads": 1, "loaded_blocks": 5, "load_seconds_sum": 0.005, "load_seconds_max": 0.005})
+    a = PegaKVConnectorStats(
+        data={"loads": 2, "loaded_blocks": 10, "load_seconds_sum": 0.004, "load_seconds_max": 0.003}
+    )
+    b = PegaKVConnectorStats(
+        data={"loads": 1, "loaded_blocks": 5, "load_seconds_sum": 0.005, "load_seconds_max": 0.005}
+    )
     merged = a.aggregate(b)
-    assert merged.data == pytest.approx({"loads": 3, "loaded_blocks": 15, "load_seconds_sum": 0.009, "load_seconds_max": 0.005})
+    assert merged.data == pytest.approx(
+        {"loads": 3, "loaded_blocks": 15, "load_seconds_sum": 0.009, "load_seconds_max": 0.005}
+    )
     summary = merged.reduce()
     assert summary["loaded_blocks"] == 15 and summary["avg_load_ms"] == 3.0 and summary["max_load_ms"] == 5.0
     assert PegaKVConnectorStats().is_empty() and not merged.is_empty()
@@ -317,9 +324,20 @@ def test_stats_aggregate_sums_counts_and_keeps_maxima():
 @pytest.mark.parametrize(
     "value, encoded",
     [
-        (0, "00"), (23, "17"), (24, "1818"), (100, "1864"), (1000, "1903e8"), (1000000, "1a000f4240"),
-        (1000000000000, "1b000000e8d4a51000"), (-1, "20"), (-100, "3863"), (b"\x01\x02\x03\x04", "4401020304"),
-        ("IETF", "6449455446"), ([1, [2, 3], [4, 5]], "8301820203820405"), ([], "80"), (None, "f6"),
+        (0, "00"),
+        (23, "17"),
+        (24, "1818"),
+        (100, "1864"),
+        (1000, "1903e8"),
+        (1000000, "1a000f4240"),
+        (1000000000000, "1b000000e8d4a51000"),
+        (-1, "20"),
+        (-100, "3863"),
+        (b"\x01\x02\x03\x04", "4401020304"),
+        ("IETF", "6449455446"),
+        ([1, [2, 3], [4, 5]], "8301820203820405"),
+        ([], "80"),
+        (None, "f6"),
     ],
 )
 def test_cbor_matches_rfc8949_examples(value, encoded):
@@ -347,7 +365,11 @@ def test_connector_answers_capability_questions_and_keeps_roles_apart():
 
     from pegaflow.vllm import PegaKVConnector
 
-    assert list(inspect.signature(PegaKVConnector.__init__).parameters)[1:] == ["vllm_config", "role", "kv_cache_config"]
+    assert list(inspect.signature(PegaKVConnector.__init__).parameters)[1:] == [
+        "vllm_config",
+        "role",
+        "kv_cache_config",
+    ]
     assert PegaKVConnector.requires_piecewise_for_cudagraph({}) is False
     assert PegaKVConnector.get_required_kvcache_layout(None) is None
     assert PegaKVConnector.build_kv_connector_stats({"loads": 1}).data == {"loads": 1}
@@ -405,13 +427,17 @@ def test_lookups_answer_zero_quickly_when_no_node_answers():
 def test_worker_without_a_node_starts_and_fails_loads_instead_of_waiting(caches):
     from pegaflow.vllm import PegaKVConnector
 
-    config = make_vllm_config(ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()})
+    config = make_vllm_config(
+        ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()}
+    )
     cache = caches()
     connector = PegaKVConnector(config, FakeRole.WORKER, FakeKVCacheConfig(6))
     try:
         connector.register_kv_caches({name: cache.layer(i) for i, name in enumerate(cache.layer_names)})
         assert not connector.worker_side.link.connected
-        meta = PegaConnectorMetadata(loads=[BlockTransfer("r1", [2, 3], [b"h1", b"h2"])], saves=[BlockTransfer("r2", [4], [b"h3"])])
+        meta = PegaConnectorMetadata(
+            loads=[BlockTransfer("r1", [2, 3], [b"h1", b"h2"])], saves=[BlockTransfer("r2", [4], [b"h3"])]
+        )
         connector.bind_connector_metadata(meta)
         connector.start_load_kv(None)  # returns at once: the loader thread sends the Load
         connector.wait_for_save()
@@ -431,11 +457,61 @@ def test_worker_without_a_node_starts_and_fails_loads_instead_of_waiting(caches)
 def test_worker_refuses_tensors_whose_layout_the_namespace_does_not_name(caches):
     from pegaflow.vllm import PegaKVConnector
 
-    config = make_vllm_config(ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()})
+    config = make_vllm_config(
+        ModelShape(num_layers=2, num_gpu_blocks=6), "e", {"pegaflow.endpoint": _unused_endpoint()}
+    )
     cache = caches(layout=KV_PLANES)
     connector = PegaKVConnector(config, FakeRole.WORKER, FakeKVCacheConfig(6))
     try:
-        with pytest.raises(UnsupportedKVCache, match="'pegaflow.kv_layout': 'kv_planes-nhd'"):
+        with pytest.raises(UnsupportedKVCache, match=r"'pegaflow\.kv_layout': 'kv_planes-nhd'"):
             connector.register_kv_caches({name: cache.layer(i) for i, name in enumerate(cache.layer_names)})
     finally:
         connector.shutdown()
+
+
+# ---- vLLM 0.29's standardized layouts ----
+
+
+def test_vllm_029_layout_names_decide_the_namespace_layout():
+    def identity(layout, **extra):
+        config = make_vllm_config(ModelShape(), "engine-1", extra)
+        config.cache_config.kv_cache_layout = layout
+        return EngineIdentity.from_vllm_config(config, ConnectorSettings.from_extra_config(extra))
+
+    assert identity("LBNHC").kv_layout == identity("BLNHC").kv_layout == "packed-nhd"
+    assert {identity(n).kv_layout for n in ("LBHNC", "BLHNC", "BHLNC", "LHBNC")} == {"packed-hnd"}
+    assert identity(SimpleNamespace(name="BLNHC")).vllm_layout == "BLNHC"  # vLLM's enum member, read by name
+    assert identity(None).kv_layout == "packed-nhd" and identity(None).vllm_layout is None  # older vLLM
+    with pytest.raises(ValueError, match="'LBCNH' is not a KV-cache layout PegaKVConnector knows"):
+        identity("LBCNH")
+    with pytest.raises(ValueError, match="vLLM's KV-cache layout LBHNC stores 'packed-hnd'"):
+        identity("LBHNC", **{"pegaflow.kv_layout": "packed-nhd"})
+    assert identity("LBHNC", **{"pegaflow.kv_layout": "packed-hnd"}).kv_layout == "packed-hnd"
+
+
+def test_required_kvcache_layout_is_none_or_a_standardized_name():
+    from pegaflow.vllm.connector import PegaKVConnector
+
+    assert PegaKVConnector.get_required_kvcache_layout(None) in (
+        None,
+        "LBHNC",
+        "LBNHC",
+        "LHBNC",
+        "BLHNC",
+        "BLNHC",
+        "BHLNC",
+    )
+
+
+def test_heads_outside_the_blocks_register_one_segment_per_head_plane():
+    physical = np.zeros((2, 6, 16, 16), dtype=np.float16)  # (heads, blocks, tokens, 2*head): vLLM's LHBNC layer view
+    found = classify(
+        tensor_info(physical.transpose(1, 0, 2, 3)),
+        block_size=16,
+        num_blocks=6,
+        use_mla=False,
+        name="l.0",
+        vllm_layout="LHBNC",
+    )
+    assert found.tag == "packed-hnd" and found.num_blocks == 6 and found.block.block_stride_bytes == 512
+    assert [(s.offset_bytes, s.length_bytes) for s in found.block.segments] == [(0, 512), (6 * 512, 512)]

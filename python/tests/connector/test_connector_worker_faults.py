@@ -10,19 +10,18 @@ from types import SimpleNamespace
 
 import grpc
 import pytest
+from connector_support import wait_until
 
 from pegaflow.errors import EngineError
 from pegaflow.flag import _COUNTERS, _INT64, LoadState
-from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
-from pegaflow.vllm.fake import FakeRequest, ModelShape, make_vllm_config, prompt
-from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
-from pegaflow.vllm.stats import ConnectorCounters
 from pegaflow.vllm import scheduler as scheduler_module
 from pegaflow.vllm import worker as worker_module
+from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
+from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
 from pegaflow.vllm.scheduler import SchedulerSide
+from pegaflow.vllm.stats import ConnectorCounters
 from pegaflow.vllm.worker import WorkerSide
-
-from connector_support import wait_until
+from pegaflow_testing.fake_vllm import FakeRequest, ModelShape, make_vllm_config, prompt
 
 
 def _error(code: grpc.StatusCode) -> EngineError:
@@ -115,7 +114,9 @@ def _save(side: WorkerSide, *transfers: BlockTransfer) -> None:
 
 
 def _load(side: WorkerSide, req_id: str, blocks: list[int]) -> None:
-    side.bind_connector_metadata(PegaConnectorMetadata(loads=[BlockTransfer(req_id, blocks, [b"h%d" % b for b in blocks])]))
+    side.bind_connector_metadata(
+        PegaConnectorMetadata(loads=[BlockTransfer(req_id, blocks, [b"h%d" % b for b in blocks])])
+    )
     side.start_load_kv()
     side.clear_connector_metadata()
 
@@ -386,3 +387,54 @@ def test_repeated_load_failures_back_off_lookups(scheduler, monkeypatch):
     assert side.get_num_new_matched_tokens(_request("z"), 0) == (0, False)
     assert side._client.calls == calls
     assert side.counters.totals()["lookup_skipped_node_down"] == 1
+
+
+# ---- wait_for_save: a CUDA event for the saver instead of a device-wide sync on the forward thread ----
+
+
+class CudaEventsStandIn:
+    """Stands in for WorkerSide.cuda_events, the CUDA boundary only (no GPU here): it records on which thread events
+    are recorded and waited on, and its "GPU" finishes the step's kernels only when the test says so."""
+
+    def __init__(self):
+        self.recorded: list[SimpleNamespace] = []
+        self.waited_on: list[str] = []
+        self.kernels_done = threading.Event()
+
+    def record(self):
+        event = SimpleNamespace(recorded_on=threading.current_thread().name, completed=False)
+        self.recorded.append(event)
+        return event
+
+    def wait(self, event) -> None:
+        self.waited_on.append(threading.current_thread().name)
+        assert self.kernels_done.wait(10), "the test never let the stand-in's kernels finish"
+        event.completed = True
+
+
+def test_wait_for_save_records_a_cuda_event_that_the_saver_waits_on_instead_of_syncing_the_forward(worker, monkeypatch):
+    torch = pytest.importorskip("torch", reason="torch is in requirements-test.txt")
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: pytest.fail("wait_for_save synchronised the GPU"))
+    side = worker()
+    side._cuda = True  # as register_kv_caches sets it for CUDA tensors (registration is not under test here)
+    side.cuda_events = events = CudaEventsStandIn()
+    started = time.monotonic()
+    _save(side, BlockTransfer("r1", *_blocks([1, 2])))
+    assert time.monotonic() - started < 1.0  # returned while the step's kernels are still running
+    assert [e.recorded_on for e in events.recorded] == [threading.current_thread().name]
+    wait_until(lambda: events.waited_on, 5, "the saver waits on the event")
+    assert events.waited_on[0].startswith("pegaflow-saver")
+    time.sleep(0.05)
+    assert side._save_client.calls == []  # nothing is read before the kernels are done
+    events.kernels_done.set()
+    wait_until(lambda: side._save_client.calls, 5, "the save is sent once the event completed")
+    assert all(event.completed for event in events.recorded)
+    assert side.saves_idle(5)
+
+
+def test_host_tensors_need_no_cuda_event(worker):
+    side = worker()
+    side.cuda_events = events = CudaEventsStandIn()
+    _save(side, BlockTransfer("r1", *_blocks([1])))
+    wait_until(lambda: side._save_client.calls, 5, "the save is sent")
+    assert events.recorded == [] and events.waited_on == []

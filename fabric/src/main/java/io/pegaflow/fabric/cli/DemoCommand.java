@@ -160,7 +160,7 @@ final class DemoCommand implements Callable<Integer> {
     }
 
     /**
-     * Runs {@code python3 -m pegaflow.vllm.demo} (python/ of this checkout) against {@code endpoint}: the real
+     * Runs {@code python3 -m pegaflow_testing.vllm_demo} (python/ of this checkout) against {@code endpoint}: the real
      * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
      * with the same prefix from another engine instance hits, loads and verifies every byte.
      */
@@ -169,9 +169,9 @@ final class DemoCommand implements Callable<Integer> {
                 .toAbsolutePath()
                 .resolve("python");
         ProcessBuilder builder = new ProcessBuilder(
-                        System.getenv().getOrDefault("PYTHON", "python3"),
+                        System.getenv().getOrDefault("PEGAFLOW_PYTHON", "python3"), // ./pegaflow: its .venv
                         "-m",
-                        "pegaflow.vllm.demo",
+                        "pegaflow_testing.vllm_demo",
                         "--endpoint",
                         endpoint.toString())
                 .redirectErrorStream(true);

@@ -1,11 +1,12 @@
 """Two vLLM-shaped requests sharing a prefix, through the real connector and a running node.
 
-    python3 -m pegaflow.vllm.demo --endpoint 127.0.0.1:50055 [--prompt-tokens 256] [--layers 8] [--seed N]
+    python3 -m pegaflow_testing.vllm_demo --endpoint 127.0.0.1:50055 [--prompt-tokens 256] [--layers 8] [--seed N]
 
-Two engine instances of one fake model (``pegaflow.vllm.fake``: vLLM's scheduler loop and workers stood in for, the
-connector real) share a namespace. Instance A computes a prompt and the connector saves its full blocks; instance
-B gets the same prompt plus a suffix: the connector's lookup finds the prefix in the pool, the worker loads it, and
-before computing the suffix the fake worker checks that every loaded token holds exactly the bytes the model wrote.
+Two engine instances of one fake model (``pegaflow_testing.fake_vllm``: vLLM's scheduler loop and workers stood in
+for, the connector real) share a namespace. Instance A computes a prompt and the connector saves its full blocks;
+instance B gets the same prompt plus a suffix: the connector's lookup finds the prefix in the pool, the worker loads
+it, and before computing the suffix the fake worker checks that every loaded token holds exactly the bytes the model
+wrote.
 Exit status 0 only if the whole prefix was saved, hit, loaded and verified (1 on a mismatch or short count, 2 when
 the node cannot be reached).
 """
@@ -19,7 +20,7 @@ import uuid
 
 from pegaflow.client import FabricClient
 from pegaflow.errors import EngineError
-from pegaflow.vllm.fake import EngineOptions, FakeEngine, ModelShape, prompt
+from pegaflow_testing.fake_vllm import EngineOptions, FakeEngine, ModelShape, prompt
 
 
 def run(endpoint: str, prompt_tokens: int, layers: int, seed: int) -> int:
@@ -58,7 +59,8 @@ def run(endpoint: str, prompt_tokens: int, layers: int, seed: int) -> int:
     print(f"request 1 (instance A): {prompt_tokens} prompt tokens computed, {saved_blocks} blocks saved")
     print(
         f"request 2 (instance B): {result.num_prompt_tokens} prompt tokens, {result.external_tokens} from PegaFlow:"
-        f" {hit_blocks} blocks hit, {loaded_blocks} loaded ({load_ms:.1f} ms, node copy {node_ms:.1f} ms), {verified} verified byte-exact;"
+        f" {hit_blocks} blocks hit, {loaded_blocks} loaded ({load_ms:.1f} ms, node copy {node_ms:.1f} ms),"
+        f" {verified} verified byte-exact;"
         f" request done in {elapsed_ms:.0f} ms"
     )
     for line in mismatches[:5]:
@@ -69,7 +71,7 @@ def run(endpoint: str, prompt_tokens: int, layers: int, seed: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m pegaflow.vllm.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m pegaflow_testing.vllm_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", required=True, help="the node's gRPC address, HOST:PORT")
     parser.add_argument("--prompt-tokens", type=int, default=256, help="shared prefix length (default 256)")
     parser.add_argument("--layers", type=int, default=8, help="model layers (default 8)")

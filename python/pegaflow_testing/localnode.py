@@ -1,8 +1,9 @@
 """A PegaFlow node as a child process on loopback: start, wait until SERVING, scrape /metrics, stop.
 
-For tests, benchmarks and demos on one machine. ``LocalNode.start()`` runs ``<root>/pegaflow node`` (a separate JVM)
-on free loopback ports with its log in a file, and returns once ``Fabric.Health`` says SERVING. ``stop()`` asks the
-node to shut down over gRPC and kills it if it has not exited in time.
+For tests and benchmarks on one machine (``pegaflow_testing`` is test-only: ``pip install ./python`` does not install
+it). ``LocalNode.start()`` runs ``<root>/pegaflow node`` (a separate JVM) on free loopback ports with its log in a
+file, and returns once ``Fabric.Health`` says SERVING. ``stop()`` asks the node to shut down over gRPC and kills it if
+it has not exited in time.
 
 The node needs the built jar (``./pegaflow build``); ``node_jar_missing()`` says whether it is there, so callers
 can skip or fail with a reason instead of letting the launcher start a Maven build.
@@ -10,8 +11,8 @@ can skip or fail with a reason instead of letting the launcher start a Maven bui
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from pegaflow.client import EngineError, FabricClient
 
 __all__ = [
@@ -28,8 +31,6 @@ __all__ = [
     "MetricSample",
     "Metrics",
     "node_jar_missing",
-    "parse_prometheus",
-    "parse_prometheus_types",
     "repo_root",
 ]
 
@@ -37,7 +38,7 @@ START_TIMEOUT_S = 60.0  # a cold JVM on 2 busy cores takes 10-20 s
 
 
 def repo_root() -> Path:
-    """The checkout this package lives in (``$PEGAFLOW_ROOT`` if set, as ./pegaflow exports it)."""
+    """The checkout this module lives in (``$PEGAFLOW_ROOT`` if set, as ./pegaflow exports it)."""
     if os.environ.get("PEGAFLOW_ROOT"):
         return Path(os.environ["PEGAFLOW_ROOT"]).resolve()
     return Path(__file__).resolve().parents[2]
@@ -62,7 +63,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# ---- Prometheus text format ----
+# ---- Prometheus text format (prometheus-client's parser) ----
 
 
 @dataclass(frozen=True)
@@ -72,36 +73,25 @@ class MetricSample:
     value: float
 
 
-_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)")
-_TYPE = re.compile(r"^# TYPE (\S+) (\S+)", re.MULTILINE)
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def parse_prometheus(text: str) -> list[MetricSample]:
-    """Samples of a Prometheus text exposition (comments and TYPE/HELP lines skipped)."""
-    samples = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = _SAMPLE.match(line)
-        if not m:
-            continue
-        labels = dict(_LABEL.findall(m.group(3) or ""))
-        samples.append(MetricSample(m.group(1), labels, float(m.group(4))))
-    return samples
-
-
-def parse_prometheus_types(text: str) -> dict[str, str]:
-    """Family name -> its ``# TYPE`` (counter, gauge, histogram, ...)."""
-    return dict(_TYPE.findall(text))
-
-
 class Metrics:
-    """One scrape: look samples up by name and (a subset of) labels; ``types`` from the TYPE lines."""
+    """One scrape: look samples up by name and (a subset of) labels; ``types`` maps each family to its ``# TYPE``
+    (a counter under both its family name and its ``_total`` sample name)."""
 
     def __init__(self, samples: list[MetricSample], types: dict[str, str] | None = None):
         self.samples = samples
         self.types = types or {}
+
+    @classmethod
+    def parse(cls, text: str) -> Metrics:
+        """A Prometheus text exposition; raises ValueError where it is not one."""
+        samples, types = [], {}
+        for family in text_string_to_metric_families(text):
+            types[family.name] = family.type
+            for sample in family.samples:
+                samples.append(MetricSample(sample.name, dict(sample.labels), float(sample.value)))
+                if family.type == "counter" and sample.name == family.name + "_total":
+                    types[sample.name] = family.type
+        return cls(samples, types)
 
     def names(self) -> set[str]:
         return {s.name for s in self.samples}
@@ -220,7 +210,7 @@ class LocalNode:
     def scrape(self, timeout_s: float = 5.0) -> Metrics:
         with urllib.request.urlopen(self.metrics_url, timeout=timeout_s) as reply:
             text = reply.read().decode()
-        return Metrics(parse_prometheus(text), parse_prometheus_types(text))
+        return Metrics.parse(text)
 
     def uptime_ms(self) -> int:
         """The node's uptime as Fabric.Health reports it (a point on the node's own clock)."""
@@ -262,14 +252,10 @@ class LocalNode:
 
     def kill(self) -> None:
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def __enter__(self) -> LocalNode:
         return self

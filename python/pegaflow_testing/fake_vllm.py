@@ -30,6 +30,7 @@ installable on this machine).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import hashlib
 import multiprocessing
@@ -42,11 +43,16 @@ from typing import Any
 
 import numpy as np
 
+from pegaflow._shmfile import map_file, shm_path
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm.block_hash import block_hashes as _block_hashes
 from pegaflow.vllm.block_hash import hash_block_tokens
 
 # ---------------------------------------------------------------- configuration stand-ins
+
+# vLLM 0.29's standardized KV-cache layouts (vllm.v1.kv_cache_layout.KVCacheLayout): the physical order of the
+# logical axes [L, B, H, N, C] (layer, block, KV head, token, K and V packed).
+VLLM_LAYOUTS = ("LBHNC", "LBNHC", "LHBNC", "BLHNC", "BLNHC", "BHLNC")
 
 
 class FakeRole(enum.Enum):
@@ -86,6 +92,7 @@ class FakeCacheConfig:
     cache_dtype: str = "auto"
     prefix_caching_hash_algo: str = "sha256_cbor"
     enable_prefix_caching: bool = False
+    kv_cache_layout: str | None = None  # vLLM 0.29+: a standardized layout name (None: an older vLLM)
 
 
 @dataclass
@@ -132,7 +139,9 @@ class ModelShape:
     head_size: int = 64
     block_size: int = 16
     dtype: str = "bfloat16"
-    layout: str = PACKED  # PACKED, KV_PLANES or "mla" (then head_size is half the latent size)
+    # PACKED, KV_PLANES, "mla" (then head_size is half the latent size), or one of vLLM 0.29's standardized names
+    # (VLLM_LAYOUTS: one allocation for all layers, strided per-layer views, CacheConfig.kv_cache_layout set)
+    layout: str = PACKED
     num_gpu_blocks: int = 64
     model: str = "fake/llama-tiny"
 
@@ -159,7 +168,9 @@ def make_vllm_config(
             dtype=shape.dtype,
             use_mla=shape.use_mla,
         ),
-        cache_config=FakeCacheConfig(block_size=shape.block_size),
+        cache_config=FakeCacheConfig(
+            block_size=shape.block_size, kv_cache_layout=shape.layout if shape.layout in VLLM_LAYOUTS else None
+        ),
         parallel_config=FakeParallelConfig(tensor_parallel_size=tp_size),
         kv_transfer_config=FakeKVTransferConfig(
             engine_id=engine_id,
@@ -426,6 +437,58 @@ class _CudaKVCache:
         self.allocation = None
 
 
+class GroupKVCache:
+    """vLLM 0.29's KV cache of one KV-cache group: ONE allocation (here a shared-memory file the node maps) holding
+    the logical axes [L, B, H, N, C] (C = K and V packed) in the physical order ``layout`` names (``LBNHC``, ...);
+    each layer is an ``as_strided`` (B, H, N, C) view of it, not contiguous when blocks or heads are outermost."""
+
+    def __init__(self, num_layers, num_blocks, block_size, num_kv_heads, head_size, *, layout, dtype):
+        if layout not in VLLM_LAYOUTS:
+            raise ValueError(f"{layout!r} is not one of vLLM's standardized layouts {sorted(VLLM_LAYOUTS)}")
+        self.dtype = np.dtype(np.uint16 if dtype in ("bfloat16", "float16") else np.float32)
+        sizes = {"L": num_layers, "B": num_blocks, "H": num_kv_heads, "N": block_size, "C": 2 * head_size}
+        strides, step = {}, self.dtype.itemsize
+        for axis in reversed(layout):  # physical order, innermost last
+            strides[axis] = step
+            step *= sizes[axis]
+        self.size_bytes = step
+        self.layout = layout
+        self.num_layers = num_layers
+        self.layer_names = [f"model.layers.{i}.self_attn.attn" for i in range(num_layers)]
+        self.path = shm_path()
+        self._mmap = map_file(self.path, self.size_bytes, create=True)
+        base = np.frombuffer(self._mmap, dtype=self.dtype)
+        self.layers = [
+            np.lib.stride_tricks.as_strided(
+                base[i * strides["L"] // self.dtype.itemsize :],
+                shape=(num_blocks, num_kv_heads, block_size, 2 * head_size),
+                strides=(strides["B"], strides["H"], strides["N"], strides["C"]),
+            )
+            for i in range(num_layers)
+        ]
+
+    def layer(self, i: int) -> np.ndarray:
+        return self.layers[i]
+
+    def as_torch(self, i: int):
+        import torch
+
+        return torch.from_numpy(self.layers[i])
+
+    def byte_views(self) -> list:
+        return [layer.view(np.uint8) for layer in self.layers]
+
+    def close(self) -> None:
+        self.layers = []
+        if self._mmap is not None:
+            with contextlib.suppress(BufferError):  # a view still lives (e.g. in a traceback): it keeps the mapping
+                self._mmap.close()
+            self._mmap = None
+
+    def unlink(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 # ---------------------------------------------------------------- the worker (one TP rank)
 
 
@@ -464,6 +527,9 @@ class FakeWorker:
         if spec.tensor_kind == "cuda":  # the KV cache on the GPU, shared with the node by CUDA IPC
             self.cache = _CudaKVCache(*geometry, layout=layout, dtype=shape.dtype)
             byte_views = self.cache.byte_views()
+        elif shape.layout in VLLM_LAYOUTS:  # vLLM 0.29: one allocation, strided per-layer views
+            self.cache = GroupKVCache(*geometry, layout=shape.layout, dtype=shape.dtype)
+            byte_views = self.cache.byte_views()
         else:  # host memory: a shared-memory file the node maps
             self.cache = SharedKVCache(*geometry, layout=layout, dtype=shape.dtype)
             byte_views = [self.cache.layer(i).view(np.uint8) for i in range(shape.num_layers)]
@@ -482,7 +548,7 @@ class FakeWorker:
                 self.connector.shutdown()
             self.writer.close()
             self.cache.close()
-            if isinstance(self.cache, SharedKVCache):
+            if hasattr(self.cache, "unlink"):
                 self.cache.unlink()
             raise
         self._tokens: dict[str, list[int]] = {}
@@ -586,7 +652,7 @@ class FakeWorker:
             if start + count == len(digests):
                 sampled[req_id] = sampled_token(digests[-1])
         if not self.spec.full_cudagraph:
-            for i, name in enumerate(self.layer_names):  # per-layer hooks (skipped during full CUDA-graph replay)
+            for name in self.layer_names:  # per-layer hooks (skipped during full CUDA-graph replay)
                 self.connector.wait_for_layer_load(name)
                 self.connector.save_kv_layer(name, None, None)
         return verified, mismatches, sampled
@@ -682,7 +748,7 @@ class FakeWorker:
                 decoy.unlink()
             self.writer.close()
             self.cache.close()
-            if isinstance(self.cache, SharedKVCache):
+            if hasattr(self.cache, "unlink"):
                 self.cache.unlink()
 
 
@@ -736,7 +802,9 @@ class WorkerProcess:
         try:
             status, value = self._conn.recv()
         except EOFError:
-            raise RuntimeError(f"worker process {self.rank} died during {what} (exit {self.process.exitcode})") from None
+            raise RuntimeError(
+                f"worker process {self.rank} died during {what} (exit {self.process.exitcode})"
+            ) from None
         if status != "ok":
             raise RuntimeError(f"worker process {self.rank} failed in {what}: {value}")
         return value
@@ -756,10 +824,8 @@ class WorkerProcess:
 
     def close(self) -> None:
         if self.process.is_alive():
-            try:
+            with contextlib.suppress(RuntimeError, TimeoutError, OSError):
                 self.call("close")
-            except (RuntimeError, TimeoutError, OSError):
-                pass
             self.process.join(10)
             if self.process.is_alive():
                 self.process.kill()
@@ -1043,7 +1109,9 @@ class FakeScheduler:
             else:
                 self._known_to_workers.add(req_id)
                 new_reqs.append(
-                    self._classes["new"](req_id, list(request.prompt_token_ids), (list(self._blocks[req_id]),), computed)
+                    self._classes["new"](
+                        req_id, list(request.prompt_token_ids), (list(self._blocks[req_id]),), computed
+                    )
                 )
         for request in reversed(skipped):
             self.waiting.appendleft(request)
