@@ -1,0 +1,105 @@
+package io.pegaflow.actors.directory;
+
+import io.pegaflow.config.Topology;
+import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.DispatcherSelector;
+import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
+import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
+import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
+import org.apache.pekko.cluster.typed.Cluster;
+
+/**
+ * The directory's part of one node, wired in one call: starts {@link BlockRange} sharding (every node hosts ranges;
+ * no passivation, so a range keeps its state until its shard moves), and spawns as system actors this node's {@link
+ * HoldingsProvider} (registered with the Receptionist), the {@link PublishFlusher} that drains the {@link
+ * DirectoryPublisher}, and the {@link RangeKeeper}. The node feeds {@link #publisher()} from its store's events and
+ * answers lookups through {@link #client()}.
+ */
+public final class DirectoryNode {
+    private final DirectoryNodes nodes;
+    private final int selfIndex;
+    private final DirectorySettings settings;
+    private final DirectoryPublisher publisher;
+    private final DirectoryClient client;
+
+    private DirectoryNode(
+            DirectoryNodes nodes,
+            int selfIndex,
+            DirectorySettings settings,
+            DirectoryPublisher publisher,
+            DirectoryClient client) {
+        this.nodes = nodes;
+        this.selfIndex = selfIndex;
+        this.settings = settings;
+        this.publisher = publisher;
+        this.client = client;
+    }
+
+    /**
+     * Starts the directory on {@code system} (a cluster ActorSystem of {@code topology}, node {@code selfNodeId}).
+     * Call once per ActorSystem, right after creating it.
+     *
+     * @param holdings this node's holdings for rebuilds; {@code null} answers from what the publisher has published
+     *     (exact, and needs no store scan)
+     * @throws IllegalArgumentException when the topology has more than 64 nodes or no node {@code selfNodeId}
+     */
+    public static DirectoryNode start(
+            ActorSystem<?> system, Topology topology, String selfNodeId, LocalHoldings holdings) {
+        DirectoryNodes nodes = new DirectoryNodes(topology);
+        int self = nodes.requireIndex(selfNodeId);
+        DirectorySettings settings = DirectorySettings.from(system.settings().config());
+        long incarnation = Cluster.get(system).selfMember().uniqueAddress().longUid();
+
+        ClusterSharding sharding = ClusterSharding.get(system);
+        sharding.init(Entity.of(BlockRange.TYPE_KEY, ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings))
+                .withMessageExtractor(new RangeMessageExtractor())
+                .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy()));
+        RangeRefs ranges = new RangeRefs(sharding, nodes.rangeCount());
+
+        DirectoryPublisher publisher = new DirectoryPublisher(self, incarnation, nodes.rangeCount(), settings);
+        Executor scans =
+                system.dispatchers().lookup(DispatcherSelector.fromConfig(DirectorySettings.HOLDINGS_DISPATCHER));
+        system.systemActorOf(
+                HoldingsProvider.create(
+                        self,
+                        incarnation,
+                        holdings != null ? holdings : publisher,
+                        publisher,
+                        scans,
+                        settings.holdingsParallelism(),
+                        settings.maxFingerprintsPerMessage()),
+                "pegaflow-directory-holdings",
+                Props.empty());
+        system.systemActorOf(
+                PublishFlusher.create(publisher, ranges, settings.flushInterval()),
+                "pegaflow-directory-publisher",
+                Props.empty());
+        system.systemActorOf(
+                RangeKeeper.create(ranges, self, settings.wakeDelays()), "pegaflow-directory-keeper", Props.empty());
+        DirectoryClient client = new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage());
+        return new DirectoryNode(nodes, self, settings, publisher, client);
+    }
+
+    public DirectoryClient client() {
+        return client;
+    }
+
+    public DirectoryPublisher publisher() {
+        return publisher;
+    }
+
+    public DirectoryNodes nodes() {
+        return nodes;
+    }
+
+    /** This node's index in {@link #nodes()}. */
+    public int selfIndex() {
+        return selfIndex;
+    }
+
+    public DirectorySettings settings() {
+        return settings;
+    }
+}
