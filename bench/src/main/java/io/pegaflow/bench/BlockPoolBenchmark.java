@@ -1,5 +1,6 @@
 package io.pegaflow.bench;
 
+import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
 import java.util.ArrayDeque;
 import java.util.Arrays;
@@ -21,7 +22,9 @@ import org.openjdk.jmh.annotations.Warmup;
 /**
  * {@link BlockPool} in steady state on a mostly full pool: each operation allocates one block and frees one live block
  * (a random victim, as eviction would pick). The baseline does the same with a trivial {@code ArrayDeque<Long>} free
- * list of fixed offsets (one size, no checks), so the pool's cost reads as a ratio to it.
+ * list of fixed offsets (one size, no checks), so the pool's cost reads as a ratio to it. The pool sits on
+ * {@link HostMemory} wrapped by {@link BlockPool#wrap}, as a node's pool does (the benchmarks never touch the bytes,
+ * so the kind of memory does not change the figures).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.NANOSECONDS)
@@ -30,6 +33,12 @@ import org.openjdk.jmh.annotations.Warmup;
 @Fork(value = 1, jvmArgsAppend = "--enable-native-access=ALL-UNNAMED")
 public class BlockPoolBenchmark {
     static final long POOL_BYTES = 1L << 30; // 16 slabs of 64 MiB
+
+    /** A node's pool: host memory mapped and populated in parallel, carved by the pool. */
+    static BlockPool nodePool(HostMemory memory) {
+        return BlockPool.wrap(memory.memory(), BlockPool.defaultSlabBytes(memory.sizeBytes()));
+    }
+
     static final long BLOCK_BYTES = 64 << 10; // one layer's slot of a 16-token Llama-3.1-8B block
     static final long[] MIXED_BYTES = {16 << 10, 64 << 10, 2 << 20};
     static final double FILL = 0.9;
@@ -47,6 +56,7 @@ public class BlockPoolBenchmark {
 
     @State(Scope.Thread)
     public static class OneClass {
+        HostMemory memory;
         BlockPool pool;
         long[] live;
         int[] victims;
@@ -54,7 +64,8 @@ public class BlockPoolBenchmark {
 
         @Setup(Level.Trial)
         public void setUp() {
-            pool = BlockPool.allocateOffHeap(POOL_BYTES);
+            memory = HostMemory.allocate(POOL_BYTES);
+            pool = nodePool(memory);
             live = new long[(int) (pool.capacityBytes() / BLOCK_BYTES * FILL)];
             for (int i = 0; i < live.length; i++) {
                 live[i] = pool.allocate(BLOCK_BYTES);
@@ -65,11 +76,13 @@ public class BlockPoolBenchmark {
         @TearDown(Level.Trial)
         public void tearDown() {
             pool.close();
+            memory.close();
         }
     }
 
     @State(Scope.Thread)
     public static class Mixed {
+        HostMemory memory;
         BlockPool pool;
         long[] live;
         long[] liveBytes;
@@ -79,7 +92,8 @@ public class BlockPoolBenchmark {
 
         @Setup(Level.Trial)
         public void setUp() {
-            pool = BlockPool.allocateOffHeap(POOL_BYTES);
+            memory = HostMemory.allocate(POOL_BYTES);
+            pool = nodePool(memory);
             SplittableRandom random = new SplittableRandom(2);
             wanted = new long[VICTIMS];
             for (int i = 0; i < VICTIMS; i++) {
@@ -105,6 +119,7 @@ public class BlockPoolBenchmark {
         @TearDown(Level.Trial)
         public void tearDown() {
             pool.close();
+            memory.close();
         }
     }
 

@@ -2,6 +2,7 @@ package io.pegaflow.bench;
 
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.NamespaceLayout;
+import io.pegaflow.store.QueryResult;
 import io.pegaflow.store.pool.BlockPool;
 import java.nio.ByteBuffer;
 import java.util.HashMap;
@@ -26,7 +27,9 @@ import org.openjdk.jmh.annotations.Warmup;
  * a 1,000-block prefix {@code Query} (what a vLLM scheduler asks per request), the bookkeeping of a 16-block
  * {@code Save} on a full pool (reserve with LRU eviction, then seal), and pinning 16 blocks for a {@code Load}. The
  * baseline is 1,000 lookups of the same 32-byte keys in a plain {@code HashMap<ByteBuffer, Object>}, so the query
- * reads as a ratio to the cheapest possible index.
+ * reads as a ratio to the cheapest possible index. Two more: the same query taking a lease (and releasing it), and the
+ * save bookkeeping when the 50,000 least recently used blocks are leased (eviction must get past them to the first
+ * evictable block).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MICROSECONDS)
@@ -37,6 +40,7 @@ public class BlockStoreBenchmark {
     static final int BLOCKS = 100_000;
     static final int PREFIX = 1_000;
     static final int SAVE_BATCH = 16;
+    static final int SAVE_BATCHES = 8192; // 131,072 new hashes: more than the 100,000 blocks the pool holds
     // A tiny namespace layout (1 layer, 1 rank, 4 KiB) keeps 100k blocks in a 400 MiB pool; index cost does not
     // depend on the block size.
     static final NamespaceLayout LAYOUT = new NamespaceLayout("bench", 1, 1, 4096);
@@ -44,6 +48,7 @@ public class BlockStoreBenchmark {
     @State(Scope.Thread)
     public static class Store {
         BlockStore store;
+        byte[][] all;
         byte[][] prefix;
         HashMap<ByteBuffer, Object> plainIndex;
         ByteBuffer[] plainKeys;
@@ -56,7 +61,7 @@ public class BlockStoreBenchmark {
         public void setUp() {
             store = new BlockStore(BlockPool.allocateOffHeap((long) BLOCKS * 4096), Long.MAX_VALUE, System::nanoTime);
             SplittableRandom random = new SplittableRandom(42);
-            byte[][] all = new byte[BLOCKS][];
+            all = new byte[BLOCKS][];
             for (int i = 0; i < BLOCKS; i += SAVE_BATCH) {
                 byte[][] batch = new byte[SAVE_BATCH][];
                 for (int j = 0; j < SAVE_BATCH; j++) {
@@ -75,7 +80,9 @@ public class BlockStoreBenchmark {
                 plainKeys[i] = ByteBuffer.wrap(prefix[i].clone());
             }
             // New hashes for the save benchmark, drawn up front; each save evicts the 16 least recently used blocks.
-            saveBatches = new byte[4096][SAVE_BATCH][];
+            // More batches than the pool holds blocks, so that a batch comes round again only after it was evicted
+            // (with fewer, a repeated batch would still be sealed and its save would skip it without evicting).
+            saveBatches = new byte[SAVE_BATCHES][SAVE_BATCH][];
             for (byte[][] batch : saveBatches) {
                 for (int j = 0; j < SAVE_BATCH; j++) {
                     batch[j] = hash(random);
@@ -95,6 +102,18 @@ public class BlockStoreBenchmark {
         }
     }
 
+    /** {@link Store} with the older half of its blocks held by one lease, so that they cannot be evicted. */
+    @State(Scope.Thread)
+    public static class HalfLeased extends Store {
+        @Setup(Level.Trial)
+        public void leaseOlderHalf() {
+            byte[][] older = java.util.Arrays.copyOf(all, BLOCKS / 2); // sealed first: the least recently used
+            if (store.query("bench", older, 600_000).hitCount() != older.length) {
+                throw new IllegalStateException("the older half is not all sealed");
+            }
+        }
+    }
+
     static byte[] hash(SplittableRandom random) {
         byte[] h = new byte[32];
         for (int i = 0; i < 32; i += 8) {
@@ -107,8 +126,15 @@ public class BlockStoreBenchmark {
     }
 
     @Benchmark
-    public long queryPrefix1000(Store s) {
-        return s.store.query("bench", s.prefix, 0)[0];
+    public int queryPrefix1000(Store s) {
+        return s.store.query("bench", s.prefix, 0).hitCount();
+    }
+
+    @Benchmark
+    public int queryPrefix1000WithLease(Store s) {
+        QueryResult r = s.store.query("bench", s.prefix, 60_000);
+        s.store.release(r.leaseId(), "bench");
+        return r.hitCount();
     }
 
     @Benchmark
@@ -124,10 +150,15 @@ public class BlockStoreBenchmark {
 
     @Benchmark
     public int saveBookkeeping16WithEviction(Store s) {
-        byte[][] batch = s.saveBatches[s.nextBatch++ & 4095];
+        byte[][] batch = s.saveBatches[s.nextBatch++ & (SAVE_BATCHES - 1)];
         List<BlockStore.SaveTarget> targets =
                 s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots).targets();
         return s.store.completeSave(targets, true);
+    }
+
+    @Benchmark
+    public int saveBookkeeping16WithEvictionPastLeasedBlocks(HalfLeased s) {
+        return saveBookkeeping16WithEviction(s);
     }
 
     @Benchmark

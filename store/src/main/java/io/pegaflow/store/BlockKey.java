@@ -10,7 +10,7 @@ public final class BlockKey {
     private final int hashCode;
 
     public BlockKey(String namespace, byte[] hash) {
-        this(namespace, hash.clone(), true);
+        this(java.util.Objects.requireNonNull(namespace, "namespace"), hash.clone(), true);
     }
 
     private BlockKey(String namespace, byte[] hash, boolean owned) {
@@ -29,6 +29,11 @@ public final class BlockKey {
 
     public String namespace() {
         return namespace;
+    }
+
+    /** A copy of the block hash. */
+    public byte[] hash() {
+        return hash.clone();
     }
 
     @Override

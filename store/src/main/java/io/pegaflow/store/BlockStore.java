@@ -1,39 +1,99 @@
 package io.pegaflow.store;
 
 import io.pegaflow.store.pool.BlockPool;
+import java.security.SecureRandom;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
 import java.util.HashMap;
 import java.util.Iterator;
+import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
 import java.util.concurrent.CompletableFuture;
 import java.util.function.LongSupplier;
 
 /**
- * The index of blocks in the pool, keyed by (namespace, hash): in-flight blocks collecting slots, sealed blocks
- * visible to queries, an LRU list of sealed blocks, pins (leases, loads in progress) that keep blocks from eviction,
- * and leases. Every method is a short critical section under this object's monitor; copies happen outside it.
+ * The index of blocks in the pool, keyed by (namespace, hash): blocks being filled by saves, whole blocks arriving
+ * from another node ({@link IncomingBlock}), sealed blocks visible to queries, pins (leases, loads in progress) that
+ * keep blocks from eviction, and leases.
+ *
+ * <p>Eviction: every sealed, unpinned block sits in the LRU list of its pool size class (least recently used first)
+ * and in its slab's list of evictable blocks. A block's place in its class list is set by its last use: a query hit,
+ * or the end of its last pin (a lease released, consumed or expired, a load finished, a save naming it). Making room
+ * evicts the least recently used blocks of the same class first and, only when that is not enough, empties whole
+ * slabs of other classes whose every live block is evictable, those with the fewest live blocks first. It evicts only
+ * when that is sure to succeed, never a pinned block, and does work proportional to the blocks it evicts (plus one
+ * pass over the slabs, not the blocks, when other classes' slabs are needed).
+ *
+ * <p>Leases are random non-zero 64-bit ids from a {@link SecureRandom}, bound to the namespace they were taken in.
+ *
+ * <p>Events: with a {@link StoreListener} set, every change of the sealed set is recorded under the lock, in order,
+ * and handed to the listener in batches by one daemon thread ({@code pegaflow-store-events}) outside the lock. Without
+ * one, nothing is recorded.
+ *
+ * <p>Threading: every method is a short critical section under this object's monitor (bookkeeping only; copies
+ * happen outside it, on pinned blocks). Lease ids are drawn before taking the lock. {@link #close()} stops the event
+ * thread; the pool belongs to the caller and stays open.
  */
-public final class BlockStore {
+public final class BlockStore implements AutoCloseable {
+    private static final System.Logger log = System.getLogger(BlockStore.class.getName());
+    static final String EVENT_THREAD_NAME = "pegaflow-store-events";
+
     private final BlockPool pool;
     private final LongSupplier clockNs;
     private final long partialTimeoutNs;
     private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
-    /** Sealed blocks with no pins, per pool size class: what eviction could free for a block of that class. */
-    private final HashMap<Long, Integer> evictableByClass = new HashMap<>();
-    /** Sealed blocks with no pins, per slab: a slab whose live blocks are all evictable can change class. */
+    /** One eviction list per pool size class (few: one per block size in use), looked up by a linear scan. */
+    private final ArrayList<ClassLru> classes = new ArrayList<>();
+    /** Sealed, unpinned blocks per slab, and the head of each slab's list of them. */
     private final int[] evictableInSlab;
 
-    private final HashMap<Long, Lease> leases = new HashMap<>();
-    private final StoreCounters counters = new StoreCounters();
-    private BlockEntry lruHead; // least recently used
-    private BlockEntry lruTail;
-    private long nextLeaseId = 1;
-    private int sealedCount;
-    /** Blocks not sealed yet, so the sweeper looks at these only, not the whole index. */
-    private final java.util.LinkedHashSet<BlockEntry> unsealed = new java.util.LinkedHashSet<>();
+    private final BlockEntry[] slabEvictableHead;
+    private final HashMap<String, NamespaceBlocks> namespaces = new HashMap<>();
+    /** Blocks of saves not sealed yet, so the sweeper looks at these only, not the whole index. */
+    private final LinkedHashSet<BlockEntry> unsealed = new LinkedHashSet<>();
 
-    record Lease(long id, BlockEntry[] entries, long expiresNs) {}
+    private int incomingCount;
+    private int sealedCount;
+
+    private final HashMap<Long, Lease> leases = new HashMap<>();
+    private final SecureRandom leaseIds = new SecureRandom();
+    private long loadStamps;
+    private final StoreCounters counters = new StoreCounters();
+
+    private StoreListener listener = StoreListener.NONE;
+    private ArrayList<StoreEvent> pendingEvents = new ArrayList<>();
+    private boolean eventThreadWaiting;
+    private Thread eventThread;
+    private boolean closed;
+
+    record Lease(long id, String namespace, BlockEntry[] entries, long expiresNs) {}
+
+    /** The evictable blocks of one size class, least recently used at the head. */
+    static final class ClassLru {
+        final long sizeClassBytes;
+        BlockEntry head;
+        BlockEntry tail;
+        int count;
+
+        ClassLru(long sizeClassBytes) {
+            this.sizeClassBytes = sizeClassBytes;
+        }
+    }
+
+    /** The sealed blocks of one namespace, pinned or not, in no particular order. */
+    static final class NamespaceBlocks {
+        final String namespace;
+        BlockEntry head;
+        int count;
+
+        NamespaceBlocks(String namespace) {
+            this.namespace = namespace;
+        }
+    }
 
     /** The slots one save request copies into one block. */
     public record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
@@ -45,11 +105,24 @@ public final class BlockStore {
     public record SaveReservation(
             List<SaveTarget> targets, List<SaveTarget> othersTargets, List<CompletableFuture<Void>> othersInFlight) {}
 
+    /** A store with no listener (no events recorded); see {@link #setListener}. */
     public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs) {
-        this.pool = pool;
+        this(pool, partialTimeoutNs, clockNs, StoreListener.NONE);
+    }
+
+    /**
+     * @param partialTimeoutNs how long a block a save is filling may go without a new slot before {@link #sweep} drops
+     *     it
+     * @param clockNs the clock for lease expiry and partial timeouts
+     * @param listener receives seal and removal events ({@link StoreListener#NONE}: none recorded)
+     */
+    public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs, StoreListener listener) {
+        this.pool = Objects.requireNonNull(pool, "pool");
         this.partialTimeoutNs = partialTimeoutNs;
-        this.clockNs = clockNs;
+        this.clockNs = Objects.requireNonNull(clockNs, "clockNs");
         this.evictableInSlab = new int[pool.slabCount()];
+        this.slabEvictableHead = new BlockEntry[pool.slabCount()];
+        setListener(listener);
     }
 
     public BlockPool pool() {
@@ -64,8 +137,14 @@ public final class BlockStore {
         return sealedCount;
     }
 
+    /** Blocks not sealed yet: those saves are filling plus incoming blocks reserved and not yet committed. */
     public synchronized int inFlightBlocks() {
-        return unsealed.size();
+        return unsealed.size() + incomingCount;
+    }
+
+    /** Incoming blocks reserved and not yet committed or aborted. */
+    public synchronized int incomingBlocks() {
+        return incomingCount;
     }
 
     public synchronized int activeLeases() {
@@ -73,16 +152,111 @@ public final class BlockStore {
     }
 
     /** Pool figures read together, so used + free never disagree in one sample. */
-    public synchronized long[] poolSnapshot() {
-        return new long[] {pool.capacityBytes(), pool.usedBytes(), pool.largestFreeBytes()};
+    public synchronized PoolSnapshot poolSnapshot() {
+        return new PoolSnapshot(pool.capacityBytes(), pool.usedBytes(), pool.largestFreeBytes());
+    }
+
+    // ---- events ----
+
+    /**
+     * Sets who receives {@link StoreEvent}s from now on; {@link StoreListener#NONE} stops recording them. Events
+     * recorded but not yet delivered go to whichever listener is set when they are delivered. Starts the event thread
+     * on the first real listener.
+     *
+     * @throws IllegalStateException after {@link #close()}
+     */
+    public synchronized void setListener(StoreListener listener) {
+        Objects.requireNonNull(listener, "listener");
+        if (closed) {
+            throw new IllegalStateException("block store is closed");
+        }
+        this.listener = listener;
+        if (listener != StoreListener.NONE && eventThread == null) {
+            eventThread = new Thread(this::deliverEvents, EVENT_THREAD_NAME);
+            eventThread.setDaemon(true);
+            eventThread.start();
+        }
+    }
+
+    /**
+     * Stops event delivery: events already recorded are still delivered, then the event thread ends (waited for up to
+     * 10 s, unless called from the listener itself). Later changes record no events; everything else keeps working.
+     * The pool is not closed (its owner closes it). Idempotent.
+     */
+    @Override
+    public void close() {
+        Thread thread;
+        synchronized (this) {
+            if (closed) {
+                return;
+            }
+            closed = true;
+            thread = eventThread;
+            notifyAll();
+        }
+        if (thread != null && thread != Thread.currentThread()) {
+            try {
+                thread.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    private void emit(StoreEvent.Kind kind, BlockEntry entry) {
+        if (listener == StoreListener.NONE || closed) {
+            return;
+        }
+        pendingEvents.add(new StoreEvent(kind, entry.key, entry.bytes));
+        if (eventThreadWaiting) {
+            eventThreadWaiting = false;
+            notifyAll();
+        }
+    }
+
+    /** The event thread: takes every recorded event as one batch under the lock, delivers it outside. */
+    private void deliverEvents() {
+        while (true) {
+            List<StoreEvent> batch;
+            StoreListener target;
+            synchronized (this) {
+                while (pendingEvents.isEmpty() && !closed) {
+                    eventThreadWaiting = true;
+                    try {
+                        wait();
+                    } catch (InterruptedException e) {
+                        // not used to stop the thread: close() does that
+                    }
+                }
+                eventThreadWaiting = false;
+                if (pendingEvents.isEmpty()) {
+                    return; // closed and drained
+                }
+                batch = Collections.unmodifiableList(pendingEvents);
+                pendingEvents = new ArrayList<>();
+                target = listener;
+            }
+            try {
+                target.onEvents(batch);
+            } catch (RuntimeException | Error e) {
+                counters.listenerFailures++;
+                log.log(System.Logger.Level.WARNING, "store listener failed on a batch of " + batch.size(), e);
+                if (e instanceof VirtualMachineError vme) {
+                    throw vme;
+                }
+            }
+        }
     }
 
     // ---- save ----
 
     /**
-     * Reserves pool space and marks slots in flight for one save. Blocks already sealed, and slots already present or
-     * being copied by another request, are left out. Either every needed block is allocated (evicting least recently
-     * used unpinned blocks of the same size) or nothing changes and RESOURCE_EXHAUSTED is thrown.
+     * Reserves pool space and marks slots in flight for one save. Blocks already sealed, incoming blocks (another
+     * node's copy is arriving: the save leaves them to it; if that transfer is aborted the block is simply missing, as
+     * after an eviction), and slots already present or being copied by another request, are left out. Either every
+     * needed block is allocated (evicting as the class documentation says) or nothing changes and
+     * {@link PoolFullException} is thrown. Sealed blocks the request names count as used (they move to the most
+     * recently used end).
      *
      * @param slotsPerBlock the slot indices this request fills in each block
      * @return targets to copy (pinned until {@link #completeSave})
@@ -118,15 +292,7 @@ public final class BlockStore {
         }
         if (!room) {
             counters.saveRejectedFull++;
-            throw new PoolFullException("pool cannot hold "
-                    + newBlocks
-                    + " more blocks of "
-                    + blockBytes
-                    + " bytes even after evicting unleased blocks (capacity "
-                    + pool.capacityBytes()
-                    + ", used "
-                    + pool.usedBytes()
-                    + ")");
+            throw poolFull(newBlocks, blockBytes);
         }
         List<SaveTarget> targets = new ArrayList<>();
         List<SaveTarget> othersTargets = new ArrayList<>();
@@ -137,14 +303,9 @@ public final class BlockStore {
             }
             BlockEntry entry = index.get(keys[i]);
             if (entry == null) {
-                long offset = pool.allocate(blockBytes);
-                if (offset < 0) {
-                    throw new IllegalStateException("pool refused an allocation that ensureRoom promised");
-                }
-                entry = new BlockEntry(keys[i], layout, offset, now);
-                index.put(keys[i], entry);
+                entry = allocateEntry(keys[i], layout, now);
                 unsealed.add(entry);
-            } else if (entry.sealed) {
+            } else if (entry.sealed || entry.incoming) {
                 continue;
             }
             int[] elsewhere = slotsInFlightElsewhere(entry, slotsPerBlock);
@@ -169,8 +330,20 @@ public final class BlockStore {
         return new SaveReservation(targets, othersTargets, othersInFlight);
     }
 
+    private PoolFullException poolFull(int blocks, long blockBytes) {
+        return new PoolFullException("pool cannot hold "
+                + blocks
+                + " more blocks of "
+                + blockBytes
+                + " bytes even after evicting unleased blocks (capacity "
+                + pool.capacityBytes()
+                + ", used "
+                + pool.usedBytes()
+                + ")");
+    }
+
     private static int[] slotsInFlightElsewhere(BlockEntry entry, int[] slots) {
-        return java.util.Arrays.stream(slots)
+        return Arrays.stream(slots)
                 .filter(slot -> entry.isInFlight(slot) && !entry.hasArrived(slot))
                 .toArray();
     }
@@ -209,7 +382,7 @@ public final class BlockStore {
 
     /**
      * Ends a save: marks the copied slots arrived (or not, if the copy failed), unpins, and seals blocks whose last
-     * slot arrived.
+     * slot arrived (one {@link StoreEvent.Kind#SEALED} event each).
      *
      * @return how many blocks this call sealed
      */
@@ -243,91 +416,234 @@ public final class BlockStore {
                 continue; // dropped as stale while copying (cannot happen while pinned, kept for safety)
             }
             if (copied && entry.complete()) {
-                entry.sealed = true;
                 unsealed.remove(entry);
-                sealedCount++;
-                counters.insertions++;
-                lruAppend(entry);
-                if (entry.pins == 0) {
-                    adjustEvictable(entry, +1);
-                }
+                seal(entry);
                 sealedNow++;
             } else if (!copied && entry.arrivedCount == 0 && !entry.anyInFlight() && entry.pins == 0) {
-                removeInFlight(entry);
+                removeUnsealed(entry);
             }
         }
         return sealedNow;
     }
 
+    // ---- incoming blocks (cross-node transfers) ----
+
+    /**
+     * Reserves a whole block for bytes arriving from elsewhere, evicting as the class documentation says if needed.
+     * The block is invisible to {@link #query}, {@link #pinForLoad}, {@link #isSealed} and saves (which leave it out)
+     * until {@link #commitIncoming} seals it. An incoming block has no timeout and is never swept: the transport
+     * must commit or abort it (e.g. abort when its transfer fails or times out).
+     *
+     * @return empty when the block is already sealed, being filled by a save, or already incoming
+     * @throws PoolFullException when there is no room for it even after eviction (nothing changes)
+     * @throws IllegalArgumentException when the layout's block does not fit a slab of the pool
+     */
+    public synchronized Optional<IncomingBlock> reserveIncoming(NamespaceLayout layout, byte[] hash) {
+        BlockKey key = new BlockKey(layout.namespace(), hash);
+        if (index.containsKey(key)) {
+            return Optional.empty();
+        }
+        if (!ensureRoom(layout.blockBytes(), 1)) {
+            counters.incomingRejectedFull++;
+            throw poolFull(1, layout.blockBytes());
+        }
+        BlockEntry entry = allocateEntry(key, layout, clockNs.getAsLong());
+        entry.incoming = true;
+        incomingCount++;
+        return Optional.of(new IncomingBlock(this, entry));
+    }
+
+    /**
+     * Seals an incoming block whose bytes have all been written: it becomes visible and evictable, and one
+     * {@link StoreEvent.Kind#SEALED} event is recorded.
+     *
+     * @throws IllegalStateException if it was committed or aborted already (nothing changes)
+     * @throws IllegalArgumentException if it comes from another store
+     */
+    public synchronized void commitIncoming(IncomingBlock block) {
+        BlockEntry entry = checkReserved(block, "commit");
+        block.state = IncomingBlock.State.COMMITTED;
+        entry.incoming = false;
+        incomingCount--;
+        entry.markAllArrived();
+        entry.updatedNs = clockNs.getAsLong();
+        seal(entry);
+        counters.incomingCommitted++;
+    }
+
+    /**
+     * Frees an incoming block; nothing of it was ever visible and no event is recorded.
+     *
+     * @throws IllegalStateException if it was committed or aborted already (nothing changes)
+     * @throws IllegalArgumentException if it comes from another store
+     */
+    public synchronized void abortIncoming(IncomingBlock block) {
+        BlockEntry entry = checkReserved(block, "abort");
+        block.state = IncomingBlock.State.ABORTED;
+        incomingCount--;
+        index.remove(entry.key);
+        pool.free(entry.offset);
+        entry.removed = true;
+        counters.incomingAborted++;
+    }
+
+    private BlockEntry checkReserved(IncomingBlock block, String what) {
+        Objects.requireNonNull(block, "block");
+        if (block.store != this) {
+            throw new IllegalArgumentException("cannot " + what + " " + block + ": it was reserved in another store");
+        }
+        if (block.state != IncomingBlock.State.RESERVED) {
+            throw new IllegalStateException("cannot " + what + " " + block + ": it was "
+                    + block.state.name().toLowerCase() + " already");
+        }
+        return block.entry;
+    }
+
     // ---- query and leases ----
 
     /**
-     * Length of the contiguous prefix of {@code hashes} sealed in the pool; touches the hits. With {@code leaseTtlMs
-     * > 0} and at least one hit, leases the prefix.
-     *
-     * @return {hitCount, leaseId (0 = none), expiresInMs}
+     * Length of the contiguous prefix of {@code hashes} sealed in the pool; the hits count as used. With {@code
+     * leaseTtlMs > 0} and at least one hit, leases the prefix in {@code namespace}.
      */
-    public synchronized long[] query(String namespace, byte[][] hashes, long leaseTtlMs) {
+    public QueryResult query(String namespace, byte[][] hashes, long leaseTtlMs) {
+        long candidate = leaseTtlMs > 0 ? leaseIds.nextLong() : 0;
+        return queryLocked(namespace, hashes, leaseTtlMs, candidate);
+    }
+
+    private synchronized QueryResult queryLocked(String namespace, byte[][] hashes, long leaseTtlMs, long leaseId) {
+        BlockEntry[] found = leaseTtlMs > 0 ? new BlockEntry[hashes.length] : null;
         int hits = 0;
-        BlockEntry[] found = new BlockEntry[hashes.length];
         for (byte[] hash : hashes) {
             BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
             if (entry == null || !entry.sealed) {
                 break;
             }
-            found[hits++] = entry;
+            touch(entry);
+            if (found != null) {
+                found[hits] = entry;
+            }
+            hits++;
         }
         counters.hits += hits;
         counters.misses += hashes.length - hits;
-        for (int i = 0; i < hits; i++) {
-            lruTouch(found[i]);
+        if (found == null || hits == 0) {
+            return new QueryResult(hits, null);
         }
-        if (leaseTtlMs <= 0 || hits == 0) {
-            return new long[] {hits, 0, 0};
-        }
-        BlockEntry[] leased = java.util.Arrays.copyOf(found, hits);
+        BlockEntry[] leased = hits == found.length ? found : Arrays.copyOf(found, hits);
         for (BlockEntry entry : leased) {
             pin(entry);
         }
-        long id = nextLeaseId++;
-        leases.put(id, new Lease(id, leased, clockNs.getAsLong() + leaseTtlMs * 1_000_000));
+        while (leaseId == 0 || leases.containsKey(leaseId)) {
+            leaseId = leaseIds.nextLong(); // 0 is "no lease"; a live id is never handed out twice
+        }
+        leases.put(leaseId, new Lease(leaseId, namespace, leased, clockNs.getAsLong() + leaseTtlMs * 1_000_000));
         counters.leasesCreated++;
-        return new long[] {hits, id, leaseTtlMs};
+        return new QueryResult(hits, new LeaseGrant(leaseId, namespace, hits, leaseTtlMs));
     }
 
-    /** Ends a lease; false if it is unknown (never existed, expired or released). */
+    /**
+     * Ends a lease given its id alone, whatever namespace it was taken in: for the scheduler, which got the id from
+     * its own query (ids are unguessable, so holding one is the right to release it). Prefer {@link #release(long,
+     * String)} where the namespace is known.
+     *
+     * @return false if it is unknown (never existed, expired, consumed or released)
+     */
     public synchronized boolean release(long leaseId) {
         Lease lease = leases.remove(leaseId);
         if (lease == null) {
             return false;
         }
-        for (BlockEntry entry : lease.entries()) {
-            unpin(entry);
-        }
+        endLease(lease);
         counters.leasesReleased++;
         return true;
+    }
+
+    /**
+     * Ends a lease taken in {@code namespace}.
+     *
+     * @return false if it is unknown or was taken in another namespace (then it is left untouched)
+     */
+    public synchronized boolean release(long leaseId, String namespace) {
+        Lease lease = leases.get(leaseId);
+        if (lease == null || !lease.namespace().equals(namespace)) {
+            return false;
+        }
+        leases.remove(leaseId);
+        endLease(lease);
+        counters.leasesReleased++;
+        return true;
+    }
+
+    /**
+     * The blocks a live lease taken in {@code namespace} holds, in the order of the query that took it, for a remote
+     * reader to fetch while the lease keeps them in place.
+     *
+     * @return empty if the lease is unknown, past its expiry (even if not swept yet) or of another namespace
+     */
+    public synchronized Optional<List<BlockDescriptor>> leasedBlocks(long leaseId, String namespace) {
+        Lease lease = leases.get(leaseId);
+        if (lease == null || !lease.namespace().equals(namespace) || lease.expiresNs() <= clockNs.getAsLong()) {
+            return Optional.empty();
+        }
+        List<BlockDescriptor> blocks = new ArrayList<>(lease.entries().length);
+        for (BlockEntry entry : lease.entries()) {
+            blocks.add(new BlockDescriptor(entry.key, entry.offset, entry.bytes));
+        }
+        return Optional.of(Collections.unmodifiableList(blocks));
+    }
+
+    /**
+     * Where a sealed block lies, without pinning or touching it: the answer holds only while something else (a lease,
+     * a load) keeps the block in place.
+     *
+     * @return empty unless the block is sealed
+     */
+    public synchronized Optional<BlockDescriptor> describeSealed(String namespace, byte[] hash) {
+        BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
+        if (entry == null || !entry.sealed) {
+            return Optional.empty();
+        }
+        return Optional.of(new BlockDescriptor(entry.key, entry.offset, entry.bytes));
     }
 
     // ---- load ----
 
     /**
-     * Pins every sealed block among {@code hashes} for a load; a missing block gets null. Consumes {@code leaseId}
-     * (if it is known) after pinning, so the blocks never become evictable in between.
+     * Pins every sealed block among {@code hashes} of {@code namespace} for a load; a missing block gets null. Then,
+     * if {@code leaseId} is non-zero, consumes (ends) that lease when, and only when, it is live, was taken in {@code
+     * namespace}, and at least one block it holds is among the blocks this call pinned; any other lease (of another
+     * namespace, or holding none of this load's blocks) is left untouched. The load's pins are taken before the lease
+     * ends, so its blocks never become evictable in between.
      */
     public synchronized BlockEntry[] pinForLoad(String namespace, byte[][] hashes, long leaseId) {
+        long stamp = ++loadStamps;
         BlockEntry[] entries = new BlockEntry[hashes.length];
         for (int i = 0; i < hashes.length; i++) {
             BlockEntry entry = index.get(BlockKey.lookup(namespace, hashes[i]));
             if (entry != null && entry.sealed) {
                 pin(entry);
-                lruTouch(entry);
+                entry.loadStamp = stamp;
                 entries[i] = entry;
             }
         }
         if (leaseId != 0) {
-            release(leaseId);
+            Lease lease = leases.get(leaseId);
+            if (lease != null && lease.namespace().equals(namespace) && covers(lease, stamp)) {
+                leases.remove(leaseId);
+                endLease(lease);
+                counters.leasesReleased++;
+            }
         }
         return entries;
+    }
+
+    private static boolean covers(Lease lease, long loadStamp) {
+        for (BlockEntry entry : lease.entries()) {
+            if (entry.loadStamp == loadStamp) {
+                return true;
+            }
+        }
+        return false;
     }
 
     public synchronized void unpinAll(BlockEntry[] entries) {
@@ -340,7 +656,10 @@ public final class BlockStore {
 
     // ---- housekeeping ----
 
-    /** Expires leases and drops partial blocks that stopped receiving slots. Called periodically. */
+    /**
+     * Expires leases and drops blocks that saves were filling and that stopped receiving slots (never visible: no
+     * event). Incoming blocks are not swept. Called periodically.
+     */
     public synchronized void sweep() {
         long now = clockNs.getAsLong();
         Iterator<Map.Entry<Long, Lease>> it = leases.entrySet().iterator();
@@ -348,9 +667,7 @@ public final class BlockStore {
             Lease lease = it.next().getValue();
             if (lease.expiresNs() <= now) {
                 it.remove();
-                for (BlockEntry entry : lease.entries()) {
-                    unpin(entry);
-                }
+                endLease(lease);
                 counters.leasesExpired++;
             }
         }
@@ -359,14 +676,40 @@ public final class BlockStore {
         }
         List<BlockEntry> stale = new ArrayList<>();
         for (BlockEntry entry : unsealed) {
-            if (!entry.sealed && entry.pins == 0 && !entry.anyInFlight() && now - entry.updatedNs >= partialTimeoutNs) {
+            if (entry.pins == 0 && !entry.anyInFlight() && now - entry.updatedNs >= partialTimeoutNs) {
                 stale.add(entry);
             }
         }
         for (BlockEntry entry : stale) {
-            removeInFlight(entry);
+            removeUnsealed(entry);
             counters.partialDropped++;
         }
+    }
+
+    /**
+     * Removes every sealed, unpinned block of {@code namespace} (one {@link StoreEvent.Kind#CLEARED} event each).
+     * Pinned blocks (leased, being loaded) are kept and counted; blocks still being filled and incoming blocks are not
+     * touched. Walks the namespace's sealed blocks only.
+     */
+    public synchronized ClearResult clearNamespace(String namespace) {
+        NamespaceBlocks blocks = namespaces.get(namespace);
+        if (blocks == null) {
+            return new ClearResult(0, 0);
+        }
+        int cleared = 0;
+        int kept = 0;
+        for (BlockEntry entry = blocks.head; entry != null; ) {
+            BlockEntry next = entry.namespaceNext;
+            if (entry.pins == 0) {
+                removeSealed(entry, StoreEvent.Kind.CLEARED);
+                cleared++;
+            } else {
+                kept++;
+            }
+            entry = next;
+        }
+        counters.cleared += cleared;
+        return new ClearResult(cleared, kept);
     }
 
     /** True if the block is sealed (visible to queries). */
@@ -375,136 +718,232 @@ public final class BlockStore {
         return entry != null && entry.sealed;
     }
 
-    // ---- internals ----
+    // ---- internals: entries ----
 
-    /**
-     * Makes room for {@code count} blocks of {@code blockBytes}, evicting only if that is sure to succeed: first the
-     * least recently used unpinned blocks of the same size class, then blocks of other classes in slabs whose live
-     * blocks are all evictable (a slab changes class only once it is empty).
-     */
-    private boolean ensureRoom(long blockBytes, int count) {
-        long free = pool.freeSlotsFor(blockBytes);
-        if (free >= count) {
-            return true;
+    private BlockEntry allocateEntry(BlockKey key, NamespaceLayout layout, long now) {
+        long blockBytes = layout.blockBytes();
+        long offset = pool.allocate(blockBytes);
+        if (offset < 0) {
+            throw new IllegalStateException("pool refused an allocation that ensureRoom promised");
         }
-        long sizeClass = pool.sizeClassBytes(blockBytes);
-        long sameClass = evictableByClass.getOrDefault(sizeClass, 0);
-        long drainableSlabs = 0;
-        for (int slab = 0; slab < evictableInSlab.length; slab++) {
-            if (drainable(slab, sizeClass)) {
-                drainableSlabs++;
-            }
-        }
-        if (free + sameClass + drainableSlabs * pool.slotsPerSlab(blockBytes) < count) {
-            return false;
-        }
-        for (BlockEntry entry = lruHead; entry != null && pool.freeSlotsFor(blockBytes) < count; ) {
-            BlockEntry next = entry.lruNext;
-            if (entry.pins == 0 && pool.sizeClassBytes(entry.bytes) == sizeClass) {
-                evict(entry);
-            }
-            entry = next;
-        }
-        long missing = count - pool.freeSlotsFor(blockBytes);
-        if (missing > 0) {
-            // Empty only as many slabs of other classes as needed, the ones holding the fewest blocks first: every
-            // block in a chosen slab goes, blocks elsewhere stay.
-            long slabsNeeded = (missing + pool.slotsPerSlab(blockBytes) - 1) / pool.slotsPerSlab(blockBytes);
-            List<Integer> candidates = new ArrayList<>();
-            for (int slab = 0; slab < evictableInSlab.length; slab++) {
-                if (drainable(slab, sizeClass)) {
-                    candidates.add(slab);
-                }
-            }
-            candidates.sort(java.util.Comparator.comparingInt(pool::slabLiveBlocks));
-            boolean[] chosen = new boolean[evictableInSlab.length];
-            for (int i = 0; i < Math.min(slabsNeeded, candidates.size()); i++) {
-                chosen[candidates.get(i)] = true;
-            }
-            for (BlockEntry entry = lruHead; entry != null; ) {
-                BlockEntry next = entry.lruNext;
-                if (entry.pins == 0 && chosen[pool.slabOf(entry.offset)]) {
-                    evict(entry);
-                }
-                entry = next;
-            }
-        }
-        return pool.freeSlotsFor(blockBytes) >= count;
+        BlockEntry entry = new BlockEntry(
+                key, layout, offset, pool.slabOf(offset), classLru(pool.sizeClassBytes(blockBytes)), now);
+        index.put(key, entry);
+        return entry;
     }
 
-    /** A slab of another class whose every live block could be evicted now. */
-    private boolean drainable(int slab, long sizeClass) {
-        long slabClass = pool.slabClassBytes(slab);
-        return slabClass != 0
-                && slabClass != sizeClass
-                && pool.slabLiveBlocks(slab) > 0
-                && evictableInSlab[slab] == pool.slabLiveBlocks(slab);
+    private ClassLru classLru(long sizeClassBytes) {
+        for (int i = 0; i < classes.size(); i++) {
+            ClassLru c = classes.get(i);
+            if (c.sizeClassBytes == sizeClassBytes) {
+                return c;
+            }
+        }
+        ClassLru c = new ClassLru(sizeClassBytes);
+        classes.add(c);
+        return c;
     }
 
-    private void evict(BlockEntry entry) {
-        lruRemove(entry);
+    private ClassLru findClassLru(long sizeClassBytes) {
+        for (int i = 0; i < classes.size(); i++) {
+            if (classes.get(i).sizeClassBytes == sizeClassBytes) {
+                return classes.get(i);
+            }
+        }
+        return null;
+    }
+
+    /** Makes a complete block visible: counted, in its namespace's list, evictable unless pinned, SEALED recorded. */
+    private void seal(BlockEntry entry) {
+        entry.sealed = true;
+        sealedCount++;
+        counters.insertions++;
+        NamespaceBlocks blocks = namespaces.computeIfAbsent(entry.key.namespace(), NamespaceBlocks::new);
+        entry.namespaceBlocks = blocks;
+        entry.namespacePrev = null;
+        entry.namespaceNext = blocks.head;
+        if (blocks.head != null) {
+            blocks.head.namespacePrev = entry;
+        }
+        blocks.head = entry;
+        blocks.count++;
+        if (entry.pins == 0) {
+            makeEvictable(entry);
+        }
+        emit(StoreEvent.Kind.SEALED, entry);
+    }
+
+    /** Takes a sealed, unpinned block out of the store and frees its memory. */
+    private void removeSealed(BlockEntry entry, StoreEvent.Kind why) {
+        makeUnevictable(entry);
         index.remove(entry.key);
-        adjustEvictable(entry, -1);
+        NamespaceBlocks blocks = entry.namespaceBlocks;
+        if (entry.namespacePrev != null) {
+            entry.namespacePrev.namespaceNext = entry.namespaceNext;
+        } else {
+            blocks.head = entry.namespaceNext;
+        }
+        if (entry.namespaceNext != null) {
+            entry.namespaceNext.namespacePrev = entry.namespacePrev;
+        }
+        entry.namespacePrev = null;
+        entry.namespaceNext = null;
+        if (--blocks.count == 0) {
+            namespaces.remove(blocks.namespace);
+        }
         pool.free(entry.offset);
         entry.removed = true;
         sealedCount--;
-        counters.evictions++;
+        emit(why, entry);
     }
 
-    private void removeInFlight(BlockEntry entry) {
+    private void removeUnsealed(BlockEntry entry) {
         index.remove(entry.key);
         pool.free(entry.offset);
         entry.removed = true;
         unsealed.remove(entry);
     }
 
+    private void endLease(Lease lease) {
+        for (BlockEntry entry : lease.entries()) {
+            unpin(entry);
+        }
+    }
+
     private void pin(BlockEntry entry) {
-        if (entry.pins++ == 0 && entry.sealed) {
-            adjustEvictable(entry, -1);
+        if (entry.pins++ == 0 && entry.sealed && !entry.removed) {
+            makeUnevictable(entry);
         }
     }
 
     private void unpin(BlockEntry entry) {
         if (--entry.pins == 0 && entry.sealed && !entry.removed) {
-            adjustEvictable(entry, +1);
+            makeEvictable(entry); // at the most recently used end: the end of a pin is a use
         }
     }
 
-    private void adjustEvictable(BlockEntry entry, int delta) {
-        evictableByClass.merge(pool.sizeClassBytes(entry.bytes), delta, Integer::sum);
-        evictableInSlab[pool.slabOf(entry.offset)] += delta;
+    /** A use of a sealed block: moves it to the most recently used end of its class list if it is there. */
+    private void touch(BlockEntry entry) {
+        ClassLru lru = entry.classLru;
+        if (entry.pins == 0 && entry != lru.tail) {
+            lruUnlink(lru, entry);
+            lruAppend(lru, entry);
+        }
     }
 
-    private void lruAppend(BlockEntry entry) {
-        entry.lruPrev = lruTail;
-        entry.lruNext = null;
-        if (lruTail != null) {
-            lruTail.lruNext = entry;
+    // ---- internals: eviction ----
+
+    /**
+     * Makes room for {@code count} blocks of {@code blockBytes}, evicting only if that is sure to succeed: first the
+     * least recently used unpinned blocks of the same size class, then every block of slabs of other classes whose
+     * live blocks are all evictable (a slab changes class only once it is empty), the fewest-blocks slabs first and
+     * only as many slabs as needed.
+     */
+    private boolean ensureRoom(long blockBytes, int count) {
+        long free = pool.freeSlotsFor(blockBytes);
+        if (free >= count) {
+            return true;
+        }
+        ClassLru same = findClassLru(pool.sizeClassBytes(blockBytes));
+        long sameEvictable = same == null ? 0 : same.count;
+        if (free + sameEvictable >= count) {
+            while (pool.freeSlotsFor(blockBytes) < count) {
+                evict(same.head); // each frees one slot of the class
+            }
+            return true;
+        }
+        long sizeClass = pool.sizeClassBytes(blockBytes);
+        int slotsPerSlab = pool.slotsPerSlab(blockBytes);
+        long[] drainable = drainableSlabs(sizeClass); // live blocks << 32 | slab, sorted: fewest blocks first
+        if (free + sameEvictable + (long) drainable.length * slotsPerSlab < count) {
+            return false;
+        }
+        while (same != null && same.head != null) {
+            evict(same.head);
+        }
+        long missing = count - pool.freeSlotsFor(blockBytes);
+        long slabsNeeded = (missing + slotsPerSlab - 1) / slotsPerSlab;
+        for (int i = 0; i < slabsNeeded; i++) {
+            int slab = (int) drainable[i];
+            while (slabEvictableHead[slab] != null) {
+                evict(slabEvictableHead[slab]);
+            }
+        }
+        return pool.freeSlotsFor(blockBytes) >= count;
+    }
+
+    /** Slabs of other classes whose every live block could be evicted now, fewest live blocks first. */
+    private long[] drainableSlabs(long sizeClass) {
+        int n = 0;
+        long[] found = new long[evictableInSlab.length];
+        for (int slab = 0; slab < evictableInSlab.length; slab++) {
+            long slabClass = pool.slabClassBytes(slab);
+            int live = pool.slabLiveBlocks(slab);
+            if (slabClass != 0 && slabClass != sizeClass && live > 0 && evictableInSlab[slab] == live) {
+                found[n++] = ((long) live << 32) | slab;
+            }
+        }
+        long[] drainable = Arrays.copyOf(found, n);
+        Arrays.sort(drainable);
+        return drainable;
+    }
+
+    private void evict(BlockEntry entry) {
+        removeSealed(entry, StoreEvent.Kind.EVICTED);
+        counters.evictions++;
+    }
+
+    private void makeEvictable(BlockEntry entry) {
+        lruAppend(entry.classLru, entry);
+        entry.slabPrev = null;
+        entry.slabNext = slabEvictableHead[entry.slab];
+        if (entry.slabNext != null) {
+            entry.slabNext.slabPrev = entry;
+        }
+        slabEvictableHead[entry.slab] = entry;
+        evictableInSlab[entry.slab]++;
+    }
+
+    private void makeUnevictable(BlockEntry entry) {
+        lruUnlink(entry.classLru, entry);
+        if (entry.slabPrev != null) {
+            entry.slabPrev.slabNext = entry.slabNext;
         } else {
-            lruHead = entry;
+            slabEvictableHead[entry.slab] = entry.slabNext;
         }
-        lruTail = entry;
+        if (entry.slabNext != null) {
+            entry.slabNext.slabPrev = entry.slabPrev;
+        }
+        entry.slabPrev = null;
+        entry.slabNext = null;
+        evictableInSlab[entry.slab]--;
     }
 
-    private void lruRemove(BlockEntry entry) {
+    private static void lruAppend(ClassLru lru, BlockEntry entry) {
+        entry.lruPrev = lru.tail;
+        entry.lruNext = null;
+        if (lru.tail != null) {
+            lru.tail.lruNext = entry;
+        } else {
+            lru.head = entry;
+        }
+        lru.tail = entry;
+        lru.count++;
+    }
+
+    private static void lruUnlink(ClassLru lru, BlockEntry entry) {
         if (entry.lruPrev != null) {
             entry.lruPrev.lruNext = entry.lruNext;
         } else {
-            lruHead = entry.lruNext;
+            lru.head = entry.lruNext;
         }
         if (entry.lruNext != null) {
             entry.lruNext.lruPrev = entry.lruPrev;
         } else {
-            lruTail = entry.lruPrev;
+            lru.tail = entry.lruPrev;
         }
         entry.lruPrev = null;
         entry.lruNext = null;
-    }
-
-    private void lruTouch(BlockEntry entry) {
-        if (entry.sealed && entry != lruTail) {
-            lruRemove(entry);
-            lruAppend(entry);
-        }
+        lru.count--;
     }
 }

@@ -14,6 +14,11 @@ public final class StoreCounters {
     volatile long leasesReleased;
     volatile long leasesExpired;
     volatile long saveRejectedFull;
+    volatile long incomingCommitted;
+    volatile long incomingAborted;
+    volatile long incomingRejectedFull;
+    volatile long cleared;
+    volatile long listenerFailures;
 
     public long hits() {
         return hits;
@@ -49,5 +54,30 @@ public final class StoreCounters {
 
     public long saveRejectedFull() {
         return saveRejectedFull;
+    }
+
+    /** Incoming blocks sealed by {@link BlockStore#commitIncoming}. */
+    public long incomingCommitted() {
+        return incomingCommitted;
+    }
+
+    /** Incoming blocks freed by {@link BlockStore#abortIncoming}. */
+    public long incomingAborted() {
+        return incomingAborted;
+    }
+
+    /** {@link BlockStore#reserveIncoming} calls refused because the pool was full even after eviction. */
+    public long incomingRejectedFull() {
+        return incomingRejectedFull;
+    }
+
+    /** Sealed blocks removed by {@link BlockStore#clearNamespace}. */
+    public long cleared() {
+        return cleared;
+    }
+
+    /** Event batches whose listener threw (the batch is lost to it; delivery goes on). */
+    public long listenerFailures() {
+        return listenerFailures;
     }
 }

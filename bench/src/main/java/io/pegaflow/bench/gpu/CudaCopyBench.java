@@ -8,6 +8,7 @@ import io.pegaflow.gpu.cuda.CudaDevice;
 import io.pegaflow.gpu.cuda.CudaProbe;
 import io.pegaflow.gpu.cuda.DeviceBuffer;
 import io.pegaflow.gpu.cuda.PinnedHostMemory;
+import io.pegaflow.store.memory.HostMemory;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -103,13 +104,15 @@ public final class CudaCopyBench {
     private void poolStart(CudaDevice device, long bytes) {
         for (int attempt = 0; attempt < 2; attempt++) {
             long start = System.nanoTime();
-            try (PinnedHostMemory pool = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER)) {
+            try (HostMemory host = HostMemory.allocate(bytes);
+                    PinnedHostMemory pool = device.registerHost(host.memory())) {
                 double s = (System.nanoTime() - start) / 1e9;
                 say(String.format(
-                        "pool start: %d GiB pinned (mmap + parallel populate + cuMemHostRegister) in %.2f s: %s",
-                        bytes >> 30, s, pool.report()));
+                        "pool start: %d GiB pinned (mmap + parallel populate + cuMemHostRegister) in %.2f s: %s, %s",
+                        bytes >> 30, s, host.report(), pool.report()));
                 long closeStart = System.nanoTime();
                 pool.close();
+                host.close();
                 say(String.format("pool close: %.2f s", (System.nanoTime() - closeStart) / 1e9));
             }
         }
@@ -152,7 +155,8 @@ public final class CudaCopyBench {
         }
         try (DeviceBuffer kv = device.allocate(kvBytes);
                 DeviceBuffer contiguous = device.allocate(bytes);
-                PinnedHostMemory pinned = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER)) {
+                HostMemory host = HostMemory.allocate(bytes);
+                PinnedHostMemory pinned = device.registerHost(host.memory())) {
             fillRandom(device, kv);
             MemorySegment pool = pinned.memory().asSlice(0, bytes);
             CopyBatch one = new CopyBatch(1);

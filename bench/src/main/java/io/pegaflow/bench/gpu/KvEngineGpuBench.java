@@ -19,6 +19,7 @@ import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.MemoryRegion;
 import io.pegaflow.proto.engine.RegisterContextRequest;
 import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -108,9 +109,11 @@ public final class KvEngineGpuBench {
         }
         long bytes = SAVE * LAYERS * SLOT;
         try (CudaDevice device = CudaDevice.open("0");
-                PinnedHostMemory pinned = device.allocatePinned(4L << 30, PinnedHostMemory.Strategy.REGISTER);
+                HostMemory poolHost = HostMemory.allocate(4L << 30);
+                PinnedHostMemory pinned = device.registerHost(poolHost.memory());
                 DeviceBuffer contiguous = device.allocate(bytes);
-                PinnedHostMemory contiguousHost = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
+                HostMemory contiguousMemory = HostMemory.allocate(bytes);
+                PinnedHostMemory contiguousHost = device.registerHost(contiguousMemory.memory());
                 CudaCopyEngine cuda = CudaCopyEngine.create(device, CudaCopySettings.from(System.getProperties()))) {
             System.out.println("KvEngine on " + device + ": " + cuda.describe());
             TimedEngine engine = new TimedEngine(cuda);

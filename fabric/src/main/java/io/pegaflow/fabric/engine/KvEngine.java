@@ -525,8 +525,9 @@ public final class KvEngine {
         if (leaseTtlMs < 0 || leaseTtlMs > 600_000) {
             throw EngineException.invalid("lease_ttl_ms: " + leaseTtlMs + " is out of range 0..600000");
         }
-        long[] r = store.query(namespace, hashes, leaseTtlMs);
-        return new QueryResult((int) r[0], r[1], r[2]);
+        io.pegaflow.store.QueryResult r = store.query(namespace, hashes, leaseTtlMs);
+        return new QueryResult(
+                r.hitCount(), r.leaseId(), r.lease() == null ? 0 : r.lease().expiresInMs());
     }
 
     public boolean release(long leaseId) {

@@ -2,6 +2,7 @@ package io.pegaflow.fabric.metrics;
 
 import io.pegaflow.fabric.engine.EngineListener;
 import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.PoolSnapshot;
 import io.pegaflow.store.StoreCounters;
 import java.util.concurrent.atomic.AtomicInteger;
 import kamon.Kamon;
@@ -78,14 +79,14 @@ public final class EngineMetrics implements EngineListener {
         if (s == null) {
             return;
         }
-        long[] pool = s.poolSnapshot();
-        Kamon.gauge("pegaflow.pool.capacity", "Pool size", BYTES).withoutTags().update(pool[0]);
+        PoolSnapshot pool = s.poolSnapshot();
+        Kamon.gauge("pegaflow.pool.capacity", "Pool size", BYTES).withoutTags().update(pool.capacityBytes());
         Kamon.gauge("pegaflow.pool.used", "Pool bytes allocated to blocks", BYTES)
                 .withoutTags()
-                .update(pool[1]);
+                .update(pool.usedBytes());
         Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES)
                 .withoutTags()
-                .update(pool[2]);
+                .update(pool.largestFreeBytes());
         Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
                 .withTag("state", "sealed")
                 .update(s.sealedBlocks());

@@ -19,6 +19,7 @@ import io.pegaflow.proto.engine.EngineHandlerFactory;
 import io.pegaflow.proto.fabric.Fabric;
 import io.pegaflow.proto.fabric.FabricHandlerFactory;
 import io.pegaflow.store.BlockStore;
+import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
 import java.time.Duration;
 import java.util.List;
@@ -77,12 +78,16 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         system.getWhenTerminated().thenRun(metrics::close);
         KvEngine engine;
         GpuBackend[] gpu = new GpuBackend[1];
+        HostMemory[] host = new HostMemory[1];
         try {
-            engine = startEngine(launch, engineMetrics, gpu);
+            engine = startEngine(launch, engineMetrics, gpu, host);
         } catch (RuntimeException | OutOfMemoryError e) {
             // Nothing else holds these yet: release them here so a failed start leaves no pinned memory or bound port.
             if (gpu[0] != null) {
                 gpu[0].close();
+            }
+            if (host[0] != null) {
+                host[0].close();
             }
             system.terminate();
             if (e instanceof NodeStartException start) {
@@ -101,8 +106,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             // Free pool and GPU memory only once no copy can touch them any more.
             if (engine.close()) {
                 engine.store().pool().close();
+                engine.store().close();
                 if (gpu[0] != null) {
                     gpu[0].close();
+                }
+                if (host[0] != null) {
+                    host[0].close();
                 }
             }
             return java.util.concurrent.CompletableFuture.completedFuture(Done.getInstance());
@@ -124,8 +133,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         return node;
     }
 
-    /** The pool and the engine: on the GPU ({@code --device}: pinned pool, CUDA copy engine) or in host memory. */
-    private static KvEngine startEngine(NodeLaunch launch, EngineMetrics metrics, GpuBackend[] gpuOut) {
+    /**
+     * The pool and the engine: on the GPU ({@code --device}: pinned pool, CUDA copy engine) or in host memory mapped
+     * and populated in parallel ({@link HostMemory}).
+     */
+    private static KvEngine startEngine(
+            NodeLaunch launch, EngineMetrics metrics, GpuBackend[] gpuOut, HostMemory[] hostOut) {
         BlockPool pool;
         CopyEngine copyEngine;
         if (launch.device().isPresent()) {
@@ -136,7 +149,15 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                     gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
             copyEngine = gpu.copyEngine();
         } else {
-            pool = BlockPool.allocateOffHeap(launch.poolSizeBytes());
+            long start = System.nanoTime();
+            HostMemory host = HostMemory.allocate(launch.poolSizeBytes());
+            hostOut[0] = host;
+            log.info(
+                    "host pool {} ready in {} s ({})",
+                    ByteSize.format(host.sizeBytes()),
+                    String.format("%.2f", (System.nanoTime() - start) / 1e9),
+                    host.report());
+            pool = BlockPool.wrap(host.memory(), BlockPool.defaultSlabBytes(host.sizeBytes()));
             copyEngine = new HostCopyEngine();
         }
         BlockStore store = new BlockStore(pool, launch.partialTimeoutMs() * 1_000_000, System::nanoTime);

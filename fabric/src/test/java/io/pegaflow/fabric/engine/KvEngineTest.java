@@ -4,6 +4,7 @@ import static io.pegaflow.fabric.engine.ShmKvCache.hash;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -258,7 +259,7 @@ class KvEngineTest {
                 .contextId();
         save(ctx, ids(0, 16), hashes("a", 16));
         KvEngine.QueryResult lease = engine.query("ns", hashes("a", 16), 60_000);
-        assertTrue(lease.leaseId() > 0);
+        assertNotEquals(0, lease.leaseId(), "0 means no lease");
         EngineException full = assertThrows(EngineException.class, () -> save(ctx, ids(16, 1), hashes("b", 1)));
         assertEquals(EngineException.Code.RESOURCE_EXHAUSTED, full.code());
         assertEquals(16, engine.query("ns", hashes("a", 16), 0).hitBlocks(), "a refused save changes nothing");

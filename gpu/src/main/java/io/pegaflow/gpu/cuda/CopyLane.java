@@ -256,7 +256,7 @@ final class CopyLane implements AutoCloseable {
             descHost.close();
             descDevice.close();
         }
-        descHost = device.allocatePinned(capacity * DESC_BYTES, PinnedHostMemory.Strategy.HOST_ALLOC);
+        descHost = device.allocatePinned(capacity * DESC_BYTES);
         descDevice = device.allocate(capacity * DESC_BYTES);
         descCapacity = capacity;
     }

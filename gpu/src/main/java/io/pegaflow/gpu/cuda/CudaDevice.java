@@ -181,9 +181,26 @@ public final class CudaDevice implements AutoCloseable {
         return new DeviceBuffer(this, address, bytes);
     }
 
-    /** Allocates pinned, device-mapped host memory; see {@link PinnedHostMemory#allocate}. */
-    public PinnedHostMemory allocatePinned(long bytes, PinnedHostMemory.Strategy strategy) {
-        return PinnedHostMemory.allocate(this, bytes, strategy);
+    /**
+     * Allocates pinned, device-mapped host memory with {@code cuMemHostAlloc} (single-threaded in the driver: for small
+     * buffers; a large pool is mapped elsewhere and {@linkplain #registerHost registered}).
+     *
+     * @throws CudaException if the driver refuses
+     */
+    public PinnedHostMemory allocatePinned(long bytes) {
+        return PinnedHostMemory.allocate(this, bytes);
+    }
+
+    /**
+     * Pins existing host memory and maps it for this GPU at the same address ({@code cuMemHostRegister}), e.g. the
+     * node's pool mapped and populated by store's {@code HostMemory}. Close the registration before freeing the
+     * memory.
+     *
+     * @throws IllegalArgumentException for a heap or empty segment
+     * @throws CudaException if the driver refuses to pin it
+     */
+    public PinnedHostMemory registerHost(MemorySegment memory) {
+        return PinnedHostMemory.register(this, memory);
     }
 
     /** Synchronous copy between any two addresses the driver knows (UVA), for tests, tools and the control path. */

@@ -2,29 +2,20 @@ package io.pegaflow.gpu.cuda;
 
 import io.pegaflow.gpu.cuda.ffi.CuResult;
 import io.pegaflow.gpu.cuda.ffi.CudaDriver;
-import io.pegaflow.gpu.cuda.ffi.Libc;
-import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicLong;
+import java.util.Objects;
 
 /**
- * Page-locked host memory that the GPU reads and writes directly (mapped, portable): the node's block pool. The CPU
- * and the GPU see it at the same address (unified addressing; checked at allocation).
+ * Page-locked host memory that the GPU reads and writes directly (mapped, portable). The CPU and the GPU see it at the
+ * same address (unified addressing; checked when it is pinned).
  *
- * <p>{@link Strategy#REGISTER} (default) maps anonymous memory (hugetlb pages when enough are free, else
- * transparent huge pages by {@code madvise}), populates it from several threads in parallel
- * ({@code MADV_POPULATE_WRITE}, or touching each page on kernels without it), then pins and maps it for the GPU with
- * one {@code cuMemHostRegister}. {@link Strategy#HOST_ALLOC} is plain {@code cuMemHostAlloc} (single-threaded in
- * the driver: about 9 s for 16 GiB on the project's H100 machine).
+ * <p>{@link Strategy#REGISTER}: memory that someone else mapped (the node's block pool, mapped and populated in
+ * parallel by store's {@code HostMemory}), pinned and mapped for the GPU with one {@code cuMemHostRegister} by
+ * {@link CudaDevice#registerHost}; {@link #close()} unregisters it and leaves the memory to its owner, who frees it
+ * only after this registration is closed. {@link Strategy#HOST_ALLOC}: plain {@code cuMemHostAlloc}, allocated and
+ * freed here (single-threaded in the driver: about 9 s for 16 GiB on the project's H100 machine; fine for small
+ * buffers).
  *
  * <p>Thread-safe; {@link #close()} only after every copy into or out of it has finished.
  */
@@ -34,38 +25,23 @@ public final class PinnedHostMemory implements AutoCloseable {
         HOST_ALLOC
     }
 
-    private static final long HUGE_PAGE = 2L << 20;
-    private static final long TOUCH_CHUNK = 64L << 20;
+    private static final long HOST_ALLOC_ROUNDING = 2L << 20;
 
     private final CudaDevice device;
     private final Strategy strategy;
     private final long address;
     private final long sizeBytes;
-    private final long mappedBytes;
-    private final long mappingAddress;
-    private final boolean hugetlb;
     private final CudaDevice.Region region;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment memory;
     private final String report;
     private boolean closed;
 
-    private PinnedHostMemory(
-            CudaDevice device,
-            Strategy strategy,
-            long address,
-            long sizeBytes,
-            long mappingAddress,
-            long mappedBytes,
-            boolean hugetlb,
-            String report) {
+    private PinnedHostMemory(CudaDevice device, Strategy strategy, long address, long sizeBytes, String report) {
         this.device = device;
         this.strategy = strategy;
         this.address = address;
         this.sizeBytes = sizeBytes;
-        this.mappingAddress = mappingAddress;
-        this.mappedBytes = mappedBytes;
-        this.hugetlb = hugetlb;
         this.report = report;
         this.region = new CudaDevice.Region(address, sizeBytes, false, "pinned host");
         this.memory = MemorySegment.ofAddress(address).reinterpret(sizeBytes, arena, null);
@@ -73,71 +49,58 @@ public final class PinnedHostMemory implements AutoCloseable {
     }
 
     /**
-     * Allocates {@code bytes} (rounded up to 2 MiB) of pinned, device-mapped host memory, zero-filled.
+     * Allocates {@code bytes} (rounded up to 2 MiB) of pinned, device-mapped host memory with {@code cuMemHostAlloc}.
      *
-     * @throws CudaException if the driver refuses to pin or map it
-     * @throws IllegalStateException if the memory cannot be mapped, or the GPU would see it at another address
+     * @throws CudaException if the driver refuses
+     * @throws IllegalStateException if the GPU would see it at another address
      */
-    static PinnedHostMemory allocate(CudaDevice device, long bytes, Strategy strategy) {
+    static PinnedHostMemory allocate(CudaDevice device, long bytes) {
         if (bytes < 1) {
             throw new IllegalArgumentException("bytes must be positive, got " + bytes);
         }
-        long size = (bytes + HUGE_PAGE - 1) & -HUGE_PAGE;
+        long size = (bytes + HOST_ALLOC_ROUNDING - 1) & -HOST_ALLOC_ROUNDING;
         device.makeCurrent();
         long start = System.nanoTime();
-        if (strategy == Strategy.HOST_ALLOC) {
-            long address =
-                    Cu.memHostAlloc(size, CudaDriver.CU_MEMHOSTALLOC_PORTABLE | CudaDriver.CU_MEMHOSTALLOC_DEVICEMAP);
-            checkSameAddress(address, () -> Cu.memFreeHost(address));
-            String report = String.format("cuMemHostAlloc %.2f s", (System.nanoTime() - start) / 1e9);
-            return new PinnedHostMemory(device, strategy, address, size, 0, 0, false, report);
+        long address =
+                Cu.memHostAlloc(size, CudaDriver.CU_MEMHOSTALLOC_PORTABLE | CudaDriver.CU_MEMHOSTALLOC_DEVICEMAP);
+        checkSameAddress(address, () -> Cu.memFreeHost(address));
+        String report = String.format("cuMemHostAlloc %.2f s", (System.nanoTime() - start) / 1e9);
+        return new PinnedHostMemory(device, Strategy.HOST_ALLOC, address, size, report);
+    }
+
+    /**
+     * Pins and maps existing host memory for the GPU ({@code cuMemHostRegister}, PORTABLE | DEVICEMAP). The memory is
+     * not copied and stays the caller's: it must outlive this registration.
+     *
+     * @param memory a native segment, ideally page-aligned and already populated (registering faults in any page that
+     *     is not, single-threaded)
+     * @throws IllegalArgumentException for a heap or empty segment
+     * @throws CudaException if the driver refuses to pin it (e.g. the memory is registered already)
+     * @throws IllegalStateException if the GPU would see it at another address
+     */
+    static PinnedHostMemory register(CudaDevice device, MemorySegment memory) {
+        Objects.requireNonNull(memory, "memory");
+        if (!memory.isNative()) {
+            throw new IllegalArgumentException("memory must be a native segment (off-heap), got a heap segment");
         }
-        boolean hugetlb = freeHugetlbBytes() >= size;
-        long mapped = size + (hugetlb ? 0 : HUGE_PAGE);
-        long mapping = hugetlb ? mmap(mapped, Libc.MAP_HUGETLB) : 0;
-        if (mapping == 0) {
-            hugetlb = false;
-            mapped = size + HUGE_PAGE;
-            mapping = mmap(mapped, 0);
-            if (mapping == 0) {
-                throw new IllegalStateException("mmap of " + mapped + " bytes failed: " + lastMmapError.get());
-            }
+        if (memory.byteSize() < 1) {
+            throw new IllegalArgumentException("memory must not be empty");
         }
-        long address = hugetlb ? mapping : (mapping + HUGE_PAGE - 1) & -HUGE_PAGE;
-        boolean thp = !hugetlb && madvise(address, size, Libc.MADV_HUGEPAGE) == 0;
-        long mappedNs = System.nanoTime();
-        int threads = Math.max(1, Math.min(16, Runtime.getRuntime().availableProcessors()));
-        try {
-            populate(address, size, threads);
-        } catch (RuntimeException e) {
-            munmap(mapping, mapped);
-            throw e;
-        }
-        long populatedNs = System.nanoTime();
+        long address = memory.address();
+        long size = memory.byteSize();
+        device.makeCurrent();
+        long start = System.nanoTime();
         int rc = Cu.memHostRegister(
                 address, size, CudaDriver.CU_MEMHOSTREGISTER_PORTABLE | CudaDriver.CU_MEMHOSTREGISTER_DEVICEMAP);
         if (rc != CuResult.CUDA_SUCCESS) {
-            munmap(mapping, mapped);
             throw new CudaException(
                     "cuMemHostRegister_v2",
                     rc,
                     "p=0x" + Long.toHexString(address) + ", bytesize=" + size + ", flags=PORTABLE|DEVICEMAP");
         }
-        final long m = mapping;
-        final long mb = mapped;
-        checkSameAddress(address, () -> {
-            Cu.memHostUnregister(address);
-            munmap(m, mb);
-        });
-        long end = System.nanoTime();
-        String report = String.format(
-                "%s pages, mmap %.2f s, populate %.2f s (%d threads), cuMemHostRegister %.2f s",
-                hugetlb ? "hugetlb" : thp ? "transparent huge" : "4 KiB",
-                (mappedNs - start) / 1e9,
-                (populatedNs - mappedNs) / 1e9,
-                threads,
-                (end - populatedNs) / 1e9);
-        return new PinnedHostMemory(device, strategy, address, size, mapping, mapped, hugetlb, report);
+        checkSameAddress(address, () -> Cu.memHostUnregister(address));
+        String report = String.format("cuMemHostRegister %.2f s", (System.nanoTime() - start) / 1e9);
+        return new PinnedHostMemory(device, Strategy.REGISTER, address, size, report);
     }
 
     private static void checkSameAddress(long address, Runnable undo) {
@@ -152,106 +115,10 @@ public final class PinnedHostMemory implements AutoCloseable {
         }
     }
 
-    /** Populates [address, address+size) from {@code threads} threads, 64 MiB at a time. */
-    private static void populate(long address, long size, int threads) {
-        AtomicLong next = new AtomicLong();
-        ExecutorService pool = Executors.newFixedThreadPool(threads, r -> {
-            Thread t = new Thread(r, "pegaflow-pool-populate");
-            t.setDaemon(true);
-            return t;
-        });
-        try {
-            List<Future<?>> futures = new ArrayList<>();
-            for (int i = 0; i < threads; i++) {
-                futures.add(pool.submit(() -> {
-                    MemorySegment all = MemorySegment.ofAddress(address).reinterpret(size);
-                    long offset;
-                    while ((offset = next.getAndAdd(TOUCH_CHUNK)) < size) {
-                        long n = Math.min(TOUCH_CHUNK, size - offset);
-                        if (madvise(address + offset, n, Libc.MADV_POPULATE_WRITE) != 0) {
-                            for (long p = 0; p < n; p += 4096) {
-                                all.set(ValueLayout.JAVA_BYTE, offset + p, (byte) 0);
-                            }
-                        }
-                    }
-                }));
-            }
-            for (Future<?> f : futures) {
-                f.get();
-            }
-        } catch (Exception e) {
-            throw new IllegalStateException("populating the pinned pool failed: " + e, e);
-        } finally {
-            pool.shutdownNow();
-        }
-    }
-
-    private static final ThreadLocal<String> lastMmapError = ThreadLocal.withInitial(() -> "");
-
-    private static long mmap(long bytes, int extraFlags) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment capture = Libc.newCapture(arena);
-            MemorySegment p = (MemorySegment) Libc.mmap.invokeExact(
-                    capture,
-                    MemorySegment.NULL,
-                    bytes,
-                    Libc.PROT_READ | Libc.PROT_WRITE,
-                    Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS | extraFlags,
-                    -1,
-                    0L);
-            if (p.address() == Libc.MAP_FAILED) {
-                lastMmapError.set(Libc.errnoText(Libc.errno(capture)));
-                return 0;
-            }
-            return p.address();
-        } catch (Throwable t) {
-            throw Cu.bug("mmap", t);
-        }
-    }
-
-    private static int madvise(long address, long bytes, int advice) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment capture = Libc.newCapture(arena);
-            return (int) Libc.madvise.invokeExact(capture, MemorySegment.ofAddress(address), bytes, advice);
-        } catch (Throwable t) {
-            throw Cu.bug("madvise", t);
-        }
-    }
-
-    private static void munmap(long address, long bytes) {
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment capture = Libc.newCapture(arena);
-            int rc = (int) Libc.munmap.invokeExact(capture, MemorySegment.ofAddress(address), bytes);
-            if (rc != 0) {
-                throw new IllegalStateException("munmap failed: " + Libc.errnoText(Libc.errno(capture)));
-            }
-        } catch (IllegalStateException e) {
-            throw e;
-        } catch (Throwable t) {
-            throw Cu.bug("munmap", t);
-        }
-    }
-
-    /** HugePages_Free times Hugepagesize from /proc/meminfo; 0 when unreadable. */
-    static long freeHugetlbBytes() {
-        try {
-            long free = 0;
-            long pageKb = 0;
-            for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
-                String[] f = line.split("\\s+");
-                if (line.startsWith("HugePages_Free:")) {
-                    free = Long.parseLong(f[1]);
-                } else if (line.startsWith("Hugepagesize:")) {
-                    pageKb = Long.parseLong(f[1]);
-                }
-            }
-            return pageKb == 2048 ? free * pageKb * 1024 : 0;
-        } catch (IOException | RuntimeException e) {
-            return 0;
-        }
-    }
-
-    /** The memory, CPU-accessible, and at the same address device-visible. */
+    /**
+     * The memory, CPU-accessible, and at the same address device-visible. A view of its own: it becomes inaccessible
+     * when this is closed (the owner's segment of registered memory stays valid).
+     */
     public MemorySegment memory() {
         return memory;
     }
@@ -264,11 +131,12 @@ public final class PinnedHostMemory implements AutoCloseable {
         return strategy;
     }
 
-    /** How the allocation went, for the start-up log: page kind and the time of each step. */
+    /** How pinning went, for the start-up log: the driver call and its time. */
     public String report() {
         return report;
     }
 
+    /** Frees {@link Strategy#HOST_ALLOC} memory, or unregisters {@link Strategy#REGISTER} memory. Idempotent. */
     @Override
     public synchronized void close() {
         if (closed) {
@@ -282,7 +150,6 @@ public final class PinnedHostMemory implements AutoCloseable {
             Cu.check(Cu.memFreeHost(address), "cuMemFreeHost", "p=0x" + Long.toHexString(address));
         } else {
             Cu.check(Cu.memHostUnregister(address), "cuMemHostUnregister", "p=0x" + Long.toHexString(address));
-            munmap(mappingAddress, mappedBytes);
         }
     }
 }

@@ -89,8 +89,13 @@ class CudaCopyEngineContractTest {
 
         @Override
         protected MemorySegment poolMemory(long bytes) {
-            PinnedHostMemory pinned = device.allocatePinned(bytes, PinnedHostMemory.Strategy.REGISTER);
-            allocations.add(pinned);
+            // Memory mapped elsewhere, then registered (as the node does with its pool); unregistered before freed.
+            Arena owner = Arena.ofShared();
+            PinnedHostMemory pinned = device.registerHost(owner.allocate(Math.max(bytes, 4096), 4096));
+            allocations.add(() -> {
+                pinned.close();
+                owner.close();
+            });
             return pinned.memory().asSlice(0, bytes);
         }
 
