@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import io.pegaflow.store.BlockKey;
+import io.pegaflow.store.StoreEvent;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -179,5 +181,39 @@ class DirectoryPublisherTest {
                 IllegalArgumentException.class, () -> publisher.publishFingerprints(new long[] {fp, 0}, new long[0]));
         assertEquals(0, publisher.pendingChanges());
         assertEquals(0, publisher.heldFingerprints());
+    }
+
+    @Test
+    void shouldPublishSealedBlocksAndForgetEvictedDroppedAndClearedOnes() {
+        DirectoryPublisher publisher = new DirectoryPublisher(0, 1, RANGES, settings(1_000, 1_000));
+        StoreEventPublisher listener = new StoreEventPublisher(publisher);
+        BlockKey[] keys = new BlockKey[4];
+        for (int i = 0; i < keys.length; i++) {
+            keys[i] = new BlockKey(i % 2 == 0 ? "a" : "b", new byte[] {(byte) i, 9, 9});
+        }
+        List<StoreEvent> seals = new ArrayList<>();
+        for (BlockKey k : keys) {
+            seals.add(new StoreEvent(StoreEvent.Kind.SEALED, k, 4096));
+        }
+        listener.onEvents(seals);
+        assertEquals(
+                4,
+                drain(publisher).stream()
+                        .mapToInt(s -> s.publish().added().length)
+                        .sum());
+        listener.onEvents(List.of(
+                new StoreEvent(StoreEvent.Kind.EVICTED, keys[0], 4096),
+                new StoreEvent(StoreEvent.Kind.DROPPED, keys[1], 4096),
+                new StoreEvent(StoreEvent.Kind.CLEARED, keys[2], 4096)));
+        long[] removed = drain(publisher).stream()
+                .flatMapToLong(s -> Arrays.stream(s.publish().removed()))
+                .sorted()
+                .toArray();
+        long[] expected = Arrays.stream(new BlockKey[] {keys[0], keys[1], keys[2]})
+                .mapToLong(k -> Fingerprints.of(k.namespace(), k.hash()))
+                .sorted()
+                .toArray();
+        assertArrayEquals(expected, removed);
+        assertEquals(1, publisher.heldFingerprints());
     }
 }
