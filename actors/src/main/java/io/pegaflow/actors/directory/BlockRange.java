@@ -182,7 +182,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
                 .tell(Receptionist.subscribe(
                         HoldingsProvider.SERVICE_KEY,
                         context.messageAdapter(Receptionist.Listing.class, ProvidersChanged::new)));
-        context.getLog().info("directory range {} starting on node {}", range, nodes.idOf(selfNode));
+        context.getLog().debug("directory range {} starting on node {}", range, nodes.idOf(selfNode));
         afterChange();
     }
 
@@ -316,7 +316,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             getContext()
                     .getLog()
                     .info(
-                            "directory range {} complete on node {} after {} ms ({} entries from {} nodes)",
+                            "directory range {} started on node {}, complete after {} ms ({} entries from {} nodes)",
                             state.range(),
                             nodes.idOf(selfNode),
                             (now - startedAtNanos) / 1_000_000,

@@ -5,6 +5,7 @@ import java.util.concurrent.Executor;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
+import org.apache.pekko.cluster.sharding.ShardCoordinator;
 import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
@@ -12,9 +13,10 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * The directory's part of one node, wired in one call: starts {@link BlockRange} sharding (every node hosts ranges;
- * no passivation, so a range keeps its state until its shard moves), and spawns as system actors this node's {@link
- * HoldingsProvider} (registered with the Receptionist), the {@link PublishFlusher} that drains the {@link
- * DirectoryPublisher}, and the {@link RangeKeeper}. The node feeds {@link #publisher()} from its store's events and
+ * no passivation, so a range keeps its state until its shard moves; least-shard allocation with the configured
+ * rebalance limits), and spawns as system actors this node's {@link
+ * HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
+ * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, and the tracker of the other nodes' relays. The node feeds {@link #publisher()} from its store's events and
  * answers lookups through {@link #client()}.
  */
 public final class DirectoryNode {
@@ -55,6 +57,8 @@ public final class DirectoryNode {
         ClusterSharding sharding = ClusterSharding.get(system);
         sharding.init(Entity.of(BlockRange.TYPE_KEY, ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings))
                 .withMessageExtractor(new RangeMessageExtractor())
+                .withAllocationStrategy(ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
+                        settings.rebalanceAbsoluteLimit(), settings.rebalanceRelativeLimit()))
                 .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy()));
         RangeRefs ranges = new RangeRefs(sharding, nodes.rangeCount());
 
@@ -78,7 +82,14 @@ public final class DirectoryNode {
                 Props.empty());
         system.systemActorOf(
                 RangeKeeper.create(ranges, self, settings.wakeDelays()), "pegaflow-directory-keeper", Props.empty());
-        DirectoryClient client = new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage());
+        RelayTable relays = null;
+        if (settings.lookupRelay()) {
+            system.systemActorOf(LookupRelay.create(ranges), "pegaflow-directory-lookup-relay", Props.empty());
+            relays = new RelayTable(nodes.size());
+            system.systemActorOf(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Props.empty());
+        }
+        DirectoryClient client =
+                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, system.scheduler());
         return new DirectoryNode(nodes, self, settings, publisher, client);
     }
 

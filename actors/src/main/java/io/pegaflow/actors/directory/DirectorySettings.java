@@ -16,6 +16,9 @@ import java.util.List;
  * @param rebuildLogLimit publishes (in fingerprints) a range keeps per node while awaiting its holdings
  * @param holdingsParallelism LocalHoldings scans in flight per node
  * @param wakeDelays delays after a membership change at which each node touches every range
+ * @param lookupRelay whether locates go through each host's {@link LookupRelay}
+ * @param rebalanceAbsoluteLimit ranges one rebalance round may move
+ * @param rebalanceRelativeLimit share of all ranges one rebalance round may move
  */
 public record DirectorySettings(
         Duration flushInterval,
@@ -26,7 +29,10 @@ public record DirectorySettings(
         Duration snapshotRetryInterval,
         int rebuildLogLimit,
         int holdingsParallelism,
-        List<Duration> wakeDelays) {
+        List<Duration> wakeDelays,
+        boolean lookupRelay,
+        int rebalanceAbsoluteLimit,
+        double rebalanceRelativeLimit) {
 
     /** Config path of the dispatcher that runs LocalHoldings scans. */
     public static final String HOLDINGS_DISPATCHER = "pegaflow.directory.holdings-dispatcher";
@@ -44,6 +50,11 @@ public record DirectorySettings(
         for (Duration d : wakeDelays) {
             positive("wake-delays", d);
         }
+        positive("rebalance-absolute-limit", rebalanceAbsoluteLimit);
+        if (!(rebalanceRelativeLimit > 0 && rebalanceRelativeLimit <= 1)) {
+            throw new IllegalArgumentException(
+                    "pegaflow.directory.rebalance-relative-limit must be in (0, 1], got " + rebalanceRelativeLimit);
+        }
     }
 
     /** Reads {@code pegaflow.directory} from {@code config} (an ActorSystem's settings). */
@@ -58,7 +69,10 @@ public record DirectorySettings(
                 c.getDuration("snapshot-retry-interval"),
                 c.getInt("rebuild-log-limit"),
                 c.getInt("holdings-parallelism"),
-                c.getDurationList("wake-delays"));
+                c.getDurationList("wake-delays"),
+                c.getBoolean("lookup-relay"),
+                c.getInt("rebalance-absolute-limit"),
+                c.getDouble("rebalance-relative-limit"));
     }
 
     private static void positive(String key, Duration value) {

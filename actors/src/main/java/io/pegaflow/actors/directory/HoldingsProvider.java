@@ -3,7 +3,9 @@ package io.pegaflow.actors.directory;
 import io.pegaflow.actors.CborSerializable;
 import java.util.ArrayDeque;
 import java.util.Arrays;
+import java.util.HashMap;
 import java.util.Iterator;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
@@ -21,7 +23,8 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * with this node's holdings in its slice, read from {@link LocalHoldings} on a separate executor (at most {@code
  * parallelism} scans at once; further requests wait in a queue, one per asking range), labelled with the last publish
  * sequence sent to that range <em>before</em> the read (see {@link RangeState} for why that label makes the answer
- * safe to combine with publishes).
+ * safe to combine with publishes). A range that asks again while its scan runs (a slow store) gets that scan's answer
+ * under its newest request id rather than a second scan.
  */
 public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Command> {
     public static final ServiceKey<Command> SERVICE_KEY =
@@ -48,7 +51,8 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     private final int parallelism;
     private final int chunkSize;
     private final ArrayDeque<GetHoldings> queue = new ArrayDeque<>();
-    private int inFlight;
+    /** Ranges whose scan runs → the request id its answer carries (the newest they sent). */
+    private final Map<ActorRef<BlockRange.Command>, Long> scanning = new HashMap<>();
 
     /**
      * @param selfNode this node's index
@@ -105,6 +109,10 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
                     .warn("ignoring holdings request for range {} of {}", request.range(), request.rangeCount());
             return this;
         }
+        if (scanning.containsKey(request.replyTo())) {
+            scanning.put(request.replyTo(), request.requestId());
+            return this;
+        }
         // A newer request from the same range supersedes a queued older one.
         for (Iterator<GetHoldings> it = queue.iterator(); it.hasNext(); ) {
             if (it.next().replyTo().equals(request.replyTo())) {
@@ -121,10 +129,10 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     }
 
     private void startScans() {
-        while (inFlight < parallelism && !queue.isEmpty()) {
+        while (scanning.size() < parallelism && !queue.isEmpty()) {
             GetHoldings request = queue.pollFirst();
             long label = sequences.lastSequence(request.range()); // read before the store: see RangeState rule 3
-            inFlight++;
+            scanning.put(request.replyTo(), request.requestId());
             getContext()
                     .pipeToSelf(
                             CompletableFuture.supplyAsync(
@@ -135,8 +143,8 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     }
 
     private Behavior<Command> onScanned(Scanned scanned) {
-        inFlight--;
         GetHoldings request = scanned.request();
+        long answerAs = scanning.remove(request.replyTo());
         if (scanned.failure() != null || scanned.fingerprints() == null) {
             getContext()
                     .getLog()
@@ -145,13 +153,17 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
                             request.range(),
                             scanned.failure());
         } else {
-            send(request, scanned.sequence(), inRange(scanned.fingerprints(), request.range(), request.rangeCount()));
+            send(
+                    request,
+                    answerAs,
+                    scanned.sequence(),
+                    inRange(scanned.fingerprints(), request.range(), request.rangeCount()));
         }
         startScans();
         return this;
     }
 
-    private void send(GetHoldings request, long label, long[] fps) {
+    private void send(GetHoldings request, long requestId, long label, long[] fps) {
         int chunks = Math.max(1, (fps.length + chunkSize - 1) / chunkSize);
         for (int c = 0; c < chunks; c++) {
             int from = c * chunkSize;
@@ -160,7 +172,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
                     .tell(new BlockRange.Holdings(
                             selfNode,
                             incarnation,
-                            request.requestId(),
+                            requestId,
                             label,
                             c,
                             c == chunks - 1,

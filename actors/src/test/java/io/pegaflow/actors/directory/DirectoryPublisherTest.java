@@ -36,7 +36,10 @@ class DirectoryPublisherTest {
                 Duration.ofSeconds(2),
                 1_000_000,
                 2,
-                List.of(Duration.ofMillis(500)));
+                List.of(Duration.ofMillis(500)),
+                true,
+                1024,
+                1.0);
     }
 
     private static List<Sent> drain(DirectoryPublisher publisher) {
