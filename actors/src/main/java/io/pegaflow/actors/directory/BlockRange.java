@@ -21,7 +21,7 @@ import org.apache.pekko.cluster.typed.Subscribe;
 /**
  * The sharded entity that owns one fixed slice of the fingerprint space ({@link Fingerprints#rangeOf}; entity id =
  * the range number, one range per shard) and records which nodes hold each sealed block of it. State lives here,
- * in a {@link FingerprintTable} (fingerprint → holder bitmask), under the rules of {@link RangeState}.
+ * in a {@link HolderTable} (fingerprint → holder bitmask), under the rules of {@link RangeState}.
  *
  * <p>On start (first use, rebalance, its host died) it asks every member's {@link HoldingsProvider} for the node's
  * holdings in this slice and answers lookups meanwhile with what it has, marked incomplete. It follows membership

@@ -6,7 +6,8 @@ import java.util.List;
 /**
  * What one {@link BlockRange} knows: holders per fingerprint of its slice, and per node which incarnation it trusts
  * and how far that node's publishes have been applied. Plain single-threaded logic (the entity owns it), so the
- * ordering rules can be tested without a cluster.
+ * ordering rules can be tested without a cluster. Public for the memory benchmark ({@code bench/}); nothing else
+ * outside this package should need it.
  *
  * <h2>The rules</h2>
  *
@@ -36,8 +37,8 @@ import java.util.List;
  *       again every {@code snapshot-retry-interval}).
  * </ol>
  */
-final class RangeState {
-    enum Phase {
+public final class RangeState {
+    public enum Phase {
         /** No trusted incarnation: the node is not a member (or has left). */
         ABSENT,
         /** Member; its holdings have been asked for and not yet applied. */
@@ -52,7 +53,7 @@ final class RangeState {
     private final long rebuildTimeoutNanos;
     private final int logLimit;
 
-    private final FingerprintTable holders = new FingerprintTable();
+    private final HolderTable holders = new HolderTable();
     private final long[] incarnation;
     private final Phase[] phase;
     private final boolean[] up;
@@ -70,7 +71,7 @@ final class RangeState {
     private long resyncs;
     private long snapshotsApplied;
 
-    RangeState(int range, int rangeCount, int nodeCount, long rebuildTimeoutNanos, int logLimit) {
+    public RangeState(int range, int rangeCount, int nodeCount, long rebuildTimeoutNanos, int logLimit) {
         if (range < 0 || range >= rangeCount) {
             throw new IllegalArgumentException("range " + range + " outside [0, " + rangeCount + ")");
         }
@@ -99,14 +100,14 @@ final class RangeState {
         unloggedUpTo = new long[nodeCount];
     }
 
-    int range() {
+    public int range() {
         return range;
     }
 
     // ---- membership ----
 
     /** The range has read the cluster's membership (until then nothing it answers is complete). */
-    void membershipKnown() {
+    public void membershipKnown() {
         membershipKnown = true;
     }
 
@@ -114,7 +115,7 @@ final class RangeState {
      * Member {@code uid} is node {@code node} (Joining, WeaklyUp: {@code up} false; Up: true). A new incarnation
      * replaces the old one's holdings and is asked for its own.
      */
-    void memberPresent(int node, long uid, boolean isUp, long nowNanos) {
+    public void memberPresent(int node, long uid, boolean isUp, long nowNanos) {
         if (!validNode(node) || uid == 0) {
             return;
         }
@@ -133,7 +134,7 @@ final class RangeState {
     }
 
     /** Member {@code uid} of node {@code node} is leaving or gone: its holdings are purged. */
-    void memberGone(int node, long uid) {
+    public void memberGone(int node, long uid) {
         if (!validNode(node) || incarnation[node] != uid || uid == 0) {
             return;
         }
@@ -147,7 +148,7 @@ final class RangeState {
     // ---- publishes and holdings ----
 
     /** Applies a publish by the rules above. */
-    void onPublish(BlockRange.Publish p, long nowNanos) {
+    public void onPublish(BlockRange.Publish p, long nowNanos) {
         int node = p.node();
         if (!validNode(node) || incarnation[node] != p.incarnation() || phase[node] == Phase.ABSENT) {
             ignoredMessages++;
@@ -174,7 +175,7 @@ final class RangeState {
     }
 
     /** Applies one chunk of a node's holdings answer by the rules above. */
-    void onHoldings(BlockRange.Holdings h, long nowNanos) {
+    public void onHoldings(BlockRange.Holdings h, long nowNanos) {
         int node = h.node();
         if (!validNode(node)
                 || incarnation[node] != h.incarnation()
@@ -228,13 +229,13 @@ final class RangeState {
     // ---- holdings requests ----
 
     /** Whether node {@code node}'s holdings should be asked for now (none asked yet, or the last ask is stale). */
-    boolean wantsHoldings(int node, long nowNanos, long retryNanos) {
+    public boolean wantsHoldings(int node, long nowNanos, long retryNanos) {
         return phase[node] == Phase.AWAITING
                 && (requestId[node] == 0 || nowNanos - requestedAtNanos[node] >= retryNanos);
     }
 
     /** Records that request {@code id} went to node {@code node}; answers to older requests are ignored from now. */
-    void requested(int node, long id, long nowNanos) {
+    public void requested(int node, long id, long nowNanos) {
         requestId[node] = id;
         requestedAtNanos[node] = nowNanos;
         nextChunk[node] = 0;
@@ -247,7 +248,7 @@ final class RangeState {
     // ---- lookups ----
 
     /** Holder mask of each fingerprint into {@code masks} (0: no holder known). */
-    void lookup(long[] fingerprints, long[] masks) {
+    public void lookup(long[] fingerprints, long[] masks) {
         for (int i = 0; i < fingerprints.length; i++) {
             long fp = fingerprints[i];
             masks[i] = fp == 0 ? 0 : holders.get(fp);
@@ -255,7 +256,7 @@ final class RangeState {
     }
 
     /** Whether a lookup answered now reflects every Up node's holdings (rule 4). */
-    boolean complete(long nowNanos) {
+    public boolean complete(long nowNanos) {
         if (!membershipKnown) {
             return false;
         }
@@ -288,16 +289,26 @@ final class RangeState {
         return n;
     }
 
-    Phase phase(int node) {
+    public Phase phase(int node) {
         return phase[node];
     }
 
-    int entries() {
+    public int entries() {
         return holders.size();
     }
 
-    long tableBytes() {
+    public long tableBytes() {
         return holders.arrayBytes();
+    }
+
+    /** Slots of the holder table. */
+    public long tableCapacity() {
+        return holders.capacity();
+    }
+
+    /** Bytes of the holder table's largest array. */
+    public long largestArrayBytes() {
+        return holders.largestArrayBytes();
     }
 
     long ignoredMessages() {
