@@ -5,6 +5,7 @@ import java.time.Duration;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.PostStop;
 import org.apache.pekko.actor.typed.javadsl.AbstractBehavior;
 import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
@@ -118,18 +119,26 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
     @SuppressWarnings("unchecked")
     private final ActorRef<HoldingsProvider.Command>[] providers;
 
+    private final DirectoryCounters counters;
     private long nextRequestId;
     private boolean reportedComplete;
+    private long reportedEntries;
+    private long reportedIgnored;
+    private long reportedResyncs;
 
     /**
      * @param entityId the range number as sharding gives it
      * @param selfNode index of the node this entity runs on
      */
     public static Behavior<Command> create(
-            String entityId, DirectoryNodes nodes, int selfNode, DirectorySettings settings) {
+            String entityId,
+            DirectoryNodes nodes,
+            int selfNode,
+            DirectorySettings settings,
+            DirectoryCounters counters) {
         int range = parseRange(entityId, nodes.rangeCount());
-        return Behaviors.setup(context ->
-                Behaviors.withTimers(timers -> new BlockRange(context, timers, range, nodes, selfNode, settings)));
+        return Behaviors.setup(context -> Behaviors.withTimers(
+                timers -> new BlockRange(context, timers, range, nodes, selfNode, settings, counters)));
     }
 
     static int parseRange(String entityId, int rangeCount) {
@@ -153,8 +162,10 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             int range,
             DirectoryNodes nodes,
             int selfNode,
-            DirectorySettings settings) {
+            DirectorySettings settings,
+            DirectoryCounters counters) {
         super(context);
+        this.counters = counters;
         this.nodes = nodes;
         this.selfNode = selfNode;
         this.timers = timers;
@@ -183,6 +194,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
                         HoldingsProvider.SERVICE_KEY,
                         context.messageAdapter(Receptionist.Listing.class, ProvidersChanged::new)));
         context.getLog().debug("directory range {} starting on node {}", range, nodes.idOf(selfNode));
+        counters.rangeStarted();
         afterChange();
     }
 
@@ -198,6 +210,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
                 .onMessage(Wake.class, w -> this)
                 .onMessage(GetStats.class, this::onGetStats)
                 .onMessageEquals(Tick.INSTANCE, this::onTick)
+                .onSignal(PostStop.class, stopped -> onPostStop())
                 .build();
     }
 
@@ -207,7 +220,13 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         return this;
     }
 
+    private Behavior<Command> onPostStop() {
+        counters.rangeStopped(reportedEntries);
+        return this;
+    }
+
     private Behavior<Command> onLookup(Lookup lookup) {
+        counters.lookedUp(lookup.fingerprints().length);
         long[] masks = new long[lookup.fingerprints().length];
         state.lookup(lookup.fingerprints(), masks);
         lookup.replyTo().tell(new LookupReply(state.range(), masks, state.complete(System.nanoTime()), selfNode));
@@ -311,8 +330,15 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         } else {
             timers.cancel(Tick.INSTANCE);
         }
+        counters.entriesChanged(state.entries() - reportedEntries);
+        reportedEntries = state.entries();
+        counters.ignored(state.ignoredMessages() - reportedIgnored);
+        reportedIgnored = state.ignoredMessages();
+        counters.resynced(state.resyncs() - reportedResyncs);
+        reportedResyncs = state.resyncs();
         if (!reportedComplete && state.complete(now)) {
             reportedComplete = true;
+            counters.rebuilt((now - startedAtNanos) / 1_000_000);
             getContext()
                     .getLog()
                     .info(

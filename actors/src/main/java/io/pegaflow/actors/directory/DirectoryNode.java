@@ -25,13 +25,16 @@ public final class DirectoryNode {
     private final DirectorySettings settings;
     private final DirectoryPublisher publisher;
     private final DirectoryClient client;
+    private final DirectoryCounters counters;
 
     private DirectoryNode(
             DirectoryNodes nodes,
             int selfIndex,
             DirectorySettings settings,
             DirectoryPublisher publisher,
-            DirectoryClient client) {
+            DirectoryClient client,
+            DirectoryCounters counters) {
+        this.counters = counters;
         this.nodes = nodes;
         this.selfIndex = selfIndex;
         this.settings = settings;
@@ -54,8 +57,11 @@ public final class DirectoryNode {
         DirectorySettings settings = DirectorySettings.from(system.settings().config());
         long incarnation = Cluster.get(system).selfMember().uniqueAddress().longUid();
 
+        DirectoryCounters counters = new DirectoryCounters();
         ClusterSharding sharding = ClusterSharding.get(system);
-        sharding.init(Entity.of(BlockRange.TYPE_KEY, ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings))
+        sharding.init(Entity.of(
+                        BlockRange.TYPE_KEY,
+                        ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings, counters))
                 .withMessageExtractor(new RangeMessageExtractor())
                 .withAllocationStrategy(ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
                         settings.rebalanceAbsoluteLimit(), settings.rebalanceRelativeLimit()))
@@ -90,7 +96,7 @@ public final class DirectoryNode {
         }
         DirectoryClient client =
                 new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, system.scheduler());
-        return new DirectoryNode(nodes, self, settings, publisher, client);
+        return new DirectoryNode(nodes, self, settings, publisher, client, counters);
     }
 
     public DirectoryClient client() {
@@ -99,6 +105,11 @@ public final class DirectoryNode {
 
     public DirectoryPublisher publisher() {
         return publisher;
+    }
+
+    /** This node's range counters (entries hosted, rebuilds, lookups) for its metrics. */
+    public DirectoryCounters counters() {
+        return counters;
     }
 
     public DirectoryNodes nodes() {

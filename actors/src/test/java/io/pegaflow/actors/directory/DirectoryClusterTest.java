@@ -170,6 +170,15 @@ class DirectoryClusterTest {
         for (int i = 0; i < hashes.length; i++) {
             assertEquals(i < 10 ? List.of("a", "b") : List.of("a"), result.holders(i), "hash " + i);
         }
+        long entries = 0;
+        long hosted = 0;
+        for (Node n : new Node[] {a, b, c}) {
+            entries += n.directory().counters().entries();
+            hosted += n.directory().counters().hostedRanges();
+            assertTrue(n.directory().counters().rebuilds() > 0, n.id() + " rebuilt no range");
+        }
+        assertTrue(entries >= 40, "entries counted: " + entries);
+        assertEquals(RANGES, hosted, "every range runs on exactly one node");
         LocateResult unknown = c.directory()
                 .client()
                 .locate(NS, hashes(3), ASK)
