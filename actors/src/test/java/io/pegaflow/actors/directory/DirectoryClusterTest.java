@@ -282,7 +282,10 @@ class DirectoryClusterTest {
         }
         long removedMs = (System.nanoTime() - killed) / 1_000_000;
 
-        // The timed range: complete again and right (a's and c's blocks, none of b's).
+        // The timed range: complete again (asked directly with short timeouts, to time it closely) and right (a's and
+        // c's blocks, none of b's).
+        awaitLookup(a, timed, inTimed, reply -> reply.complete() && reply.hostNode() != b.index());
+        long completeMs = (System.nanoTime() - killed) / 1_000_000;
         LocateResult timedResult = awaitLocate(
                 a,
                 inTimed,
@@ -291,7 +294,6 @@ class DirectoryClusterTest {
                         && r.holders(0).equals(List.of("a"))
                         && r.holders(11).equals(List.of("c")),
                 Duration.ofSeconds(60));
-        long completeMs = (System.nanoTime() - killed) / 1_000_000;
         BlockRange.RangeStats timedStats = stats(a, timed);
         assertTrue(timedStats.hostNode() != b.index());
         for (int i = 0; i < 12; i++) {
@@ -453,7 +455,8 @@ class DirectoryClusterTest {
             try {
                 BlockRange.LookupReply reply = ClusterSharding.get(from.kit().system())
                         .entityRefFor(BlockRange.TYPE_KEY, Integer.toString(range))
-                        .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Lookup(fps, replyTo), ASK)
+                        .<BlockRange.LookupReply>ask(
+                                replyTo -> new BlockRange.Lookup(fps, replyTo), Duration.ofMillis(300))
                         .toCompletableFuture()
                         .get(10, TimeUnit.SECONDS);
                 if (done.test(reply)) {
@@ -462,7 +465,7 @@ class DirectoryClusterTest {
             } catch (java.util.concurrent.ExecutionException timeoutWhileTheRangeMoves) {
                 // asked again below
             }
-            Thread.sleep(20);
+            Thread.sleep(10);
         }
         throw new AssertionError("range " + range + " never answered as expected");
     }
