@@ -34,22 +34,43 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
 
     private static final Duration TICK = Duration.ofMillis(250);
 
-    /** Messages a range accepts. */
-    public interface Command {}
+    /** Messages a range accepts: the records nested here (all cross nodes), and private local ones. */
+    public interface Command {
+        /**
+         * A batch of one node's changes in this range: blocks it now holds and blocks it no longer holds (each
+         * fingerprint at most once per batch).
+         *
+         * @param node the publisher's node index
+         * @param incarnation the publisher's member uid (its unique address id)
+         * @param sequence 1, 2, 3, … per (incarnation, range): gaps tell the range that something was lost
+         */
+        record Publish(int node, long incarnation, long sequence, long[] added, long[] removed)
+                implements Command, CborSerializable {}
 
-    /**
-     * A batch of one node's changes in this range: blocks it now holds and blocks it no longer holds (each
-     * fingerprint at most once per batch).
-     *
-     * @param node the publisher's node index
-     * @param incarnation the publisher's member uid (its unique address id)
-     * @param sequence 1, 2, 3, … per (incarnation, range): gaps tell the range that something was lost
-     */
-    public record Publish(int node, long incarnation, long sequence, long[] added, long[] removed)
-            implements Command, CborSerializable {}
+        /** Holders of each fingerprint (all in this range). */
+        record Lookup(long[] fingerprints, ActorRef<LookupReply> replyTo) implements Command, CborSerializable {}
 
-    /** Holders of each fingerprint (all in this range). */
-    public record Lookup(long[] fingerprints, ActorRef<LookupReply> replyTo) implements Command, CborSerializable {}
+        /**
+         * Purge node {@code node}'s holdings if the range trusts incarnation {@code incarnation} for it. Each range sends
+         * this to itself from its membership subscription; others may send it for a member known to be gone.
+         */
+        record PurgeNode(int node, long incarnation) implements Command, CborSerializable {}
+
+        /**
+         * A node's answer to {@link HoldingsProvider.Command.GetHoldings}, in chunks {@code 0, 1, …} (the last flagged).
+         *
+         * @param sequence the label: the last publish number the node had sent to this range when it read its holdings
+         */
+        record Holdings(
+                int node, long incarnation, long requestId, long sequence, int chunk, boolean last, long[] fingerprints)
+                implements Command, CborSerializable {}
+
+        /** Starts the range if it is not running (no reply). */
+        record Wake(int fromNode) implements Command, CborSerializable {}
+
+        /** Asks for {@link RangeStats}. */
+        record GetStats(ActorRef<RangeStats> replyTo) implements Command, CborSerializable {}
+    }
 
     /**
      * @param holderMasks per fingerprint of the lookup, a bitmask over node indices ({@link DirectoryNodes}); 0 = no
@@ -59,27 +80,6 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
      */
     public record LookupReply(int range, long[] holderMasks, boolean complete, int hostNode)
             implements CborSerializable {}
-
-    /**
-     * Purge node {@code node}'s holdings if the range trusts incarnation {@code incarnation} for it. Each range sends
-     * this to itself from its membership subscription; others may send it for a member known to be gone.
-     */
-    public record PurgeNode(int node, long incarnation) implements Command, CborSerializable {}
-
-    /**
-     * A node's answer to {@link HoldingsProvider.GetHoldings}, in chunks {@code 0, 1, …} (the last flagged).
-     *
-     * @param sequence the label: the last publish number the node had sent to this range when it read its holdings
-     */
-    public record Holdings(
-            int node, long incarnation, long requestId, long sequence, int chunk, boolean last, long[] fingerprints)
-            implements Command, CborSerializable {}
-
-    /** Starts the range if it is not running (no reply). */
-    public record Wake(int fromNode) implements Command, CborSerializable {}
-
-    /** Asks for {@link RangeStats}. */
-    public record GetStats(ActorRef<RangeStats> replyTo) implements Command, CborSerializable {}
 
     /**
      * @param entries fingerprints with at least one holder
@@ -201,20 +201,20 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
-                .onMessage(Publish.class, this::onPublish)
-                .onMessage(Lookup.class, this::onLookup)
-                .onMessage(Holdings.class, this::onHoldings)
-                .onMessage(PurgeNode.class, this::onPurgeNode)
+                .onMessage(Command.Publish.class, this::onPublish)
+                .onMessage(Command.Lookup.class, this::onLookup)
+                .onMessage(Command.Holdings.class, this::onHoldings)
+                .onMessage(Command.PurgeNode.class, this::onPurgeNode)
                 .onMessage(MembershipChanged.class, this::onMembershipChanged)
                 .onMessage(ProvidersChanged.class, this::onProvidersChanged)
-                .onMessage(Wake.class, w -> this)
-                .onMessage(GetStats.class, this::onGetStats)
+                .onMessage(Command.Wake.class, w -> this)
+                .onMessage(Command.GetStats.class, this::onGetStats)
                 .onMessageEquals(Tick.INSTANCE, this::onTick)
                 .onSignal(PostStop.class, stopped -> onPostStop())
                 .build();
     }
 
-    private Behavior<Command> onPublish(Publish p) {
+    private Behavior<Command> onPublish(Command.Publish p) {
         state.onPublish(p, System.nanoTime());
         afterChange();
         return this;
@@ -225,7 +225,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         return this;
     }
 
-    private Behavior<Command> onLookup(Lookup lookup) {
+    private Behavior<Command> onLookup(Command.Lookup lookup) {
         counters.lookedUp(lookup.fingerprints().length);
         long[] masks = new long[lookup.fingerprints().length];
         state.lookup(lookup.fingerprints(), masks);
@@ -233,13 +233,13 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         return this;
     }
 
-    private Behavior<Command> onHoldings(Holdings h) {
+    private Behavior<Command> onHoldings(Command.Holdings h) {
         state.onHoldings(h, System.nanoTime());
         afterChange();
         return this;
     }
 
-    private Behavior<Command> onPurgeNode(PurgeNode purge) {
+    private Behavior<Command> onPurgeNode(Command.PurgeNode purge) {
         int before = state.entries();
         state.memberGone(purge.node(), purge.incarnation());
         if (state.entries() != before) {
@@ -292,7 +292,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         return this;
     }
 
-    private Behavior<Command> onGetStats(GetStats get) {
+    private Behavior<Command> onGetStats(Command.GetStats get) {
         get.replyTo()
                 .tell(new RangeStats(
                         state.range(),
@@ -319,7 +319,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             if (providers[node] != null && state.wantsHoldings(node, now, retryNanos)) {
                 long id = ++nextRequestId;
                 state.requested(node, id, now);
-                providers[node].tell(new HoldingsProvider.GetHoldings(
+                providers[node].tell(new HoldingsProvider.Command.GetHoldings(
                         state.range(), nodes.rangeCount(), id, getContext().getSelf()));
             }
         }

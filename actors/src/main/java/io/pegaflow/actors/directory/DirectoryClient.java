@@ -211,7 +211,7 @@ public final class DirectoryClient {
     private CompletableFuture<Answer> askDirect(Plan plan, Unit unit, Duration timeout) {
         long[] batch = fingerprintsOf(plan, unit);
         return ranges.get(unit.range[0])
-                .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Lookup(batch, replyTo), timeout)
+                .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Command.Lookup(batch, replyTo), timeout)
                 .toCompletableFuture()
                 .thenApply(reply -> reply.holderMasks().length != batch.length
                         ? null
@@ -229,7 +229,7 @@ public final class DirectoryClient {
         long relayTimeoutMs = Math.max(1, (long) (timeout.toMillis() * RELAY_SHARE));
         CompletionStage<LookupRelay.RelayReply> reply = AskPattern.ask(
                 unit.relay,
-                replyTo -> new LookupRelay.RelayLookup(unit.range, counts, batch, relayTimeoutMs, replyTo),
+                replyTo -> new LookupRelay.Command.RelayLookup(unit.range, counts, batch, relayTimeoutMs, replyTo),
                 timeout,
                 scheduler);
         return reply.toCompletableFuture()

@@ -3,6 +3,7 @@ package io.pegaflow.actors.directory;
 import io.pegaflow.config.Topology;
 import java.util.concurrent.Executor;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
 import org.apache.pekko.cluster.sharding.ShardCoordinator;
@@ -52,6 +53,30 @@ public final class DirectoryNode {
      */
     public static DirectoryNode start(
             ActorSystem<?> system, Topology topology, String selfNodeId, LocalHoldings holdings) {
+        return start(system, topology, selfNodeId, holdings, systemActors(system));
+    }
+
+    /**
+     * Spawns the directory's per-node actors. None of their refs is needed afterwards, so an asynchronous spawn (e.g.
+     * a {@code SpawnChild} message to the node guardian) is fine.
+     */
+    public interface Spawner {
+        <T> void spawn(Behavior<T> behavior, String name, Class<T> protocol);
+    }
+
+    /** Spawns as system actors of {@code system} (the default of {@link #start(ActorSystem, Topology, String, LocalHoldings)}). */
+    public static Spawner systemActors(ActorSystem<?> system) {
+        return new Spawner() {
+            @Override
+            public <T> void spawn(Behavior<T> behavior, String name, Class<T> protocol) {
+                system.systemActorOf(behavior, name, Props.empty());
+            }
+        };
+    }
+
+    /** As {@link #start(ActorSystem, Topology, String, LocalHoldings)}, spawning the actors through {@code spawner}. */
+    public static DirectoryNode start(
+            ActorSystem<?> system, Topology topology, String selfNodeId, LocalHoldings holdings, Spawner spawner) {
         DirectoryNodes nodes = new DirectoryNodes(topology);
         int self = nodes.requireIndex(selfNodeId);
         DirectorySettings settings = DirectorySettings.from(system.settings().config());
@@ -71,7 +96,7 @@ public final class DirectoryNode {
         DirectoryPublisher publisher = new DirectoryPublisher(self, incarnation, nodes.rangeCount(), settings);
         Executor scans =
                 system.dispatchers().lookup(DispatcherSelector.fromConfig(DirectorySettings.HOLDINGS_DISPATCHER));
-        system.systemActorOf(
+        spawner.spawn(
                 HoldingsProvider.create(
                         self,
                         incarnation,
@@ -81,18 +106,20 @@ public final class DirectoryNode {
                         settings.holdingsParallelism(),
                         settings.maxFingerprintsPerMessage()),
                 "pegaflow-directory-holdings",
-                Props.empty());
-        system.systemActorOf(
+                HoldingsProvider.Command.class);
+        spawner.spawn(
                 PublishFlusher.create(publisher, ranges, settings.flushInterval()),
                 "pegaflow-directory-publisher",
-                Props.empty());
-        system.systemActorOf(
-                RangeKeeper.create(ranges, self, settings.wakeDelays()), "pegaflow-directory-keeper", Props.empty());
+                PublishFlusher.Command.class);
+        spawner.spawn(
+                RangeKeeper.create(ranges, self, settings.wakeDelays()),
+                "pegaflow-directory-keeper",
+                RangeKeeper.Command.class);
         RelayTable relays = null;
         if (settings.lookupRelay()) {
-            system.systemActorOf(LookupRelay.create(ranges), "pegaflow-directory-lookup-relay", Props.empty());
+            spawner.spawn(LookupRelay.create(ranges), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
-            system.systemActorOf(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Props.empty());
+            spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
         }
         DirectoryClient client =
                 new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, system.scheduler());

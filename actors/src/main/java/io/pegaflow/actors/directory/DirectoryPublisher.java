@@ -8,7 +8,7 @@ import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
  * The node's outbox to the directory: takes the store's events in batches ({@link #publish}), never blocks and never
- * waits for the directory, and hands coalesced per-range {@link BlockRange.Publish} batches to the flusher actor
+ * waits for the directory, and hands coalesced per-range {@link BlockRange.Command.Publish} batches to the flusher actor
  * ({@link #drain}).
  *
  * <p>Counting. The publisher counts, per fingerprint, how many of this node's sealed blocks have it; a change
@@ -142,7 +142,7 @@ public final class DirectoryPublisher implements PublishSequence, LocalHoldings 
     /** Where the sent batches go: the flusher tells each to its range's entity. */
     @FunctionalInterface
     public interface Sink {
-        void send(int range, BlockRange.Publish publish);
+        void send(int range, BlockRange.Command.Publish publish);
     }
 
     /**
@@ -218,7 +218,7 @@ public final class DirectoryPublisher implements PublishSequence, LocalHoldings 
             int remTo = Math.max(0, offset + take - added.length);
             seq++;
             lastSequence.set(range, seq);
-            BlockRange.Publish p = new BlockRange.Publish(
+            BlockRange.Command.Publish p = new BlockRange.Command.Publish(
                     selfNode, incarnation, seq, slice(added, addFrom, addTo), slice(removed, remFrom, remTo));
             messages.incrementAndGet();
             changesSent.addAndGet(take);

@@ -34,13 +34,13 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     static final int MAX_QUEUED = 65_536;
 
     /** Messages the provider accepts. */
-    public interface Command {}
+    public interface Command {
+        /** Send this node's holdings in {@code range} to {@code replyTo} as {@link BlockRange.Command.Holdings} chunks. */
+        record GetHoldings(int range, int rangeCount, long requestId, ActorRef<BlockRange.Command> replyTo)
+                implements Command, CborSerializable {}
+    }
 
-    /** Send this node's holdings in {@code range} to {@code replyTo} as {@link BlockRange.Holdings} chunks. */
-    public record GetHoldings(int range, int rangeCount, long requestId, ActorRef<BlockRange.Command> replyTo)
-            implements Command, CborSerializable {}
-
-    private record Scanned(GetHoldings request, long sequence, long[] fingerprints, Throwable failure)
+    private record Scanned(Command.GetHoldings request, long sequence, long[] fingerprints, Throwable failure)
             implements Command, NoSerializationVerificationNeeded {}
 
     private final int selfNode;
@@ -50,7 +50,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     private final Executor executor;
     private final int parallelism;
     private final int chunkSize;
-    private final ArrayDeque<GetHoldings> queue = new ArrayDeque<>();
+    private final ArrayDeque<Command.GetHoldings> queue = new ArrayDeque<>();
     /** Ranges whose scan runs → the request id its answer carries (the newest they sent). */
     private final Map<ActorRef<BlockRange.Command>, Long> scanning = new HashMap<>();
 
@@ -58,7 +58,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
      * @param selfNode this node's index
      * @param incarnation this node's member uid (as its publisher sends it)
      * @param executor where {@link LocalHoldings} runs (the holdings dispatcher)
-     * @param chunkSize fingerprints per {@link BlockRange.Holdings} message
+     * @param chunkSize fingerprints per {@link BlockRange.Command.Holdings} message
      */
     public static Behavior<Command> create(
             int selfNode,
@@ -97,12 +97,12 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     @Override
     public Receive<Command> createReceive() {
         return newReceiveBuilder()
-                .onMessage(GetHoldings.class, this::onGetHoldings)
+                .onMessage(Command.GetHoldings.class, this::onGetHoldings)
                 .onMessage(Scanned.class, this::onScanned)
                 .build();
     }
 
-    private Behavior<Command> onGetHoldings(GetHoldings request) {
+    private Behavior<Command> onGetHoldings(Command.GetHoldings request) {
         if (request.rangeCount() < 1 || request.range() < 0 || request.range() >= request.rangeCount()) {
             getContext()
                     .getLog()
@@ -114,7 +114,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
             return this;
         }
         // A newer request from the same range supersedes a queued older one.
-        for (Iterator<GetHoldings> it = queue.iterator(); it.hasNext(); ) {
+        for (Iterator<Command.GetHoldings> it = queue.iterator(); it.hasNext(); ) {
             if (it.next().replyTo().equals(request.replyTo())) {
                 it.remove();
             }
@@ -130,7 +130,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
 
     private void startScans() {
         while (scanning.size() < parallelism && !queue.isEmpty()) {
-            GetHoldings request = queue.pollFirst();
+            Command.GetHoldings request = queue.pollFirst();
             long label = sequences.lastSequence(request.range()); // read before the store: see RangeState rule 3
             scanning.put(request.replyTo(), request.requestId());
             getContext()
@@ -143,7 +143,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     }
 
     private Behavior<Command> onScanned(Scanned scanned) {
-        GetHoldings request = scanned.request();
+        Command.GetHoldings request = scanned.request();
         long answerAs = scanning.remove(request.replyTo());
         if (scanned.failure() != null || scanned.fingerprints() == null) {
             getContext()
@@ -163,13 +163,13 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
         return this;
     }
 
-    private void send(GetHoldings request, long requestId, long label, long[] fps) {
+    private void send(Command.GetHoldings request, long requestId, long label, long[] fps) {
         int chunks = Math.max(1, (fps.length + chunkSize - 1) / chunkSize);
         for (int c = 0; c < chunks; c++) {
             int from = c * chunkSize;
             int to = Math.min(fps.length, from + chunkSize);
             request.replyTo()
-                    .tell(new BlockRange.Holdings(
+                    .tell(new BlockRange.Command.Holdings(
                             selfNode,
                             incarnation,
                             requestId,

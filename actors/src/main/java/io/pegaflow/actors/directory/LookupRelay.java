@@ -13,7 +13,7 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 /**
  * One per node, registered with the Receptionist under {@link #SERVICE_KEY}: takes the lookups of many ranges in one
  * message and asks each range through this node's sharding region. A {@link DirectoryClient} that knows which node
- * hosts which range sends one {@link RelayLookup} per host instead of one ask per range, so a locate of a thousand
+ * hosts which range sends one {@link Command.RelayLookup} per host instead of one ask per range, so a locate of a thousand
  * hashes over 256 ranges costs a couple of remote round trips, the per-range asks staying inside the host.
  *
  * <p>Correct whatever the client believes: a range that has moved is still reached (through sharding), only with an
@@ -25,16 +25,16 @@ public final class LookupRelay {
             ServiceKey.create(Command.class, "pegaflow-directory-lookup-relay");
 
     /** Messages the relay accepts. */
-    public interface Command {}
-
-    /**
-     * Lookups for several ranges: range {@code ranges[i]} gets the next {@code counts[i]} fingerprints.
-     *
-     * @param timeoutMs how long the relay waits for each range (the caller waits a little longer)
-     */
-    public record RelayLookup(
-            int[] ranges, int[] counts, long[] fingerprints, long timeoutMs, ActorRef<RelayReply> replyTo)
-            implements Command, CborSerializable {}
+    public interface Command {
+        /**
+         * Lookups for several ranges: range {@code ranges[i]} gets the next {@code counts[i]} fingerprints.
+         *
+         * @param timeoutMs how long the relay waits for each range (the caller waits a little longer)
+         */
+        record RelayLookup(
+                int[] ranges, int[] counts, long[] fingerprints, long timeoutMs, ActorRef<RelayReply> replyTo)
+                implements Command, CborSerializable {}
+    }
 
     /**
      * @param holderMasks per fingerprint, in request order; 0 for a range that did not answer
@@ -49,12 +49,12 @@ public final class LookupRelay {
         return Behaviors.setup(context -> {
             context.getSystem().receptionist().tell(Receptionist.register(SERVICE_KEY, context.getSelf()));
             return Behaviors.receive(Command.class)
-                    .onMessage(RelayLookup.class, lookup -> onRelayLookup(lookup, ranges))
+                    .onMessage(Command.RelayLookup.class, lookup -> onRelayLookup(lookup, ranges))
                     .build();
         });
     }
 
-    private static Behavior<Command> onRelayLookup(RelayLookup lookup, RangeRefs ranges) {
+    private static Behavior<Command> onRelayLookup(Command.RelayLookup lookup, RangeRefs ranges) {
         int n = lookup.ranges().length;
         if (lookup.counts().length != n
                 || Arrays.stream(lookup.counts()).asLongStream().sum() != lookup.fingerprints().length) {
@@ -74,7 +74,7 @@ public final class LookupRelay {
             }
             long[] batch = Arrays.copyOfRange(lookup.fingerprints(), offset[i], offset[i + 1]);
             replies[i] = ranges.get(range)
-                    .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Lookup(batch, replyTo), timeout)
+                    .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Command.Lookup(batch, replyTo), timeout)
                     .toCompletableFuture()
                     .exceptionally(failure -> null);
         }

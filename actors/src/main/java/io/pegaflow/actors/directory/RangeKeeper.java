@@ -13,7 +13,7 @@ import org.apache.pekko.cluster.typed.Subscribe;
 /**
  * Keeps every range running. Ranges are not remembered entities (that would need durable storage), so a range whose
  * host died would start only on its next message; after each membership change (a member up or removed) this actor
- * sends {@link BlockRange.Wake} to every range at each of {@code wake-delays}, so the range restarts and rebuilds
+ * sends {@link BlockRange.Command.Wake} to every range at each of {@code wake-delays}, so the range restarts and rebuilds
  * before a lookup needs it. Several delays because the shard coordinator reallocates a dead host's ranges only after
  * the host is removed, and rebalances after a join only at its next rebalance round.
  */
@@ -22,7 +22,8 @@ final class RangeKeeper {
 
     private record WakeAll(int delayIndex) implements Command {}
 
-    interface Command extends NoSerializationVerificationNeeded {}
+    /** Local messages only. */
+    public interface Command extends NoSerializationVerificationNeeded {}
 
     private RangeKeeper() {}
 
@@ -53,7 +54,7 @@ final class RangeKeeper {
     }
 
     private static Behavior<Command> onWakeAll(RangeRefs ranges, int selfNode) {
-        BlockRange.Wake wake = new BlockRange.Wake(selfNode);
+        BlockRange.Command.Wake wake = new BlockRange.Command.Wake(selfNode);
         for (int r = 0; r < ranges.rangeCount(); r++) {
             ranges.get(r).tell(wake);
         }

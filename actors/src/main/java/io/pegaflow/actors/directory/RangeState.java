@@ -62,7 +62,7 @@ public final class RangeState {
     private final long[] requestedAtNanos;
     private final long[] awaitingSinceNanos;
     private final int[] nextChunk;
-    private final List<List<BlockRange.Publish>> log;
+    private final List<List<BlockRange.Command.Publish>> log;
     private final int[] loggedFingerprints;
     private final long[] unloggedUpTo;
     private boolean membershipKnown;
@@ -148,7 +148,7 @@ public final class RangeState {
     // ---- publishes and holdings ----
 
     /** Applies a publish by the rules above. */
-    public void onPublish(BlockRange.Publish p, long nowNanos) {
+    public void onPublish(BlockRange.Command.Publish p, long nowNanos) {
         int node = p.node();
         if (!validNode(node) || incarnation[node] != p.incarnation() || phase[node] == Phase.ABSENT) {
             ignoredMessages++;
@@ -175,7 +175,7 @@ public final class RangeState {
     }
 
     /** Applies one chunk of a node's holdings answer by the rules above. */
-    public void onHoldings(BlockRange.Holdings h, long nowNanos) {
+    public void onHoldings(BlockRange.Command.Holdings h, long nowNanos) {
         int node = h.node();
         if (!validNode(node)
                 || incarnation[node] != h.incarnation()
@@ -205,7 +205,7 @@ public final class RangeState {
         snapshotsApplied++;
         long seq = h.sequence();
         boolean gap = unloggedUpTo[node] > seq;
-        for (BlockRange.Publish p : log.get(node)) {
+        for (BlockRange.Command.Publish p : log.get(node)) {
             if (p.sequence() <= seq) {
                 continue;
             }
@@ -332,7 +332,7 @@ public final class RangeState {
         clearLog(node);
     }
 
-    private void apply(int node, BlockRange.Publish p) {
+    private void apply(int node, BlockRange.Command.Publish p) {
         long bit = DirectoryNodes.bit(node);
         for (long fp : p.added()) {
             if (inRange(fp)) {
@@ -346,7 +346,7 @@ public final class RangeState {
         }
     }
 
-    private void logPublish(int node, BlockRange.Publish p) {
+    private void logPublish(int node, BlockRange.Command.Publish p) {
         int n = p.added().length + p.removed().length;
         if (loggedFingerprints[node] + (long) n > logLimit) {
             unloggedUpTo[node] = Math.max(unloggedUpTo[node], p.sequence());

@@ -456,7 +456,7 @@ class DirectoryClusterTest {
                 BlockRange.LookupReply reply = ClusterSharding.get(from.kit().system())
                         .entityRefFor(BlockRange.TYPE_KEY, Integer.toString(range))
                         .<BlockRange.LookupReply>ask(
-                                replyTo -> new BlockRange.Lookup(fps, replyTo), Duration.ofMillis(300))
+                                replyTo -> new BlockRange.Command.Lookup(fps, replyTo), Duration.ofMillis(300))
                         .toCompletableFuture()
                         .get(10, TimeUnit.SECONDS);
                 if (done.test(reply)) {
@@ -473,7 +473,7 @@ class DirectoryClusterTest {
     private static BlockRange.RangeStats stats(Node from, int range) throws Exception {
         return ClusterSharding.get(from.kit().system())
                 .entityRefFor(BlockRange.TYPE_KEY, Integer.toString(range))
-                .<BlockRange.RangeStats>ask(BlockRange.GetStats::new, ASK)
+                .<BlockRange.RangeStats>ask(BlockRange.Command.GetStats::new, ASK)
                 .toCompletableFuture()
                 .get(10, TimeUnit.SECONDS);
     }
@@ -495,7 +495,7 @@ class DirectoryClusterTest {
         ClusterSharding sharding = ClusterSharding.get(a.kit().system());
         for (int r = 0; r < RANGES; r++) {
             asks.add(sharding.entityRefFor(BlockRange.TYPE_KEY, Integer.toString(r))
-                    .<BlockRange.RangeStats>ask(BlockRange.GetStats::new, ASK)
+                    .<BlockRange.RangeStats>ask(BlockRange.Command.GetStats::new, ASK)
                     .toCompletableFuture());
         }
         int[] hosts = new int[RANGES];

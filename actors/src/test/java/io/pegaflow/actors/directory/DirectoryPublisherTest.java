@@ -17,7 +17,7 @@ import org.junit.jupiter.api.Test;
 class DirectoryPublisherTest {
     private static final int RANGES = 4;
 
-    private record Sent(int range, BlockRange.Publish publish) {}
+    private record Sent(int range, BlockRange.Command.Publish publish) {}
 
     /** A store event as the node's store would deliver it (stand-in for the store module's event type). */
     private record Event(boolean sealed, String namespace, byte[] hash) {}
@@ -127,7 +127,7 @@ class DirectoryPublisherTest {
         assertEquals(3, sent.size()); // 7 changes, 3 per message
         long total = 0;
         for (int i = 0; i < sent.size(); i++) {
-            BlockRange.Publish p = sent.get(i).publish();
+            BlockRange.Command.Publish p = sent.get(i).publish();
             assertEquals(3 + i, p.sequence());
             assertTrue(p.added().length + p.removed().length <= 3);
             total += p.added().length + p.removed().length;

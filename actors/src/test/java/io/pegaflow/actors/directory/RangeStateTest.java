@@ -249,13 +249,13 @@ class RangeStateTest {
         return new long[0];
     }
 
-    private static BlockRange.Publish publish(int node, long uid, long seq, long[] added, long[] removed) {
-        return new BlockRange.Publish(node, uid, seq, added, removed);
+    private static BlockRange.Command.Publish publish(int node, long uid, long seq, long[] added, long[] removed) {
+        return new BlockRange.Command.Publish(node, uid, seq, added, removed);
     }
 
-    private static BlockRange.Holdings holdings(
+    private static BlockRange.Command.Holdings holdings(
             int node, long uid, long request, long label, int chunk, boolean last, long... fps) {
-        return new BlockRange.Holdings(node, uid, request, label, chunk, last, fps);
+        return new BlockRange.Command.Holdings(node, uid, request, label, chunk, last, fps);
     }
 
     static long[] fingerprintsIn(int range, int n) {

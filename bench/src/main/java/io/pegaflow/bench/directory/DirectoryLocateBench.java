@@ -162,7 +162,7 @@ public final class DirectoryLocateBench {
             List<CompletableFuture<BlockRange.RangeStats>> asks = new ArrayList<>();
             for (int r = 0; r < ranges; r++) {
                 asks.add(sharding.entityRefFor(BlockRange.TYPE_KEY, Integer.toString(r))
-                        .<BlockRange.RangeStats>ask(BlockRange.GetStats::new, TIMEOUT)
+                        .<BlockRange.RangeStats>ask(BlockRange.Command.GetStats::new, TIMEOUT)
                         .toCompletableFuture());
             }
             int[] count = new int[3];

@@ -67,7 +67,7 @@ public final class DirectoryMemoryBench {
             for (int node = 0; node < NODES; node++) {
                 states[r].memberPresent(node, node + 1, true, now);
                 states[r].requested(node, 1, now);
-                states[r].onHoldings(new BlockRange.Holdings(node, node + 1, 1, 0, 0, true, NONE), now);
+                states[r].onHoldings(new BlockRange.Command.Holdings(node, node + 1, 1, 0, 0, true, NONE), now);
             }
         }
         long[][][] batch = new long[NODES][ranges][BATCH];
@@ -188,7 +188,8 @@ public final class DirectoryMemoryBench {
 
     private static void publish(RangeState state, int node, long seq, long[] fps, int count) {
         state.onPublish(
-                new BlockRange.Publish(node, node + 1, seq, Arrays.copyOf(fps, count), NONE), System.nanoTime());
+                new BlockRange.Command.Publish(node, node + 1, seq, Arrays.copyOf(fps, count), NONE),
+                System.nanoTime());
     }
 
     private static int holdersOf(int percent) {
