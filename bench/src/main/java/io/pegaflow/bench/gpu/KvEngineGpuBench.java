@@ -105,8 +105,51 @@ public final class KvEngineGpuBench {
         }
     }
 
+    /** Fills distinct save and load ids (disjoint sets) in the requested order. */
+    static void blockIds(String order, int[] saveIds, int[] loadIds) {
+        int n = saveIds.length;
+        switch (order) {
+            case "strided" -> {
+                for (int i = 0; i < n; i++) {
+                    saveIds[i] = (i * 7) % BLOCKS;
+                    loadIds[i] = (i * 7 + 3) % BLOCKS;
+                }
+            }
+            case "sorted" -> {
+                for (int i = 0; i < n; i++) {
+                    saveIds[i] = i;
+                    loadIds[i] = n + i;
+                }
+            }
+            case "random" -> {
+                List<Integer> all = new ArrayList<>();
+                for (int b = 0; b < BLOCKS; b++) {
+                    all.add(b);
+                }
+                java.util.Collections.shuffle(all, new java.util.Random(42));
+                for (int i = 0; i < n; i++) {
+                    saveIds[i] = all.get(i);
+                    loadIds[i] = all.get(n + i);
+                }
+            }
+            default -> throw new IllegalArgumentException("--ids: " + order + " is not sorted, random or strided");
+        }
+    }
+
     public static void main(String[] args) throws Exception {
-        int reps = args.length > 1 && args[0].equals("--reps") ? Integer.parseInt(args[1]) : 20;
+        int reps = 20;
+        // How the worker's block ids are laid out: vLLM hands out free blocks in no particular order, and a patch of
+        // the seed sorted them; "sorted" = ascending and adjacent, "random" = a random permutation, "strided" = i*7.
+        String idOrder = "strided";
+        for (int i = 0; i + 1 < args.length; i += 2) {
+            switch (args[i]) {
+                case "--reps" -> reps = Integer.parseInt(args[i + 1]);
+                case "--ids" -> idOrder = args[i + 1];
+                default ->
+                    throw new IllegalArgumentException(
+                            "unknown option " + args[i] + " (--reps N, --ids sorted|random|strided)");
+            }
+        }
         if (!CudaProbe.isAvailable()) {
             System.err.println(
                     "CUDA is not usable: " + CudaProbe.unavailabilityCause().orElseThrow());
@@ -177,10 +220,8 @@ public final class KvEngineGpuBench {
                     .contextId();
             int[] saveIds = new int[SAVE];
             int[] loadIds = new int[SAVE];
-            for (int i = 0; i < SAVE; i++) {
-                saveIds[i] = (i * 7) % BLOCKS;
-                loadIds[i] = (i * 7 + 3) % BLOCKS;
-            }
+            blockIds(idOrder, saveIds, loadIds);
+            System.out.println("block ids: " + idOrder);
             byte[][] hashes = hashes("fixed", SAVE);
             kv.save(new SaveBlocks(ctx, saveIds, hashes, new int[0]))
                     .toCompletableFuture()
