@@ -160,6 +160,9 @@ class LauncherScriptWithFakeMavenTest {
         builder.environment().put("PATH", root.resolve("bin") + ":" + System.getenv("PATH"));
         builder.environment().put("TMPDIR", root.resolve("tmp").toString());
         builder.environment().remove("PEGAFLOW_JVM_OPTS");
+        // The scratch checkout has no python/: name a Python so `demo` does not try to build a .venv there (and the
+        // test does not depend on whether Maven was started by ./pegaflow test, which exports its own).
+        builder.environment().put("PEGAFLOW_PYTHON", "/bin/true");
         Path out = root.resolve("out.txt");
         Path err = root.resolve("err.txt");
         Process process = builder.redirectOutput(out.toFile())
