@@ -13,6 +13,7 @@ import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
+import io.pegaflow.fabric.grpc.LocationWatch;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
@@ -56,6 +57,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private final KvEngine engine;
     private final DirectoryNode directory;
     private final CompletableFuture<ActorRef<NodeGuardian.Command>> guardian;
+    private final LocationWatch watch;
     private final long startNs = System.nanoTime();
 
     private FabricNode(
@@ -63,7 +65,9 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             ActorSystem<Void> system,
             KvEngine engine,
             DirectoryNode directory,
-            CompletableFuture<ActorRef<NodeGuardian.Command>> guardian) {
+            CompletableFuture<ActorRef<NodeGuardian.Command>> guardian,
+            LocationWatch watch) {
+        this.watch = watch;
         this.launch = launch;
         this.system = system;
         this.engine = engine;
@@ -117,8 +121,18 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         DirectoryNode directory = DirectoryNode.start(
                 system, launch.topology(), launch.self().id(), null, new GuardianSpawner(system, guardian));
         // Seals and removals flow to the directory from now on; the store's event thread only hands them over.
-        engine.store().setListener(new StoreEventPublisher(directory.publisher()));
-        FabricNode node = new FabricNode(launch, system, engine, directory, guardian);
+        StoreEventPublisher toDirectory = new StoreEventPublisher(directory.publisher());
+        LocationWatch watch = new LocationWatch(
+                launch.self().id(),
+                org.apache.pekko.cluster.typed.Cluster.get(system)
+                        .selfMember()
+                        .uniqueAddress()
+                        .longUid());
+        engine.store().setListener(batch -> {
+            toDirectory.onEvents(batch);
+            watch.onEvents(batch);
+        });
+        FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
         NodeMetricsSampler sampler =
                 NodeMetricsSampler.start(node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample));
@@ -276,6 +290,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     @Override
     public DirectoryClient directoryClient() {
         return directory.client();
+    }
+
+    @Override
+    public LocationWatch locationWatch() {
+        return watch;
     }
 
     /** The node guardian (parent of the node's actors); completes as soon as the actor system has started it. */
