@@ -29,6 +29,9 @@ import org.apache.pekko.stream.javadsl.Source;
  * is taken and the watcher registered when its stream is materialized. One lock guards the sets, the sequence and the
  * replay buffer, so a watcher's snapshot and its first live change never overlap or leave a gap. Offers to a watcher
  * never block: a watcher {@link #WATCHER_BUFFER} changes behind is failed (it resumes with its last sequence).
+ *
+ * <p>Cost: the held sets duplicate the store's index (a {@code BlockKey} per sealed block, ~100 heap bytes each); a
+ * snapshot scan of the store under its lock would remove that, at the price of a store API.
  */
 public final class LocationWatch implements StoreListener {
     static final int REPLAY_EVENTS = 65_536;
