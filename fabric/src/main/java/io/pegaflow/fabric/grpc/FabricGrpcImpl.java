@@ -31,6 +31,9 @@ public final class FabricGrpcImpl implements Fabric {
 
         String transport();
 
+        /** Where blocks live in the cluster: this node's client of the sharded block directory. */
+        io.pegaflow.actors.directory.DirectoryClient directoryClient();
+
         /** Starts a graceful stop (leave the cluster, exit 0) shortly after the reply has gone out. */
         void requestShutdown(String reason);
     }

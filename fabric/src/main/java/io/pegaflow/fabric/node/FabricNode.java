@@ -4,12 +4,16 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigFactory;
 import io.pegaflow.actors.cluster.ClusterSettings;
 import io.pegaflow.actors.cluster.ClusterView;
+import io.pegaflow.actors.directory.DirectoryClient;
+import io.pegaflow.actors.directory.DirectoryNode;
+import io.pegaflow.actors.directory.StoreEventPublisher;
 import io.pegaflow.actors.node.NodeGuardian;
 import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
+import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
 import io.pegaflow.fabric.metrics.NodeMetricsSampler;
@@ -24,10 +28,12 @@ import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.grpc.javadsl.ServiceHandler;
@@ -48,12 +54,21 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private final NodeLaunch launch;
     private final ActorSystem<Void> system;
     private final KvEngine engine;
+    private final DirectoryNode directory;
+    private final CompletableFuture<ActorRef<NodeGuardian.Command>> guardian;
     private final long startNs = System.nanoTime();
 
-    private FabricNode(NodeLaunch launch, ActorSystem<Void> system, KvEngine engine) {
+    private FabricNode(
+            NodeLaunch launch,
+            ActorSystem<Void> system,
+            KvEngine engine,
+            DirectoryNode directory,
+            CompletableFuture<ActorRef<NodeGuardian.Command>> guardian) {
         this.launch = launch;
         this.system = system;
         this.engine = engine;
+        this.directory = directory;
+        this.guardian = guardian;
     }
 
     /** Starts the node; returns once gRPC and metrics listen (cluster joining continues in the background). */
@@ -66,9 +81,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 base, launch.self().id(), launch.grpcBindHost(), launch.self().metricsPort());
         Config config = ClusterSettings.forNode(launch.topology(), launch.self().id(), base);
         EngineMetrics engineMetrics = new EngineMetrics(launch.device().isPresent() ? "cuda" : "host");
+        // The guardian's ref leaves the setup through this future: the directory spawns its actors as its children.
+        CompletableFuture<ActorRef<NodeGuardian.Command>> guardian = new CompletableFuture<>();
         ActorSystem<Void> system = ActorSystem.create(
                 Behaviors.setup(context -> {
-                    context.spawn(NodeGuardian.create(launch.topology()), NodeGuardian.NAME);
+                    guardian.complete(context.spawn(NodeGuardian.create(launch.topology()), NodeGuardian.NAME));
                     return Behaviors.empty();
                 }),
                 ClusterSettings.systemName(launch.topology()),
@@ -97,8 +114,14 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                             + ByteSize.format(launch.poolSizeBytes()) + ": " + e,
                     e);
         }
-        FabricNode node = new FabricNode(launch, system, engine);
-        NodeMetricsSampler sampler = NodeMetricsSampler.start(node::clusterView, List.of(engineMetrics::sample));
+        DirectoryNode directory = DirectoryNode.start(
+                system, launch.topology(), launch.self().id(), null, new GuardianSpawner(system, guardian));
+        // Seals and removals flow to the directory from now on; the store's event thread only hands them over.
+        engine.store().setListener(new StoreEventPublisher(directory.publisher()));
+        FabricNode node = new FabricNode(launch, system, engine, directory, guardian);
+        DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
+        NodeMetricsSampler sampler =
+                NodeMetricsSampler.start(node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample));
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "stop-engine", () -> {
             sampler.close();
@@ -243,6 +266,21 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
 
     public KvEngine engine() {
         return engine;
+    }
+
+    /** This node's part of the block directory: {@code client()} locates blocks, {@code publisher()} is fed by the store. */
+    public DirectoryNode directory() {
+        return directory;
+    }
+
+    @Override
+    public DirectoryClient directoryClient() {
+        return directory.client();
+    }
+
+    /** The node guardian (parent of the node's actors); completes as soon as the actor system has started it. */
+    public CompletionStage<ActorRef<NodeGuardian.Command>> guardian() {
+        return guardian;
     }
 
     @Override
