@@ -325,9 +325,8 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes.values():
             if node.alive:
-                with contextlib.suppress(EngineError):
-                    with FabricClient(node.endpoint, timeout_s=5.0) as fabric:
-                        fabric.shutdown("LocalCluster.stop")
+                with contextlib.suppress(EngineError), FabricClient(node.endpoint, timeout_s=5.0) as fabric:
+                    fabric.shutdown("LocalCluster.stop")
         for node in self.nodes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(20)

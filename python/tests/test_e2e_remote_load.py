@@ -54,9 +54,10 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
     hashes = random_hashes(BLOCKS, rng)
     src = list(range(BLOCKS))
     dst = [SHAPE["num_blocks"] - 1 - i for i in range(BLOCKS)]
-    with WorkerProcess(cluster["n1"].endpoint, "saver") as saver, WorkerProcess(
-        cluster["n2"].endpoint, "loader"
-    ) as loader:
+    with (
+        WorkerProcess(cluster["n1"].endpoint, "saver") as saver,
+        WorkerProcess(cluster["n2"].endpoint, "loader") as loader,
+    ):
         saved_reg = _register(saver, namespace)
         saver.call("fill", blocks=src, seed=int(rng.integers(1 << 31)))
         with SharedKVCache(**SHAPE, layout=PACKED, path=saved_reg["path"], create=False) as observer:
@@ -67,6 +68,14 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
 
         load_reg = _register(loader, namespace)
         assert loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes])["hit_blocks"] == 0
+        # Cluster scope: n2 holds none of them, the directory says n1 holds all (once n1's publish has landed).
+        deadline = time.monotonic() + CONVERGE_S
+        while True:
+            seen = loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes], scope="cluster")
+            if seen["hit_blocks"] == BLOCKS or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert (seen["hit_blocks"], seen["local_hit_blocks"]) == (BLOCKS, 0), seen
         before = file_bytes(load_reg["path"])
 
         loaded = _load_until_done(loader, refs(dst, hashes), CONVERGE_S)
@@ -81,6 +90,8 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
         assert np.array_equal(actual, expected), first_difference(actual, expected, registrations)
         # The fetched blocks are sealed on n2 now: a local query hits them all.
         assert loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes])["hit_blocks"] == BLOCKS
+        both = loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes], scope="cluster")
+        assert (both["hit_blocks"], both["local_hit_blocks"]) == (BLOCKS, BLOCKS)
 
         metrics = cluster["n2"].fresh_metrics()
         transfer_names = sorted(n for n in metrics.names() if "transfer" in n)
@@ -92,9 +103,10 @@ def test_load_of_blocks_whose_only_holder_was_killed_reports_them_failed_in_boun
     rng = np.random.default_rng()
     hashes = random_hashes(BLOCKS, rng)
     src = list(range(BLOCKS))
-    with WorkerProcess(cluster["n1"].endpoint, "saver") as saver, WorkerProcess(
-        cluster["n3"].endpoint, "loader"
-    ) as loader:
+    with (
+        WorkerProcess(cluster["n1"].endpoint, "saver") as saver,
+        WorkerProcess(cluster["n3"].endpoint, "loader") as loader,
+    ):
         _register(saver, namespace)
         saver.call("fill", blocks=src, seed=int(rng.integers(1 << 31)))
         assert saver.call("save", blocks=refs(src, hashes))["blocks_sealed"] == BLOCKS

@@ -58,6 +58,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private static final Logger log = LoggerFactory.getLogger(FabricNode.class);
     public static final String VERSION = "0.1.0";
     private static final Duration BIND_TIMEOUT = Duration.ofSeconds(20);
+    private static final Duration LOCATE_TIMEOUT = Duration.ofSeconds(2);
     /** A load waits at most this long for blocks held elsewhere; longer than the coordinator's own step timeouts. */
     private static final Duration REMOTE_FETCH_TIMEOUT = Duration.ofSeconds(12);
 
@@ -244,7 +245,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private void bindGrpc(CoordinatedShutdown shutdown) {
         var handler = ServiceHandler.concatOrNotFound(
                 FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
-                EngineHandlerFactory.partial(new EngineGrpcImpl(engine, this::uptimeMs), Engine.name, system));
+                EngineHandlerFactory.partial(
+                        new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster), Engine.name, system));
         CompletionStage<ServerBinding> binding = Http.get(system)
                 .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
                 .bind(handler);
@@ -267,6 +269,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 CoordinatedShutdown.PhaseServiceRequestsDone(),
                 "grpc-drain",
                 () -> bound.terminate(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
+    }
+
+    /** For cluster-scope queries: the prefix of {@code hashes} some node holds, per the directory. */
+    private CompletionStage<Integer> heldInCluster(String namespace, byte[][] hashes) {
+        return directory.client().locate(namespace, hashes, LOCATE_TIMEOUT).thenApply(r -> r.prefixLength());
     }
 
     /** Completes when the node has fully stopped. */
