@@ -6,7 +6,7 @@ status code. Responses are the generated protobuf messages. Thread-safe (gRPC ch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 
@@ -137,7 +137,7 @@ def _query_scope(scope: str) -> int:
 
 
 class FabricClient(_GrpcClient):
-    """Client of the Fabric service (pegaflow.fabric.v1): health, cluster membership, shutdown."""
+    """Client of the Fabric service (pegaflow.fabric.v1): health, cluster membership, shutdown, block locations."""
 
     def __init__(self, endpoint: str, timeout_s: float = 5.0, *, channel: grpc.Channel | None = None):
         super().__init__(endpoint, timeout_s, channel)
@@ -152,6 +152,30 @@ class FabricClient(_GrpcClient):
     def shutdown(self, reason: str = "") -> fabric_pb2.ShutdownResponse:
         """Asks the node to leave the cluster and exit; it replies before leaving."""
         return self._unary(self._stub, "Shutdown", fabric_pb2.ShutdownRequest(reason=reason))
+
+    def locate(self, namespace: str, hashes: Iterable[bytes]) -> fabric_pb2.LocateResponse:
+        """Which nodes hold each block (``blocks[i].node_ids``), the cluster prefix and whether the answer is complete.
+
+        At most 8192 hashes of 1..64 bytes; any node answers for the whole cluster.
+        """
+        request = fabric_pb2.LocateRequest(namespace=namespace, hashes=list(hashes))
+        return self._unary(self._stub, "Locate", request)
+
+    def watch_locations(
+        self, namespace: str, after_sequence: int = 0, incarnation: int = 0, timeout_s: float | None = None
+    ) -> Iterator[fabric_pb2.LocationEvent]:
+        """This node's block-location changes for ``namespace``: a snapshot (HELD…, SNAPSHOT_END), then STORED/REMOVED.
+
+        Pass the last event's ``sequence`` and ``incarnation`` back to resume without a new snapshot (possible while the
+        node still buffers the changes since then). ``timeout_s`` bounds the whole stream (None: until cancelled).
+        """
+        request = fabric_pb2.WatchLocationsRequest(
+            namespace=namespace, after_sequence=after_sequence, incarnation=incarnation
+        )
+        try:
+            yield from self._stub.WatchLocations(request, timeout=timeout_s)
+        except grpc.RpcError as e:
+            raise EngineError.from_rpc_error(e, "WatchLocations") from e
 
 
 def _as_proto(value, message_type):

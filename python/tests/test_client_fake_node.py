@@ -80,6 +80,19 @@ class FakeFabric(fabric_pb2_grpc.FabricServicer):
     def Shutdown(self, request, context):
         return fabric_pb2.ShutdownResponse(node_id="n1")
 
+    def Locate(self, request, context):
+        if len(request.hashes) > 8192:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hashes: {len(request.hashes)} hashes; at most 8192")
+        blocks = [fabric_pb2.BlockHolders(node_ids=["n1"] if h.startswith(b"held") else []) for h in request.hashes]
+        prefix = next((i for i, b in enumerate(blocks) if not b.node_ids), len(blocks))
+        return fabric_pb2.LocateResponse(blocks=blocks, prefix_length=prefix, complete=True, node_id="n1")
+
+    def WatchLocations(self, request, context):
+        kind = fabric_pb2.LocationEvent
+        yield kind(kind=kind.HELD, node_id="n1", hash=b"held-0", sequence=7, incarnation=42)
+        yield kind(kind=kind.SNAPSHOT_END, node_id="n1", sequence=7, incarnation=42)
+        yield kind(kind=kind.REMOVED, node_id="n1", hash=b"held-0", sequence=8, incarnation=42)
+
 
 @pytest.fixture
 def fake_node():
@@ -205,3 +218,17 @@ def test_fabric_client_calls_against_the_fake_node(fake_node):
         assert fabric.health().status == fabric_pb2.HealthResponse.SERVING
         assert fabric.cluster_status().cluster_name == "pegaflow"
         assert fabric.shutdown("test").node_id == "n1"
+
+
+def test_fabric_client_locates_and_watches_against_the_fake_node(fake_node):
+    with FabricClient(fake_node[1], timeout_s=2.0) as fabric:
+        reply = fabric.locate("ns", [b"held-0", b"held-1", b"cold", b"held-2"])
+        assert [list(b.node_ids) for b in reply.blocks] == [["n1"], ["n1"], [], ["n1"]]
+        assert reply.prefix_length == 2 and reply.complete
+        with pytest.raises(EngineError) as refused:
+            fabric.locate("ns", [b"h"] * 8193)
+        assert "hashes: 8193" in str(refused.value)
+        events = list(fabric.watch_locations("ns", timeout_s=2.0))
+        kinds = fabric_pb2.LocationEvent
+        assert [e.kind for e in events] == [kinds.HELD, kinds.SNAPSHOT_END, kinds.REMOVED]
+        assert events[-1].sequence == 8 and events[-1].incarnation == 42

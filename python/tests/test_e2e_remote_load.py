@@ -1,8 +1,10 @@
-"""End to end across nodes: three real node processes from one topology file on loopback. A worker on n1 saves; a
-worker on n2, which never saw those blocks, loads them byte-exact: n2's load pipeline misses them locally, its transfer
-coordinator finds n1 through the block directory, leases the blocks on n1, reads them over the TCP transport into
-reserved pool space, commits them and the ordinary copy runs. Then n1 is killed -9 and a load on n3 of blocks only n1
-held reports them failed within a bounded time, with nothing sealed on n3.
+"""End to end across nodes: three real node processes from one topology file on loopback.
+
+A worker on n1 saves; a worker on n2, which never saw those blocks, sees them with a cluster-scope query and loads
+them byte-exact: n2's load pipeline misses them locally, its transfer coordinator finds n1 through the block
+directory, leases the blocks on n1, reads them over the TCP transport into reserved pool space, commits them and the
+ordinary copy runs; locate on n3 then names n1 and n2. Then n1 is killed -9 and a load on n3 of blocks only n1 held
+reports them failed within a bounded time, with nothing sealed on n3.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 from e2e_support import file_bytes, first_difference, random_hashes, read_block, refs, unique, write_block
 from kv_worker import WorkerProcess
 
+from pegaflow.client import FabricClient
 from pegaflow.shm import PACKED, SharedKVCache
 from pegaflow_testing.localnode import LocalCluster
 
@@ -92,6 +95,17 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
         assert loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes])["hit_blocks"] == BLOCKS
         both = loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes], scope="cluster")
         assert (both["hit_blocks"], both["local_hit_blocks"]) == (BLOCKS, BLOCKS)
+
+        # n2 published its new replicas: locate on n3 names both holders of every block.
+        with FabricClient(cluster["n3"].endpoint, timeout_s=5.0) as fabric:
+            deadline = time.monotonic() + CONVERGE_S
+            while True:
+                located = fabric.locate(namespace, hashes)
+                holders = [sorted(b.node_ids) for b in located.blocks]
+                if holders == [["n1", "n2"]] * BLOCKS or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+        assert holders == [["n1", "n2"]] * BLOCKS, holders
 
         metrics = cluster["n2"].fresh_metrics()
         transfer_names = sorted(n for n in metrics.names() if "transfer" in n)

@@ -7,6 +7,68 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LocateRequest(_message.Message):
+    __slots__ = ("namespace", "hashes")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class LocateResponse(_message.Message):
+    __slots__ = ("blocks", "prefix_length", "complete", "node_id")
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    blocks: _containers.RepeatedCompositeFieldContainer[BlockHolders]
+    prefix_length: int
+    complete: bool
+    node_id: str
+    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockHolders, _Mapping]]] = ..., prefix_length: _Optional[int] = ..., complete: _Optional[bool] = ..., node_id: _Optional[str] = ...) -> None: ...
+
+class BlockHolders(_message.Message):
+    __slots__ = ("node_ids",)
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class WatchLocationsRequest(_message.Message):
+    __slots__ = ("namespace", "after_sequence", "incarnation")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    after_sequence: int
+    incarnation: int
+    def __init__(self, namespace: _Optional[str] = ..., after_sequence: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
+class LocationEvent(_message.Message):
+    __slots__ = ("kind", "node_id", "hash", "sequence", "incarnation")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        KIND_UNSPECIFIED: _ClassVar[LocationEvent.Kind]
+        HELD: _ClassVar[LocationEvent.Kind]
+        SNAPSHOT_END: _ClassVar[LocationEvent.Kind]
+        STORED: _ClassVar[LocationEvent.Kind]
+        REMOVED: _ClassVar[LocationEvent.Kind]
+    KIND_UNSPECIFIED: LocationEvent.Kind
+    HELD: LocationEvent.Kind
+    SNAPSHOT_END: LocationEvent.Kind
+    STORED: LocationEvent.Kind
+    REMOVED: LocationEvent.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    kind: LocationEvent.Kind
+    node_id: str
+    hash: bytes
+    sequence: int
+    incarnation: int
+    def __init__(self, kind: _Optional[_Union[LocationEvent.Kind, str]] = ..., node_id: _Optional[str] = ..., hash: _Optional[bytes] = ..., sequence: _Optional[int] = ..., incarnation: _Optional[int] = ...) -> None: ...
+
 class HealthRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

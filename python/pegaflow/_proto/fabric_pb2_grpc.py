@@ -49,6 +49,16 @@ class FabricStub:
                 request_serializer=pegaflow_dot_fabric__pb2.ShutdownRequest.SerializeToString,
                 response_deserializer=pegaflow_dot_fabric__pb2.ShutdownResponse.FromString,
                 _registered_method=True)
+        self.Locate = channel.unary_unary(
+                '/pegaflow.fabric.v1.Fabric/Locate',
+                request_serializer=pegaflow_dot_fabric__pb2.LocateRequest.SerializeToString,
+                response_deserializer=pegaflow_dot_fabric__pb2.LocateResponse.FromString,
+                _registered_method=True)
+        self.WatchLocations = channel.unary_stream(
+                '/pegaflow.fabric.v1.Fabric/WatchLocations',
+                request_serializer=pegaflow_dot_fabric__pb2.WatchLocationsRequest.SerializeToString,
+                response_deserializer=pegaflow_dot_fabric__pb2.LocationEvent.FromString,
+                _registered_method=True)
 
 
 class FabricServicer:
@@ -75,6 +85,24 @@ class FabricServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Locate(self, request, context):
+        """Which nodes hold each block, from the cluster-sharded block directory. Any node answers for the whole cluster.
+        INVALID_ARGUMENT naming the field: more than 8192 hashes, an empty hash or one over 64 bytes, a namespace over
+        256 bytes (UTF-8).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLocations(self, request, context):
+        """Block-location changes of THIS node's store for one namespace: a snapshot of what it holds, then every block it
+        stores or removes, in order. The directory is sharded, so no single node sees every change in the cluster: a
+        router watches each node it may route to. See WatchLocationsRequest for resuming.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FabricServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +120,16 @@ def add_FabricServicer_to_server(servicer, server):
                     servicer.Shutdown,
                     request_deserializer=pegaflow_dot_fabric__pb2.ShutdownRequest.FromString,
                     response_serializer=pegaflow_dot_fabric__pb2.ShutdownResponse.SerializeToString,
+            ),
+            'Locate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Locate,
+                    request_deserializer=pegaflow_dot_fabric__pb2.LocateRequest.FromString,
+                    response_serializer=pegaflow_dot_fabric__pb2.LocateResponse.SerializeToString,
+            ),
+            'WatchLocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLocations,
+                    request_deserializer=pegaflow_dot_fabric__pb2.WatchLocationsRequest.FromString,
+                    response_serializer=pegaflow_dot_fabric__pb2.LocationEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +213,60 @@ class Fabric:
             '/pegaflow.fabric.v1.Fabric/Shutdown',
             pegaflow_dot_fabric__pb2.ShutdownRequest.SerializeToString,
             pegaflow_dot_fabric__pb2.ShutdownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Locate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pegaflow.fabric.v1.Fabric/Locate',
+            pegaflow_dot_fabric__pb2.LocateRequest.SerializeToString,
+            pegaflow_dot_fabric__pb2.LocateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pegaflow.fabric.v1.Fabric/WatchLocations',
+            pegaflow_dot_fabric__pb2.WatchLocationsRequest.SerializeToString,
+            pegaflow_dot_fabric__pb2.LocationEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -33,6 +33,14 @@ public final class FabricClients implements AutoCloseable {
         return FabricClient.create(settings, system);
     }
 
+    /** A client for the Engine service at {@code endpoint} (tests and tools acting as a worker). */
+    public io.pegaflow.proto.engine.EngineClient engine(HostPort endpoint, Duration deadline) {
+        GrpcClientSettings settings = GrpcClientSettings.connectToServiceAt(endpoint.host(), endpoint.port(), system)
+                .withTls(false)
+                .withDeadline(deadline);
+        return io.pegaflow.proto.engine.EngineClient.create(settings, system);
+    }
+
     public ActorSystem<Void> system() {
         return system;
     }

@@ -47,6 +47,7 @@ public final class Main implements Runnable {
         CommandLine commandLine = new CommandLine(new Main())
                 .addSubcommand(new NodeCommand())
                 .addSubcommand(new StatusCommand(out, err))
+                .addSubcommand(new LocateCommand(out, err))
                 .addSubcommand(new DemoCommand(out, err))
                 .addSubcommand(new HelpCommand())
                 .setUsageHelpWidth(USAGE_WIDTH)

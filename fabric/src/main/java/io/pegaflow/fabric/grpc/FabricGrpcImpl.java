@@ -2,20 +2,31 @@ package io.pegaflow.fabric.grpc;
 
 import io.pegaflow.actors.cluster.ClusterView;
 import io.pegaflow.actors.cluster.MemberView;
+import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
 import io.pegaflow.proto.fabric.ClusterStatusRequest;
 import io.pegaflow.proto.fabric.ClusterStatusResponse;
 import io.pegaflow.proto.fabric.Fabric;
 import io.pegaflow.proto.fabric.HealthRequest;
 import io.pegaflow.proto.fabric.HealthResponse;
+import io.pegaflow.proto.fabric.LocateRequest;
+import io.pegaflow.proto.fabric.LocateResponse;
+import io.pegaflow.proto.fabric.LocationEvent;
 import io.pegaflow.proto.fabric.Member;
 import io.pegaflow.proto.fabric.ShutdownRequest;
 import io.pegaflow.proto.fabric.ShutdownResponse;
+import io.pegaflow.proto.fabric.WatchLocationsRequest;
+import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Supplier;
+import org.apache.pekko.NotUsed;
+import org.apache.pekko.stream.javadsl.Source;
 
-/** The {@code Fabric} gRPC service: health, membership and graceful shutdown. */
+/**
+ * The {@code Fabric} gRPC service: health, membership, graceful shutdown, and block locations ({@code Locate} through
+ * the directory client, {@code WatchLocations} from this node's store events).
+ */
 public final class FabricGrpcImpl implements Fabric {
     /** What the service needs from the node, kept narrow so it is easy to test. */
     public interface NodeState {
@@ -34,9 +45,15 @@ public final class FabricGrpcImpl implements Fabric {
         /** Where blocks live in the cluster: this node's client of the sharded block directory. */
         io.pegaflow.actors.directory.DirectoryClient directoryClient();
 
+        /** This node's block-location changes (the store's listener feeds it), for {@code WatchLocations}. */
+        LocationWatch locationWatch();
+
         /** Starts a graceful stop (leave the cluster, exit 0) shortly after the reply has gone out. */
         void requestShutdown(String reason);
     }
+
+    /** How long a Locate waits for the directory's ranges; a silent range's hashes come back empty, incomplete. */
+    static final Duration LOCATE_TIMEOUT = Duration.ofSeconds(2);
 
     private final NodeState node;
     private final GrpcMetrics metrics = new GrpcMetrics("Fabric");
@@ -64,6 +81,32 @@ public final class FabricGrpcImpl implements Fabric {
             node.requestShutdown(reason);
             return ShutdownResponse.newBuilder().setNodeId(node.nodeId()).build();
         }));
+    }
+
+    @Override
+    public CompletionStage<LocateResponse> locate(LocateRequest in) {
+        return metrics.timed("Locate", () -> {
+            byte[][] hashes = LocateMapper.hashes(in);
+            long startNs = System.nanoTime();
+            return node.directoryClient()
+                    .locate(in.getNamespace(), hashes, LOCATE_TIMEOUT)
+                    .thenApply(result -> {
+                        DirectoryMetrics.lookedUp(node.nodeId(), System.nanoTime() - startNs);
+                        return LocateMapper.reply(result, node.nodeId());
+                    });
+        });
+    }
+
+    @Override
+    public Source<LocationEvent, NotUsed> watchLocations(WatchLocationsRequest in) {
+        int namespaceBytes = in.getNamespaceBytes().size();
+        if (namespaceBytes > LocateMapper.MAX_NAMESPACE_BYTES) {
+            metrics.count("WatchLocations", "INVALID_ARGUMENT");
+            return Source.failed(LocateMapper.invalid(
+                    "namespace: " + namespaceBytes + " bytes; at most " + LocateMapper.MAX_NAMESPACE_BYTES));
+        }
+        metrics.count("WatchLocations", "OK");
+        return node.locationWatch().watch(in);
     }
 
     private HealthResponse healthNow() {

@@ -15,6 +15,7 @@ import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
+import io.pegaflow.fabric.grpc.LocationWatch;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
@@ -68,6 +69,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private final DirectoryNode directory;
     private final NodeTransport transport;
     private final CompletableFuture<ActorRef<NodeGuardian.Command>> guardian;
+    private final LocationWatch watch;
     private final long startNs = System.nanoTime();
 
     private FabricNode(
@@ -76,7 +78,9 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             KvEngine engine,
             DirectoryNode directory,
             CompletableFuture<ActorRef<NodeGuardian.Command>> guardian,
+            LocationWatch watch,
             NodeTransport transport) {
+        this.watch = watch;
         this.transport = transport;
         this.launch = launch;
         this.system = system;
@@ -136,7 +140,17 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         DirectoryNode directory = DirectoryNode.start(
                 system, launch.topology(), launch.self().id(), null, new GuardianSpawner(system, guardian));
         // Seals and removals flow to the directory from now on; the store's event thread only hands them over.
-        engine.store().setListener(new StoreEventPublisher(directory.publisher()));
+        StoreEventPublisher toDirectory = new StoreEventPublisher(directory.publisher());
+        LocationWatch watch = new LocationWatch(
+                launch.self().id(),
+                org.apache.pekko.cluster.typed.Cluster.get(system)
+                        .selfMember()
+                        .uniqueAddress()
+                        .longUid());
+        engine.store().setListener(batch -> {
+            toDirectory.onEvents(batch);
+            watch.onEvents(batch);
+        });
         NodeTransport transport = transportOut[0];
         // Reservations of incoming blocks (they may evict) run here, off the coordinator's thread; bounded.
         ThreadPoolExecutor storeExecutor = new ThreadPoolExecutor(
@@ -146,7 +160,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 TimeUnit.SECONDS,
                 new ArrayBlockingQueue<>(256),
                 Thread.ofPlatform().name("pegaflow-transfer-store").daemon().factory());
-        FabricNode node = new FabricNode(launch, system, engine, directory, guardian, transport);
+        FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch, transport);
         spawnCoordinator(launch, system, engine, transport, storeExecutor, directory, guardian, coordinator);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
         TransportMetrics transportMetrics = new TransportMetrics(transport.transport());
@@ -327,6 +341,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     @Override
     public DirectoryClient directoryClient() {
         return directory.client();
+    }
+
+    @Override
+    public LocationWatch locationWatch() {
+        return watch;
     }
 
     /** The node guardian (parent of the node's actors); completes as soon as the actor system has started it. */

@@ -1,0 +1,169 @@
+package io.pegaflow.bench.fabric;
+
+import com.google.protobuf.ByteString;
+import io.pegaflow.fabric.cli.FabricClients;
+import io.pegaflow.fabric.cli.HostPort;
+import io.pegaflow.fabric.cli.NodeProcess;
+import io.pegaflow.fabric.cli.StatusFormat;
+import io.pegaflow.proto.engine.BlockRef;
+import io.pegaflow.proto.engine.ByteSegment;
+import io.pegaflow.proto.engine.EngineClient;
+import io.pegaflow.proto.engine.LayerRegistration;
+import io.pegaflow.proto.engine.MemoryRegion;
+import io.pegaflow.proto.engine.RegisterContextRequest;
+import io.pegaflow.proto.engine.SaveRequest;
+import io.pegaflow.proto.engine.SharedMemoryRegion;
+import io.pegaflow.proto.fabric.ClusterStatusRequest;
+import io.pegaflow.proto.fabric.FabricClient;
+import io.pegaflow.proto.fabric.LocateRequest;
+import io.pegaflow.proto.fabric.LocateResponse;
+import java.io.RandomAccessFile;
+import java.net.ServerSocket;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.UUID;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * {@code Locate} of 1,000 hashes over gRPC on a 3-node loopback cluster (three node processes): a shm worker saves
+ * 1,000 blocks on n1 through the engine's gRPC, then one client times {@code Locate} of those hashes against n3, one
+ * call at a time. Prints p50/p90/p99/max in ms.
+ *
+ * <p>Run: {@code java -cp bench/target/classes:$(cat bench/target/classpath.txt)
+ * io.pegaflow.bench.fabric.LocateGrpcBench [calls=2000] [warmup=400]}
+ */
+public final class LocateGrpcBench {
+    private static final int HASHES = 1000;
+    private static final int LAYERS = 1;
+    private static final int LAYER_BLOCK_BYTES = 4096;
+
+    public static void main(String[] args) throws Exception {
+        int calls = args.length > 0 ? Integer.parseInt(args[0]) : 2000;
+        int warmup = args.length > 1 ? Integer.parseInt(args[1]) : 400;
+        Path dir = Files.createTempDirectory("pegaflow-locate-bench");
+        int[] ports = freePorts(9);
+        StringBuilder yaml = new StringBuilder("cluster: locate-bench\nnodes:\n");
+        for (int i = 0; i < 3; i++) {
+            yaml.append("  - id: n%d\n    host: 127.0.0.1\n    clusterPort: %d\n    grpcPort: %d\n    metricsPort: %d\n"
+                    .formatted(i + 1, ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]));
+            yaml.append("    poolSize: 64mb\n    transport: tcp\n");
+        }
+        Path topology = dir.resolve("cluster.yaml");
+        Files.writeString(topology, yaml);
+        List<NodeProcess> nodes = new ArrayList<>();
+        Path shm = Path.of("/dev/shm", "pegaflow-locate-bench-" + UUID.randomUUID());
+        try (FabricClients clients = new FabricClients()) {
+            for (int i = 1; i <= 3; i++) {
+                nodes.add(NodeProcess.start(
+                        "n" + i,
+                        List.of("-Xmx512m"),
+                        List.of("--topology", topology.toString(), "--node", "n" + i),
+                        dir.resolve("logs")));
+            }
+            Duration call = Duration.ofSeconds(10);
+            FabricClient n3 = clients.fabric(new HostPort("127.0.0.1", ports[7]), call);
+            awaitUp(n3);
+            EngineClient n1 = clients.engine(new HostPort("127.0.0.1", ports[1]), call);
+            try (RandomAccessFile f = new RandomAccessFile(shm.toFile(), "rw")) {
+                f.setLength((long) LAYERS * HASHES * LAYER_BLOCK_BYTES);
+            }
+            String context = n1.registerContext(RegisterContextRequest.newBuilder()
+                            .setInstanceId("bench")
+                            .setNamespace("bench")
+                            .setTpSize(1)
+                            .setTotalLayers(LAYERS)
+                            .setDevice("host")
+                            .addLayers(LayerRegistration.newBuilder()
+                                    .setName("model.layers.0.attn")
+                                    .setRegion(MemoryRegion.newBuilder()
+                                            .setShm(SharedMemoryRegion.newBuilder()
+                                                    .setPath(shm.toString())))
+                                    .setNumBlocks(HASHES)
+                                    .setBlockStrideBytes(LAYER_BLOCK_BYTES)
+                                    .addSegments(ByteSegment.newBuilder().setLengthBytes(LAYER_BLOCK_BYTES)))
+                            .build())
+                    .toCompletableFuture()
+                    .get(30, TimeUnit.SECONDS)
+                    .getContextId();
+            SaveRequest.Builder save = SaveRequest.newBuilder().setContextId(context);
+            LocateRequest.Builder locate = LocateRequest.newBuilder().setNamespace("bench");
+            for (int i = 0; i < HASHES; i++) {
+                byte[] h = new byte[32];
+                ByteBuffer.wrap(h).putLong(0xbe9cL).putInt(i);
+                save.addBlocks(BlockRef.newBuilder().setBlockId(i).setHash(ByteString.copyFrom(h)));
+                locate.addHashes(ByteString.copyFrom(h));
+            }
+            n1.save(save.build()).toCompletableFuture().get(30, TimeUnit.SECONDS);
+            LocateRequest request = locate.build();
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            LocateResponse reply;
+            do {
+                reply = n3.locate(request).toCompletableFuture().get(10, TimeUnit.SECONDS);
+            } while ((reply.getPrefixLength() < HASHES || !reply.getComplete()) && System.nanoTime() < deadline);
+            System.out.printf(
+                    "ready: prefix %d of %d, complete %b%n", reply.getPrefixLength(), HASHES, reply.getComplete());
+            long[] ns = new long[calls];
+            int partial = 0;
+            for (int i = -warmup; i < calls; i++) {
+                long t = System.nanoTime();
+                reply = n3.locate(request).toCompletableFuture().get(10, TimeUnit.SECONDS);
+                long took = System.nanoTime() - t;
+                if (i >= 0) {
+                    ns[i] = took;
+                    if (!reply.getComplete() || reply.getPrefixLength() != HASHES) {
+                        partial++;
+                    }
+                }
+            }
+            Arrays.sort(ns);
+            System.out.printf(
+                    "Locate of %d hashes over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
+                            + " partial answers %d%n",
+                    HASHES, calls, pct(ns, 50), pct(ns, 90), pct(ns, 99), ns[calls - 1] / 1e6, partial);
+        } finally {
+            nodes.forEach(NodeProcess::close);
+            Files.deleteIfExists(shm);
+        }
+    }
+
+    private static double pct(long[] sorted, int p) {
+        return sorted[Math.min(sorted.length - 1, (int) Math.ceil(sorted.length * p / 100.0) - 1)] / 1e6;
+    }
+
+    private static void awaitUp(FabricClient client) throws InterruptedException {
+        long deadline = System.nanoTime() + Duration.ofSeconds(120).toNanos();
+        while (System.nanoTime() < deadline) {
+            try {
+                if (StatusFormat.upCount(client.clusterStatus(ClusterStatusRequest.getDefaultInstance())
+                                .toCompletableFuture()
+                                .get(5, TimeUnit.SECONDS))
+                        == 3) {
+                    return;
+                }
+            } catch (Exception e) {
+                // not up yet
+            }
+            Thread.sleep(300);
+        }
+        throw new IllegalStateException("the cluster did not form within 120 s");
+    }
+
+    private static int[] freePorts(int count) throws Exception {
+        int[] ports = new int[count];
+        List<ServerSocket> sockets = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            ServerSocket s = new ServerSocket(0);
+            sockets.add(s);
+            ports[i] = s.getLocalPort();
+        }
+        for (ServerSocket s : sockets) {
+            s.close();
+        }
+        return ports;
+    }
+}
