@@ -194,7 +194,7 @@ class LocalNode:
                     health = fabric.health()
                     if health.status == fabric_pb2.HealthResponse.SERVING:
                         return
-                    last = f"status {fabric_pb2.HealthResponse.Status.Name(health.status)}"
+                    last = f"status {fabric_pb2.HealthResponse.ServingStatus.Name(health.status)}"
                 except EngineError as e:
                     last = f"{e.code.name}: {e.details}"
                 time.sleep(0.2)

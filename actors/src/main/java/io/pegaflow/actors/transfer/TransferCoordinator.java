@@ -57,6 +57,9 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
     /** The actor name under the node guardian. */
     public static final String NAME = "transfer-coordinator";
 
+    /** A transfer starts only while the remote lease has its timeout plus this much left. */
+    static final long LEASE_MARGIN_MS = 1_000;
+
     /** Every node's coordinator registers under this key. */
     public static final ServiceKey<Command> SERVICE_KEY =
             ServiceKey.create(Command.class, "pegaflow-transfer-coordinator");
@@ -135,6 +138,7 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         String holder;
         int[] positions; // indexes into request.hashes of the blocks asked from the holder
         LeaseReply lease;
+        long leaseReceivedNs;
         IncomingBlock[] incoming; // per granted block, null where not reserved
 
         FetchJob(long id, Command.Fetch request) {
@@ -359,6 +363,7 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             return end(job, "lease from " + job.holder + " refused: " + reply.error());
         }
         job.lease = reply;
+        job.leaseReceivedNs = System.nanoTime();
         NamespaceLayout layout = job.request.layout();
         byte[][] hashes = job.request.hashes();
         int[] positions = job.positions;
@@ -402,6 +407,16 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             return end(job, "reserving pool space failed: " + reserved.error());
         }
         job.incoming = reserved.blocks();
+        // The holder may evict the blocks once its lease expires: a transfer that could still run then must not start
+        // (it could read a reused slot). The lease was granted before we received it, so our clock only errs late.
+        long leftMs = settings.leaseTtlMs() - (System.nanoTime() - job.leaseReceivedNs) / 1_000_000;
+        if (leftMs < settings.transferTimeoutMs() + LEASE_MARGIN_MS) {
+            counters.leaseFailures.increment();
+            return end(
+                    job,
+                    "lease from " + job.holder + " would expire before the transfer's timeout (" + leftMs
+                            + " ms left)");
+        }
         int count = 0;
         for (IncomingBlock b : job.incoming) {
             if (b != null) {
