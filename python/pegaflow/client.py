@@ -100,9 +100,17 @@ class EngineClient(_GrpcClient):
         )
         return self._unary(self._stub, "Save", request)
 
-    def query(self, namespace: str, hashes: Iterable[bytes], lease_ttl_ms: int = 0) -> engine_pb2.QueryResponse:
-        """Length of the sealed prefix of ``hashes``; leases it when ``lease_ttl_ms`` > 0."""
-        request = engine_pb2.QueryRequest(namespace=namespace, hashes=list(hashes), lease_ttl_ms=lease_ttl_ms)
+    def query(
+        self, namespace: str, hashes: Iterable[bytes], lease_ttl_ms: int = 0, scope: str = "local"
+    ) -> engine_pb2.QueryResponse:
+        """Length of the sealed prefix of ``hashes``; leases it when ``lease_ttl_ms`` > 0.
+
+        ``scope="cluster"``: this node's prefix, then the blocks other nodes hold (the block directory); the lease
+        covers only the ``local_hit_blocks`` this node holds, and a Load of the rest fetches them from their holders.
+        """
+        request = engine_pb2.QueryRequest(
+            namespace=namespace, hashes=list(hashes), lease_ttl_ms=lease_ttl_ms, scope=_query_scope(scope)
+        )
         return self._unary(self._stub, "Query", request)
 
     def load(self, context_id: str, blocks: Iterable[Block], flag, lease_id: int = 0) -> engine_pb2.LoadResponse:
@@ -117,6 +125,15 @@ class EngineClient(_GrpcClient):
 
     def release(self, lease_id: int) -> engine_pb2.ReleaseResponse:
         return self._unary(self._stub, "Release", engine_pb2.ReleaseRequest(lease_id=lease_id))
+
+
+_QUERY_SCOPES = {"local": 0, "cluster": 1}
+
+
+def _query_scope(scope: str) -> int:
+    if scope not in _QUERY_SCOPES:
+        raise ValueError(f"scope: {scope!r} is not one of {sorted(_QUERY_SCOPES)}")
+    return engine_pb2.QueryScope.Value("QUERY_SCOPE_" + scope.upper())
 
 
 class FabricClient(_GrpcClient):

@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pegaflow.client import EngineError, FabricClient
 
 __all__ = [
+    "LocalCluster",
     "LocalNode",
     "MetricSample",
     "Metrics",
@@ -156,19 +157,26 @@ class LocalNode:
             "--log-level",
             log_level,
         ]
-        fd, log_name = tempfile.mkstemp(prefix=f"pegaflow-node-{grpc_port}-", suffix=".log", dir=log_dir)
-        with os.fdopen(fd, "wb") as log:
-            # Own process group: a kill reaches the JVM even if the launcher script has not exec'd yet.
-            process = subprocess.Popen(
-                argv, cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        node = cls(process, grpc_port, metrics_port, Path(log_name), argv)
+        node = cls.spawn(argv, grpc_port, metrics_port, root, log_dir)
         try:
             node.wait_serving(timeout_s)
         except BaseException:
             node.kill()
             raise
         return node
+
+    @classmethod
+    def spawn(
+        cls, argv: list[str], grpc_port: int, metrics_port: int, root: Path, log_dir: str | os.PathLike | None
+    ) -> LocalNode:
+        """Starts the node process (log in a file) without waiting for it."""
+        fd, log_name = tempfile.mkstemp(prefix=f"pegaflow-node-{grpc_port}-", suffix=".log", dir=log_dir)
+        with os.fdopen(fd, "wb") as log:
+            # Own process group: a kill reaches the JVM even if the launcher script has not exec'd yet.
+            process = subprocess.Popen(
+                argv, cwd=root, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return cls(process, grpc_port, metrics_port, Path(log_name), argv)
 
     def wait_serving(self, timeout_s: float) -> None:
         from pegaflow._proto import fabric_pb2
@@ -186,7 +194,7 @@ class LocalNode:
                     health = fabric.health()
                     if health.status == fabric_pb2.HealthResponse.SERVING:
                         return
-                    last = f"status {fabric_pb2.HealthResponse.Status.Name(health.status)}"
+                    last = f"status {fabric_pb2.HealthResponse.ServingStatus.Name(health.status)}"
                 except EngineError as e:
                     last = f"{e.code.name}: {e.details}"
                 time.sleep(0.2)
@@ -265,3 +273,69 @@ class LocalNode:
 
     def __repr__(self) -> str:
         return f"LocalNode({self.endpoint}, pid {self.process.pid})"
+
+
+class LocalCluster:
+    """Several nodes of one cluster on loopback, from a topology file written with free ports (``n1``, ``n2``, …)."""
+
+    def __init__(self, nodes: dict[str, LocalNode], topology_path: Path):
+        self.nodes = nodes
+        self.topology_path = topology_path
+
+    @classmethod
+    def start(
+        cls,
+        count: int = 3,
+        pool_size: str = "64mb",
+        log_level: str = "info",
+        root: Path | None = None,
+        timeout_s: float = START_TIMEOUT_S * 2,
+    ) -> LocalCluster:
+        root = root or repo_root()
+        missing = node_jar_missing(root)
+        if missing:
+            raise RuntimeError(f"node not built ({missing}): run ./pegaflow build")
+        ports = [[free_port() for _ in range(4)] for _ in range(count)]
+        lines = [f"cluster: pegaflow-local-{os.getpid()}-{ports[0][0]}", "nodes:"]
+        for i, (cluster, grpc, metrics, transport) in enumerate(ports):
+            lines.append(
+                f"  - {{id: n{i + 1}, host: 127.0.0.1, clusterPort: {cluster}, grpcPort: {grpc},"
+                f" metricsPort: {metrics}, transportPort: {transport}, poolSize: {pool_size}, transport: tcp}}"
+            )
+        fd, name = tempfile.mkstemp(prefix="pegaflow-cluster-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        nodes: dict[str, LocalNode] = {}
+        try:
+            for i, (_cluster, grpc, metrics, _transport) in enumerate(ports):
+                node_id = f"n{i + 1}"
+                argv = [str(root / "pegaflow"), "node", "--topology", name, "--node", node_id, "--log-level", log_level]
+                nodes[node_id] = LocalNode.spawn(argv, grpc, metrics, root, None)
+            for node in nodes.values():
+                node.wait_serving(timeout_s)
+        except BaseException:
+            for node in nodes.values():
+                node.kill()
+            raise
+        return cls(nodes, Path(name))
+
+    def __getitem__(self, node_id: str) -> LocalNode:
+        return self.nodes[node_id]
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.alive:
+                with contextlib.suppress(EngineError), FabricClient(node.endpoint, timeout_s=5.0) as fabric:
+                    fabric.shutdown("LocalCluster.stop")
+        for node in self.nodes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.process.wait(20)
+            node.kill()
+        with contextlib.suppress(OSError):
+            self.topology_path.unlink()
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

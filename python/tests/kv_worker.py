@@ -93,9 +93,14 @@ class _Worker:
         r = self.client.save(self.context_id, _refs(blocks), layer_indices)
         return {"blocks_stored": r.blocks_stored, "blocks_skipped": r.blocks_skipped, "blocks_sealed": r.blocks_sealed}
 
-    def op_query(self, namespace: str, hashes: list[str], lease_ttl_ms: int = 0):
-        r = self.client.query(namespace, [bytes.fromhex(h) for h in hashes], lease_ttl_ms)
-        return {"hit_blocks": r.hit_blocks, "lease_id": r.lease_id, "lease_expires_in_ms": r.lease_expires_in_ms}
+    def op_query(self, namespace: str, hashes: list[str], lease_ttl_ms: int = 0, scope: str = "local"):
+        r = self.client.query(namespace, [bytes.fromhex(h) for h in hashes], lease_ttl_ms, scope=scope)
+        return {
+            "hit_blocks": r.hit_blocks,
+            "local_hit_blocks": r.local_hit_blocks,
+            "lease_id": r.lease_id,
+            "lease_expires_in_ms": r.lease_expires_in_ms,
+        }
 
     def op_release(self, lease_id: int):
         return {"released": self.client.release(lease_id).released}

@@ -1,10 +1,18 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class QueryScope(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUERY_SCOPE_LOCAL: _ClassVar[QueryScope]
+    QUERY_SCOPE_CLUSTER: _ClassVar[QueryScope]
+QUERY_SCOPE_LOCAL: QueryScope
+QUERY_SCOPE_CLUSTER: QueryScope
 
 class RegisterContextRequest(_message.Message):
     __slots__ = ("instance_id", "namespace", "tp_rank", "tp_size", "pp_rank", "total_layers", "device", "layers")
@@ -139,24 +147,28 @@ class SaveResponse(_message.Message):
     def __init__(self, blocks_stored: _Optional[int] = ..., blocks_skipped: _Optional[int] = ..., blocks_sealed: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("namespace", "hashes", "lease_ttl_ms")
+    __slots__ = ("namespace", "hashes", "lease_ttl_ms", "scope")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     lease_ttl_ms: int
-    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
+    scope: QueryScope
+    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., lease_ttl_ms: _Optional[int] = ..., scope: _Optional[_Union[QueryScope, str]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("hit_blocks", "lease_id", "lease_expires_in_ms")
+    __slots__ = ("hit_blocks", "lease_id", "lease_expires_in_ms", "local_hit_blocks")
     HIT_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     LEASE_EXPIRES_IN_MS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_HIT_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     hit_blocks: int
     lease_id: int
     lease_expires_in_ms: int
-    def __init__(self, hit_blocks: _Optional[int] = ..., lease_id: _Optional[int] = ..., lease_expires_in_ms: _Optional[int] = ...) -> None: ...
+    local_hit_blocks: int
+    def __init__(self, hit_blocks: _Optional[int] = ..., lease_id: _Optional[int] = ..., lease_expires_in_ms: _Optional[int] = ..., local_hit_blocks: _Optional[int] = ...) -> None: ...
 
 class LoadRequest(_message.Message):
     __slots__ = ("context_id", "blocks", "lease_id", "flag")

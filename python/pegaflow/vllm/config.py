@@ -54,6 +54,13 @@ OPTIONS: dict[str, _Option] = {
     "pegaflow.lease_ttl_ms": _Option(
         30_000, int, 0, "how long a lookup's hits stay pinned in the pool for the load that follows (0 = no lease)"
     ),
+    "pegaflow.query_scope": _Option(
+        "local",
+        str,
+        None,
+        "where lookups look: local (this node's pool) or cluster (also blocks other nodes hold, which the load"
+        " fetches from them first)",
+    ),
     "pegaflow.query_timeout_ms": _Option(200, int, 1, "deadline of one lookup (Query); on expiry the answer is 0 hits"),
     "pegaflow.rpc_timeout_ms": _Option(5_000, int, 1, "deadline of RegisterContext, Load and Release calls"),
     "pegaflow.save_timeout_ms": _Option(
@@ -114,6 +121,7 @@ class ConnectorSettings:
     namespace_override: str
     kv_layout: str
     lease_ttl_ms: int
+    query_scope: str
     query_timeout_s: float
     rpc_timeout_s: float
     save_timeout_s: float
@@ -154,11 +162,15 @@ class ConnectorSettings:
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"kv_connector_extra_config['pegaflow.endpoint']: {endpoint!r} is not HOST:PORT")
+        scope = values["pegaflow.query_scope"].strip()
+        if scope not in ("local", "cluster"):
+            raise ValueError(f"kv_connector_extra_config['pegaflow.query_scope']: {scope!r} is not local or cluster")
         return cls(
             endpoint=endpoint,
             namespace_override=values["pegaflow.namespace"].strip(),
             kv_layout=values["pegaflow.kv_layout"].strip(),
             lease_ttl_ms=values["pegaflow.lease_ttl_ms"],
+            query_scope=scope,
             query_timeout_s=values["pegaflow.query_timeout_ms"] / 1e3,
             rpc_timeout_s=values["pegaflow.rpc_timeout_ms"] / 1e3,
             save_timeout_s=values["pegaflow.save_timeout_ms"] / 1e3,

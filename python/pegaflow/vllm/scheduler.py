@@ -170,7 +170,9 @@ class SchedulerSide:
         asked = list(hashes[start:])
         started = time.perf_counter()
         try:
-            reply = self._client.query(self.identity.namespace, asked, lease_ttl_ms=self.settings.lease_ttl_ms)
+            reply = self._client.query(
+                self.identity.namespace, asked, lease_ttl_ms=self.settings.lease_ttl_ms, scope=self.settings.query_scope
+            )
         except EngineError as e:
             self._node_down_until_s = time.monotonic() + self.settings.retry_interval_s
             self.counters.add("lookup_failures")

@@ -311,7 +311,7 @@ class ScriptedQueryClient:
         self.calls = 0
         self.answers = []  # per call: (hit_blocks, lease_id) or an exception
 
-    def query(self, namespace, hashes, lease_ttl_ms=0):
+    def query(self, namespace, hashes, lease_ttl_ms=0, scope="local"):
         self.calls += 1
         answer = self.answers.pop(0)
         if isinstance(answer, BaseException):

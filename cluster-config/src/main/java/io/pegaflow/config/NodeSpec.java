@@ -18,6 +18,8 @@ import java.util.Objects;
  * @param rdmaNics RDMA NIC ports this node uses, possibly empty
  * @param poolSizeBytes size of the node's pinned block pool in bytes
  * @param transport how blocks move between nodes
+ * @param transportPort the port the node's transport listens on and peers dial (block transfers); a file that names
+ *     none gets {@link #defaultTransportPort(int)}
  */
 public record NodeSpec(
         String id,
@@ -28,7 +30,11 @@ public record NodeSpec(
         List<Integer> gpus,
         List<RdmaNic> rdmaNics,
         long poolSizeBytes,
-        Transport transport) {
+        Transport transport,
+        int transportPort) {
+
+    /** How far above {@code clusterPort} the transport listens when the topology names no {@code transportPort}. */
+    public static final int TRANSPORT_PORT_OFFSET = 100;
 
     public NodeSpec {
         Objects.requireNonNull(id, "id");
@@ -36,5 +42,34 @@ public record NodeSpec(
         gpus = List.copyOf(gpus);
         rdmaNics = List.copyOf(rdmaNics);
         Objects.requireNonNull(transport, "transport");
+    }
+
+    /** A node whose transport listens on {@link #defaultTransportPort(int)}. */
+    public NodeSpec(
+            String id,
+            String host,
+            int clusterPort,
+            int grpcPort,
+            int metricsPort,
+            List<Integer> gpus,
+            List<RdmaNic> rdmaNics,
+            long poolSizeBytes,
+            Transport transport) {
+        this(
+                id,
+                host,
+                clusterPort,
+                grpcPort,
+                metricsPort,
+                gpus,
+                rdmaNics,
+                poolSizeBytes,
+                transport,
+                defaultTransportPort(clusterPort));
+    }
+
+    /** {@code clusterPort + 100}, or 0 (pick any) for a node on port 0. */
+    public static int defaultTransportPort(int clusterPort) {
+        return clusterPort == 0 ? 0 : clusterPort + TRANSPORT_PORT_OFFSET;
     }
 }

@@ -22,8 +22,17 @@ import org.yaml.snakeyaml.nodes.SequenceNode;
 final class TopologyValidator {
 
     static final List<String> TOP_KEYS = List.of("cluster", "directoryRanges", "nodes");
-    static final List<String> NODE_KEYS =
-            List.of("id", "host", "clusterPort", "grpcPort", "metricsPort", "poolSize", "transport", "gpus", "rdma");
+    static final List<String> NODE_KEYS = List.of(
+            "id",
+            "host",
+            "clusterPort",
+            "grpcPort",
+            "metricsPort",
+            "transportPort",
+            "poolSize",
+            "transport",
+            "gpus",
+            "rdma");
     static final List<String> NIC_KEYS = List.of("device", "port", "gidIndex");
 
     /**
@@ -141,6 +150,7 @@ final class TopologyValidator {
         Integer clusterPort = port(node, path, "clusterPort", host);
         Integer grpcPort = port(node, path, "grpcPort", host);
         Integer metricsPort = port(node, path, "metricsPort", host);
+        Integer transportPort = transportPort(node, path, host, clusterPort);
 
         Long poolSizeBytes = null;
         NodeTuple sizeEntry = required(node, path, "poolSize");
@@ -169,7 +179,42 @@ final class TopologyValidator {
         if (problems.count() != problemsBefore) {
             return null;
         }
-        return new NodeSpec(id, host, clusterPort, grpcPort, metricsPort, gpus, nics, poolSizeBytes, transport);
+        return new NodeSpec(
+                id, host, clusterPort, grpcPort, metricsPort, gpus, nics, poolSizeBytes, transport, transportPort);
+    }
+
+    /**
+     * The optional {@code transportPort}; without it {@code clusterPort + 100}, claimed like a written port so a clash
+     * with another setting is reported (naming the rule).
+     */
+    private Integer transportPort(MappingNode node, String nodePath, String host, Integer clusterPort) {
+        if (optional(node, "transportPort") != null) {
+            return port(node, nodePath, "transportPort", host);
+        }
+        if (clusterPort == null) {
+            return null;
+        }
+        int port = NodeSpec.defaultTransportPort(clusterPort);
+        String path = nodePath + ".transportPort";
+        if (port > MAX_PORT) {
+            problems.add(
+                    path,
+                    node.getStartMark().getLine() + 1,
+                    "default transport port clusterPort + " + NodeSpec.TRANSPORT_PORT_OFFSET + " = " + port
+                            + " is not a port (1.." + MAX_PORT + "): set transportPort");
+            return null;
+        }
+        if (host != null) {
+            String owner = portOwners.putIfAbsent(host.toLowerCase(Locale.ROOT) + " " + port, path);
+            if (owner != null) {
+                problems.add(
+                        path,
+                        node.getStartMark().getLine() + 1,
+                        "default transport port " + port + " (clusterPort + " + NodeSpec.TRANSPORT_PORT_OFFSET + ") on "
+                                + host + " already used by " + owner + ": set transportPort");
+            }
+        }
+        return port;
     }
 
     /** A port setting of a node, claimed on {@code host} (when the host is valid) so clashes are caught. */

@@ -233,7 +233,7 @@ class TopologyLoaderTest {
     void shouldRejectAnUnknownNodeKeyListingTheAllowedOnes() {
         assertOnlyProblem(
                 "nodes[0].colour: unknown key (allowed: id, host, clusterPort, grpcPort, metricsPort, "
-                        + "poolSize, transport, gpus, rdma) (line 9)",
+                        + "transportPort, poolSize, transport, gpus, rdma) (line 9)",
                 """
                 cluster: c
                 nodes:
@@ -252,7 +252,7 @@ class TopologyLoaderTest {
         assertEquals(
                 List.of(
                         "nodes[0].grpc_port: unknown key, did you mean grpcPort? (allowed: id, host, clusterPort, grpcPort, "
-                                + "metricsPort, poolSize, transport, gpus, rdma) (line 3)",
+                                + "metricsPort, transportPort, poolSize, transport, gpus, rdma) (line 3)",
                         "nodes[0].grpcPort: missing (line 3)"),
                 problemsOf("""
                 cluster: c
@@ -313,6 +313,59 @@ class TopologyLoaderTest {
                     grpcPort: 11
                     metricsPort: 12
                     poolSize: 1gb
+                """);
+    }
+
+    @Test
+    void shouldDefaultTheTransportPortToClusterPortPlusOneHundred() throws TopologyException {
+        Topology topology = parse("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: 127.0.0.1, clusterPort: 25521, grpcPort: 50055, metricsPort: 9091, poolSize: 1gb}
+                """);
+
+        assertEquals(25621, topology.nodes().getFirst().transportPort());
+    }
+
+    @Test
+    void shouldReadAnExplicitTransportPort() throws TopologyException {
+        Topology topology = parse("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, transportPort: 4, poolSize: 1gb}
+                """);
+
+        assertEquals(4, topology.nodes().getFirst().transportPort());
+    }
+
+    @Test
+    void shouldRejectATransportPortUsedByAnotherRole() {
+        assertOnlyProblem("nodes[0].transportPort: port 2 on h already used by nodes[0].grpcPort (line 3)", """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, transportPort: 2, poolSize: 1gb}
+                """);
+    }
+
+    @Test
+    void shouldRejectADefaultTransportPortThatClashesNamingTheRule() {
+        assertOnlyProblem("nodes[1].grpcPort: port 25621 on h already used by nodes[0].transportPort (line 4)", """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 25521, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
+                  - {id: n2, host: h, clusterPort: 4, grpcPort: 25621, metricsPort: 6, poolSize: 1gb}
+                """);
+    }
+
+    @Test
+    void shouldRejectAClusterPortWhoseDefaultTransportPortIsPastTheLastPort() {
+        assertOnlyProblem(
+                "nodes[0].transportPort: default transport port clusterPort + 100 = 65600 is not a port (1..65535):"
+                        + " set transportPort (line 3)",
+                """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 65500, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
                 """);
     }
 
@@ -467,7 +520,7 @@ class TopologyLoaderTest {
     void shouldRejectANodeThatIsNotAMapping() {
         assertOnlyProblem(
                 "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, "
-                        + "poolSize, transport, gpus, rdma, found a string (line 4)",
+                        + "transportPort, poolSize, transport, gpus, rdma, found a string (line 4)",
                 """
                 cluster: c
                 nodes:
@@ -593,7 +646,7 @@ class TopologyLoaderTest {
         assertEquals(
                 List.of(
                         "defaults: unknown key (allowed: cluster, directoryRanges, nodes) (line 2)",
-                        "nodes[0]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, poolSize, "
+                        "nodes[0]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, transportPort, poolSize, "
                                 + "transport, gpus, rdma, found an alias (*base; aliases are not supported) (line 4)"),
                 problemsOf("""
                 cluster: c
@@ -631,7 +684,7 @@ class TopologyLoaderTest {
                 List.of(
                         "nodes[0].poolSize: expected a size, found a value tagged !!binary" + notSupported
                                 + " (line 3)",
-                        "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, poolSize, "
+                        "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, transportPort, poolSize, "
                                 + "transport, gpus, rdma, found a value tagged !node" + notSupported + " (line 4)"),
                 problemsOf("""
                 cluster: c

@@ -35,7 +35,7 @@ public final class TestPorts {
 
     /** A topology YAML with {@code nodes} nodes on 127.0.0.1 at free ports. */
     public static String topologyYaml(String cluster, int nodes) {
-        int[] ports = free(nodes * 3);
+        int[] ports = free(nodes * 4);
         StringBuilder yaml = new StringBuilder("cluster: " + cluster + "\nnodes:\n");
         for (int i = 0; i < nodes; i++) {
             yaml.append("  - id: n")
@@ -43,13 +43,16 @@ public final class TestPorts {
                     .append('\n')
                     .append("    host: 127.0.0.1\n")
                     .append("    clusterPort: ")
-                    .append(ports[3 * i])
+                    .append(ports[4 * i])
                     .append('\n')
                     .append("    grpcPort: ")
-                    .append(ports[3 * i + 1])
+                    .append(ports[4 * i + 1])
                     .append('\n')
                     .append("    metricsPort: ")
-                    .append(ports[3 * i + 2])
+                    .append(ports[4 * i + 2])
+                    .append('\n')
+                    .append("    transportPort: ")
+                    .append(ports[4 * i + 3])
                     .append('\n')
                     .append("    poolSize: 64mb\n")
                     .append("    transport: tcp\n");

@@ -138,7 +138,7 @@ final class LoadPipeline {
                 hashes[k++] = job.request.hashes()[i];
             }
         }
-        return remote.fetchMissing(job.context.layout.namespace(), hashes).thenApply(fetched -> {
+        return remote.fetchMissing(job.context.layout, hashes).thenApply(fetched -> {
             for (int k = 0; k < Math.min(fetched.length, positions.length); k++) {
                 job.entries[positions[k]] = fetched[k];
             }

@@ -1,6 +1,7 @@
 package io.pegaflow.fabric.engine;
 
 import io.pegaflow.store.BlockEntry;
+import io.pegaflow.store.NamespaceLayout;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 
@@ -17,15 +18,15 @@ import java.util.concurrent.CompletionStage;
 @FunctionalInterface
 public interface RemoteBlockSource {
     /**
-     * Fetches blocks of {@code namespace} that this node lacks.
+     * Fetches blocks of {@code layout}'s namespace that this node lacks (the layout sizes the blocks reserved here).
      *
      * @param hashes the hashes the local store missed, in request order (do not modify)
      * @return per hash, the local entry now holding the block, pinned for this load (the pipeline unpins it with the
      *     rest), or null where it was not fetched; a failed stage fails the load (its flag ends failed) and must leave
      *     nothing pinned
      */
-    CompletionStage<BlockEntry[]> fetchMissing(String namespace, byte[][] hashes);
+    CompletionStage<BlockEntry[]> fetchMissing(NamespaceLayout layout, byte[][] hashes);
 
     /** Fetches nothing and completes at once: a single node, or a fabric without a directory yet. */
-    RemoteBlockSource NONE = (namespace, hashes) -> CompletableFuture.completedFuture(new BlockEntry[hashes.length]);
+    RemoteBlockSource NONE = (layout, hashes) -> CompletableFuture.completedFuture(new BlockEntry[hashes.length]);
 }

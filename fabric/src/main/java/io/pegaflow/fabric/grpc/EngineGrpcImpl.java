@@ -3,12 +3,15 @@ package io.pegaflow.fabric.grpc;
 import io.grpc.Status;
 import io.pegaflow.fabric.engine.EngineException;
 import io.pegaflow.fabric.engine.KvEngine;
+import io.pegaflow.fabric.engine.PrefixHits;
+import io.pegaflow.fabric.engine.PrefixQuery;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
 import io.pegaflow.proto.engine.Engine;
 import io.pegaflow.proto.engine.LoadRequest;
 import io.pegaflow.proto.engine.LoadResponse;
 import io.pegaflow.proto.engine.QueryRequest;
 import io.pegaflow.proto.engine.QueryResponse;
+import io.pegaflow.proto.engine.QueryScope;
 import io.pegaflow.proto.engine.RegisterContextRequest;
 import io.pegaflow.proto.engine.RegisterContextResponse;
 import io.pegaflow.proto.engine.ReleaseRequest;
@@ -20,6 +23,7 @@ import io.pegaflow.proto.engine.SessionRequest;
 import io.pegaflow.proto.engine.UnregisterContextRequest;
 import io.pegaflow.proto.engine.UnregisterContextResponse;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
@@ -39,11 +43,29 @@ public final class EngineGrpcImpl implements Engine {
 
     private final KvEngine engine;
     private final LongSupplier uptimeMs;
+    private final ClusterPrefix clusterPrefix;
     private final GrpcMetrics metrics = new GrpcMetrics("Engine");
 
+    /**
+     * How many of {@code hashes}, from the first, some node of the cluster holds (the block directory's locate);
+     * completes exceptionally or with 0 when that is unknown. Must not block.
+     */
+    @FunctionalInterface
+    public interface ClusterPrefix {
+        CompletionStage<Integer> heldPrefix(String namespace, byte[][] hashes);
+
+        /** A node without a directory: nothing is held elsewhere. */
+        ClusterPrefix NONE = (namespace, hashes) -> CompletableFuture.completedFuture(0);
+    }
+
     public EngineGrpcImpl(KvEngine engine, LongSupplier uptimeMs) {
+        this(engine, uptimeMs, ClusterPrefix.NONE);
+    }
+
+    public EngineGrpcImpl(KvEngine engine, LongSupplier uptimeMs, ClusterPrefix clusterPrefix) {
         this.engine = engine;
         this.uptimeMs = uptimeMs;
+        this.clusterPrefix = clusterPrefix;
     }
 
     @Override
@@ -105,10 +127,26 @@ public final class EngineGrpcImpl implements Engine {
 
     @Override
     public CompletionStage<QueryResponse> query(QueryRequest in) {
-        return metrics.timed(
-                "Query",
-                async(() -> CompletableFuture.completedFuture(
-                        EngineProtoMapper.hits(engine.query(EngineProtoMapper.query(in))))));
+        return metrics.timed("Query", async(() -> {
+            PrefixQuery query = EngineProtoMapper.query(in);
+            PrefixHits local = engine.query(query);
+            QueryResponse localReply = EngineProtoMapper.hits(local);
+            int rest = query.hashes().length - local.hitBlocks();
+            if (in.getScope() != QueryScope.QUERY_SCOPE_CLUSTER || rest == 0) {
+                return CompletableFuture.completedFuture(localReply);
+            }
+            // The local prefix is leased (if asked); the rest is only counted: a Load fetches it from its holders.
+            byte[][] remaining = Arrays.copyOfRange(query.hashes(), local.hitBlocks(), query.hashes().length);
+            return clusterPrefix
+                    .heldPrefix(query.namespace(), remaining)
+                    .handle((held, error) -> {
+                        int elsewhere = error != null || held == null ? 0 : Math.min(held, rest);
+                        return localReply.toBuilder()
+                                .setHitBlocks(local.hitBlocks() + elsewhere)
+                                .build();
+                    })
+                    .toCompletableFuture();
+        }));
     }
 
     @Override

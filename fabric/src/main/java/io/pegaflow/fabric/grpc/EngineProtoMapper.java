@@ -115,6 +115,7 @@ public final class EngineProtoMapper {
                 .setHitBlocks(r.hitBlocks())
                 .setLeaseId(r.leaseId())
                 .setLeaseExpiresInMs(r.leaseExpiresInMs())
+                .setLocalHitBlocks(r.hitBlocks())
                 .build();
     }
 

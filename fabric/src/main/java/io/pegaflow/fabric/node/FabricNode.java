@@ -8,6 +8,8 @@ import io.pegaflow.actors.directory.DirectoryClient;
 import io.pegaflow.actors.directory.DirectoryNode;
 import io.pegaflow.actors.directory.StoreEventPublisher;
 import io.pegaflow.actors.node.NodeGuardian;
+import io.pegaflow.actors.transfer.TransferCoordinator;
+import io.pegaflow.actors.transfer.TransferCounters;
 import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
@@ -18,6 +20,9 @@ import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
 import io.pegaflow.fabric.metrics.NodeMetricsSampler;
+import io.pegaflow.fabric.metrics.TransportMetrics;
+import io.pegaflow.fabric.transfer.CoordinatorBlockSource;
+import io.pegaflow.fabric.transfer.NodeTransport;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
 import io.pegaflow.proto.engine.Engine;
@@ -29,13 +34,16 @@ import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
+import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
 import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import org.apache.pekko.http.javadsl.Http;
@@ -51,11 +59,15 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private static final Logger log = LoggerFactory.getLogger(FabricNode.class);
     public static final String VERSION = "0.1.0";
     private static final Duration BIND_TIMEOUT = Duration.ofSeconds(20);
+    private static final Duration LOCATE_TIMEOUT = Duration.ofSeconds(2);
+    /** A load waits at most this long for blocks held elsewhere; longer than the coordinator's own step timeouts. */
+    private static final Duration REMOTE_FETCH_TIMEOUT = Duration.ofSeconds(12);
 
     private final NodeLaunch launch;
     private final ActorSystem<Void> system;
     private final KvEngine engine;
     private final DirectoryNode directory;
+    private final NodeTransport transport;
     private final CompletableFuture<ActorRef<NodeGuardian.Command>> guardian;
     private final LocationWatch watch;
     private final long startNs = System.nanoTime();
@@ -66,8 +78,10 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             KvEngine engine,
             DirectoryNode directory,
             CompletableFuture<ActorRef<NodeGuardian.Command>> guardian,
-            LocationWatch watch) {
+            LocationWatch watch,
+            NodeTransport transport) {
         this.watch = watch;
+        this.transport = transport;
         this.launch = launch;
         this.system = system;
         this.engine = engine;
@@ -97,12 +111,17 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         // Kamon lives as long as the node; stop it (and free its port) once the actor system is gone, however it ends.
         system.getWhenTerminated().thenRun(metrics::close);
         KvEngine engine;
+        CompletableFuture<ActorRef<TransferCoordinator.Command>> coordinator = new CompletableFuture<>();
+        NodeTransport[] transportOut = new NodeTransport[1];
         GpuBackend[] gpu = new GpuBackend[1];
         HostMemory[] host = new HostMemory[1];
         try {
-            engine = startEngine(launch, engineMetrics, gpu, host);
+            engine = startEngine(launch, engineMetrics, gpu, host, system, coordinator, transportOut);
         } catch (RuntimeException | OutOfMemoryError e) {
             // Nothing else holds these yet: release them here so a failed start leaves no pinned memory or bound port.
+            if (transportOut[0] != null) {
+                transportOut[0].close();
+            }
             if (gpu[0] != null) {
                 gpu[0].close();
             }
@@ -132,15 +151,28 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             toDirectory.onEvents(batch);
             watch.onEvents(batch);
         });
-        FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch);
+        NodeTransport transport = transportOut[0];
+        // Reservations of incoming blocks (they may evict) run here, off the coordinator's thread; bounded.
+        ThreadPoolExecutor storeExecutor = new ThreadPoolExecutor(
+                1,
+                1,
+                0,
+                TimeUnit.SECONDS,
+                new ArrayBlockingQueue<>(256),
+                Thread.ofPlatform().name("pegaflow-transfer-store").daemon().factory());
+        FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch, transport);
+        spawnCoordinator(launch, system, engine, transport, storeExecutor, directory, guardian, coordinator);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
-        NodeMetricsSampler sampler =
-                NodeMetricsSampler.start(node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample));
+        TransportMetrics transportMetrics = new TransportMetrics(transport.transport());
+        NodeMetricsSampler sampler = NodeMetricsSampler.start(
+                node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample, transportMetrics::sample));
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "stop-engine", () -> {
             sampler.close();
             // Free pool and GPU memory only once no copy can touch them any more.
             if (engine.close()) {
+                transport.close(); // no transport thread touches the pool after this
+                storeExecutor.shutdown();
                 engine.store().pool().close();
                 engine.store().close();
                 if (gpu[0] != null) {
@@ -174,7 +206,13 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
      * and populated in parallel ({@link HostMemory}).
      */
     private static KvEngine startEngine(
-            NodeLaunch launch, EngineMetrics metrics, GpuBackend[] gpuOut, HostMemory[] hostOut) {
+            NodeLaunch launch,
+            EngineMetrics metrics,
+            GpuBackend[] gpuOut,
+            HostMemory[] hostOut,
+            ActorSystem<Void> system,
+            CompletionStage<ActorRef<TransferCoordinator.Command>> coordinator,
+            NodeTransport[] transportOut) {
         EngineSettings settings;
         try {
             settings = EngineSettings.from(System.getProperties());
@@ -203,8 +241,15 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             copyEngine = new HostCopyEngine();
         }
         BlockStore store = new BlockStore(pool, launch.partialTimeoutMs() * 1_000_000, System::nanoTime);
+        try {
+            transportOut[0] = NodeTransport.start(launch.topology(), launch.self(), pool.memory());
+        } catch (RuntimeException e) {
+            throw new NodeStartException(
+                    "node " + launch.self().id() + ": cannot start the transport: " + e.getMessage(), e);
+        }
         KvEngine engine = KvEngine.builder(store, copyEngine)
                 .settings(settings)
+                .remoteSource(new CoordinatorBlockSource(store, coordinator, system.scheduler(), REMOTE_FETCH_TIMEOUT))
                 .listener(metrics)
                 .build();
         metrics.attach(engine);
@@ -214,7 +259,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private void bindGrpc(CoordinatedShutdown shutdown) {
         var handler = ServiceHandler.concatOrNotFound(
                 FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
-                EngineHandlerFactory.partial(new EngineGrpcImpl(engine, this::uptimeMs), Engine.name, system));
+                EngineHandlerFactory.partial(
+                        new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster), Engine.name, system));
         CompletionStage<ServerBinding> binding = Http.get(system)
                 .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
                 .bind(handler);
@@ -237,6 +283,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 CoordinatedShutdown.PhaseServiceRequestsDone(),
                 "grpc-drain",
                 () -> bound.terminate(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
+    }
+
+    /** For cluster-scope queries: the prefix of {@code hashes} some node holds, per the directory. */
+    private CompletionStage<Integer> heldInCluster(String namespace, byte[][] hashes) {
+        return directory.client().locate(namespace, hashes, LOCATE_TIMEOUT).thenApply(r -> r.prefixLength());
     }
 
     /** Completes when the node has fully stopped. */
@@ -304,8 +355,52 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
 
     @Override
     public String transport() {
-        return "tcp";
+        return transport.transport().name();
     }
+
+    /** The node's transport (the pool registered as its region). */
+    public NodeTransport nodeTransport() {
+        return transport;
+    }
+
+    /** The transfer coordinator as a node-guardian child; {@code coordinator} completes with its ref. */
+    private static void spawnCoordinator(
+            NodeLaunch launch,
+            ActorSystem<Void> system,
+            KvEngine engine,
+            NodeTransport transport,
+            ThreadPoolExecutor storeExecutor,
+            DirectoryNode directory,
+            CompletionStage<ActorRef<NodeGuardian.Command>> guardian,
+            CompletableFuture<ActorRef<TransferCoordinator.Command>> coordinator) {
+        var behavior = TransferCoordinator.create(
+                engine.store(),
+                transport.transport(),
+                transport.poolRegion(),
+                directory.client(),
+                launch.topology(),
+                storeExecutor,
+                TransferCoordinator.Settings.defaults(),
+                TRANSFER_COUNTERS);
+        var key = new NodeGuardian.ChildKey<>(TransferCoordinator.NAME, TransferCoordinator.Command.class);
+        guardian.thenCompose(
+                        ref -> AskPattern.<NodeGuardian.Command, ActorRef<TransferCoordinator.Command>>askWithStatus(
+                                ref,
+                                replyTo -> new NodeGuardian.Command.SpawnChild<>(key, behavior, replyTo),
+                                BIND_TIMEOUT,
+                                system.scheduler()))
+                .whenComplete((ref, failure) -> {
+                    if (failure != null) {
+                        log.error("transfer coordinator not started: {}", failure.getMessage());
+                        coordinator.completeExceptionally(failure);
+                    } else {
+                        coordinator.complete(ref);
+                    }
+                });
+    }
+
+    /** The coordinator's counters (one node per JVM in production; tests read them). */
+    public static final TransferCounters TRANSFER_COUNTERS = new TransferCounters();
 
     @Override
     public void requestShutdown(String reason) {

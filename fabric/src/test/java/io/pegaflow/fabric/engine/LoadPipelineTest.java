@@ -39,7 +39,7 @@ class LoadPipelineTest {
         volatile Runnable onCall = () -> {};
 
         @Override
-        public CompletionStage<BlockEntry[]> fetchMissing(String namespace, byte[][] hashes) {
+        public CompletionStage<BlockEntry[]> fetchMissing(NamespaceLayout layout, byte[][] hashes) {
             asked.add(hashes);
             onCall.run();
             return answer;
@@ -123,8 +123,9 @@ class LoadPipelineTest {
         new Random(9).nextBytes(remoteBytes[0]);
         new Random(10).nextBytes(remoteBytes[1]);
         EngineFixture[] self = new EngineFixture[1];
-        RemoteBlockSource fetchOne = (namespace, hashes) -> {
+        RemoteBlockSource fetchOne = (asked, hashes) -> {
             BlockEntry[] fetched = new BlockEntry[hashes.length];
+            String namespace = asked.namespace();
             NamespaceLayout layout = new NamespaceLayout(namespace, 2, 1, EngineFixture.BLOCK);
             IncomingBlock incoming =
                     self[0].store.reserveIncoming(layout, hashes[0]).orElseThrow();
