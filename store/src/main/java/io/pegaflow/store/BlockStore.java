@@ -48,8 +48,6 @@ public final class BlockStore implements AutoCloseable {
     private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
     /** The one lookup key, used under the lock: lookups allocate nothing. */
     private final BlockKey.Probe probe = new BlockKey.Probe();
-    /** A query's hits between its lookups and its touches, reused under the lock (cleared after each use). */
-    private BlockEntry[] scratch = new BlockEntry[64];
     /** One eviction list per pool size class (few: one per block size in use), looked up by a linear scan. */
     private final ArrayList<ClassLru> classes = new ArrayList<>();
     /** Sealed, unpinned blocks per slab, and the head of each slab's list of them. */
@@ -515,11 +513,9 @@ public final class BlockStore implements AutoCloseable {
     }
 
     private synchronized QueryResult queryLocked(String namespace, byte[][] hashes, long leaseTtlMs, long leaseId) {
-        // Look every hit up first, then touch or pin them: the lookups do not wait on the list updates.
-        if (scratch.length < hashes.length) {
-            scratch = new BlockEntry[Math.max(hashes.length, 2 * scratch.length)];
-        }
-        BlockEntry[] found = scratch;
+        // Look every hit up first, then touch or pin them: the lookups do not wait on the list updates. A fresh
+        // (young) array: filling a long-lived one would dirty a card per store for the GC to refine.
+        BlockEntry[] found = new BlockEntry[hashes.length];
         int hits = 0;
         for (byte[] hash : hashes) {
             BlockEntry entry = index.get(probe.set(namespace, hash));
@@ -533,13 +529,11 @@ public final class BlockStore implements AutoCloseable {
         if (leaseTtlMs <= 0 || hits == 0) {
             for (int i = 0; i < hits; i++) {
                 touch(found[i]);
-                found[i] = null;
             }
             return new QueryResult(hits, null);
         }
         // Leased: pinned now, the blocks leave their LRU lists and come back as used when the lease ends.
-        BlockEntry[] leased = Arrays.copyOf(found, hits);
-        Arrays.fill(found, 0, hits, null);
+        BlockEntry[] leased = hits == found.length ? found : Arrays.copyOf(found, hits);
         for (BlockEntry entry : leased) {
             pin(entry);
         }
