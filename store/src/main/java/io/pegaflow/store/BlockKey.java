@@ -20,11 +20,35 @@ public final class BlockKey {
     }
 
     /**
-     * A key for a map lookup only: it shares {@code hash} instead of copying it, so the caller must not change the
-     * array while the key is in use and must never store the key.
+     * A reusable key for map lookups only, owned by one thread at a time (the store's, under its lock): it allocates
+     * nothing per lookup. Only its own {@code equals} knows it ({@code BlockKey.equals(probe)} is false), which is all a
+     * {@code HashMap.get(probe)} uses; it must never be stored in a map.
      */
-    static BlockKey lookup(String namespace, byte[] hash) {
-        return new BlockKey(namespace, hash, false);
+    static final class Probe {
+        private String namespace;
+        private byte[] hash;
+        private int hashCode;
+
+        /** Points the probe at {@code (namespace, hash)}, sharing {@code hash}; returns the probe. */
+        Probe set(String namespace, byte[] hash) {
+            this.namespace = namespace;
+            this.hash = hash;
+            this.hashCode = 31 * namespace.hashCode() + Arrays.hashCode(hash);
+            return this;
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof BlockKey k
+                    && k.hashCode == hashCode
+                    && Arrays.equals(k.hash, hash)
+                    && k.namespace.equals(namespace);
+        }
+
+        @Override
+        public int hashCode() {
+            return hashCode;
+        }
     }
 
     public String namespace() {

@@ -46,6 +46,8 @@ public final class BlockStore implements AutoCloseable {
     private final LongSupplier clockNs;
     private final long partialTimeoutNs;
     private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
+    /** The one lookup key, used under the lock: lookups allocate nothing. */
+    private final BlockKey.Probe probe = new BlockKey.Probe();
     /** One eviction list per pool size class (few: one per block size in use), looked up by a linear scan. */
     private final ArrayList<ClassLru> classes = new ArrayList<>();
     /** Sealed, unpinned blocks per slab, and the head of each slab's list of them. */
@@ -511,24 +513,26 @@ public final class BlockStore implements AutoCloseable {
     }
 
     private synchronized QueryResult queryLocked(String namespace, byte[][] hashes, long leaseTtlMs, long leaseId) {
-        BlockEntry[] found = leaseTtlMs > 0 ? new BlockEntry[hashes.length] : null;
+        // Look every hit up first, then touch or pin them: the lookups do not wait on the list updates. A fresh
+        // (young) array: filling a long-lived one would dirty a card per store for the GC to refine.
+        BlockEntry[] found = new BlockEntry[hashes.length];
         int hits = 0;
         for (byte[] hash : hashes) {
-            BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
+            BlockEntry entry = index.get(probe.set(namespace, hash));
             if (entry == null || !entry.sealed) {
                 break;
             }
-            touch(entry);
-            if (found != null) {
-                found[hits] = entry;
-            }
-            hits++;
+            found[hits++] = entry;
         }
         counters.hits += hits;
         counters.misses += hashes.length - hits;
-        if (found == null || hits == 0) {
+        if (leaseTtlMs <= 0 || hits == 0) {
+            for (int i = 0; i < hits; i++) {
+                touch(found[i]);
+            }
             return new QueryResult(hits, null);
         }
+        // Leased: pinned now, the blocks leave their LRU lists and come back as used when the lease ends.
         BlockEntry[] leased = hits == found.length ? found : Arrays.copyOf(found, hits);
         for (BlockEntry entry : leased) {
             pin(entry);
@@ -599,7 +603,7 @@ public final class BlockStore implements AutoCloseable {
      * @return empty unless the block is sealed
      */
     public synchronized Optional<BlockDescriptor> describeSealed(String namespace, byte[] hash) {
-        BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
+        BlockEntry entry = index.get(probe.set(namespace, hash));
         if (entry == null || !entry.sealed) {
             return Optional.empty();
         }
@@ -619,7 +623,7 @@ public final class BlockStore implements AutoCloseable {
         long stamp = ++loadStamps;
         BlockEntry[] entries = new BlockEntry[hashes.length];
         for (int i = 0; i < hashes.length; i++) {
-            BlockEntry entry = index.get(BlockKey.lookup(namespace, hashes[i]));
+            BlockEntry entry = index.get(probe.set(namespace, hashes[i]));
             if (entry != null && entry.sealed) {
                 pin(entry);
                 entry.loadStamp = stamp;
@@ -714,7 +718,7 @@ public final class BlockStore implements AutoCloseable {
 
     /** True if the block is sealed (visible to queries). */
     public synchronized boolean isSealed(String namespace, byte[] hash) {
-        BlockEntry entry = index.get(BlockKey.lookup(namespace, hash));
+        BlockEntry entry = index.get(probe.set(namespace, hash));
         return entry != null && entry.sealed;
     }
 
@@ -825,10 +829,21 @@ public final class BlockStore implements AutoCloseable {
     /** A use of a sealed block: moves it to the most recently used end of its class list if it is there. */
     private void touch(BlockEntry entry) {
         ClassLru lru = entry.classLru;
-        if (entry.pins == 0 && entry != lru.tail) {
-            lruUnlink(lru, entry);
-            lruAppend(lru, entry);
+        if (entry.pins != 0 || entry == lru.tail) {
+            return;
         }
+        // Unlink (it is not the tail, so it has a successor) and append; the count stays.
+        BlockEntry next = entry.lruNext;
+        if (entry.lruPrev != null) {
+            entry.lruPrev.lruNext = next;
+        } else {
+            lru.head = next;
+        }
+        next.lruPrev = entry.lruPrev;
+        entry.lruPrev = lru.tail;
+        entry.lruNext = null;
+        lru.tail.lruNext = entry;
+        lru.tail = entry;
     }
 
     // ---- internals: eviction ----

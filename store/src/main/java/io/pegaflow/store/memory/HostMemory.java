@@ -17,9 +17,10 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
- * A large zero-filled region of anonymous host memory for the block pool, mapped for a fast start: hugetlb pages
- * when enough are free, else transparent huge pages ({@code madvise(MADV_HUGEPAGE)}, on a 2 MiB-aligned start), then
- * populated from several threads at once ({@code MADV_POPULATE_WRITE}, or writing one byte per 4 KiB page on kernels
+ * A large zero-filled region of anonymous host memory for the block pool, mapped for a fast start: with huge pages
+ * asked for, hugetlb pages when enough are free, else transparent huge pages ({@code madvise(MADV_HUGEPAGE)}, on a 2
+ * MiB-aligned start); without, ordinary 4 KiB pages ({@code MADV_NOHUGEPAGE}). Then it is populated from several
+ * threads at once ({@code MADV_POPULATE_WRITE}, or writing one byte per 4 KiB page on kernels
  * without it), so that no page fault is left for the data path. A GPU (gpu's {@code CudaDevice.registerHost}) or a NIC
  * can then register it.
  *
@@ -41,7 +42,7 @@ public final class HostMemory implements AutoCloseable {
         HUGETLB,
         /** Ordinary memory with {@code MADV_HUGEPAGE} accepted: the kernel backs it with 2 MiB pages where it can. */
         TRANSPARENT_HUGE,
-        /** Ordinary 4 KiB pages ({@code MADV_HUGEPAGE} refused, e.g. transparent huge pages disabled). */
+        /** Ordinary 4 KiB pages: huge pages not asked for, or {@code MADV_HUGEPAGE} refused (THP disabled). */
         SMALL
     }
 
@@ -56,6 +57,7 @@ public final class HostMemory implements AutoCloseable {
     private final long mappingAddress;
     private final long mappingBytes;
     private final long sizeBytes;
+    private final boolean hugePagesAsked;
     private final Pages pages;
     private final Populate populate;
     private final int populateThreads;
@@ -70,6 +72,7 @@ public final class HostMemory implements AutoCloseable {
             long mappingBytes,
             long address,
             long sizeBytes,
+            boolean hugePagesAsked,
             Pages pages,
             Populate populate,
             int populateThreads,
@@ -78,6 +81,7 @@ public final class HostMemory implements AutoCloseable {
         this.mappingAddress = mappingAddress;
         this.mappingBytes = mappingBytes;
         this.sizeBytes = sizeBytes;
+        this.hugePagesAsked = hugePagesAsked;
         this.pages = pages;
         this.populate = populate;
         this.populateThreads = populateThreads;
@@ -91,21 +95,32 @@ public final class HostMemory implements AutoCloseable {
         return Math.clamp(Runtime.getRuntime().availableProcessors(), 1, 16);
     }
 
-    /** {@link #allocate(long, int)} with {@link #defaultPopulateThreads()}. */
+    /** {@link #allocate(long, int, boolean)} with {@link #defaultPopulateThreads()} and huge pages. */
     public static HostMemory allocate(long bytes) {
-        return allocate(bytes, defaultPopulateThreads());
+        return allocate(bytes, defaultPopulateThreads(), true);
+    }
+
+    /** {@link #allocate(long, int, boolean)} with huge pages. */
+    public static HostMemory allocate(long bytes, int populateThreads) {
+        return allocate(bytes, populateThreads, true);
     }
 
     /**
      * Maps and populates {@code bytes} rounded up to {@link #HUGE_PAGE_BYTES}, zero-filled.
      *
+     * <p>Huge pages cut TLB misses and the work of pinning the memory for a GPU or a NIC. Their first population in a
+     * process can cost more than 4 KiB pages where fresh memory is slow to come by (the 2-core dev VM: 2 GiB in
+     * 2.9-4.1 s against 0.6-1.6 s, bench/results/block-pool-jmh.md), so a caller that registers nothing may prefer
+     * {@code hugePages = false}.
+     *
      * @param bytes at least 1
      * @param populateThreads in [1, 256]
+     * @param hugePages try hugetlb, then transparent huge pages; false: 4 KiB pages
      * @throws IllegalArgumentException for a size or thread count out of range
      * @throws IllegalStateException naming the call and errno when the memory cannot be mapped or populated (nothing
      *     stays mapped then)
      */
-    public static HostMemory allocate(long bytes, int populateThreads) {
+    public static HostMemory allocate(long bytes, int populateThreads, boolean hugePages) {
         if (bytes < 1 || bytes > Long.MAX_VALUE - 2 * HUGE_PAGE_BYTES) {
             throw new IllegalArgumentException(
                     "bytes " + bytes + " must be in [1, " + (Long.MAX_VALUE - 2 * HUGE_PAGE_BYTES) + "]");
@@ -117,7 +132,8 @@ public final class HostMemory implements AutoCloseable {
         long start = System.nanoTime();
         Pages pages = Pages.HUGETLB;
         long mappingBytes = size;
-        Libc.Result mapped = freeHugetlbBytes() >= size ? Libc.mmapAnonymous(size, Libc.MAP_HUGETLB) : null;
+        Libc.Result mapped =
+                hugePages && freeHugetlbBytes() >= size ? Libc.mmapAnonymous(size, Libc.MAP_HUGETLB) : null;
         if (mapped == null || mapped.failed()) {
             // One huge page more than needed, so that a 2 MiB-aligned start fits inside.
             mappingBytes = size + HUGE_PAGE_BYTES;
@@ -130,7 +146,9 @@ public final class HostMemory implements AutoCloseable {
         }
         long mapping = mapped.value();
         long address = pages == Pages.HUGETLB ? mapping : (mapping + HUGE_PAGE_BYTES - 1) & -HUGE_PAGE_BYTES;
-        if (pages == Pages.SMALL
+        if (!hugePages) {
+            Libc.madvise(address, size, Libc.MADV_NOHUGEPAGE); // also where THP is "always"; a refusal changes nothing
+        } else if (pages == Pages.SMALL
                 && !Libc.madvise(address, size, Libc.MADV_HUGEPAGE).failed()) {
             pages = Pages.TRANSPARENT_HUGE;
         }
@@ -148,6 +166,7 @@ public final class HostMemory implements AutoCloseable {
                 mappingBytes,
                 address,
                 size,
+                hugePages,
                 pages,
                 how,
                 populateThreads,
@@ -264,7 +283,7 @@ public final class HostMemory implements AutoCloseable {
         String kind = switch (pages) {
             case HUGETLB -> "hugetlb pages";
             case TRANSPARENT_HUGE -> "transparent huge pages";
-            case SMALL -> "4 KiB pages (MADV_HUGEPAGE refused)";
+            case SMALL -> hugePagesAsked ? "4 KiB pages (MADV_HUGEPAGE refused)" : "4 KiB pages (asked for)";
         };
         return String.format(
                 "%s, mmap %.2f s, populate %.2f s (%s, %d thread%s)",

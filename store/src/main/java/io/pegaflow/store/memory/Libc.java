@@ -25,6 +25,7 @@ final class Libc {
     static final int MAP_ANONYMOUS = 0x20;
     static final int MAP_HUGETLB = 0x40000;
     static final int MADV_HUGEPAGE = 14;
+    static final int MADV_NOHUGEPAGE = 15;
     static final int MADV_POPULATE_WRITE = 23;
     static final long MAP_FAILED = -1L;
 

@@ -76,6 +76,15 @@ class HostMemoryTest {
     }
 
     @Test
+    void shouldUseSmallPagesWhenHugePagesAreNotAskedFor() {
+        try (HostMemory memory = HostMemory.allocate(8 * MIB, 2, false)) {
+            assertEquals(HostMemory.Pages.SMALL, memory.pages());
+            assertTrue(memory.report().startsWith("4 KiB pages (asked for), "), memory.report());
+            assertEquals(0, memory.memory().get(ValueLayout.JAVA_LONG, 8 * MIB - 8));
+        }
+    }
+
+    @Test
     void shouldServeAsTheBlockPoolsMemory() {
         try (HostMemory memory = HostMemory.allocate(16 * MIB, 2);
                 BlockPool pool = BlockPool.wrap(memory.memory(), BlockPool.defaultSlabBytes(memory.sizeBytes()))) {
