@@ -132,9 +132,14 @@ class FabricClient(_GrpcClient):
     def cluster_status(self) -> fabric_pb2.ClusterStatusResponse:
         return self._unary(self._stub, "ClusterStatus", fabric_pb2.ClusterStatusRequest())
 
-    def shutdown(self, reason: str = "") -> fabric_pb2.ShutdownResponse:
-        """Asks the node to leave the cluster and exit; it replies before leaving."""
-        return self._unary(self._stub, "Shutdown", fabric_pb2.ShutdownRequest(reason=reason))
+    def shutdown(self, node_id: str, reason: str = "") -> fabric_pb2.ShutdownResponse:
+        """Asks the node to leave the cluster and exit; it replies before leaving.
+
+        ``node_id`` confirms which node is meant (``health().node_id``): a node refuses a Shutdown that does not name
+        it (INVALID_ARGUMENT when empty, FAILED_PRECONDITION when another node's) and logs who asked.
+        """
+        request = fabric_pb2.ShutdownRequest(reason=reason, confirm_node_id=node_id)
+        return self._unary(self._stub, "Shutdown", request)
 
 
 def _as_proto(value, message_type):

@@ -241,7 +241,7 @@ class LocalNode:
         if self.alive:
             try:
                 with FabricClient(self.endpoint, timeout_s=5.0) as fabric:
-                    fabric.shutdown("LocalNode.stop")
+                    fabric.shutdown(fabric.health().node_id, "LocalNode.stop")
             except EngineError:
                 pass  # already going, or wedged: the wait below decides
             try:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\"\x0f\n\rHealthRequest\"\xfe\x01\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\"!\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\x96\x02\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponseB)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\"\x0f\n\rHealthRequest\"\xfe\x01\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\":\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_node_id\x18\x02 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\x96\x02\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponseB)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,9 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBER']._serialized_start=525
   _globals['_MEMBER']._serialized_end=598
   _globals['_SHUTDOWNREQUEST']._serialized_start=600
-  _globals['_SHUTDOWNREQUEST']._serialized_end=633
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=635
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=670
-  _globals['_FABRIC']._serialized_start=673
-  _globals['_FABRIC']._serialized_end=951
+  _globals['_SHUTDOWNREQUEST']._serialized_end=658
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=660
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=695
+  _globals['_FABRIC']._serialized_start=698
+  _globals['_FABRIC']._serialized_end=976
 # @@protoc_insertion_point(module_scope)

@@ -38,7 +38,7 @@ public final class SharedMemoryFile implements MappedRegion {
      * link below {@code root}: a node must not read or write arbitrary files because a request named them. {@code
      * root} itself is the operator's setting and may be (or lie under) a link.
      *
-     * @throws IOException naming the path when it is not absolute, not below {@code root}, missing, a link, not a
+     * @throws IOException saying why (without repeating the whole path: the caller names it) when it is not absolute, not below {@code root}, missing, a link, not a
      *     regular file, empty, or cannot be mapped
      */
     public static SharedMemoryFile mapWithin(Path root, Path path) throws IOException {
@@ -57,8 +57,8 @@ public final class SharedMemoryFile implements MappedRegion {
                 Posix.close(dir);
                 dir = next;
                 if (stat(path, dir).device() != device) {
-                    throw new IOException(path + ": " + String.join("/", names.subList(0, i + 1))
-                            + " is on another file system than " + root + " (a mount point)");
+                    throw new IOException(
+                            "\"" + names.get(i) + "\" is on another file system than " + root + " (a mount point)");
                 }
             }
             int file = openComponent(
@@ -81,7 +81,7 @@ public final class SharedMemoryFile implements MappedRegion {
     /** The components of {@code path} below {@code root} (or its real path), each a plain name. */
     private static List<String> namesBelow(Path root, Path realRoot, Path path) throws IOException {
         if (!path.isAbsolute()) {
-            throw new IOException(path + " is not an absolute path");
+            throw new IOException("not an absolute path");
         }
         Path below;
         if (path.startsWith(root.toAbsolutePath())) {
@@ -89,7 +89,7 @@ public final class SharedMemoryFile implements MappedRegion {
         } else if (path.startsWith(realRoot)) {
             below = realRoot.relativize(path);
         } else {
-            throw new IOException(path + " is outside " + root + " (the node maps only shared-memory files there)");
+            throw new IOException("is outside " + root + " (the node maps only shared-memory files there)");
         }
         List<String> names = new ArrayList<>();
         for (Path name : below) {
@@ -98,12 +98,12 @@ public final class SharedMemoryFile implements MappedRegion {
                 continue;
             }
             if (n.equals("..") || n.equals(".")) {
-                throw new IOException(path + ": \"" + n + "\" is not allowed in a shared-memory path");
+                throw new IOException("\"" + n + "\" is not allowed in a shared-memory path");
             }
             names.add(n);
         }
         if (names.isEmpty()) {
-            throw new IOException(path + " names " + root + " itself, not a file in it");
+            throw new IOException("names " + root + " itself, not a file in it");
         }
         return names;
     }
@@ -113,23 +113,23 @@ public final class SharedMemoryFile implements MappedRegion {
         if (!r.failed()) {
             return (int) r.value();
         }
-        String at = String.join("/", names.subList(0, i + 1));
+        String at = "\"" + names.get(i) + "\"";
         boolean last = i == names.size() - 1;
         if (r.errno() == Posix.ENOENT) {
-            throw new NoSuchFileException(path.toString(), null, "no such shared-memory file");
+            throw new NoSuchFileException(at, null, "no such file");
         }
         if (r.errno() == Posix.ELOOP || (!last && r.errno() == Posix.ENOTDIR)) {
-            throw new IOException(path + ": " + at + " is a symbolic link" + (last ? "" : " or not a directory")
+            throw new IOException(at + " is a symbolic link" + (last ? "" : " or not a directory")
                     + " (the node follows no links in the shared-memory dir)");
         }
-        throw new IOException("cannot open " + path + ": " + Posix.errnoText(r.errno()));
+        throw new IOException("cannot open " + at + ": " + Posix.errnoText(r.errno()));
     }
 
     private static Posix.Stat stat(Path path, int fd) throws IOException {
         try {
             return Posix.fstat(fd);
         } catch (Posix.NativeError e) {
-            throw new IOException(path + ": " + e.getMessage());
+            throw new IOException(e.getMessage());
         }
     }
 
@@ -137,18 +137,18 @@ public final class SharedMemoryFile implements MappedRegion {
     private static SharedMemoryFile mapDescriptor(Path path, int fd, long device, Path root) throws IOException {
         Posix.Stat st = stat(path, fd);
         if (!st.regularFile()) {
-            throw new IOException(path + " is not a regular file");
+            throw new IOException("not a regular file");
         }
         if (st.device() != device) {
-            throw new IOException(path + " is on another file system than " + root);
+            throw new IOException("on another file system than " + root);
         }
         long size = st.sizeBytes();
         if (size == 0) {
-            throw new IOException(path + " is empty");
+            throw new IOException("the file is empty");
         }
         Posix.Result m = Posix.mmapShared(fd, size);
         if (m.failed()) {
-            throw new IOException("cannot map " + path + ": " + Posix.errnoText(m.errno()));
+            throw new IOException("mmap failed: " + Posix.errnoText(m.errno()));
         }
         long address = m.value();
         Arena arena = Arena.ofShared();

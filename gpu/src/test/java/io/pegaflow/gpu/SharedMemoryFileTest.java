@@ -78,7 +78,7 @@ class SharedMemoryFileTest {
         Files.createSymbolicLink(root.resolve("to-outside"), outside.resolve("f"));
         for (String name : new String[] {"to-real", "to-outside"}) {
             IOException e = assertThrows(IOException.class, () -> SharedMemoryFile.mapWithin(root, root.resolve(name)));
-            assertTrue(e.getMessage().contains(name + " is a symbolic link"), e.getMessage());
+            assertTrue(e.getMessage().contains("\"" + name + "\" is a symbolic link"), e.getMessage());
         }
     }
 
@@ -86,7 +86,7 @@ class SharedMemoryFileTest {
     void shouldRefuseALinkAsADirectoryOnTheWay() throws IOException {
         Files.createSymbolicLink(root.resolve("d"), outside);
         IOException e = assertThrows(IOException.class, () -> SharedMemoryFile.mapWithin(root, root.resolve("d/f")));
-        assertTrue(e.getMessage().contains("d is a symbolic link or not a directory"), e.getMessage());
+        assertTrue(e.getMessage().contains("\"d\" is a symbolic link or not a directory"), e.getMessage());
     }
 
     @Test
@@ -108,7 +108,7 @@ class SharedMemoryFileTest {
         Files.createFile(root.resolve("empty"));
         IOException empty =
                 assertThrows(IOException.class, () -> SharedMemoryFile.mapWithin(root, root.resolve("empty")));
-        assertTrue(empty.getMessage().contains("is empty"), empty.getMessage());
+        assertTrue(empty.getMessage().contains("the file is empty"), empty.getMessage());
         Files.createDirectory(root.resolve("dir"));
         assertThrows(IOException.class, () -> SharedMemoryFile.mapWithin(root, root.resolve("dir")));
         Process mkfifo = new ProcessBuilder("mkfifo", root.resolve("fifo").toString()).start();

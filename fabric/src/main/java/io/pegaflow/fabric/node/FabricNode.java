@@ -10,15 +10,12 @@ import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
+import io.pegaflow.fabric.grpc.NodeGrpcHandler;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
 import io.pegaflow.fabric.metrics.NodeMetricsSampler;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
-import io.pegaflow.proto.engine.Engine;
-import io.pegaflow.proto.engine.EngineHandlerFactory;
-import io.pegaflow.proto.fabric.Fabric;
-import io.pegaflow.proto.fabric.FabricHandlerFactory;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
@@ -30,7 +27,6 @@ import org.apache.pekko.Done;
 import org.apache.pekko.actor.CoordinatedShutdown;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import org.apache.pekko.http.javadsl.Http;
 import org.apache.pekko.http.javadsl.ServerBinding;
 import org.slf4j.Logger;
@@ -175,9 +171,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {
-        var handler = ServiceHandler.concatOrNotFound(
-                FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
-                EngineHandlerFactory.partial(new EngineGrpcImpl(engine, this::uptimeMs), Engine.name, system));
+        var handler = NodeGrpcHandler.create(
+                new FabricGrpcImpl(this, VERSION), new EngineGrpcImpl(engine, this::uptimeMs), system);
         CompletionStage<ServerBinding> binding = Http.get(system)
                 .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
                 .bind(handler);
