@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable
 import grpc
 
 from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
-from pegaflow.errors import EngineError
+from pegaflow.errors import EngineError, SessionEndedError
 from pegaflow.session import Session
 
-__all__ = ["EngineClient", "EngineError", "FabricClient", "Session"]
+__all__ = ["EngineClient", "EngineError", "FabricClient", "Session", "SessionEndedError"]
 
 # A block: (block_id, hash) or a ready BlockRef.
 Block = tuple[int, bytes] | engine_pb2.BlockRef
