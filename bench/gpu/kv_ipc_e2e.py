@@ -177,7 +177,7 @@ def main() -> int:
     finally:
         try:
             with FabricClient(endpoint, timeout_s=2) as fabric:
-                fabric.shutdown("e2e done")
+                fabric.shutdown(fabric.health().node_id, "e2e done")
             node.wait(timeout=30)
         except Exception:  # noqa: BLE001 - a node that does not shut down cleanly is killed
             node.kill()

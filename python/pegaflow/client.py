@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 import grpc
 
 from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
-from pegaflow.errors import EngineError
+from pegaflow.errors import EngineError, SessionEndedError
 from pegaflow.session import Session
 
-__all__ = ["EngineClient", "EngineError", "FabricClient", "Session"]
+__all__ = ["EngineClient", "EngineError", "FabricClient", "Session", "SessionEndedError"]
 
 # A block: (block_id, hash) or a ready BlockRef.
 Block = tuple[int, bytes] | engine_pb2.BlockRef
@@ -149,9 +149,14 @@ class FabricClient(_GrpcClient):
     def cluster_status(self) -> fabric_pb2.ClusterStatusResponse:
         return self._unary(self._stub, "ClusterStatus", fabric_pb2.ClusterStatusRequest())
 
-    def shutdown(self, reason: str = "") -> fabric_pb2.ShutdownResponse:
-        """Asks the node to leave the cluster and exit; it replies before leaving."""
-        return self._unary(self._stub, "Shutdown", fabric_pb2.ShutdownRequest(reason=reason))
+    def shutdown(self, node_id: str, reason: str = "") -> fabric_pb2.ShutdownResponse:
+        """Asks the node to leave the cluster and exit; it replies before leaving.
+
+        ``node_id`` confirms which node is meant (``health().node_id``): a node refuses a Shutdown that does not name
+        it (INVALID_ARGUMENT when empty, FAILED_PRECONDITION when another node's) and logs who asked.
+        """
+        request = fabric_pb2.ShutdownRequest(reason=reason, confirm_node_id=node_id)
+        return self._unary(self._stub, "Shutdown", request)
 
     def locate(self, namespace: str, hashes: Iterable[bytes]) -> fabric_pb2.LocateResponse:
         """Which nodes hold each block (``blocks[i].node_ids``), the cluster prefix and whether the answer is complete.

@@ -1,4 +1,5 @@
-"""The one exception type of the gRPC clients: a failed call, with its status code and the node's details."""
+"""The exception types of the clients: EngineError (a failed call, with its status code and the node's details) and
+SessionEndedError (a wait that cannot end well because the session with the node is gone)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,20 @@ class EngineError(Exception):
         code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
         details = error.details() if hasattr(error, "details") else str(error)
         return cls(code or grpc.StatusCode.UNKNOWN, details or "", method)
+
+
+class SessionEndedError(EngineError):
+    """The Session stream ended (the node died, restarted or dropped the context) while a load was pending.
+
+    The load's outcome is unknown and its flag will never be written: treat its blocks as not loaded. Code UNAVAILABLE.
+    """
+
+    def __init__(self, context_id: str, reason: str):
+        super().__init__(
+            grpc.StatusCode.UNAVAILABLE,
+            f"the session of context {context_id} ended ({reason}) while the load was pending: "
+            "its blocks are not loaded",
+            "Session",
+        )
+        self.context_id = context_id
+        self.reason = reason

@@ -6,6 +6,10 @@ The node writes the counters first and the state last, so a reader reads the sta
 after seeing a final state.
 
 Threading: one slot belongs to one load in flight; reset it before issuing the Load that reports into it.
+
+A node that dies mid-load never writes the flag: ``wait(timeout_s, session=...)`` (or ``Session.wait_for_load``)
+watches the context's Session stream too and raises SessionEndedError as soon as it ends (or stays silent for
+``silent_after_s``), instead of waiting out the timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 from pegaflow._proto import engine_pb2
 from pegaflow._shmfile import map_file, resolve_shm_path
+from pegaflow.errors import SessionEndedError
 
 SLOT_BYTES = 32
 _INT64 = struct.Struct("<q")
@@ -27,6 +32,8 @@ _COUNTERS = struct.Struct("<qqq")  # loaded, failed, duration_ns at [8,32)
 # Polling: start fine-grained (loads of a few blocks finish in microseconds), back off to keep a CPU free.
 _FIRST_POLL_S = 20e-6
 _MAX_POLL_S = 1e-3
+# The node sends a heartbeat every 2 s: a session silent for this long is as good as ended.
+SESSION_SILENT_AFTER_S = 10.0
 
 
 class LoadState(enum.IntEnum):
@@ -85,14 +92,21 @@ class LoadFlagSlot:
         loaded, failed, duration_ns = _COUNTERS.unpack_from(self._file._buffer(), self.offset_bytes + 8)
         return LoadFlagSnapshot(state, loaded, failed, duration_ns)
 
-    def wait(self, timeout_s: float) -> LoadState:
-        """Polls until the state is final or ``timeout_s`` passes; returns the state (PENDING on timeout)."""
+    def wait(self, timeout_s: float, session=None, silent_after_s: float = SESSION_SILENT_AFTER_S) -> LoadState:
+        """Polls until the state is final or ``timeout_s`` passes; returns the state (PENDING on timeout).
+
+        With ``session`` (the context's pegaflow.session.Session) it fails fast: SessionEndedError as soon as the
+        session ends or has heard nothing from the node for ``silent_after_s`` while the load is pending (a node that
+        died mid-load never writes the flag). A final state already written wins over an ended session.
+        """
         deadline = time.monotonic() + timeout_s
         pause_s = _FIRST_POLL_S
         while True:
             state = self.state
             if state is not LoadState.PENDING:
                 return state
+            if session is not None:
+                _raise_if_gone(session, silent_after_s)
             remaining_s = deadline - time.monotonic()
             if remaining_s <= 0:
                 return LoadState.PENDING
@@ -104,6 +118,14 @@ class LoadFlagSlot:
 
     def __repr__(self) -> str:
         return f"LoadFlagSlot({str(self.path)!r}, index={self.index})"
+
+
+def _raise_if_gone(session, silent_after_s: float) -> None:
+    if not session.alive:
+        raise SessionEndedError(session.context_id, session.end_reason or "not attached")
+    last = session.last_event_monotonic_s
+    if last is not None and time.monotonic() - last > silent_after_s:
+        raise SessionEndedError(session.context_id, f"nothing heard from the node for {silent_after_s:.0f} s")
 
 
 class LoadFlagFile:

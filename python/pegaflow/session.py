@@ -3,6 +3,10 @@
 The node unregisters the context when this stream ends, so a worker keeps one Session open for the whole life
 of its context. The thread only records what it sees (attach, heartbeats, why it ended); it never blocks the
 caller. ``on_end`` (if given) runs on that thread once, whatever the reason.
+
+A node keeps a context while at least one of its sessions is open (a second session does not end the first), and
+drops a context that never opened one after ``pegaflow.engine.sessionless-idle-ms`` (120 s) without a Save or Load.
+``wait_for_load`` waits for a load flag but gives up as soon as the session ends.
 """
 
 from __future__ import annotations
@@ -64,6 +68,14 @@ class Session:
         self._call.cancel()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout_s)
+
+    def wait_for_load(self, slot, timeout_s: float):
+        """Waits for a load's flag ``slot`` (a pegaflow.flag.LoadFlagSlot) to leave PENDING; returns its LoadState.
+
+        Fails fast: SessionEndedError once this session ends (or hears nothing from the node for 10 s) while the load
+        is pending, since a node that died never writes the flag. PENDING after ``timeout_s`` otherwise.
+        """
+        return slot.wait(timeout_s, session=self)
 
     def wait_ended(self, timeout_s: float) -> bool:
         """Waits for the stream to end; True if it has."""

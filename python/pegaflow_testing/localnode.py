@@ -249,7 +249,7 @@ class LocalNode:
         if self.alive:
             try:
                 with FabricClient(self.endpoint, timeout_s=5.0) as fabric:
-                    fabric.shutdown("LocalNode.stop")
+                    fabric.shutdown(fabric.health().node_id, "LocalNode.stop")
             except EngineError:
                 pass  # already going, or wedged: the wait below decides
             try:
@@ -326,7 +326,7 @@ class LocalCluster:
         for node in self.nodes.values():
             if node.alive:
                 with contextlib.suppress(EngineError), FabricClient(node.endpoint, timeout_s=5.0) as fabric:
-                    fabric.shutdown("LocalCluster.stop")
+                    fabric.shutdown(fabric.health().node_id, "LocalCluster.stop")
         for node in self.nodes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 node.process.wait(20)

@@ -53,6 +53,13 @@ class _NodeStarter:
         _running.append(node)
         return node
 
+    def forget(self, node: LocalNode) -> None:
+        """For a test that killed its node on purpose: reap it and leave it out of the teardown's exit-code check."""
+        node.kill()
+        self.nodes.remove(node)
+        _running.remove(node)
+        node.log_path.unlink(missing_ok=True)
+
     def stop_all(self) -> None:
         """Shutdown over gRPC: every node must exit 0 (a node killed after the grace period fails the teardown)."""
         problems = []

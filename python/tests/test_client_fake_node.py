@@ -217,7 +217,7 @@ def test_fabric_client_calls_against_the_fake_node(fake_node):
     with FabricClient(fake_node[1], timeout_s=2.0) as fabric:
         assert fabric.health().status == fabric_pb2.HealthResponse.SERVING
         assert fabric.cluster_status().cluster_name == "pegaflow"
-        assert fabric.shutdown("test").node_id == "n1"
+        assert fabric.shutdown("n1", "test").node_id == "n1"
 
 
 def test_fabric_client_locates_and_watches_against_the_fake_node(fake_node):

@@ -101,7 +101,7 @@ def target(engine, node):
 
 def test_save_into_an_unknown_context_is_not_found(target):
     z = random_hashes(1)
-    with expect_error(grpc.StatusCode.NOT_FOUND, "context_id: nope", "is not registered"):
+    with expect_error(grpc.StatusCode.NOT_FOUND, 'context_id: "nope"', "is not registered"):
         target.engine.save("nope", [(0, z[0])])
     with expect_error(grpc.StatusCode.NOT_FOUND, "context_id"):
         target.engine.load("nope", [(0, target.saved[0])], target.flags.slot(0))
@@ -111,7 +111,7 @@ def test_save_into_an_unknown_context_is_not_found(target):
 
 
 def test_session_for_an_unknown_context_is_not_found(target):
-    with expect_error(grpc.StatusCode.NOT_FOUND, "context_id: nope", "is not registered"):
+    with expect_error(grpc.StatusCode.NOT_FOUND, 'context_id: "nope"', "is not registered"):
         target.engine.open_session("nope")
     target.assert_unchanged()
 

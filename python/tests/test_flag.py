@@ -4,8 +4,10 @@ import struct
 import threading
 import time
 
+import grpc
 import pytest
 
+from pegaflow.errors import SessionEndedError
 from pegaflow.flag import SLOT_BYTES, LoadFlagFile, LoadFlagSnapshot, LoadState
 
 
@@ -82,3 +84,43 @@ def test_closing_removes_the_file():
     assert not f.path.exists()
     with pytest.raises(ValueError, match="closed"):
         _ = f.slot(0).state
+
+
+class _FakeSession:
+    """What LoadFlagSlot.wait reads of a pegaflow.session.Session: alive, end_reason, the last event's time."""
+
+    def __init__(self):
+        self.context_id = "ctx"
+        self.alive = True
+        self.end_reason = None
+        self.last_event_monotonic_s = time.monotonic()
+
+
+def test_wait_fails_fast_when_the_session_ends_while_the_load_is_pending(flags):
+    slot, session = flags.slot(0), _FakeSession()
+
+    def node_dies():
+        time.sleep(0.2)
+        session.alive, session.end_reason = False, "stream failed: UNAVAILABLE: Socket closed"
+
+    threading.Thread(target=node_dies, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(SessionEndedError) as raised:
+        slot.wait(30.0, session=session)
+    assert time.monotonic() - started < 5.0, "waited out the timeout instead of failing fast"
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "Socket closed" in raised.value.details and "not loaded" in raised.value.details
+
+
+def test_wait_fails_fast_when_the_node_goes_silent(flags):
+    session = _FakeSession()
+    session.last_event_monotonic_s = time.monotonic() - 60
+    with pytest.raises(SessionEndedError, match="nothing heard from the node"):
+        flags.slot(0).wait(30.0, session=session, silent_after_s=10.0)
+
+
+def test_a_final_state_wins_over_an_ended_session(flags):
+    slot, session = flags.slot(1), _FakeSession()
+    _node_writes(flags.path, slot.offset_bytes, state=1, loaded=2, failed=0, duration_ns=5)
+    session.alive = False
+    assert slot.wait(1.0, session=session) is LoadState.DONE

@@ -130,10 +130,12 @@ class Member(_message.Message):
     def __init__(self, address: _Optional[str] = ..., node_id: _Optional[str] = ..., status: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ShutdownRequest(_message.Message):
-    __slots__ = ("reason",)
+    __slots__ = ("reason", "confirm_node_id")
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CONFIRM_NODE_ID_FIELD_NUMBER: _ClassVar[int]
     reason: str
-    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+    confirm_node_id: str
+    def __init__(self, reason: _Optional[str] = ..., confirm_node_id: _Optional[str] = ...) -> None: ...
 
 class ShutdownResponse(_message.Message):
     __slots__ = ("node_id",)

@@ -79,7 +79,8 @@ class FabricServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Shutdown(self, request, context):
-        """Graceful stop: the node leaves the cluster, then its process exits 0. Replies before leaving.
+        """Graceful stop: the node leaves the cluster, then its process exits 0. Replies before leaving. Refused unless
+        confirm_node_id names this node (INVALID_ARGUMENT when missing, FAILED_PRECONDITION when another node's).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -2,6 +2,7 @@ package io.pegaflow.fabric;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 
@@ -34,6 +35,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
 import java.util.regex.Matcher;
@@ -183,8 +185,30 @@ class ClusterProcessTest {
     @Test
     @Order(5)
     void shouldLeaveTheClusterAndExitZeroOnShutdownRpc() throws Exception {
+        // Without the node's id as confirmation (or with another node's) nothing happens.
+        for (ShutdownRequest unconfirmed : List.of(
+                ShutdownRequest.newBuilder().setReason("test").build(),
+                ShutdownRequest.newBuilder().setConfirmNodeId("n1").build())) {
+            ExecutionException refused = assertThrows(
+                    ExecutionException.class,
+                    () -> fabric.get("n3")
+                            .shutdown(unconfirmed)
+                            .toCompletableFuture()
+                            .get(5, TimeUnit.SECONDS));
+            assertTrue(refused.getCause().getMessage().contains("confirm_node_id"), refused.toString());
+        }
+        assertEquals(
+                HealthResponse.ServingStatus.SERVING,
+                fabric.get("n3")
+                        .health(HealthRequest.getDefaultInstance())
+                        .toCompletableFuture()
+                        .get(5, TimeUnit.SECONDS)
+                        .getStatus());
         fabric.get("n3")
-                .shutdown(ShutdownRequest.newBuilder().setReason("test").build())
+                .shutdown(ShutdownRequest.newBuilder()
+                        .setReason("test")
+                        .setConfirmNodeId("n3")
+                        .build())
                 .toCompletableFuture()
                 .get(5, TimeUnit.SECONDS);
         assertEquals(
@@ -200,6 +224,9 @@ class ClusterProcessTest {
         assertTrue(
                 processes.get("n3").logTail(200).contains("node n3 stopped"),
                 processes.get("n3").logTail(30));
+        assertTrue(
+                processes.get("n3").logTail(400).contains("shutdown requested (test, asked by 127.0.0.1:"),
+                processes.get("n3").logTail(60));
     }
 
     @Test
@@ -220,7 +247,7 @@ class ClusterProcessTest {
     @Order(7)
     void shouldStopTheLastNodeWithExitCodeZero() throws Exception {
         fabric.get("n1")
-                .shutdown(ShutdownRequest.getDefaultInstance())
+                .shutdown(ShutdownRequest.newBuilder().setConfirmNodeId("n1").build())
                 .toCompletableFuture()
                 .get(5, TimeUnit.SECONDS);
         assertEquals(

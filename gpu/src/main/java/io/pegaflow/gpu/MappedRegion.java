@@ -18,6 +18,14 @@ public interface MappedRegion extends AutoCloseable {
     /** What this is, for logs and errors: a path, or "cuda-ipc 0x7f... (n bytes)". */
     String description();
 
+    /**
+     * Why the region can no longer be copied from or to (for a file: it shrank after it was mapped), or null when it
+     * can. Called before every copy batch: cheap, and allocates nothing while the region is intact.
+     */
+    default String damage() {
+        return null;
+    }
+
     /** Unmaps (or drops this holder's reference); call only after every copy that uses it has finished. */
     @Override
     void close();

@@ -132,6 +132,7 @@ final class DemoCommand implements Callable<Integer> {
                 entry.getValue()
                         .shutdown(ShutdownRequest.newBuilder()
                                 .setReason("demo finished")
+                                .setConfirmNodeId(entry.getKey())
                                 .build())
                         .toCompletableFuture()
                         .get(CALL_TIMEOUT.toMillis() * 2, TimeUnit.MILLISECONDS);

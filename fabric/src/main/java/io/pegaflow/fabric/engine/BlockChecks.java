@@ -13,6 +13,7 @@ final class BlockChecks {
     private BlockChecks() {}
 
     static void checkBlocks(WorkerContext context, int[] blockIds, byte[][] hashes) {
+        Limits.checkCount("blocks", blockIds.length, Limits.BLOCKS_PER_REQUEST);
         int numBlocks = context.numBlocks;
         for (int i = 0; i < blockIds.length; i++) {
             if (blockIds[i] < 0 || blockIds[i] >= numBlocks) {
@@ -47,6 +48,7 @@ final class BlockChecks {
             }
             return slots;
         }
+        Limits.checkCount("layer_indices", layerIndices.length, Limits.LAYERS);
         int[] slots = new int[layerIndices.length];
         for (int i = 0; i < layerIndices.length; i++) {
             if (context.layer(layerIndices[i]) == null) {
@@ -71,6 +73,7 @@ final class BlockChecks {
         if (path.isBlank()) {
             throw EngineException.invalid("flag.path: missing");
         }
+        Limits.checkLength("flag.path", path, Limits.PATH_BYTES);
         if (offsetBytes < 0) {
             throw EngineException.invalid("flag.offset_bytes: " + Long.toUnsignedString(offsetBytes) + " is too large");
         }
@@ -83,6 +86,8 @@ final class BlockChecks {
         if (q.namespace().isBlank()) {
             throw EngineException.invalid("namespace: missing");
         }
+        Limits.checkLength("namespace", q.namespace(), Limits.NAMESPACE_BYTES);
+        Limits.checkCount("hashes", q.hashes().length, Limits.BLOCKS_PER_REQUEST);
         for (int i = 0; i < q.hashes().length; i++) {
             checkHash("hashes[" + i + "]", q.hashes()[i]);
         }

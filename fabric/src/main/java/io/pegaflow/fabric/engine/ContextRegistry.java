@@ -1,6 +1,8 @@
 package io.pegaflow.fabric.engine;
 
 import io.pegaflow.store.NamespaceLayout;
+import java.security.SecureRandom;
+import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ConcurrentHashMap;
@@ -20,15 +22,22 @@ final class ContextRegistry {
     private final ConcurrentHashMap<String, NamespaceLayout> namespaces = new ConcurrentHashMap<>();
     private final ConcurrentHashMap<String, String> contextByWorker = new ConcurrentHashMap<>();
     private final AtomicLong contextSeq = new AtomicLong();
+    private final SecureRandom idRandom = new SecureRandom();
     private final EngineListener listener;
 
     ContextRegistry(EngineListener listener) {
         this.listener = listener;
     }
 
-    /** A fresh id for a context of {@code workerKey}: later ids sort after earlier ones. */
+    /**
+     * A fresh id for a context of {@code workerKey}: {@code <worker>#<sequence>-<64 random bits in hex>}. The
+     * sequence orders the registrations of this engine (later ones replace earlier ones); the random part makes ids
+     * unique across restarts and unguessable, so a worker's id from before a restart is NOT_FOUND, never another
+     * worker's new context.
+     */
     String nextId(String workerKey) {
-        return workerKey + "#" + contextSeq.incrementAndGet();
+        return workerKey + "#" + contextSeq.incrementAndGet() + "-"
+                + HexFormat.of().toHexDigits(idRandom.nextLong());
     }
 
     /**
@@ -96,10 +105,31 @@ final class ContextRegistry {
         }
         WorkerContext context = contexts.get(contextId);
         if (context == null) {
-            throw EngineException.notFound("context_id: " + contextId
-                    + " is not registered (never registered, unregistered, or its session ended)");
+            throw EngineException.notFound("context_id: " + Limits.echo(contextId)
+                    + " is not registered (never registered, unregistered, its session ended, or the node restarted)");
         }
         return context;
+    }
+
+    /** The live context named {@code contextId}, or null. */
+    WorkerContext find(String contextId) {
+        return contexts.get(contextId);
+    }
+
+    /**
+     * Drops the contexts that never had a session and were not used for {@code idleNs} (called by the sweeper).
+     *
+     * @return how many were dropped
+     */
+    int dropIdleWithoutSession(long nowNs, long idleNs) {
+        int dropped = 0;
+        for (WorkerContext context : contexts.values()) {
+            if (context.idleWithoutSession(nowNs, idleNs)) {
+                remove(context.id, "no Session stream and unused for " + idleNs / 1_000_000 + " ms");
+                dropped++;
+            }
+        }
+        return dropped;
     }
 
     boolean contains(String contextId) {
@@ -119,11 +149,12 @@ final class ContextRegistry {
     }
 
     private static EngineException mismatch(NamespaceLayout existing, NamespaceLayout layout) {
-        return EngineException.precondition(
-                "namespace \"" + layout.namespace() + "\": " + existing.mismatch(layout) + " (registered earlier)");
+        return EngineException.precondition("namespace " + Limits.echo(layout.namespace()) + ": "
+                + existing.mismatch(layout) + " (registered earlier)");
     }
 
     private static long sequenceOf(String contextId) {
-        return Long.parseLong(contextId.substring(contextId.lastIndexOf('#') + 1));
+        int from = contextId.lastIndexOf('#') + 1;
+        return Long.parseLong(contextId.substring(from, contextId.indexOf('-', from)));
     }
 }

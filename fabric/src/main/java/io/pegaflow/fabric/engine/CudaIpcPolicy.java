@@ -25,8 +25,8 @@ final class CudaIpcPolicy {
         }
         String served = copyEngine.deviceUuid().get();
         if (!sameGpu(device, served)) {
-            throw EngineException.precondition("device: \"" + device + "\" is not the GPU this node serves (" + served
-                    + "); register with the node" + " started for that GPU");
+            throw EngineException.precondition("device: " + Limits.echo(device) + " is not the GPU this node serves ("
+                    + served + "); register with the node" + " started for that GPU");
         }
         if (ipc.ipcHandle().length != HANDLE_BYTES) {
             throw EngineException.invalid(at + ".region.cuda_ipc.ipc_handle: " + ipc.ipcHandle().length

@@ -19,6 +19,9 @@ import java.util.Map;
  * @param flagFilesPerContext distinct flag files one context may keep mapped (each is mapped once and kept until
  *     the context goes)
  * @param sharedMemoryDir the only directory whose files (KV caches, load flags) the node maps
+ * @param sessionlessIdleMs how long a context that never opened a Session stream may go without a Save or Load
+ *     naming it before the node drops it (its mappings go; its cached blocks stay); a context with a session lives
+ *     until its last session ends instead
  */
 public record EngineSettings(
         int copyThreads,
@@ -28,7 +31,8 @@ public record EngineSettings(
         int cleanupThreads,
         int cleanupQueue,
         int flagFilesPerContext,
-        Path sharedMemoryDir) {
+        Path sharedMemoryDir,
+        int sessionlessIdleMs) {
 
     public static final String PREFIX = "pegaflow.engine.";
     /** The shared-memory directory's key, older than the others. */
@@ -42,21 +46,23 @@ public record EngineSettings(
         check("cleanup-threads", cleanupThreads, 1, 64);
         check("cleanup-queue", cleanupQueue, 1, 1 << 20);
         check("flag-files-per-context", flagFilesPerContext, 1, 1 << 20);
+        check("sessionless-idle-ms", sessionlessIdleMs, 100, 86_400_000);
     }
 
     /**
      * 2..4 copy threads (by cores) with 1024 waiting, 2 mapping threads with 256 waiting, 1 cleanup thread with 1024
-     * waiting, 1024 flag files per context, {@code /dev/shm}.
+     * waiting, 1024 flag files per context, {@code /dev/shm}, contexts without a session dropped after 120 s unused.
      */
     public static EngineSettings defaults() {
         int copyThreads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors()));
-        return new EngineSettings(copyThreads, 1024, 2, 256, 1, 1024, 1024, Path.of("/dev/shm"));
+        return new EngineSettings(copyThreads, 1024, 2, 256, 1, 1024, 1024, Path.of("/dev/shm"), 120_000);
     }
 
     /**
      * The defaults overridden by system properties: {@code pegaflow.engine.copy-threads}, {@code copy-queue}, {@code
      * mapping-threads}, {@code mapping-queue}, {@code cleanup-threads}, {@code cleanup-queue}, {@code
-     * flag-files-per-context} (all under {@code pegaflow.engine.}) and {@code pegaflow.shm-dir}.
+     * flag-files-per-context}, {@code sessionless-idle-ms} (all under {@code pegaflow.engine.}) and {@code
+     * pegaflow.shm-dir}.
      *
      * @throws IllegalArgumentException naming the key and the allowed range
      */
@@ -71,7 +77,8 @@ public record EngineSettings(
                 intKey(properties, "cleanup-threads", d.cleanupThreads),
                 intKey(properties, "cleanup-queue", d.cleanupQueue),
                 intKey(properties, "flag-files-per-context", d.flagFilesPerContext),
-                shm == null ? d.sharedMemoryDir : Path.of(shm.toString()));
+                shm == null ? d.sharedMemoryDir : Path.of(shm.toString()),
+                intKey(properties, "sessionless-idle-ms", d.sessionlessIdleMs));
     }
 
     public EngineSettings withCopy(int threads, int queue) {
@@ -83,7 +90,8 @@ public record EngineSettings(
                 cleanupThreads,
                 cleanupQueue,
                 flagFilesPerContext,
-                sharedMemoryDir);
+                sharedMemoryDir,
+                sessionlessIdleMs);
     }
 
     public EngineSettings withMapping(int threads, int queue) {
@@ -95,7 +103,8 @@ public record EngineSettings(
                 cleanupThreads,
                 cleanupQueue,
                 flagFilesPerContext,
-                sharedMemoryDir);
+                sharedMemoryDir,
+                sessionlessIdleMs);
     }
 
     public EngineSettings withCleanup(int threads, int queue) {
@@ -107,7 +116,8 @@ public record EngineSettings(
                 threads,
                 queue,
                 flagFilesPerContext,
-                sharedMemoryDir);
+                sharedMemoryDir,
+                sessionlessIdleMs);
     }
 
     public EngineSettings withFlagFilesPerContext(int files) {
@@ -119,7 +129,21 @@ public record EngineSettings(
                 cleanupThreads,
                 cleanupQueue,
                 files,
-                sharedMemoryDir);
+                sharedMemoryDir,
+                sessionlessIdleMs);
+    }
+
+    public EngineSettings withSessionlessIdleMs(int idleMs) {
+        return new EngineSettings(
+                copyThreads,
+                copyQueue,
+                mappingThreads,
+                mappingQueue,
+                cleanupThreads,
+                cleanupQueue,
+                flagFilesPerContext,
+                sharedMemoryDir,
+                idleMs);
     }
 
     private static int intKey(Map<?, ?> properties, String key, int fallback) {

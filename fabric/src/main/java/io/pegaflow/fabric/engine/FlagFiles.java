@@ -66,7 +66,7 @@ final class FlagFiles {
         try {
             file = mapper.map(root, Path.of(path));
         } catch (IOException | RuntimeException e) {
-            throw EngineException.invalid("flag.path: cannot map " + path + ": " + e.getMessage());
+            throw EngineException.invalid("flag.path: cannot map " + Limits.echo(path) + ": " + e.getMessage());
         }
         synchronized (this) {
             if (!closed) {

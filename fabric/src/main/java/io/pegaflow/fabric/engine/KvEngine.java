@@ -11,6 +11,7 @@ import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -35,6 +36,7 @@ public final class KvEngine {
     private final RegisterOperation registration;
     private final SaveOperation saves;
     private final LoadPipeline loads;
+    private final long sessionlessIdleNs;
 
     private KvEngine(Builder b) {
         this.store = b.store;
@@ -55,6 +57,7 @@ public final class KvEngine {
                 b.files);
         this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener);
         this.loads = new LoadPipeline(store, poolRegion, copyEngine, copyThreads, b.remote, b.listener);
+        this.sessionlessIdleNs = TimeUnit.MILLISECONDS.toNanos(s.sessionlessIdleMs());
         this.sweeper = Executors.newSingleThreadScheduledExecutor(BoundedExecutor.named("pegaflow-store-sweeper"));
         sweeper.scheduleWithFixedDelay(this::sweepSafely, 100, 100, TimeUnit.MILLISECONDS);
     }
@@ -141,6 +144,37 @@ public final class KvEngine {
         return unmapped == null ? CompletableFuture.completedFuture(false) : unmapped.thenApply(done -> true);
     }
 
+    /** One open Session stream of a context; {@link #end()} once, when the stream ends however it ends. */
+    public interface SessionHandle {
+        void end();
+    }
+
+    /**
+     * A Session stream starts for {@code contextId}. A context is released when its last session ends: a second
+     * session (a reconnect, a helper process) keeps it alive while the first is gone, and closing one of two leaves
+     * the context in place.
+     *
+     * @return the handle to end this session with, or null when the context is not registered
+     */
+    public SessionHandle attachSession(String contextId) {
+        WorkerContext context = registry.find(contextId);
+        if (context == null || !context.attachSession()) {
+            return null;
+        }
+        AtomicBoolean ended = new AtomicBoolean();
+        return () -> {
+            if (ended.compareAndSet(false, true) && context.detachSession()) {
+                registry.remove(context.id, "its last session ended");
+            }
+        };
+    }
+
+    /** Open Session streams of a context (0 when unknown). */
+    public int sessionCount(String contextId) {
+        WorkerContext context = registry.find(contextId);
+        return context == null ? 0 : context.sessionCount();
+    }
+
     // ---- data ----
 
     /** Checks here; reserves, copies and seals on a copy thread; completes when the blocks are stored. */
@@ -151,6 +185,7 @@ public final class KvEngine {
         } catch (EngineException e) {
             return CompletableFuture.failedFuture(e);
         }
+        context.touch();
         return saves.save(context, request);
     }
 
@@ -177,6 +212,7 @@ public final class KvEngine {
         } catch (EngineException e) {
             return CompletableFuture.failedFuture(e);
         }
+        context.touch();
         return loads.start(context, request);
     }
 
@@ -196,6 +232,7 @@ public final class KvEngine {
     private void sweepSafely() {
         try {
             store.sweep();
+            registry.dropIdleWithoutSession(System.nanoTime(), sessionlessIdleNs);
             cleanupThreads.retryDeferred();
         } catch (RuntimeException e) {
             log.warn("store sweep failed", e);

@@ -58,6 +58,7 @@ final class LoadPipeline {
     private static final class LoadJob {
         final WorkerContext context;
         final LoadBlocks request;
+        MappedRegion flagFile;
         MemorySegment flag;
         BlockEntry[] entries;
         int[] failed;
@@ -105,10 +106,16 @@ final class LoadPipeline {
         long offset = job.request.flagOffsetBytes();
         if (offset > file.sizeBytes() - LoadFlagWriter.FLAG_BYTES) {
             throw EngineException.invalid("flag.offset_bytes: " + offset + " + 32 is past the end of "
-                    + job.request.flagPath() + " (" + file.sizeBytes() + " bytes)");
+                    + Limits.echo(job.request.flagPath()) + " (" + file.sizeBytes() + " bytes)");
+        }
+        String damage = file.damage();
+        if (damage != null) {
+            throw EngineException.precondition(
+                    "flag.path: " + Limits.echo(job.request.flagPath()) + ": " + damage + "; use a fresh flag file");
         }
         MemorySegment flag = file.memory().asSlice(offset, LoadFlagWriter.FLAG_BYTES);
         LoadFlagWriter.pending(flag);
+        job.flagFile = file;
         job.flag = flag;
         return job;
     }
@@ -173,7 +180,11 @@ final class LoadPipeline {
             bytes = copy(job.context, job.request.blockIds(), job.entries);
             ok = true;
         } catch (RuntimeException e) {
-            log.warn("load into context {} failed: {}", job.context.id, e.toString());
+            log.warn("load into context {} failed: {}", job.context.id, e.getMessage());
+        } catch (InternalError e) {
+            // The JVM's error for a fault in an unsafe memory access: a region shrank after the check.
+            EngineException lost = job.context.regionFault();
+            log.warn("load into context {} failed: {}", job.context.id, lost != null ? lost.getMessage() : e);
         } finally {
             finish(job, bytes, System.nanoTime() - startNs, ok);
         }
@@ -184,7 +195,7 @@ final class LoadPipeline {
         int loaded = copied ? total - job.failed.length : 0;
         int failedCount = total - loaded;
         store.unpinAll(job.entries);
-        LoadFlagWriter.finish(job.flag, loaded, failedCount, durationNs);
+        writeFinalFlag(job, loaded, failedCount, durationNs);
         job.context.releaseRef();
         listener.loaded(bytes, durationNs, loaded, failedCount);
     }
@@ -199,12 +210,26 @@ final class LoadPipeline {
             store.unpinAll(job.entries);
         }
         if (job.flag != null) {
-            LoadFlagWriter.finish(job.flag, 0, job.request.blockIds().length, 0);
+            writeFinalFlag(job, 0, job.request.blockIds().length, 0);
         }
         job.context.releaseRef();
         EngineException e = EngineException.unwrap(error);
         log.debug(
                 "load into context {} refused: {}", job.context.id, e != null ? e.getMessage() : String.valueOf(error));
+    }
+
+    /** The flag's final state, unless the worker shrank the flag file meanwhile (writing would fault then). */
+    private static void writeFinalFlag(LoadJob job, long loaded, long failed, long durationNs) {
+        String damage = job.flagFile.damage();
+        if (damage != null) {
+            log.warn(
+                    "load into context {}: flag file {} {}; its state is not written",
+                    job.context.id,
+                    Limits.echo(job.request.flagPath()),
+                    damage);
+            return;
+        }
+        LoadFlagWriter.finish(job.flag, loaded, failed, durationNs);
     }
 
     /** Pool to worker memory for this context's layers and rank. */
@@ -228,6 +253,7 @@ final class LoadPipeline {
             }
         }
         if (batch.runCount() > 0) {
+            context.checkRegionsIntact();
             copyEngine.copy(poolRegion, context.regions, batch);
         }
         return batch.totalBytes();

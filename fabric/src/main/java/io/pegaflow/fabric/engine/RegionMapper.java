@@ -89,7 +89,7 @@ final class RegionMapper {
                     return files.map(sharedMemoryDir, Path.of(shm.path()));
                 } catch (IOException | RuntimeException e) {
                     throw EngineException.invalid(
-                            at + ".region.shm.path: cannot map " + shm.path() + ": " + e.getMessage());
+                            at + ".region.shm.path: cannot map " + Limits.echo(shm.path()) + ": " + e.getMessage());
                 }
             }
         }

@@ -72,7 +72,8 @@ final class RegisterOperation {
                     mapped.layers(),
                     mapped.regions(),
                     new FlagFiles(id, sharedMemoryDir, files, mapping, flagFilesPerContext),
-                    unmapper);
+                    unmapper,
+                    why -> registry.remove(id, why));
         } catch (RuntimeException e) {
             mapped.close();
             throw e;

@@ -76,10 +76,15 @@ final class RegistrationChecks {
         List<String> problems = new ArrayList<>();
         if (r.instanceId().isBlank()) {
             problems.add("instance_id: missing");
+        } else {
+            addIfTooLong(problems, "instance_id", r.instanceId(), Limits.INSTANCE_ID_BYTES);
         }
         if (r.namespace().isBlank()) {
             problems.add("namespace: missing");
+        } else {
+            addIfTooLong(problems, "namespace", r.namespace(), Limits.NAMESPACE_BYTES);
         }
+        addIfTooLong(problems, "device", r.device(), Limits.DEVICE_BYTES);
         if (tpSize < 1 || tpSize > 1024) {
             problems.add("tp_size: " + tpSize + " is out of range 1..1024");
         } else if (tpRank >= tpSize) {
@@ -88,14 +93,24 @@ final class RegistrationChecks {
         if (Integer.toUnsignedLong(r.ppRank()) > 1024) {
             problems.add("pp_rank: " + Integer.toUnsignedLong(r.ppRank()) + " is out of range 0..1024");
         }
-        if (totalLayers < 1 || totalLayers > 4096) {
-            problems.add("total_layers: " + totalLayers + " is out of range 1..4096");
+        if (totalLayers < 1 || totalLayers > Limits.LAYERS) {
+            problems.add("total_layers: " + totalLayers + " is out of range 1.." + Limits.LAYERS);
         }
         if (r.layers().isEmpty()) {
             problems.add("layers: at least one layer is needed");
+        } else if (r.layers().size() > Math.min(Limits.LAYERS, Math.max(1, totalLayers))) {
+            problems.add("layers: " + r.layers().size() + " entries; at most total_layers ("
+                    + Math.min(Limits.LAYERS, Math.max(1, totalLayers)) + ")");
         }
         if (!problems.isEmpty()) {
             throw EngineException.invalid(String.join("; ", problems));
+        }
+    }
+
+    private static void addIfTooLong(List<String> problems, String field, String value, int maxBytes) {
+        String problem = Limits.tooLong(field, value, maxBytes);
+        if (problem != null) {
+            problems.add(problem);
         }
     }
 
@@ -112,6 +127,7 @@ final class RegistrationChecks {
             throw EngineException.invalid(at + ".layer_index: " + layer.layerIndex() + " is registered twice");
         }
         seen[layer.layerIndex()] = true;
+        Limits.checkLength(at + ".name", layer.name(), Limits.LAYER_NAME_BYTES);
         if (layer.numBlocks() < 1) {
             throw EngineException.invalid(at + ".num_blocks: " + Integer.toUnsignedString(layer.numBlocks())
                     + " is out of range 1.." + Integer.MAX_VALUE);
@@ -149,6 +165,7 @@ final class RegistrationChecks {
                 if (shm.path().isBlank()) {
                     throw EngineException.invalid(at + ".region.shm.path: missing");
                 }
+                Limits.checkLength(at + ".region.shm.path", shm.path(), Limits.PATH_BYTES);
             }
         }
     }

@@ -83,7 +83,16 @@ final class SaveOperation {
                 int sealed = store.completeSave(targets, true);
                 listener.saved(bytes, System.nanoTime() - startNs, targets.size());
                 return new Copied(new SaveResult(targets.size(), skipped, sealed), reservation);
+            } catch (EngineException e) {
+                throw e;
             } catch (RuntimeException e) {
+                throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
+            } catch (InternalError e) {
+                // The JVM's error for a fault in an unsafe memory access: a region shrank after the check.
+                EngineException lost = context.regionFault();
+                if (lost != null) {
+                    throw lost;
+                }
                 throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
             } finally {
                 if (!landed) {
@@ -135,6 +144,7 @@ final class SaveOperation {
             }
         }
         if (batch.runCount() > 0) {
+            context.checkRegionsIntact();
             copyEngine.copy(context.regions, poolRegion, batch);
         }
         return batch.totalBytes();

@@ -6,12 +6,17 @@ import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
+import java.util.function.Consumer;
 import org.slf4j.LoggerFactory;
 
 /**
  * One registered worker (a vLLM GPU rank): its namespace layout, rank, the layers it mapped and its flag files.
  * Operations in flight hold a reference; once the context is closed and the last one has finished, its mappings are
  * unmapped on {@code unmapper} (a cleanup thread), never on the thread that let go last.
+ *
+ * <p>Lifetime: a context with Session streams open lives until the last of them ends; a context that never had one
+ * lives while it is used (Save and Load touch it) and is dropped by the sweeper once idle for the engine's {@code
+ * sessionless-idle-ms}. A region that shrank under its mapping drops the context too ({@link #checkRegionsIntact}).
  */
 final class WorkerContext {
     final String id;
@@ -27,9 +32,11 @@ final class WorkerContext {
     /** Blocks every layer has: the bound on block ids. */
     final int numBlocks;
 
-    private final List<MappedRegion> mappings;
+    private final MappedRegion[] mappings;
     private final FlagFiles flags;
     private final Executor unmapper;
+    /** Drops this context from the registry, with the reason for the log. */
+    private final Consumer<String> dropper;
     /** Layers by global index (null where this context has none): a save looks one up per block and layer. */
     private final LayerMapping[] byIndex;
 
@@ -37,6 +44,10 @@ final class WorkerContext {
     private int inFlight;
     private boolean closed;
     private boolean unmapScheduled;
+    private int sessions;
+    private boolean hadSession;
+    /** When a Save or Load last named this context (System.nanoTime). */
+    private volatile long lastUsedNs = System.nanoTime();
 
     WorkerContext(
             String id,
@@ -48,7 +59,8 @@ final class WorkerContext {
             LayerMapping[] layers,
             List<MappedRegion> mappings,
             FlagFiles flags,
-            Executor unmapper) {
+            Executor unmapper,
+            Consumer<String> dropper) {
         this.id = id;
         this.instanceId = instanceId;
         this.layout = layout;
@@ -56,9 +68,10 @@ final class WorkerContext {
         this.ppRank = ppRank;
         this.device = device;
         this.layers = layers;
-        this.mappings = List.copyOf(mappings);
+        this.mappings = mappings.toArray(MappedRegion[]::new);
         this.flags = flags;
         this.unmapper = unmapper;
+        this.dropper = dropper;
         int max = 0;
         for (LayerMapping layer : layers) {
             max = Math.max(max, layer.layerIndex() + 1);
@@ -89,6 +102,75 @@ final class WorkerContext {
 
     FlagFiles flags() {
         return flags;
+    }
+
+    /** A Save or Load named this context: a context without a session lives while it is used. */
+    void touch() {
+        lastUsedNs = System.nanoTime();
+    }
+
+    /** A Session stream starts; false once the context is closed. */
+    synchronized boolean attachSession() {
+        if (closed) {
+            return false;
+        }
+        sessions++;
+        hadSession = true;
+        return true;
+    }
+
+    /** A Session stream ended; true when it was the last one (the context must go now). */
+    synchronized boolean detachSession() {
+        sessions--;
+        return sessions == 0 && !closed;
+    }
+
+    /** Never had a session and not used for {@code idleNs}: the sweeper drops it. */
+    synchronized boolean idleWithoutSession(long nowNs, long idleNs) {
+        return !closed && !hadSession && inFlight == 0 && nowNs - lastUsedNs > idleNs;
+    }
+
+    synchronized int sessionCount() {
+        return sessions;
+    }
+
+    /**
+     * Called on a copy thread before each copy batch (one {@code fstat} per shared-memory region, no allocation): a
+     * region whose file shrank after it was mapped would fault the copy. The context is dropped then (a worker that
+     * truncated its KV cache must register again) and the operation refused.
+     *
+     * @throws EngineException FAILED_PRECONDITION naming the region
+     */
+    void checkRegionsIntact() {
+        for (MappedRegion region : mappings) {
+            String damage = region.damage();
+            if (damage != null) {
+                throw regionLost(region, damage);
+            }
+        }
+    }
+
+    /**
+     * A copy faulted (the JVM's InternalError for a fault in an unsafe memory access): a region that shrank between
+     * the check and the copy. Drops the context as {@link #checkRegionsIntact} does.
+     *
+     * @return the refusal to throw, or null when no region is damaged (the fault is something else)
+     */
+    EngineException regionFault() {
+        for (MappedRegion region : mappings) {
+            String damage = region.damage();
+            if (damage != null) {
+                return regionLost(region, damage);
+            }
+        }
+        return null;
+    }
+
+    private EngineException regionLost(MappedRegion region, String damage) {
+        String why = "region " + Limits.echo(region.description()) + ": " + damage;
+        dropper.accept(why);
+        return EngineException.precondition(
+                why + "; context " + Limits.echo(id) + " is unregistered (register again with an intact file)");
     }
 
     /** Takes a reference for one operation; false once the context is closed. */

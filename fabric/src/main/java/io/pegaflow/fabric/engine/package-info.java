@@ -8,7 +8,11 @@
  * CudaIpcPolicy} (what a registration may ask for), {@code RegionMapper} (one mapping per file or allocation), {@code
  * ContextRegistry} (contexts, namespace layouts, replacement), {@code SaveOperation}, {@code LoadPipeline} (flag →
  * pin → {@link io.pegaflow.fabric.engine.RemoteBlockSource} → copy → flag), {@code FlagFiles} (flag files mapped
- * once per context), {@code BoundedExecutor}.
+ * once per context), {@code BoundedExecutor}, {@link io.pegaflow.fabric.engine.Limits} (the size of every string and
+ * list, and how errors echo a caller's input). Lifetimes: a context lives while any of its Session streams is open
+ * ({@link io.pegaflow.fabric.engine.KvEngine#attachSession}), one that never had a session until unused for {@code
+ * sessionless-idle-ms} (the sweeper drops it), and a context whose shared-memory file shrank is dropped by the copy
+ * that notices (docs/engine-api.md).
  *
  * <p>Threading: every public method returns at once and may run on a gRPC handler or actor thread; nothing blocking
  * runs there. Blocking work runs on the engine's own daemon threads, each set behind a bounded queue ({@link

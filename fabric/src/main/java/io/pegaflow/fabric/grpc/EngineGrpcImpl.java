@@ -3,6 +3,7 @@ package io.pegaflow.fabric.grpc;
 import io.grpc.Status;
 import io.pegaflow.fabric.engine.EngineException;
 import io.pegaflow.fabric.engine.KvEngine;
+import io.pegaflow.fabric.engine.Limits;
 import io.pegaflow.fabric.engine.PrefixHits;
 import io.pegaflow.fabric.engine.PrefixQuery;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
@@ -27,6 +28,7 @@ import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.LongSupplier;
 import java.util.function.Supplier;
 import org.apache.pekko.NotUsed;
@@ -85,7 +87,7 @@ public final class EngineGrpcImpl implements Engine {
                             if (!known) {
                                 throw new EngineException(
                                         EngineException.Code.NOT_FOUND,
-                                        "context_id: " + in.getContextId() + " is not registered");
+                                        "context_id: " + Limits.echo(in.getContextId()) + " is not registered");
                             }
                             return UnregisterContextResponse.getDefaultInstance();
                         })));
@@ -101,22 +103,42 @@ public final class EngineGrpcImpl implements Engine {
         }
         if (!engine.hasContext(contextId)) {
             metrics.count("Session", "NOT_FOUND");
-            return Source.failed(new GrpcServiceException(
-                    Status.NOT_FOUND.withDescription("context_id: " + contextId + " is not registered")));
+            return Source.failed(notRegistered(contextId));
         }
         metrics.count("Session", "OK");
-        return Source.single(SessionEvent.newBuilder().setAttached(contextId).build())
-                .concat(Source.tick(HEARTBEAT, HEARTBEAT, Boolean.TRUE)
-                        .takeWhile(t -> engine.hasContext(contextId))
-                        .map(t -> SessionEvent.newBuilder()
-                                .setHeartbeatMs(uptimeMs.getAsLong())
-                                .build()))
+        // The session attaches when the stream starts, not here: a response that is never sent holds nothing.
+        AtomicReference<KvEngine.SessionHandle> attached = new AtomicReference<>();
+        return Source.lazySource(() -> {
+                    KvEngine.SessionHandle handle = engine.attachSession(contextId);
+                    if (handle == null) {
+                        return Source.<SessionEvent>failed(notRegistered(contextId));
+                    }
+                    attached.set(handle);
+                    return Source.single(SessionEvent.newBuilder()
+                                    .setAttached(contextId)
+                                    .build())
+                            .concat(Source.tick(HEARTBEAT, HEARTBEAT, Boolean.TRUE)
+                                    .takeWhile(t -> engine.hasContext(contextId))
+                                    .map(t -> SessionEvent.newBuilder()
+                                            .setHeartbeatMs(uptimeMs.getAsLong())
+                                            .build()));
+                })
                 .watchTermination((mat, done) -> {
-                    // However the stream ends (client gone, connection lost, node stopping) the worker is gone with
-                    // it. The context goes at once; its unmapping runs on the engine's cleanup thread.
-                    done.whenComplete((d, e) -> engine.unregister(contextId, "session ended"));
+                    // However the stream ends (client gone, connection lost, node stopping) this session is over;
+                    // the context goes with its last session (its unmapping runs on the engine's cleanup thread).
+                    done.whenComplete((d, e) -> {
+                        KvEngine.SessionHandle handle = attached.getAndSet(null);
+                        if (handle != null) {
+                            handle.end();
+                        }
+                    });
                     return NotUsed.getInstance();
                 });
+    }
+
+    private static GrpcServiceException notRegistered(String contextId) {
+        return new GrpcServiceException(
+                Status.NOT_FOUND.withDescription("context_id: " + Limits.echo(contextId) + " is not registered"));
     }
 
     @Override

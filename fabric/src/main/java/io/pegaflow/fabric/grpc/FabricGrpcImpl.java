@@ -1,7 +1,9 @@
 package io.pegaflow.fabric.grpc;
 
+import io.grpc.Status;
 import io.pegaflow.actors.cluster.ClusterView;
 import io.pegaflow.actors.cluster.MemberView;
+import io.pegaflow.fabric.engine.Limits;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
 import io.pegaflow.proto.fabric.ClusterStatusRequest;
@@ -16,18 +18,27 @@ import io.pegaflow.proto.fabric.Member;
 import io.pegaflow.proto.fabric.ShutdownRequest;
 import io.pegaflow.proto.fabric.ShutdownResponse;
 import io.pegaflow.proto.fabric.WatchLocationsRequest;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.function.Supplier;
 import org.apache.pekko.NotUsed;
+import org.apache.pekko.grpc.GrpcServiceException;
 import org.apache.pekko.stream.javadsl.Source;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The {@code Fabric} gRPC service: health, membership, graceful shutdown, and block locations ({@code Locate} through
- * the directory client, {@code WatchLocations} from this node's store events).
+ * the directory client, {@code WatchLocations} from this node's store events). A Shutdown needs the node's id as its
+ * confirmation and is logged with the caller's address ({@link #forCaller}: the node makes one view per request,
+ * sharing everything but the caller).
  */
 public final class FabricGrpcImpl implements Fabric {
+    static final int REASON_BYTES = 256;
+    private static final Logger log = LoggerFactory.getLogger(FabricGrpcImpl.class);
+
     /** What the service needs from the node, kept narrow so it is easy to test. */
     public interface NodeState {
         String nodeId();
@@ -56,12 +67,24 @@ public final class FabricGrpcImpl implements Fabric {
     static final Duration LOCATE_TIMEOUT = Duration.ofSeconds(2);
 
     private final NodeState node;
-    private final GrpcMetrics metrics = new GrpcMetrics("Fabric");
+    private final GrpcMetrics metrics;
     private final String version;
+    private final String caller;
 
     public FabricGrpcImpl(NodeState node, String version) {
+        this(node, version, new GrpcMetrics("Fabric"), "an unknown address");
+    }
+
+    private FabricGrpcImpl(NodeState node, String version, GrpcMetrics metrics, String caller) {
         this.node = node;
         this.version = version;
+        this.metrics = metrics;
+        this.caller = caller;
+    }
+
+    /** This service answering one request from {@code caller} (an address, for the log). */
+    public FabricGrpcImpl forCaller(String caller) {
+        return new FabricGrpcImpl(node, version, metrics, caller);
     }
 
     @Override
@@ -77,7 +100,22 @@ public final class FabricGrpcImpl implements Fabric {
     @Override
     public CompletionStage<ShutdownResponse> shutdown(ShutdownRequest in) {
         return metrics.timed("Shutdown", completed(() -> {
-            String reason = in.getReason().isBlank() ? "Shutdown RPC" : in.getReason();
+            String confirm = in.getConfirmNodeId();
+            if (confirm.isEmpty()) {
+                throw refuse(
+                        Status.INVALID_ARGUMENT,
+                        "confirm_node_id: missing; send this node's id (Health.node_id) to confirm the shutdown");
+            }
+            if (!confirm.equals(node.nodeId())) {
+                throw refuse(
+                        Status.FAILED_PRECONDITION,
+                        "confirm_node_id: " + Limits.echo(confirm) + " is not this node (" + node.nodeId() + ")");
+            }
+            if (in.getReason().length() > REASON_BYTES
+                    || in.getReason().getBytes(StandardCharsets.UTF_8).length > REASON_BYTES) {
+                throw refuse(Status.INVALID_ARGUMENT, "reason: at most " + REASON_BYTES + " bytes are allowed");
+            }
+            String reason = (in.getReason().isBlank() ? "Shutdown RPC" : in.getReason()) + ", asked by " + caller;
             node.requestShutdown(reason);
             return ShutdownResponse.newBuilder().setNodeId(node.nodeId()).build();
         }));
@@ -107,6 +145,11 @@ public final class FabricGrpcImpl implements Fabric {
         }
         metrics.count("WatchLocations", "OK");
         return node.locationWatch().watch(in);
+    }
+
+    private GrpcServiceException refuse(Status status, String message) {
+        log.warn("node {}: refused a Shutdown from {}: {}", node.nodeId(), caller, message);
+        return new GrpcServiceException(status.withDescription(message));
     }
 
     private HealthResponse healthNow() {

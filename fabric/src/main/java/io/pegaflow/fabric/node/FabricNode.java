@@ -16,6 +16,7 @@ import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
 import io.pegaflow.fabric.grpc.LocationWatch;
+import io.pegaflow.fabric.grpc.NodeGrpcHandler;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
@@ -25,10 +26,6 @@ import io.pegaflow.fabric.transfer.CoordinatorBlockSource;
 import io.pegaflow.fabric.transfer.NodeTransport;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
-import io.pegaflow.proto.engine.Engine;
-import io.pegaflow.proto.engine.EngineHandlerFactory;
-import io.pegaflow.proto.fabric.Fabric;
-import io.pegaflow.proto.fabric.FabricHandlerFactory;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
@@ -45,7 +42,6 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.apache.pekko.grpc.javadsl.ServiceHandler;
 import org.apache.pekko.http.javadsl.Http;
 import org.apache.pekko.http.javadsl.ServerBinding;
 import org.slf4j.Logger;
@@ -258,10 +254,10 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {
-        var handler = ServiceHandler.concatOrNotFound(
-                FabricHandlerFactory.partial(new FabricGrpcImpl(this, VERSION), Fabric.name, system),
-                EngineHandlerFactory.partial(
-                        new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster), Engine.name, system));
+        var handler = NodeGrpcHandler.create(
+                new FabricGrpcImpl(this, VERSION),
+                new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster),
+                system);
         CompletionStage<ServerBinding> binding = Http.get(system)
                 .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
                 .bind(handler);

@@ -201,6 +201,11 @@ final class EngineFixture implements AutoCloseable {
                 }
 
                 @Override
+                public String damage() {
+                    return real.damage();
+                }
+
+                @Override
                 public void close() {
                     CountDownLatch g = closeGate;
                     if (g != null) {

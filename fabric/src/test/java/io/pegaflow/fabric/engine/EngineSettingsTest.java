@@ -26,8 +26,9 @@ class EngineSettingsTest {
                 "pegaflow.engine.cleanup-threads", "2",
                 "pegaflow.engine.cleanup-queue", "12",
                 "pegaflow.engine.flag-files-per-context", "13",
+                "pegaflow.engine.sessionless-idle-ms", "5000",
                 "pegaflow.shm-dir", "/tmp/shm"));
-        assertEquals(new EngineSettings(3, 10, 4, 11, 2, 12, 13, Path.of("/tmp/shm")), s);
+        assertEquals(new EngineSettings(3, 10, 4, 11, 2, 12, 13, Path.of("/tmp/shm"), 5000), s);
     }
 
     @Test
