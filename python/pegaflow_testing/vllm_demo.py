@@ -30,6 +30,7 @@ from pegaflow_testing.fake_vllm import EngineOptions, FakeEngine, ModelShape, pr
 
 # The directory learns of seals asynchronously (batched publishes): how long to wait for it to show them.
 DIRECTORY_WAIT_S = 20.0
+REGISTER_WAIT_S = 30.0
 
 
 def _node_id(endpoint: str) -> str:
@@ -47,6 +48,13 @@ def _await_holders(endpoint: str, namespace: str, hashes: list[bytes], wanted: s
             if all(wanted <= set(h) for h in holders) or time.monotonic() > deadline:
                 return holders
             time.sleep(0.2)
+
+
+def _await_registered(engine: FakeEngine) -> None:
+    """The workers register their KV caches in the background: on a slow machine a request could otherwise run first
+    (and, correctly, recompute everything)."""
+    if not all(engine.call_workers("connected", REGISTER_WAIT_S)):
+        print(f"warning: a worker was not registered with its node within {REGISTER_WAIT_S:.0f} s")
 
 
 def _holders_line(holders: list[list[str]]) -> str:
@@ -83,6 +91,7 @@ def run(endpoint: str, prompt_tokens: int, layers: int, seed: int, load_endpoint
         hashes = block_hashes(prefix, shape.block_size)[:full_blocks]
 
     with FakeEngine(EngineOptions(**options)) as first:
+        _await_registered(first)
         first.add_request("demo-1", prefix, max_tokens=2)
         first.run()
         saved = first.totals()
@@ -91,6 +100,7 @@ def run(endpoint: str, prompt_tokens: int, layers: int, seed: int, load_endpoint
         # Instance B's node learns of the blocks through the directory, asynchronously: wait until it shows them.
         _await_holders(load_endpoint, namespace, hashes, {saver_id})
     with FakeEngine(EngineOptions(**load_options)) as second:
+        _await_registered(second)
         second.add_request("demo-2", prefix + prompt(seed + 1, 16), max_tokens=2)
         started = time.perf_counter()
         second.run()

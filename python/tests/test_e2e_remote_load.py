@@ -12,7 +12,11 @@ n3, n3's failed attempts on n1 are counted, and once the cluster has downed n1 i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,6 +135,20 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
             cluster[n].fresh_metrics().value("pegaflow_directory_entries", 0.0, node=n) for n in ("n1", "n2", "n3")
         )
         assert entries >= BLOCKS, entries
+
+
+def test_demo_shows_a_cross_node_hit_from_n1_to_n2(cluster):
+    """What ./pegaflow demo runs: instance A saves through the connector on n1, instance B on n2 hits with cluster
+    scope, loads and verifies every byte; locate on n2 names both nodes."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [sys.executable, "-m", "pegaflow_testing.vllm_demo", "--prompt-tokens", "128"]
+    argv += ["--endpoint", cluster["n1"].endpoint, "--load-endpoint", cluster["n2"].endpoint]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=100, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8 blocks hit, 8 loaded" in done.stdout and "8 verified byte-exact" in done.stdout, done.stdout
+    assert "cross-node hit: 8 blocks loaded on n2 from n1; locate on n2: blocks 0..7: n1, n2" in done.stdout
+    assert done.stdout.strip().endswith("OK")
 
 
 def test_load_of_blocks_whose_only_holder_was_killed_reports_them_failed_in_bounded_time(cluster):
