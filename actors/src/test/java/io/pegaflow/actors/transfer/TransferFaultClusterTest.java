@@ -295,11 +295,54 @@ class TransferFaultClusterTest {
     @Test
     @Order(4)
     @Timeout(60)
+    void shouldTryTheNextHolderWhenTheFirstTransferTimesOutAndSealNoneOfItsBytes() throws Exception {
+        byte[][] hashes = hashes(4);
+        // b holds three and claims a fourth (b is asked first) but serves too slowly; c holds the three, other bytes.
+        b.hold(random, java.util.Arrays.copyOf(hashes, 3));
+        b.claim(hashes[3]);
+        List<byte[]> onC = c.hold(random, java.util.Arrays.copyOf(hashes, 3));
+        awaitHolders(hashes, null, r -> r.holders(0).size() == 2 && r.holders(3).equals(List.of("b")));
+        long timedOut = failures(a, "b", "timed_out");
+        CountDownLatch release = new CountDownLatch(1);
+        b.transport().setTestHook(new TcpTestHook() {
+            @Override
+            public void beforeServingBlockPart(int blockIndex, int part) throws InterruptedException {
+                if (blockIndex == 0 && part == 0) {
+                    release.await(20, TimeUnit.SECONDS); // past a's 5 s transfer timeout
+                }
+            }
+        });
+        TransferCoordinator.FetchResult result;
+        try {
+            result = a.fetch(hashes);
+        } finally {
+            release.countDown();
+            b.transport().setTestHook(TcpTestHook.NONE);
+        }
+        assertArrayEquals(new boolean[] {true, true, true, false}, result.fetched(), result.failureReason());
+        assertEquals(timedOut + 1, failures(a, "b", "timed_out"));
+        for (int i = 0; i < 3; i++) {
+            assertArrayEquals(onC.get(i), a.sealedBytes(hashes[i]), "block " + i + " holds c's bytes, none of b's");
+        }
+        assertEquals(0, a.store().incomingBlocks());
+        awaitNoLeases(b);
+        awaitNoLeases(c);
+        // b's late reply is dropped on a; the sealed blocks keep c's bytes.
+        Thread.sleep(500);
+        for (int i = 0; i < 3; i++) {
+            assertArrayEquals(onC.get(i), a.sealedBytes(hashes[i]));
+        }
+    }
+
+    @Test
+    @Order(5)
+    @Timeout(60)
     void shouldCancelTransfersThroughTheTransportAndAbortReservationsOnDrain() throws Exception {
         byte[][] hashes = hashes(3);
         b.hold(random, hashes);
         awaitHolders(hashes, List.of("b"));
         long cancelled = cancelledTransfers(a, "b");
+        long lateBytes = a.transport().snapshot().lateBytesDiscarded();
         CountDownLatch entered = new CountDownLatch(1);
         CountDownLatch release = new CountDownLatch(1);
         b.transport().setTestHook(new TcpTestHook() {
@@ -340,10 +383,10 @@ class TransferFaultClusterTest {
         }
         // b's late reply is dropped on a, never written into the freed pool space.
         long deadline = System.nanoTime() + WAIT.toNanos();
-        while (a.transport().snapshot().lateBytesDiscarded() == 0 && System.nanoTime() < deadline) {
+        while (a.transport().snapshot().lateBytesDiscarded() == lateBytes && System.nanoTime() < deadline) {
             Thread.sleep(50);
         }
-        assertTrue(a.transport().snapshot().lateBytesDiscarded() > 0);
+        assertTrue(a.transport().snapshot().lateBytesDiscarded() > lateBytes);
         for (byte[] h : hashes) {
             assertFalse(a.store().isSealed(LAYOUT.namespace(), h));
         }
