@@ -3,13 +3,20 @@
 A worker on n1 saves; a worker on n2, which never saw those blocks, sees them with a cluster-scope query and loads
 them byte-exact: n2's load pipeline misses them locally, its transfer coordinator finds n1 through the block
 directory, leases the blocks on n1, reads them over the TCP transport into reserved pool space, commits them and the
-ordinary copy runs; locate on n3 then names n1 and n2. Then n1 is killed -9 and a load on n3 of blocks only n1 held
-reports them failed within a bounded time, with nothing sealed on n3.
+ordinary copy runs; locate on n3 then names n1 and n2; each node's Prometheus endpoint shows its side (n2: transfer
+bytes and latency from n1 over tcp, the fetch and its blocks; n1: the lease it served; n3: the Locate's latency). Then
+n1 is killed -9: a load on n3 of blocks only n1 held reports them failed within a bounded time, with nothing sealed on
+n3, n3's failed attempts on n1 are counted, and once the cluster has downed n1 its holdings vanish from the directory
+(the ranges n1 hosted rebuilt elsewhere: the answer is complete again).
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +36,9 @@ BLOCKS = 8
 CONVERGE_S = 30.0
 # A load of blocks whose only holder died must end (failed) within this bound (the coordinator's step timeouts).
 FAILED_WITHIN_S = 15.0
+# A node killed -9 is downed by the split-brain resolver (stable-after 10 s) after the failure detector marks it
+# unreachable; then its holdings are purged and the ranges it hosted rebuild elsewhere.
+PURGED_WITHIN_S = 60.0
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +118,37 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
         assert holders == [["n1", "n2"]] * BLOCKS, holders
 
         metrics = cluster["n2"].fresh_metrics()
-        transfer_names = sorted(n for n in metrics.names() if "transfer" in n)
-        assert metrics.value("pegaflow_transfer_bytes_total", 0.0, peer="n1", transport="tcp") > 0, transfer_names
+        transfer_names = sorted(n for n in metrics.names() if "transfer" in n or "fetch" in n)
+        block_bytes = SHAPE["num_layers"] * 2 * SHAPE["block_size"] * SHAPE["num_kv_heads"] * SHAPE["head_size"] * 2
+        tags = {"node": "n2", "peer": "n1", "transport": "tcp"}
+        assert metrics.value("pegaflow_transfer_bytes_total", 0.0, **tags) >= BLOCKS * block_bytes, transfer_names
+        assert metrics.value("pegaflow_transfer_duration_seconds_count", 0.0, **tags) >= 1, transfer_names
+        assert metrics.value("pegaflow_fetches_total", 0.0, node="n2", outcome="complete") >= 1, transfer_names
+        assert metrics.value("pegaflow_fetch_blocks_total", 0.0, node="n2", outcome="fetched") >= BLOCKS
+        assert metrics.value("pegaflow_fetch_duration_seconds_count", 0.0, node="n2") >= 1
+        assert "pegaflow_directory_entries" in metrics.names()
+        holder_metrics = cluster["n1"].fresh_metrics()
+        assert holder_metrics.value("pegaflow_leases_served_total", 0.0, node="n1", outcome="granted") >= 1
+        locate_metrics = cluster["n3"].fresh_metrics()
+        assert locate_metrics.value("pegaflow_directory_lookup_duration_seconds_count", 0.0, node="n3") >= 1
+        entries = sum(
+            cluster[n].fresh_metrics().value("pegaflow_directory_entries", 0.0, node=n) for n in ("n1", "n2", "n3")
+        )
+        assert entries >= BLOCKS, entries
+
+
+def test_demo_shows_a_cross_node_hit_from_n1_to_n2(cluster):
+    """What ./pegaflow demo runs: instance A saves through the connector on n1, instance B on n2 hits with cluster
+    scope, loads and verifies every byte; locate on n2 names both nodes."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
+    argv = [sys.executable, "-m", "pegaflow_testing.vllm_demo", "--prompt-tokens", "128"]
+    argv += ["--endpoint", cluster["n1"].endpoint, "--load-endpoint", cluster["n2"].endpoint]
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=100, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8 blocks hit, 8 loaded" in done.stdout and "8 verified byte-exact" in done.stdout, done.stdout
+    assert "cross-node hit: 8 blocks loaded on n2 from n1; locate on n2: blocks 0..7: n1, n2" in done.stdout
+    assert done.stdout.strip().endswith("OK")
 
 
 def test_load_of_blocks_whose_only_holder_was_killed_reports_them_failed_in_bounded_time(cluster):
@@ -136,3 +175,19 @@ def test_load_of_blocks_whose_only_holder_was_killed_reports_them_failed_in_boun
         assert elapsed < FAILED_WITHIN_S, f"took {elapsed:.1f} s"
         # Nothing half-copied was sealed on n3.
         assert loader.call("query", namespace=namespace, hashes=[h.hex() for h in hashes])["hit_blocks"] == 0
+        metrics = cluster["n3"].fresh_metrics()
+        assert metrics.value("pegaflow_fetch_attempt_failures_total", 0.0, node="n3", peer="n1") >= 1, sorted(
+            n for n in metrics.names() if "fetch" in n
+        )
+        assert metrics.value("pegaflow_fetch_blocks_total", 0.0, node="n3", outcome="failed") >= BLOCKS
+
+    # n1's holdings vanish once the cluster has downed it; the ranges it hosted answer completely again.
+    with FabricClient(cluster["n2"].endpoint, timeout_s=5.0) as fabric:
+        deadline = time.monotonic() + PURGED_WITHIN_S
+        while True:
+            located = fabric.locate(namespace, hashes)
+            holders = [sorted(b.node_ids) for b in located.blocks]
+            if (located.complete and holders == [[]] * BLOCKS) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert located.complete and holders == [[]] * BLOCKS, (located.complete, holders)

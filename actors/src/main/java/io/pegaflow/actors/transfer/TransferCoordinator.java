@@ -18,9 +18,12 @@ import io.pegaflow.transport.Transport;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
@@ -40,15 +43,22 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  *
  * <p>Holder side: a {@link Command.LeaseRequest} takes a store lease on the contiguous prefix of the asked hashes that
  * this store holds and replies with where those blocks lie in this node's registered pool region; the lease keeps them
- * in place until the requester sends {@link Command.ReleaseLease} or the lease's TTL passes (the store's sweep).
+ * in place until the requester ends it ({@link Command.ConfirmRelease} after a transfer that completed OK, {@link
+ * Command.ReleaseLease} otherwise) or its TTL passes (the store's sweep).
  *
- * <p>Requester side, one {@link Command.Fetch}: the directory names holders; the holder holding the most of the
- * hashes is asked for a lease; pool space is reserved here ({@link BlockStore#reserveIncoming}, which may evict, so on
- * the bounded {@code storeExecutor}); one transport READ of the descriptor list moves the bytes; its completion arrives
- * as a {@link Command} told from the transport's thread; the blocks are committed (OK) or aborted (anything else), the
- * remote lease released and the requester answered with which hashes are now sealed here. Nothing half-copied is
- * committed: a block is sealed only after its transfer completed OK. At most {@code maxFetchesInFlight} fetches run;
- * more are refused at once (all their blocks failed, counted).
+ * <p>Requester side, one {@link Command.Fetch}: the directory names holders; one attempt asks the untried holder
+ * holding the most of the still-missing hashes for a lease, reserves pool space here ({@link
+ * BlockStore#reserveIncoming}, which may evict, so on the bounded {@code storeExecutor}), and moves the bytes with one
+ * transport READ whose completion arrives as a {@link Command} told from the transport's thread. After an OK
+ * completion the holder confirms that the lease was still live when it ended (so no slot could have been reused under
+ * the read); only then are the blocks committed. Anything else aborts them: nothing half-copied is ever sealed. A
+ * failed attempt (lease refused or timed out, a transfer refused or failed, the lease gone before the confirmation)
+ * moves on to the next holder; so does an attempt that left hashes another holder has. At most {@code maxAttempts}
+ * attempts and {@code fetchDeadline} per fetch; then the requester is answered with which hashes are sealed here. At
+ * most {@code maxFetchesInFlight} fetches run; more are refused at once.
+ *
+ * <p>{@link Command.Drain} (node shutdown) cancels every transfer through the transport, aborts every reservation as
+ * soon as the transport's completion says the memory is free, and answers once no fetch is left.
  *
  * <p>Finds peers' coordinators through the receptionist under {@link #SERVICE_KEY}; maps each to its node id by its
  * cluster address in the topology.
@@ -60,6 +70,9 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
     /** A transfer starts only while the remote lease has its timeout plus this much left. */
     static final long LEASE_MARGIN_MS = 1_000;
 
+    /** An attempt starts only with at least this much of the fetch's deadline left for its transfer. */
+    static final long MIN_TRANSFER_MS = 200;
+
     /** Every node's coordinator registers under this key. */
     public static final ServiceKey<Command> SERVICE_KEY =
             ServiceKey.create(Command.class, "pegaflow-transfer-coordinator");
@@ -70,11 +83,24 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         record LeaseRequest(String namespace, byte[][] hashes, long ttlMs, ActorRef<LeaseReply> replyTo)
                 implements Command, CborSerializable {}
 
-        /** A peer is done with a lease (transfer completed, failed or given up). */
+        /** A peer is done with a lease (transfer failed or given up). */
         record ReleaseLease(long leaseId, String namespace) implements Command, CborSerializable {}
+
+        /**
+         * A peer's transfer completed OK: end the lease and say whether it was still live (not expired), i.e. whether
+         * the blocks stayed in place for the whole read.
+         */
+        record ConfirmRelease(long leaseId, String namespace, ActorRef<ReleaseConfirmed> replyTo)
+                implements Command, CborSerializable {}
 
         /** Fetch blocks of {@code layout}'s namespace into this node's store; local only. */
         record Fetch(NamespaceLayout layout, byte[][] hashes, ActorRef<FetchResult> replyTo) implements LocalCommand {}
+
+        /**
+         * Shutdown: refuse new fetches, cancel every transfer through the transport and abort every reservation;
+         * {@code replyTo} is answered once no fetch of this coordinator can touch the pool any more.
+         */
+        record Drain(ActorRef<Drained> replyTo) implements LocalCommand {}
     }
 
     /**
@@ -98,6 +124,12 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             String error)
             implements CborSerializable {}
 
+    /** The holder's answer to {@link Command.ConfirmRelease}: whether the lease was live until it ended now. */
+    public record ReleaseConfirmed(boolean wasLive) implements CborSerializable {}
+
+    /** The answer to {@link Command.Drain}: how many fetches it ended. */
+    public record Drained(int fetchesEnded) implements NoSerializationVerificationNeeded {}
+
     /**
      * What a fetch achieved.
      *
@@ -113,37 +145,95 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
 
     private record Located(long fetchId, LocateResult result, Throwable error) implements LocalCommand {}
 
-    private record LeaseGot(long fetchId, LeaseReply reply, Throwable error) implements LocalCommand {}
+    private record LeaseGot(long fetchId, int attempt, String namespace, LeaseReply reply, Throwable error)
+            implements LocalCommand {}
 
-    private record Reserved(long fetchId, IncomingBlock[] blocks, Throwable error) implements LocalCommand {}
+    private record Reserved(long fetchId, int attempt, IncomingBlock[] blocks, Throwable error)
+            implements LocalCommand {}
 
-    private record TransferDone(long fetchId, TransferStatus status, long bytes) implements LocalCommand {}
+    private record TransferDone(long fetchId, int attempt, TransferStatus status, long bytes) implements LocalCommand {}
 
-    /** How the coordinator behaves; timeouts bound every step so a dead holder ends as failed blocks. */
+    private record Confirmed(long fetchId, int attempt, ReleaseConfirmed reply, Throwable error)
+            implements LocalCommand {}
+
+    /**
+     * How the coordinator behaves; timeouts bound every step so a dead holder ends as failed blocks.
+     *
+     * @param locateTimeout bound on the directory lookup
+     * @param leaseTimeout bound on a lease ask and on the holder's confirmation
+     * @param leaseTtlMs the lease asked from a holder
+     * @param transferTimeoutMs the transport timeout of one attempt's READ (less when the deadline is nearer)
+     * @param maxFetchesInFlight fetches beyond this are refused at once
+     * @param maxAttempts holders tried per fetch, at most
+     * @param fetchDeadline no attempt starts past this, counted from the fetch's arrival
+     */
     public record Settings(
             Duration locateTimeout,
             Duration leaseTimeout,
             long leaseTtlMs,
             long transferTimeoutMs,
-            int maxFetchesInFlight) {
+            int maxFetchesInFlight,
+            int maxAttempts,
+            Duration fetchDeadline) {
+        public Settings {
+            if (maxAttempts < 1) {
+                throw new IllegalArgumentException("maxAttempts must be >= 1, got " + maxAttempts);
+            }
+            if (maxFetchesInFlight < 1) {
+                throw new IllegalArgumentException("maxFetchesInFlight must be >= 1, got " + maxFetchesInFlight);
+            }
+        }
+
+        /** 2 s locate, 3 s lease ask, 15 s lease, 5 s transfer, 64 fetches, 3 holders, 11 s per fetch. */
         public static Settings defaults() {
-            return new Settings(Duration.ofSeconds(2), Duration.ofSeconds(3), 15_000, 5_000, 64);
+            return new Settings(
+                    Duration.ofSeconds(2), Duration.ofSeconds(3), 15_000, 5_000, 64, 3, Duration.ofSeconds(11));
         }
     }
 
-    /** One fetch on its way through locate → lease → reserve → transfer → commit. */
+    private enum Phase {
+        LOCATING,
+        LEASING,
+        RESERVING,
+        TRANSFERRING,
+        CONFIRMING
+    }
+
+    /** One fetch on its way through locate, then per attempt lease → reserve → transfer → confirm → commit. */
     private static final class FetchJob {
         final long id;
         final Command.Fetch request;
+        final long startNs;
+        final boolean[] fetched;
+        final Set<String> tried = new HashSet<>();
+        LocateResult where;
+        int attempts;
+        String lastReason;
+        Phase phase = Phase.LOCATING;
+        boolean draining;
+        // The current attempt.
         String holder;
         int[] positions; // indexes into request.hashes of the blocks asked from the holder
         LeaseReply lease;
         long leaseReceivedNs;
         IncomingBlock[] incoming; // per granted block, null where not reserved
+        long correlationId;
 
-        FetchJob(long id, Command.Fetch request) {
+        FetchJob(long id, Command.Fetch request, long startNs) {
             this.id = id;
             this.request = request;
+            this.startNs = startNs;
+            this.fetched = new boolean[request.hashes().length];
+        }
+
+        int fetchedCount() {
+            int n = 0;
+            for (boolean f : fetched) {
+                if (f) {
+                    n++;
+                }
+            }
+            return n;
         }
     }
 
@@ -158,7 +248,11 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
     private final TransferCounters counters;
     private final Map<String, ActorRef<Command>> peers = new HashMap<>();
     private final Map<Long, FetchJob> fetches = new HashMap<>();
+    private final List<ActorRef<Drained>> drainWaiters = new ArrayList<>();
+    private boolean draining;
+    private int drainedFetches;
     private long nextFetchId = 1;
+    private long nextCorrelationId = 1;
 
     public static Behavior<Command> create(
             BlockStore store,
@@ -204,12 +298,15 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         return newReceiveBuilder()
                 .onMessage(Command.LeaseRequest.class, this::onLeaseRequest)
                 .onMessage(Command.ReleaseLease.class, this::onReleaseLease)
+                .onMessage(Command.ConfirmRelease.class, this::onConfirmRelease)
                 .onMessage(Command.Fetch.class, this::onFetch)
+                .onMessage(Command.Drain.class, this::onDrain)
                 .onMessage(Listed.class, this::onListed)
                 .onMessage(Located.class, this::onLocated)
                 .onMessage(LeaseGot.class, this::onLeaseGot)
                 .onMessage(Reserved.class, this::onReserved)
                 .onMessage(TransferDone.class, this::onTransferDone)
+                .onMessage(Confirmed.class, this::onConfirmed)
                 .onSignal(PostStop.class, this::onPostStop)
                 .build();
     }
@@ -262,6 +359,18 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         return this;
     }
 
+    private Behavior<Command> onConfirmRelease(Command.ConfirmRelease confirm) {
+        // Live (not past its expiry, even if not swept yet) means its blocks were pinned the whole time.
+        boolean live =
+                store.leasedBlocks(confirm.leaseId(), confirm.namespace()).isPresent();
+        store.release(confirm.leaseId(), confirm.namespace());
+        if (!live) {
+            counters.leasesExpiredBeforeRelease.increment();
+        }
+        confirm.replyTo().tell(new ReleaseConfirmed(live));
+        return this;
+    }
+
     // ---- requester side ----
 
     private Behavior<Command> onListed(Listed listed) {
@@ -278,12 +387,19 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
     }
 
     private Behavior<Command> onFetch(Command.Fetch fetch) {
-        if (fetches.size() >= settings.maxFetchesInFlight()) {
-            counters.refusedBusy.increment();
-            fail(fetch, "too many fetches in flight (" + fetches.size() + ")");
+        if (draining) {
+            fetch.replyTo().tell(new FetchResult(new boolean[fetch.hashes().length], "node stopping"));
             return this;
         }
-        FetchJob job = new FetchJob(nextFetchId++, fetch);
+        if (fetches.size() >= settings.maxFetchesInFlight()) {
+            counters.refusedBusy.increment();
+            counters.blocksFailed.add(fetch.hashes().length);
+            fetch.replyTo()
+                    .tell(new FetchResult(
+                            new boolean[fetch.hashes().length], "too many fetches in flight (" + fetches.size() + ")"));
+            return this;
+        }
+        FetchJob job = new FetchJob(nextFetchId++, fetch, System.nanoTime());
         fetches.put(job.id, job);
         counters.fetchesStarted.increment();
         context.pipeToSelf(
@@ -298,14 +414,31 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             return this;
         }
         if (located.error() != null) {
-            return end(job, "directory lookup failed: " + located.error());
+            return finish(job, "directory lookup failed: " + located.error());
         }
-        LocateResult where = located.result();
-        // The peer holding the most of the hashes, among those whose coordinator is known.
+        job.where = located.result();
+        return nextAttempt(job);
+    }
+
+    /** Starts the next attempt on the best untried holder of what is still missing, or answers the fetch. */
+    private Behavior<Command> nextAttempt(FetchJob job) {
+        clearAttempt(job);
+        if (draining || job.draining) {
+            return finish(job, "node stopping");
+        }
+        long leftMs = remainingMs(job);
+        if (job.attempts >= settings.maxAttempts()
+                || leftMs < settings.leaseTimeout().toMillis() + MIN_TRANSFER_MS) {
+            return finish(job, job.lastReason);
+        }
+        LocateResult where = job.where;
         Map<String, Integer> held = new HashMap<>();
         for (int i = 0; i < where.size(); i++) {
+            if (job.fetched[i]) {
+                continue;
+            }
             for (String holder : where.holders(i)) {
-                if (peers.containsKey(holder)) {
+                if (peers.containsKey(holder) && !job.tried.contains(holder)) {
                     held.merge(holder, 1, Integer::sum);
                 }
             }
@@ -317,50 +450,67 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             }
         }
         if (best == null) {
-            return end(job, "no reachable peer holds the blocks");
+            return finish(
+                    job,
+                    job.lastReason != null
+                            ? job.lastReason
+                            : (job.attempts == 0 ? "no reachable peer holds the blocks" : null));
         }
+        if (job.attempts > 0) {
+            counters.retries.increment();
+        }
+        job.attempts++;
+        job.tried.add(best);
         job.holder = best;
+        job.phase = Phase.LEASING;
         List<Integer> positions = new ArrayList<>();
-        for (int i = 0; i < where.size(); i++) {
-            if (where.holders(i).contains(best)) {
+        for (int i = 0; i < where.size() && positions.size() < transport.maxDescriptorsPerTransfer(); i++) {
+            if (!job.fetched[i] && where.holders(i).contains(best)) {
                 positions.add(i);
             }
         }
-        int count = Math.min(positions.size(), transport.maxDescriptorsPerTransfer());
-        job.positions = new int[count];
-        byte[][] asked = new byte[count][];
-        for (int k = 0; k < count; k++) {
+        job.positions = new int[positions.size()];
+        byte[][] asked = new byte[positions.size()][];
+        for (int k = 0; k < asked.length; k++) {
             job.positions[k] = positions.get(k);
             asked[k] = job.request.hashes()[job.positions[k]];
         }
         String namespace = job.request.layout().namespace();
         long ttl = settings.leaseTtlMs();
+        int attempt = job.attempts;
         context.ask(
                 LeaseReply.class,
                 peers.get(best),
                 settings.leaseTimeout(),
                 replyTo -> new Command.LeaseRequest(namespace, asked, ttl, replyTo),
-                (reply, error) -> new LeaseGot(job.id, reply, error));
+                (reply, error) -> new LeaseGot(job.id, attempt, namespace, reply, error));
         return this;
     }
 
+    /** The job of a message if it is still at that attempt; else null (the message is late). */
+    private FetchJob current(long fetchId, int attempt) {
+        FetchJob job = fetches.get(fetchId);
+        return job != null && job.attempts == attempt ? job : null;
+    }
+
     private Behavior<Command> onLeaseGot(LeaseGot got) {
-        FetchJob job = fetches.get(got.fetchId());
-        if (job == null) {
+        FetchJob job = current(got.fetchId(), got.attempt());
+        if (job == null || job.phase != Phase.LEASING) {
             // Given up already: let the holder go at once.
-            if (got.reply() != null && got.reply().leaseId() != 0) {
-                releaseRemote(got.reply().holder(), got.reply().leaseId(), null);
+            LeaseReply late = got.reply();
+            if (late != null && late.leaseId() != 0) {
+                releaseRemote(late.holder(), late.leaseId(), got.namespace());
             }
             return this;
         }
         if (got.error() != null) {
             counters.leaseFailures.increment();
-            return end(job, "lease from " + job.holder + " failed: " + got.error());
+            return attemptFailed(job, "lease_failed", "lease from " + job.holder + " failed: " + got.error());
         }
         LeaseReply reply = got.reply();
         if (reply.leaseId() == 0 || reply.granted() == 0) {
             counters.leaseFailures.increment();
-            return end(job, "lease from " + job.holder + " refused: " + reply.error());
+            return attemptFailed(job, "lease_refused", "lease from " + job.holder + " refused: " + reply.error());
         }
         job.lease = reply;
         job.leaseReceivedNs = System.nanoTime();
@@ -374,9 +524,11 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
                     () -> reserve(layout, hashes, positions, granted, reply.lengths()), storeExecutor);
         } catch (RejectedExecutionException e) {
             counters.refusedBusy.increment();
-            return end(job, "store executor busy");
+            return finish(job, "store executor busy");
         }
-        context.pipeToSelf(reserved, (blocks, error) -> new Reserved(job.id, blocks, error));
+        job.phase = Phase.RESERVING;
+        int attempt = job.attempts;
+        context.pipeToSelf(reserved, (blocks, error) -> new Reserved(job.id, attempt, blocks, error));
         return this;
     }
 
@@ -398,22 +550,29 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
     }
 
     private Behavior<Command> onReserved(Reserved reserved) {
-        FetchJob job = fetches.get(reserved.fetchId());
-        if (job == null) {
+        FetchJob job = current(reserved.fetchId(), reserved.attempt());
+        if (job == null || job.phase != Phase.RESERVING) {
             abortAll(reserved.blocks());
             return this;
         }
         if (reserved.error() != null) {
-            return end(job, "reserving pool space failed: " + reserved.error());
+            return finish(job, "reserving pool space failed: " + reserved.error());
         }
         job.incoming = reserved.blocks();
+        if (job.draining) {
+            return nextAttempt(job); // aborts what was reserved, then answers
+        }
         // The holder may evict the blocks once its lease expires: a transfer that could still run then must not start
         // (it could read a reused slot). The lease was granted before we received it, so our clock only errs late.
+        long timeoutMs = Math.min(
+                settings.transferTimeoutMs(),
+                remainingMs(job) - settings.leaseTimeout().toMillis());
         long leftMs = settings.leaseTtlMs() - (System.nanoTime() - job.leaseReceivedNs) / 1_000_000;
-        if (leftMs < settings.transferTimeoutMs() + LEASE_MARGIN_MS) {
+        if (timeoutMs < MIN_TRANSFER_MS || leftMs < timeoutMs + LEASE_MARGIN_MS) {
             counters.leaseFailures.increment();
-            return end(
+            return attemptFailed(
                     job,
+                    "lease_short",
                     "lease from " + job.holder + " would expire before the transfer's timeout (" + leftMs
                             + " ms left)");
         }
@@ -424,7 +583,7 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             }
         }
         if (count == 0) {
-            return end(job, "no pool space reserved");
+            return finish(job, "no pool space reserved");
         }
         DescriptorList list = new DescriptorList(count);
         RemoteRegion region = job.lease.region();
@@ -441,16 +600,18 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         }
         ActorRef<Command> self = context.getSelf();
         long fetchId = job.id;
+        int attempt = job.attempts;
+        job.correlationId = nextCorrelationId++;
         TransferStatus submitted;
         try {
             submitted = transport.read(
                     list,
-                    settings.transferTimeoutMs(),
-                    fetchId,
-                    (id, status, bytes) -> self.tell(new TransferDone(id, status, bytes)));
+                    timeoutMs,
+                    job.correlationId,
+                    (id, status, bytes) -> self.tell(new TransferDone(fetchId, attempt, status, bytes)));
         } catch (RuntimeException e) {
             counters.transferFailures.increment();
-            return end(job, "transfer refused: " + e);
+            return attemptFailed(job, "transfer_error", "transfer refused: " + e);
         }
         if (submitted != TransferStatus.OK) {
             if (submitted == TransferStatus.BACK_PRESSURED) {
@@ -458,58 +619,133 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
             } else {
                 counters.transferFailures.increment();
             }
-            return end(job, "transfer from " + job.holder + " refused: " + submitted);
+            return attemptFailed(
+                    job,
+                    submitted.name().toLowerCase(Locale.ROOT),
+                    "transfer from " + job.holder + " refused: " + submitted);
         }
+        job.phase = Phase.TRANSFERRING;
         return this;
     }
 
     private Behavior<Command> onTransferDone(TransferDone done) {
-        FetchJob job = fetches.get(done.fetchId());
-        if (job == null) {
-            return this;
+        FetchJob job = current(done.fetchId(), done.attempt());
+        if (job == null || job.phase != Phase.TRANSFERRING) {
+            return this; // cannot happen: a transferring attempt ends only here
         }
         if (done.status() != TransferStatus.OK) {
             counters.transferFailures.increment();
-            return end(job, "transfer from " + job.holder + " ended " + done.status());
+            return attemptFailed(
+                    job,
+                    done.status().name().toLowerCase(Locale.ROOT),
+                    "transfer from " + job.holder + " ended " + done.status());
         }
-        boolean[] fetched = new boolean[job.request.hashes().length];
+        counters.bytesFetched.add(done.bytes());
+        if (job.draining) {
+            return nextAttempt(job);
+        }
+        ActorRef<Command> peer = peers.get(job.holder);
+        if (peer == null) {
+            return attemptFailed(job, "confirm_failed", "holder " + job.holder + " left before confirming its lease");
+        }
+        job.phase = Phase.CONFIRMING;
+        long leaseId = job.lease.leaseId();
+        String namespace = job.request.layout().namespace();
+        int attempt = job.attempts;
+        context.ask(
+                ReleaseConfirmed.class,
+                peer,
+                settings.leaseTimeout(),
+                replyTo -> new Command.ConfirmRelease(leaseId, namespace, replyTo),
+                (reply, error) -> new Confirmed(job.id, attempt, reply, error));
+        return this;
+    }
+
+    private Behavior<Command> onConfirmed(Confirmed confirmed) {
+        FetchJob job = current(confirmed.fetchId(), confirmed.attempt());
+        if (job == null || job.phase != Phase.CONFIRMING) {
+            return this; // ended meanwhile (drain): its blocks were aborted then
+        }
+        if (confirmed.error() != null || !confirmed.reply().wasLive()) {
+            counters.leaseFailures.increment();
+            if (confirmed.error() == null) {
+                job.lease = null; // ended on the holder already
+            }
+            return attemptFailed(
+                    job,
+                    "lease_expired",
+                    "lease from " + job.holder + " "
+                            + (confirmed.error() != null
+                                    ? "not confirmed: " + confirmed.error()
+                                    : "expired during the transfer"));
+        }
+        job.lease = null; // ended by the confirmation
         int committed = 0;
         for (int k = 0; k < job.incoming.length; k++) {
             IncomingBlock b = job.incoming[k];
             if (b != null) {
                 store.commitIncoming(b);
                 job.incoming[k] = null;
-                fetched[job.positions[k]] = true;
+                job.fetched[job.positions[k]] = true;
                 committed++;
             }
         }
         counters.blocksFetched.add(committed);
-        counters.bytesFetched.add(done.bytes());
-        finish(job);
-        int asked = fetched.length;
-        job.request
-                .replyTo()
-                .tell(new FetchResult(
-                        fetched, committed == asked ? null : (asked - committed) + " of " + asked + " not held"));
-        return this;
+        return nextAttempt(job); // answers when nothing is missing, or tries a holder of the rest
     }
 
-    /** Ends a fetch that failed: aborts what it reserved, lets the holder go, answers with every block failed. */
-    private Behavior<Command> end(FetchJob job, String reason) {
-        counters.fetchesFailed.increment();
-        counters.blocksFailed.add(job.request.hashes().length);
-        context.getLog().debug("fetch {} failed: {}", job.id, reason);
+    /** One attempt failed: counted against its holder; the next holder is tried. */
+    private Behavior<Command> attemptFailed(FetchJob job, String reason, String detail) {
+        counters.attemptFailed(job.holder, reason);
+        context.getLog().debug("fetch {} attempt {} failed: {}", job.id, job.attempts, detail);
+        job.lastReason = detail;
+        return nextAttempt(job);
+    }
+
+    /** Ends the current attempt: aborts what it reserved (its transfer is over), lets its lease go. */
+    private void clearAttempt(FetchJob job) {
         abortAll(job.incoming);
-        finish(job);
-        fail(job.request, reason);
-        return this;
-    }
-
-    private void finish(FetchJob job) {
-        fetches.remove(job.id);
+        job.incoming = null;
         if (job.lease != null && job.lease.leaseId() != 0) {
             releaseRemote(job.holder, job.lease.leaseId(), job.request.layout().namespace());
         }
+        job.lease = null;
+        job.holder = null;
+        job.positions = null;
+    }
+
+    /** Answers the fetch with what is sealed here now; nothing of it is in flight any more. */
+    private Behavior<Command> finish(FetchJob job, String reason) {
+        clearAttempt(job);
+        fetches.remove(job.id);
+        int asked = job.fetched.length;
+        int got = job.fetchedCount();
+        counters.blocksFailed.add(asked - got);
+        if (got == asked) {
+            counters.fetchesCompleted.increment();
+            reason = null;
+        } else if (got == 0) {
+            counters.fetchesFailed.increment();
+        } else {
+            counters.fetchesPartial.increment();
+        }
+        if (got < asked && reason == null) {
+            reason = (asked - got) + " of " + asked + " not held by any reachable peer";
+        }
+        counters.recordFetchLatency(System.nanoTime() - job.startNs);
+        if (reason != null) {
+            context.getLog().debug("fetch {} ended with {} of {} blocks: {}", job.id, got, asked, reason);
+        }
+        job.request.replyTo().tell(new FetchResult(job.fetched, reason));
+        if (draining) {
+            drainedFetches++;
+            checkDrained();
+        }
+        return this;
+    }
+
+    private long remainingMs(FetchJob job) {
+        return settings.fetchDeadline().toMillis() - (System.nanoTime() - job.startNs) / 1_000_000;
     }
 
     private void releaseRemote(String holder, long leaseId, String namespace) {
@@ -531,18 +767,46 @@ public final class TransferCoordinator extends AbstractBehavior<TransferCoordina
         }
     }
 
-    private static void fail(Command.Fetch fetch, String reason) {
-        fetch.replyTo().tell(new FetchResult(new boolean[fetch.hashes().length], reason));
+    // ---- shutdown ----
+
+    private Behavior<Command> onDrain(Command.Drain drain) {
+        draining = true;
+        drainWaiters.add(drain.replyTo());
+        for (FetchJob job : List.copyOf(fetches.values())) {
+            job.draining = true;
+            switch (job.phase) {
+                // Nothing reserved yet, or the transfer is over (its completion freed the memory): end it now.
+                case LOCATING, LEASING, CONFIRMING -> finish(job, "node stopping");
+                // Ends when its reservation arrives (then aborted).
+                case RESERVING -> {}
+                // Ends when the transport's completion says nothing more lands in its reservation.
+                case TRANSFERRING -> transport.cancel(job.correlationId);
+            }
+        }
+        checkDrained();
+        return this;
+    }
+
+    private void checkDrained() {
+        if (draining && fetches.isEmpty() && !drainWaiters.isEmpty()) {
+            for (ActorRef<Drained> waiter : drainWaiters) {
+                waiter.tell(new Drained(drainedFetches));
+            }
+            drainWaiters.clear();
+        }
     }
 
     /**
-     * Stopping with transfers in flight: their reservations stay until the transport closes (it completes them, and
-     * nothing is written after close), so they are only given up here; the store is freed with the node.
+     * Stopping without a drain, with transfers in flight: their reservations stay until the transport closes (it
+     * completes them, and nothing is written after close), so they are only given up here; the store is freed with
+     * the node.
      */
     private Behavior<Command> onPostStop(PostStop signal) {
         for (FetchJob job : List.copyOf(fetches.values())) {
-            transport.cancel(job.id);
-            fail(job.request, "node stopping");
+            if (job.phase == Phase.TRANSFERRING) {
+                transport.cancel(job.correlationId);
+            }
+            job.request.replyTo().tell(new FetchResult(job.fetched, "node stopping"));
         }
         fetches.clear();
         return this;

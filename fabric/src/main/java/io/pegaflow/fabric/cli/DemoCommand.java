@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
 
 /**
  * {@code pegaflow demo}: starts every node of a topology as its own JVM, waits until each sees all members Up,
- * prints the status from each node, shuts them all down through the Shutdown RPC and checks they exit 0.
+ * prints the status from each node, runs the KV workload (on a cluster of two or more nodes across nodes: saved on
+ * the first, a cross-node hit on the second), shuts them all down through the Shutdown RPC and checks they exit 0.
  */
 @Command(
         name = "demo",
@@ -34,8 +35,10 @@ import picocli.CommandLine.Option;
             "",
             "Starts every node of the topology as a separate process, waits for the cluster to form, prints the"
                     + " cluster status from each node, runs the KV workload (a Python worker driving vLLM's connector"
-                    + " calls: save, hit, load, byte check) against the first node, then shuts every node down"
-                    + " gracefully and checks that each exits 0."
+                    + " calls: save, hit, load, byte check): the first node saves; with two or more nodes the"
+                    + " second node's worker queries with cluster scope and loads the blocks from the first (a"
+                    + " cross-node hit, and Locate names both nodes); then shuts every node down gracefully and"
+                    + " checks that each exits 0."
         },
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:every step passed", "1:a step failed (the node logs are printed)", "2:bad command line"})
@@ -117,10 +120,22 @@ final class DemoCommand implements Callable<Integer> {
             formed.values().forEach(status -> out.println(StatusFormat.table(status)));
 
             NodeSpec first = topology.nodes().getFirst();
-            out.printf(
-                    "KV workload against node %s through the vLLM connector (fake scheduler loop, shared-memory KV caches):%n",
-                    first.id());
-            int workload = runWorkload(new HostPort(first.host(), first.grpcPort()), out, err);
+            HostPort saver = new HostPort(first.host(), first.grpcPort());
+            HostPort loader = saver;
+            if (topology.nodes().size() > 1) {
+                NodeSpec second = topology.nodes().get(1);
+                loader = new HostPort(second.host(), second.grpcPort());
+                out.printf(
+                        "KV workload through the vLLM connector (fake scheduler loop, shared-memory KV caches): a worker"
+                                + " on node %s saves, a worker on node %s queries with cluster scope and loads the"
+                                + " prefix from node %s (cross-node hit):%n",
+                        first.id(), second.id(), first.id());
+            } else {
+                out.printf(
+                        "KV workload against node %s through the vLLM connector (fake scheduler loop, shared-memory KV caches):%n",
+                        first.id());
+            }
+            int workload = runWorkload(saver, loader, out, err);
             if (workload != 0) {
                 err.printf("the KV workload failed (exit %d)%n", workload);
                 dumpLogs(nodes, err);
@@ -163,9 +178,11 @@ final class DemoCommand implements Callable<Integer> {
     /**
      * Runs {@code python3 -m pegaflow_testing.vllm_demo} (python/ of this checkout) against {@code endpoint}: the real
      * PegaKVConnector driven by a vLLM-shaped fake scheduler loop; a first request saves its blocks, a second request
-     * with the same prefix from another engine instance hits, loads and verifies every byte.
+     * with the same prefix from another engine instance (on {@code loader}, with cluster scope when that is another
+     * node) hits, loads and verifies every byte.
      */
-    private static int runWorkload(HostPort endpoint, PrintStream out, PrintStream err) throws Exception {
+    private static int runWorkload(HostPort endpoint, HostPort loader, PrintStream out, PrintStream err)
+            throws Exception {
         Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", "."))
                 .toAbsolutePath()
                 .resolve("python");
@@ -174,7 +191,9 @@ final class DemoCommand implements Callable<Integer> {
                         "-m",
                         "pegaflow_testing.vllm_demo",
                         "--endpoint",
-                        endpoint.toString())
+                        endpoint.toString(),
+                        "--load-endpoint",
+                        loader.toString())
                 .redirectErrorStream(true);
         builder.environment().merge("PYTHONPATH", pythonDir.toString(), (a, b) -> b + java.io.File.pathSeparator + a);
         Process process;

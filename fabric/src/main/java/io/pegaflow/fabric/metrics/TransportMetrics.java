@@ -12,7 +12,7 @@ import kamon.metric.MeasurementUnit;
 import kamon.tag.TagSet;
 
 /**
- * The transport's counters as Kamon metrics, from {@link Transport#snapshot()} deltas once a second ({@link
+ * The transport's counters as Kamon metrics, tagged with this node's id, from {@link Transport#snapshot()} deltas once a second ({@link
  * NodeMetricsSampler}): {@code pegaflow_transfer_bytes_total{peer,transport}} (bytes read from the peer), {@code
  * pegaflow_transfer_duration_seconds{peer,transport}} (per transfer, from the transport's latency buckets, recorded at
  * each bucket's lower bound) and {@code pegaflow_transfer_failures_total{peer,transport,status}} (completions and
@@ -32,6 +32,7 @@ public final class TransportMetrics {
         for (PeerSnapshot peer : now.peers()) {
             PeerSnapshot before = last.get(peer.peerNodeId());
             TagSet tags = TagSet.builder()
+                    .add("node", transport.localNodeId())
                     .add("peer", peer.peerNodeId())
                     .add("transport", now.transport())
                     .build();

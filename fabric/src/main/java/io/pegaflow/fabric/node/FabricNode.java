@@ -21,9 +21,11 @@ import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
 import io.pegaflow.fabric.metrics.NodeMetricsSampler;
+import io.pegaflow.fabric.metrics.TransferMetrics;
 import io.pegaflow.fabric.metrics.TransportMetrics;
 import io.pegaflow.fabric.transfer.CoordinatorBlockSource;
 import io.pegaflow.fabric.transfer.NodeTransport;
+import io.pegaflow.fabric.transfer.TransferDrain;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
 import io.pegaflow.store.BlockStore;
@@ -58,6 +60,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private static final Duration LOCATE_TIMEOUT = Duration.ofSeconds(2);
     /** A load waits at most this long for blocks held elsewhere; longer than the coordinator's own step timeouts. */
     private static final Duration REMOTE_FETCH_TIMEOUT = Duration.ofSeconds(12);
+    /** Shutdown waits this long (twice at most) for the transfer coordinator to cancel and abort what it fetches. */
+    private static final Duration TRANSFER_DRAIN_TIMEOUT = Duration.ofSeconds(3);
 
     private final NodeLaunch launch;
     private final ActorSystem<Void> system;
@@ -66,6 +70,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private final NodeTransport transport;
     private final CompletableFuture<ActorRef<NodeGuardian.Command>> guardian;
     private final LocationWatch watch;
+    private final TransferCounters transferCounters = new TransferCounters();
     private final long startNs = System.nanoTime();
 
     private FabricNode(
@@ -157,14 +162,32 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 new ArrayBlockingQueue<>(256),
                 Thread.ofPlatform().name("pegaflow-transfer-store").daemon().factory());
         FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch, transport);
-        spawnCoordinator(launch, system, engine, transport, storeExecutor, directory, guardian, coordinator);
+        spawnCoordinator(
+                launch,
+                system,
+                engine,
+                transport,
+                storeExecutor,
+                directory,
+                guardian,
+                coordinator,
+                node.transferCounters);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
         TransportMetrics transportMetrics = new TransportMetrics(transport.transport());
+        TransferMetrics transferMetrics =
+                new TransferMetrics(launch.self().id(), node.transport(), node.transferCounters);
         NodeMetricsSampler sampler = NodeMetricsSampler.start(
-                node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample, transportMetrics::sample));
+                node::clusterView,
+                List.of(
+                        engineMetrics::sample,
+                        directoryMetrics::sample,
+                        transportMetrics::sample,
+                        transferMetrics::sample));
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "stop-engine", () -> {
             sampler.close();
+            // Fetches in flight: cancelled through the transport and their reservations aborted before the pool goes.
+            TransferDrain.drain(coordinator, transport, system.scheduler(), TRANSFER_DRAIN_TIMEOUT);
             // Free pool and GPU memory only once no copy can touch them any more.
             if (engine.close()) {
                 transport.close(); // no transport thread touches the pool after this
@@ -369,7 +392,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
             ThreadPoolExecutor storeExecutor,
             DirectoryNode directory,
             CompletionStage<ActorRef<NodeGuardian.Command>> guardian,
-            CompletableFuture<ActorRef<TransferCoordinator.Command>> coordinator) {
+            CompletableFuture<ActorRef<TransferCoordinator.Command>> coordinator,
+            TransferCounters counters) {
         var behavior = TransferCoordinator.create(
                 engine.store(),
                 transport.transport(),
@@ -378,7 +402,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 launch.topology(),
                 storeExecutor,
                 TransferCoordinator.Settings.defaults(),
-                TRANSFER_COUNTERS);
+                counters);
         var key = new NodeGuardian.ChildKey<>(TransferCoordinator.NAME, TransferCoordinator.Command.class);
         guardian.thenCompose(
                         ref -> AskPattern.<NodeGuardian.Command, ActorRef<TransferCoordinator.Command>>askWithStatus(
@@ -396,8 +420,10 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 });
     }
 
-    /** The coordinator's counters (one node per JVM in production; tests read them). */
-    public static final TransferCounters TRANSFER_COUNTERS = new TransferCounters();
+    /** This node's transfer-coordinator counters (exported by {@link TransferMetrics}). */
+    public TransferCounters transferCounters() {
+        return transferCounters;
+    }
 
     @Override
     public void requestShutdown(String reason) {
