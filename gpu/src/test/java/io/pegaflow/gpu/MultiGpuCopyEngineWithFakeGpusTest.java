@@ -93,7 +93,9 @@ class MultiGpuCopyEngineWithFakeGpusTest {
         batch.add(0, 4096, 4096);
 
         router.copy(onGpu1, pool, batch); // a save from a rank on GPU 1
-        router.copy(pool, onGpu0, batch); // a load into a rank on GPU 0 (the GPU side is the destination)
+        CopyBatch load = new CopyBatch(1);
+        load.add(4096, 0, 4096);
+        router.copy(pool, onGpu0, load); // a load into a rank on GPU 0 (the GPU side is the destination)
 
         assertEquals(1, e1.copies);
         assertEquals(1, e0.copies);

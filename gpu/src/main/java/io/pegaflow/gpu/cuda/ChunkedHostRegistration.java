@@ -3,15 +3,16 @@ package io.pegaflow.gpu.cuda;
 import io.pegaflow.gpu.cuda.ffi.CuResult;
 import io.pegaflow.gpu.cuda.ffi.CudaDriver;
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
 import java.util.Objects;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
  * Pins a large host region for the GPU chunk by chunk ({@code cuMemHostRegister(PORTABLE | DEVICEMAP)} per chunk),
  * so that registering overlaps populating: the pool's owner calls {@link #register} for each chunk as soon as it is
- * populated, from any thread, while other threads still populate later chunks. {@link #finish()} turns the chunks into
+ * populated, from any thread, while other threads still populate later chunks. {@link #finish} turns the chunks into
  * one {@link PinnedHostMemory} (closing it unregisters every chunk); {@link #abandon()} unregisters what was
  * registered when the start fails.
  *
@@ -19,7 +20,7 @@ import java.util.concurrent.atomic.LongAdder;
  * so the GPU sees the whole region at its host addresses as one registration would show it. The staged copy never
  * merges a DMA across a chunk boundary ({@link #BOUNDARY_BYTES}), so each DMA stays inside one registration.
  *
- * <p>Thread-safe: {@link #register} may run on several threads at once; {@link #finish()} and {@link #abandon()}
+ * <p>Thread-safe: {@link #register} may run on several threads at once; {@link #finish} and {@link #abandon()}
  * after every {@link #register} has returned.
  */
 public final class ChunkedHostRegistration {
@@ -30,58 +31,30 @@ public final class ChunkedHostRegistration {
     public static final long BOUNDARY_BYTES = 256L << 20;
 
     private final CudaDevice device;
-    private final long address;
-    private final long sizeBytes;
-    private final long[] starts;
-    private final long[] lengths;
-    private final AtomicInteger count = new AtomicInteger();
+    private final List<long[]> chunks = new ArrayList<>(); // {start address, length}; guarded by this
     private final LongAdder registerNs = new LongAdder();
     private volatile boolean done;
 
-    private ChunkedHostRegistration(CudaDevice device, long address, long sizeBytes, int maxChunks) {
-        this.device = device;
-        this.address = address;
-        this.sizeBytes = sizeBytes;
-        this.starts = new long[maxChunks];
-        this.lengths = new long[maxChunks];
+    /** A registration with no chunk yet, on {@code device}'s context. */
+    public ChunkedHostRegistration(CudaDevice device) {
+        this.device = Objects.requireNonNull(device, "device");
     }
 
     /**
-     * @param memory a native, page-aligned segment that outlives the registration
-     * @param chunkBytes a positive multiple of {@link #BOUNDARY_BYTES}: the caller's chunks end at address multiples
-     *     of it (or at the region's ends), so no chunk crosses a {@link #BOUNDARY_BYTES} multiple inside
-     * @throws IllegalArgumentException for a heap or empty segment or a bad chunk size
-     */
-    public static ChunkedHostRegistration begin(CudaDevice device, MemorySegment memory, long chunkBytes) {
-        Objects.requireNonNull(device, "device");
-        if (!memory.isNative() || memory.byteSize() < 1) {
-            throw new IllegalArgumentException("memory must be a native, non-empty segment");
-        }
-        if (chunkBytes < BOUNDARY_BYTES || chunkBytes % BOUNDARY_BYTES != 0) {
-            throw new IllegalArgumentException(
-                    "chunkBytes " + chunkBytes + " must be a positive multiple of " + BOUNDARY_BYTES);
-        }
-        long maxChunks = memory.byteSize() / chunkBytes + 2;
-        return new ChunkedHostRegistration(
-                device, memory.address(), memory.byteSize(), (int) Math.min(Integer.MAX_VALUE - 8, maxChunks));
-    }
-
-    /**
-     * Pins and maps [offset, offset + length) of the region. Chunks must not overlap.
+     * Pins and maps [start, start + length) for the GPU. Chunks must not overlap; each should end at an address
+     * multiple of {@link #BOUNDARY_BYTES} or at the region's end, so that no chunk boundary falls inside a staged DMA.
      *
-     * @throws IllegalArgumentException for a range outside the region
+     * @throws IllegalArgumentException for an empty range
      * @throws CudaException if the driver refuses
-     * @throws IllegalStateException if the GPU would see the chunk at another address
+     * @throws IllegalStateException if the GPU would see the chunk at another address, or after finish/abandon
      */
-    public void register(long offset, long length) {
+    public void register(long start, long length) {
         if (done) {
             throw new IllegalStateException("the registration is finished or abandoned");
         }
-        if (offset < 0 || length < 1 || offset > sizeBytes - length) {
-            throw new IllegalArgumentException(
-                    "chunk [" + offset + ", +" + length + ") is outside a region of " + sizeBytes + " bytes");
+        if (start == 0 || length < 1) {
+            throw new IllegalArgumentException("chunk [0x" + Long.toHexString(start) + ", +" + length + ") is empty");
         }
-        long start = address + offset;
         device.makeCurrent();
         long t0 = System.nanoTime();
         int rc = Cu.memHostRegister(
@@ -94,9 +67,9 @@ public final class ChunkedHostRegistration {
         }
         PinnedHostMemory.checkSameAddress(start, () -> Cu.memHostUnregister(start));
         registerNs.add(System.nanoTime() - t0);
-        int slot = count.getAndIncrement();
-        starts[slot] = start;
-        lengths[slot] = length;
+        synchronized (this) {
+            chunks.add(new long[] {start, length});
+        }
     }
 
     /** Time spent inside {@code cuMemHostRegister}, summed over chunks and threads. */
@@ -104,47 +77,49 @@ public final class ChunkedHostRegistration {
         return registerNs.sum();
     }
 
+    /** Chunks registered so far. */
+    public synchronized int chunkCount() {
+        return chunks.size();
+    }
+
     /**
-     * The whole region, pinned.
+     * The whole of {@code memory}, pinned: the chunks must tile it exactly.
      *
-     * @throws IllegalStateException if the registered chunks do not cover the region exactly (then they are
-     *     unregistered)
+     * @param report how pinning went, for the start-up log
+     * @throws IllegalStateException if the chunks leave a gap, overlap or run past it (then they are unregistered)
      */
-    public PinnedHostMemory finish(String report) {
+    public synchronized PinnedHostMemory finish(MemorySegment memory, String report) {
         done = true;
-        int n = count.get();
-        Integer[] order = new Integer[n];
-        for (int i = 0; i < n; i++) {
-            order[i] = i;
-        }
-        Arrays.sort(order, (a, b) -> Long.compare(starts[a], starts[b]));
-        long expected = address;
-        long[] sorted = new long[n];
-        for (int i = 0; i < n; i++) {
-            int c = order[i];
-            if (starts[c] != expected) {
+        List<long[]> sorted = new ArrayList<>(chunks);
+        sorted.sort(Comparator.comparingLong(c -> c[0]));
+        long expected = memory.address();
+        long[] starts = new long[sorted.size()];
+        for (int i = 0; i < starts.length; i++) {
+            long[] c = sorted.get(i);
+            if (c[0] != expected) {
                 abandon();
                 throw new IllegalStateException("registered chunks leave a gap or overlap at 0x"
-                        + Long.toHexString(expected) + " (next chunk at 0x" + Long.toHexString(starts[c]) + ")");
+                        + Long.toHexString(expected) + " (next chunk at 0x" + Long.toHexString(c[0]) + ")");
             }
-            expected += lengths[c];
-            sorted[i] = starts[c];
+            expected += c[1];
+            starts[i] = c[0];
         }
-        if (expected != address + sizeBytes) {
+        if (starts.length == 0 || expected != memory.address() + memory.byteSize()) {
             abandon();
             throw new IllegalStateException("registered chunks end at 0x" + Long.toHexString(expected)
-                    + ", the region at 0x" + Long.toHexString(address + sizeBytes));
+                    + ", the region at 0x" + Long.toHexString(memory.address() + memory.byteSize()));
         }
-        return new PinnedHostMemory(device, PinnedHostMemory.Strategy.REGISTER, address, sizeBytes, report, sorted);
+        return new PinnedHostMemory(
+                device, PinnedHostMemory.Strategy.REGISTER, memory.address(), memory.byteSize(), report, starts);
     }
 
     /** Unregisters every chunk registered so far (a start that failed). Idempotent. */
     public synchronized void abandon() {
         done = true;
-        int n = count.getAndSet(0);
         device.makeCurrent();
-        for (int i = 0; i < n; i++) {
-            Cu.memHostUnregister(starts[i]);
+        for (long[] c : chunks) {
+            Cu.memHostUnregister(c[0]);
         }
+        chunks.clear();
     }
 }

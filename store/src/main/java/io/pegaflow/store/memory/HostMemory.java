@@ -178,14 +178,17 @@ public final class HostMemory implements AutoCloseable {
                     + " threads) must be a positive multiple of " + POPULATE_CHUNK_BYTES + " bytes on 1+ threads");
         }
         long size = (bytes + HUGE_PAGE_BYTES - 1) & -HUGE_PAGE_BYTES;
+        long align = sink == null ? HUGE_PAGE_BYTES : Math.max(HUGE_PAGE_BYTES, sink.chunkBytes());
         long start = System.nanoTime();
         Pages pages = Pages.HUGETLB;
         long mappingBytes = size;
         Libc.Result mapped =
                 hugePages && freeHugetlbBytes() >= size ? Libc.mmapAnonymous(size, Libc.MAP_HUGETLB) : null;
         if (mapped == null || mapped.failed()) {
-            // One huge page more than needed, so that a 2 MiB-aligned start fits inside.
-            mappingBytes = size + HUGE_PAGE_BYTES;
+            // One alignment unit more than needed, so that an aligned start fits inside (address space only: the
+            // slack is never touched). With a sink the start is aligned to its chunks, so pool slabs that divide a
+            // chunk never straddle two of them.
+            mappingBytes = size + align;
             mapped = Libc.mmapAnonymous(mappingBytes, 0);
             if (mapped.failed()) {
                 throw new IllegalStateException("mmap of " + mappingBytes + " bytes (anonymous, private) failed: "
@@ -194,7 +197,7 @@ public final class HostMemory implements AutoCloseable {
             pages = Pages.SMALL;
         }
         long mapping = mapped.value();
-        long address = pages == Pages.HUGETLB ? mapping : (mapping + HUGE_PAGE_BYTES - 1) & -HUGE_PAGE_BYTES;
+        long address = pages == Pages.HUGETLB ? mapping : (mapping + align - 1) / align * align;
         if (!hugePages) {
             Libc.madvise(address, size, Libc.MADV_NOHUGEPAGE); // also where THP is "always"; a refusal changes nothing
         } else if (pages == Pages.SMALL
