@@ -78,8 +78,8 @@ public final class MultiGpuCopyEngine implements CopyEngine {
                 .copy(srcs, dsts, batch);
     }
 
-    /** The engine whose GPU owns one of the first segments of either side; the first engine if none does. */
-    CopyEngine engineFor(MemorySegment[] srcs, int srcUsed, MemorySegment[] dsts, int dstUsed) {
+    /** The engine whose GPU owns one of the first segments of either side; the first engine if none does (public for tests). */
+    public CopyEngine engineFor(MemorySegment[] srcs, int srcUsed, MemorySegment[] dsts, int dstUsed) {
         for (CopyEngine e : engines) {
             if (ownsAny(e, srcs, srcUsed) || ownsAny(e, dsts, dstUsed)) {
                 return e;
