@@ -36,6 +36,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -323,12 +324,23 @@ def main() -> int:
         raise SystemExit("the model process did not start within 120 s")
     parent.recv()
     samples: list = []
+    finished = threading.Event()
 
     def drain() -> None:
-        while parent.poll():
-            kind, payload = parent.recv()
-            if kind == "samples":
-                samples.extend(payload)
+        """Reads the model's samples as they come, so that its pipe never fills and stalls the loop."""
+        try:
+            while True:
+                kind, payload = parent.recv()
+                if kind == "samples":
+                    samples.extend(payload)
+                elif kind == "done":
+                    break
+        except (EOFError, OSError):
+            pass
+        finished.set()
+
+    reader = threading.Thread(target=drain, name="model-samples", daemon=True)
+    reader.start()
 
     phases: list = []
     stats: dict = {}
@@ -340,17 +352,9 @@ def main() -> int:
             except Exception as e:  # noqa: BLE001 - report the config as failed, go on with the others
                 failures.append(f"{mode}:{ctas}: {e}")
                 print(f"{mode}:{ctas} FAILED: {e}", flush=True)
-            drain()
     finally:
         stop.set()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if parent.poll(0.5):
-                kind, payload = parent.recv()
-                if kind == "samples":
-                    samples.extend(payload)
-                elif kind == "done":
-                    break
+        finished.wait(30)
         model.join(timeout=10)
         if model.is_alive():
             model.kill()
