@@ -3,7 +3,7 @@
 
 Runnable by anyone with an NVIDIA GPU, torch and the pegaflow Python package (python/ on PYTHONPATH):
 
-    python3 bench/gpu/kv_ipc_e2e.py                       # starts ./pegaflow node --device 0 --pool-size 16gb
+    python3 bench/gpu/kv_ipc_e2e.py                       # starts ./pegaflow node --devices 0 --pool-size 16gb
     python3 bench/gpu/kv_ipc_e2e.py --java /tmp/jre/bin/java \
         --classpath 'fabric/target/pegaflow-fabric.jar:fabric/target/lib/*'
 
@@ -74,7 +74,7 @@ def cuda_time(fn, reps: int) -> float:
 def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subprocess.Popen:
     node_args = [
         "node",
-        "--device",
+        "--devices",
         str(args.device),
         "--pool-size",
         args.pool_size,
@@ -167,6 +167,7 @@ def main() -> int:
         ready_s, health = wait_ready(endpoint, node, log_path, 180)
         log = log_path.read_text()
         pool_line = re.search(r"pinned pool (\S+ \S+) ready in ([0-9.]+) s \((.*)\)$", log, re.M)
+        # (the node's line also names its GPUs and each pool start step: mmap, populate, chunked registration)
         say(f"node ready in {ready_s:.1f} s (JVM start included), copy engine {health.copy_engine}")
         if pool_line:
             say(f"pool start: {pool_line.group(1)} pinned in {pool_line.group(2)} s ({pool_line.group(3)})")

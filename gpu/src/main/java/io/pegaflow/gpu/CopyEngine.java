@@ -1,6 +1,8 @@
 package io.pegaflow.gpu;
 
 import java.lang.foreign.MemorySegment;
+import java.util.List;
+import java.util.Locale;
 import java.util.Optional;
 
 /**
@@ -34,6 +36,41 @@ public interface CopyEngine extends AutoCloseable {
     /** The GPU this engine serves as a canonical UUID ({@code GPU-xxxxxxxx-...}); empty for an engine without one. */
     default Optional<String> deviceUuid() {
         return Optional.empty();
+    }
+
+    /** Every GPU this engine serves, canonical UUIDs; empty for an engine without a GPU. */
+    default List<String> deviceUuids() {
+        return deviceUuid().map(List::of).orElse(List.of());
+    }
+
+    /**
+     * Whether {@code segment} lies in GPU memory this engine's device knows (a CUDA IPC mapping or a device buffer):
+     * an engine serving several GPUs hands a copy to the one that owns the worker's side.
+     */
+    default boolean ownsDeviceMemory(MemorySegment segment) {
+        return false;
+    }
+
+    /**
+     * {@link #openCudaIpc(byte[], long)} on the GPU {@code deviceUuid} names (with or without {@code GPU-} and dashes).
+     *
+     * @throws IllegalArgumentException if this engine does not serve that GPU (the message lists the ones it does)
+     */
+    default MappedRegion openCudaIpc(String deviceUuid, byte[] ipcHandle, long allocationSizeBytes) {
+        String wanted = canonicalGpu(deviceUuid);
+        if (deviceUuids().stream().noneMatch(u -> canonicalGpu(u).equals(wanted))) {
+            throw new IllegalArgumentException("device " + deviceUuid + " is not served here (" + deviceUuids() + ")");
+        }
+        return openCudaIpc(ipcHandle, allocationSizeBytes);
+    }
+
+    /** A GPU UUID compared ignoring case, dashes and a {@code GPU-} prefix. */
+    static String canonicalGpu(String uuid) {
+        String t = uuid.trim().toLowerCase(Locale.ROOT);
+        if (t.startsWith("gpu-")) {
+            t = t.substring(4);
+        }
+        return t.replace("-", "");
     }
 
     /**

@@ -4,7 +4,7 @@ import io.pegaflow.gpu.CopyEngine;
 import java.util.Locale;
 
 /**
- * Which CUDA IPC regions this node takes: only on a node whose copy engine serves the worker's GPU, with a
+ * Which CUDA IPC regions this node takes: only on a node whose copy engines serve the worker's GPU (one of them), with a
  * well-formed handle. Refusals are FAILED_PRECONDITION (wrong node or GPU), a malformed region INVALID_ARGUMENT.
  * Checks only; opening is {@link RegionMapper}'s, on a mapping thread. Stateless.
  */
@@ -23,10 +23,11 @@ final class CudaIpcPolicy {
                     at + ".region: CUDA IPC regions need a node running the CUDA copy engine (--device); this node runs"
                             + " the " + copyEngine.name() + " copy engine and maps shared-memory files only");
         }
-        String served = copyEngine.deviceUuid().get();
-        if (!sameGpu(device, served)) {
-            throw EngineException.precondition("device: " + Limits.echo(device) + " is not the GPU this node serves ("
-                    + served + "); register with the node" + " started for that GPU");
+        java.util.List<String> served = copyEngine.deviceUuids();
+        if (served.stream().noneMatch(u -> sameGpu(device, u))) {
+            throw EngineException.precondition("device: " + Limits.echo(device) + " is not a GPU this node serves ("
+                    + String.join(", ", served) + "); start the node with that GPU in --devices (or the topology's"
+                    + " gpus)");
         }
         if (ipc.ipcHandle().length != HANDLE_BYTES) {
             throw EngineException.invalid(at + ".region.cuda_ipc.ipc_handle: " + ipc.ipcHandle().length

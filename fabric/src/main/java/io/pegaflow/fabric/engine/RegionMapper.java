@@ -51,7 +51,7 @@ final class RegionMapper {
                 String key = regionKey(layer.region());
                 Integer regionIndex = regionByKey.get(key);
                 if (regionIndex == null) {
-                    mapped.add(open(at, layer.region()));
+                    mapped.add(open(at, r.device(), layer.region()));
                     regionIndex = mapped.size() - 1;
                     regionByKey.put(key, regionIndex);
                 }
@@ -72,11 +72,12 @@ final class RegionMapper {
         };
     }
 
-    private MappedRegion open(String at, RegionSpec region) {
+    private MappedRegion open(String at, String device, RegionSpec region) {
         switch (region) {
             case RegionSpec.CudaIpc ipc -> {
                 try {
-                    return copyEngine.openCudaIpc(ipc.ipcHandle(), ipc.allocationSizeBytes());
+                    // On the GPU the registration names (checked by CudaIpcPolicy): a node may serve several.
+                    return copyEngine.openCudaIpc(device, ipc.ipcHandle(), ipc.allocationSizeBytes());
                 } catch (IllegalArgumentException e) {
                     throw EngineException.invalid(at + ".region.cuda_ipc." + e.getMessage());
                 } catch (RuntimeException e) {

@@ -28,11 +28,14 @@ import io.pegaflow.fabric.transfer.NodeTransport;
 import io.pegaflow.fabric.transfer.TransferDrain;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.HostCopyEngine;
+import io.pegaflow.gpu.cuda.CudaProbe;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.memory.HostMemory;
 import io.pegaflow.store.pool.BlockPool;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Optional;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
@@ -99,7 +102,8 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         MetricsEndpoint metrics = MetricsEndpoint.start(
                 base, launch.self().id(), launch.grpcBindHost(), launch.self().metricsPort());
         Config config = ClusterSettings.forNode(launch.topology(), launch.self().id(), base);
-        EngineMetrics engineMetrics = new EngineMetrics(launch.device().isPresent() ? "cuda" : "host");
+        List<Integer> gpus = servedGpus(launch);
+        EngineMetrics engineMetrics = new EngineMetrics(gpus.isEmpty() ? "host" : "cuda");
         // The guardian's ref leaves the setup through this future: the directory spawns its actors as its children.
         CompletableFuture<ActorRef<NodeGuardian.Command>> guardian = new CompletableFuture<>();
         ActorSystem<Void> system = ActorSystem.create(
@@ -117,7 +121,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         GpuBackend[] gpu = new GpuBackend[1];
         HostMemory[] host = new HostMemory[1];
         try {
-            engine = startEngine(launch, engineMetrics, gpu, host, system, coordinator, transportOut);
+            engine = startEngine(launch, gpus, engineMetrics, gpu, host, system, coordinator, transportOut);
         } catch (RuntimeException | OutOfMemoryError e) {
             // Nothing else holds these yet: release them here so a failed start leaves no pinned memory or bound port.
             if (transportOut[0] != null) {
@@ -221,11 +225,12 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     }
 
     /**
-     * The pool and the engine: on the GPU ({@code --device}: pinned pool, CUDA copy engine) or in host memory mapped
+     * The pool and the engine: on the GPUs ({@code --devices}: one pinned pool, a CUDA copy engine per GPU) or in host memory mapped
      * and populated in parallel ({@link HostMemory}, 4 KiB pages).
      */
     private static KvEngine startEngine(
             NodeLaunch launch,
+            List<Integer> gpus,
             EngineMetrics metrics,
             GpuBackend[] gpuOut,
             HostMemory[] hostOut,
@@ -240,9 +245,9 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         }
         BlockPool pool;
         CopyEngine copyEngine;
-        if (launch.device().isPresent()) {
+        if (!gpus.isEmpty()) {
             GpuBackend gpu = GpuBackend.start(
-                    launch.self().id(), launch.device().get(), launch.poolSizeBytes(), System.getProperties());
+                    launch.self().id(), gpus, launch.poolSizeBytes(), System.getProperties(), Path.of("/sys"));
             gpuOut[0] = gpu;
             pool = BlockPool.wrap(
                     gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
@@ -274,6 +279,31 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 .build();
         metrics.attach(engine);
         return engine;
+    }
+
+    /**
+     * The GPUs this node serves: as listed; or, by default, every GPU the driver shows (none, and the host copy path,
+     * where CUDA is not usable: said in the log).
+     */
+    private static List<Integer> servedGpus(NodeLaunch launch) {
+        if (launch.devices().kind() != DeviceSelection.Kind.AUTO) {
+            return launch.devices().resolve(Optional.empty());
+        }
+        Optional<String> why = CudaProbe.unavailabilityCause();
+        List<Integer> gpus =
+                launch.devices().resolve(why.isPresent() ? Optional.empty() : Optional.of(CudaProbe.deviceCount()));
+        if (gpus.isEmpty()) {
+            log.info(
+                    "node {}: no GPU to serve ({}): host copy engine",
+                    launch.self().id(),
+                    why.orElse("the driver shows none"));
+        } else {
+            log.info(
+                    "node {}: serving every GPU the driver shows: {}",
+                    launch.self().id(),
+                    gpus);
+        }
+        return gpus;
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {

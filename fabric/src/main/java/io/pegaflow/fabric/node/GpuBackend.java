@@ -1,108 +1,146 @@
 package io.pegaflow.fabric.node;
 
 import io.pegaflow.config.ByteSize;
+import io.pegaflow.gpu.CopyEngine;
+import io.pegaflow.gpu.MultiGpuCopyEngine;
 import io.pegaflow.gpu.cuda.CudaCopyEngine;
 import io.pegaflow.gpu.cuda.CudaCopySettings;
 import io.pegaflow.gpu.cuda.CudaDevice;
 import io.pegaflow.gpu.cuda.CudaProbe;
 import io.pegaflow.gpu.cuda.PinnedHostMemory;
-import io.pegaflow.store.memory.HostMemory;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * What a node started with {@code --device N} holds on the GPU side: the device (primary context), the pool's host
- * memory (mapped and populated in parallel by {@link HostMemory}) and its registration with the GPU, and the CUDA copy
- * engine. Closed after the engine that uses them, children first.
+ * What a node serving GPUs holds on the GPU side: each device (primary context), the pool pinned once for all of them
+ * ({@link PinnedPool}) and a CUDA copy engine per GPU (one GPU: that engine; several: a {@link MultiGpuCopyEngine}
+ * routing each copy to the GPU that owns the worker's memory). Closed after the engine that uses them, children first.
  */
 final class GpuBackend implements AutoCloseable {
     private static final Logger log = LoggerFactory.getLogger(GpuBackend.class);
 
-    private final CudaDevice device;
-    private final HostMemory host;
-    private final PinnedHostMemory pool;
-    private final CudaCopyEngine copyEngine;
+    private final List<CudaDevice> devices;
+    private final PinnedPool pool;
+    private final List<CudaCopyEngine> engines;
+    private final CopyEngine copyEngine;
 
-    private GpuBackend(CudaDevice device, HostMemory host, PinnedHostMemory pool, CudaCopyEngine copyEngine) {
-        this.device = device;
-        this.host = host;
+    private GpuBackend(List<CudaDevice> devices, PinnedPool pool, List<CudaCopyEngine> engines) {
+        this.devices = devices;
         this.pool = pool;
-        this.copyEngine = copyEngine;
+        this.engines = engines;
+        this.copyEngine = engines.size() == 1 ? engines.getFirst() : new MultiGpuCopyEngine(engines);
     }
 
     /**
-     * Opens GPU {@code ordinal}, allocates the pinned pool and starts the copy engine with settings from
-     * {@code pegaflow.cuda.*} properties.
+     * Opens every GPU of {@code ordinals}, pins the pool for all of them and starts a copy engine per GPU with
+     * settings from {@code pegaflow.cuda.*} and {@code pegaflow.pool.*} properties.
      *
+     * @param ordinals at least one; the first GPU registers the pool
+     * @param sysfs the sysfs root the GPUs' NUMA nodes are read from ({@code /sys})
      * @throws NodeStartException saying why (CUDA unusable, no such GPU, bad setting, the pool cannot be pinned)
      */
-    static GpuBackend start(String nodeId, int ordinal, long poolBytes, Map<?, ?> properties) {
+    static GpuBackend start(String nodeId, List<Integer> ordinals, long poolBytes, Map<?, ?> properties, Path sysfs) {
+        String flag = "--devices "
+                + String.join(",", ordinals.stream().map(String::valueOf).toList());
         String why = CudaProbe.unavailabilityCause().orElse(null);
         if (why != null) {
-            throw new NodeStartException(
-                    "node " + nodeId + ": --device " + ordinal + " needs CUDA, which is not usable: " + why);
+            throw new NodeStartException("node " + nodeId + ": " + flag + " needs CUDA, which is not usable: " + why);
         }
         CudaCopySettings settings;
+        PinnedPool.Settings poolSettings;
         try {
             settings = CudaCopySettings.from(properties);
+            poolSettings = PinnedPool.Settings.from(properties);
         } catch (IllegalArgumentException e) {
             throw new NodeStartException("node " + nodeId + ": " + e.getMessage(), e);
         }
-        CudaDevice device;
+        List<CudaDevice> devices = new ArrayList<>();
+        PinnedPool pool = null;
+        List<CudaCopyEngine> engines = new ArrayList<>();
         try {
-            device = CudaDevice.open(Integer.toString(ordinal));
-        } catch (RuntimeException e) {
-            throw new NodeStartException("node " + nodeId + ": --device " + ordinal + ": " + e.getMessage(), e);
-        }
-        HostMemory host = null;
-        PinnedHostMemory pool = null;
-        try {
+            for (int ordinal : ordinals) {
+                try {
+                    devices.add(CudaDevice.open(Integer.toString(ordinal)));
+                } catch (RuntimeException e) {
+                    throw new NodeStartException("node " + nodeId + ": GPU " + ordinal + ": " + e.getMessage(), e);
+                }
+            }
+            logNuma(nodeId, devices, sysfs);
             long start = System.nanoTime();
-            host = HostMemory.allocate(poolBytes);
-            pool = device.registerHost(host.memory());
+            pool = PinnedPool.start(devices, poolBytes, poolSettings);
             log.info(
-                    "GPU {} ({}, {}, driver CUDA {}): pinned pool {} ready in {} s ({}, {})",
-                    ordinal,
-                    device.name(),
-                    device.uuid(),
+                    "GPUs {} (driver CUDA {}): pinned pool {} ready in {} s ({})",
+                    devices.stream()
+                            .map(d -> d.ordinal() + " " + d.name() + " " + d.uuid())
+                            .toList(),
                     CudaProbe.versionText(CudaProbe.driverVersion()),
                     ByteSize.format(pool.sizeBytes()),
                     String.format("%.2f", (System.nanoTime() - start) / 1e9),
-                    host.report(),
                     pool.report());
-            CudaCopyEngine engine = CudaCopyEngine.create(device, settings);
-            log.info("CUDA copy engine: {}", engine.describe());
-            engine.kernelProblem().ifPresent(p -> log.warn("CUDA copy engine: {}", p));
-            return new GpuBackend(device, host, pool, engine);
+            for (CudaDevice device : devices) {
+                CudaCopyEngine engine = CudaCopyEngine.create(device, settings);
+                engines.add(engine);
+                log.info("CUDA copy engine: {}", engine.describe());
+                engine.kernelProblem().ifPresent(p -> log.warn("CUDA copy engine: {}", p));
+            }
+            return new GpuBackend(List.copyOf(devices), pool, List.copyOf(engines));
         } catch (RuntimeException e) {
+            engines.forEach(CudaCopyEngine::close);
             if (pool != null) {
                 pool.close();
             }
-            if (host != null) {
-                host.close();
+            devices.forEach(CudaDevice::close);
+            if (e instanceof NodeStartException n) {
+                throw n;
             }
-            device.close();
             throw new NodeStartException(
-                    "node " + nodeId + ": GPU " + ordinal + ": cannot set up a pinned pool of "
-                            + ByteSize.format(poolBytes) + " and the copy engine: " + e.getMessage(),
+                    "node " + nodeId + ": " + flag + ": cannot set up a pinned pool of " + ByteSize.format(poolBytes)
+                            + " and the copy engines: " + e.getMessage(),
                     e);
         }
     }
 
-    PinnedHostMemory pool() {
-        return pool;
+    private static void logNuma(String nodeId, List<CudaDevice> devices, Path sysfs) {
+        List<GpuNumaNodes.Gpu> gpus = new ArrayList<>();
+        for (CudaDevice d : devices) {
+            try {
+                gpus.add(new GpuNumaNodes.Gpu(d.ordinal(), d.pciBusId()));
+            } catch (RuntimeException e) {
+                gpus.add(new GpuNumaNodes.Gpu(d.ordinal(), "unknown"));
+            }
+        }
+        var groups = GpuNumaNodes.group(gpus, sysfs);
+        if (groups.size() > 1) {
+            log.warn(
+                    "node {}: the GPUs sit on several NUMA nodes ({}); one pool serves them all (a pool per NUMA node"
+                            + " is not built yet), so some copies cross sockets",
+                    nodeId,
+                    GpuNumaNodes.describe(groups));
+        } else {
+            log.info("node {}: GPUs by NUMA node: {}", nodeId, GpuNumaNodes.describe(groups));
+        }
     }
 
-    CudaCopyEngine copyEngine() {
+    PinnedHostMemory pool() {
+        return pool.pinned();
+    }
+
+    CopyEngine copyEngine() {
         return copyEngine;
+    }
+
+    List<CudaDevice> devices() {
+        return devices;
     }
 
     @Override
     public void close() {
         copyEngine.close();
         pool.close(); // unregister before unmapping
-        host.close();
-        device.close();
+        devices.forEach(CudaDevice::close);
     }
 }

@@ -2,7 +2,6 @@ package io.pegaflow.fabric.node;
 
 import io.pegaflow.config.NodeSpec;
 import io.pegaflow.config.Topology;
-import java.util.Optional;
 
 /**
  * Everything a node needs to start, resolved from the topology and the command line.
@@ -11,7 +10,8 @@ import java.util.Optional;
  * @param self this node's entry
  * @param grpcBindHost the address the gRPC server binds ({@code self.host()} unless {@code --addr} widened it)
  * @param poolSizeBytes size of the block pool
- * @param device the GPU to serve, if any: pinned pool and CUDA copy engine (the node refuses to start without CUDA)
+ * @param devices the GPUs to serve: listed ones (the node refuses to start without CUDA), none, or every visible one
+ *     (none without CUDA); one pool pinned for all of them, a CUDA copy engine per GPU
  * @param logLevel root log level
  * @param partialTimeoutMs how long a block may wait for its missing slots before it is dropped
  */
@@ -20,6 +20,6 @@ public record NodeLaunch(
         NodeSpec self,
         String grpcBindHost,
         long poolSizeBytes,
-        Optional<Integer> device,
+        DeviceSelection devices,
         String logLevel,
         long partialTimeoutMs) {}

@@ -61,9 +61,30 @@ public final class NodeOptions {
             names = "--device",
             paramLabel = "N",
             converter = IntInRange.DeviceIndex.class,
-            description = "GPU index to serve, 0..1023: pinned pool + CUDA copy engine (default: the topology's first"
-                    + " GPU; none = host path). Copy settings: -Dpegaflow.cuda.* in PEGAFLOW_JVM_OPTS.")
+            description = "Serve only GPU N, 0..1023 (the same as --devices N).")
     private Integer device;
+
+    @Option(
+            names = "--devices",
+            paramLabel = "LIST",
+            converter = DevicesConverter.class,
+            description = "GPUs to serve: indices like 0,1,2, all, or none (the host copy path). One pool pinned for"
+                    + " all of them and a CUDA copy engine per GPU (default: the topology's gpus, else every GPU the"
+                    + " driver shows; none on a machine without CUDA). Settings: -Dpegaflow.cuda.* and"
+                    + " -Dpegaflow.pool.* in PEGAFLOW_JVM_OPTS.")
+    private DeviceSelection devices;
+
+    /** Parses {@code --devices} text, as picocli needs it. */
+    public static final class DevicesConverter implements CommandLine.ITypeConverter<DeviceSelection> {
+        @Override
+        public DeviceSelection convert(String value) {
+            try {
+                return DeviceSelection.parse(value);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.TypeConversionException(e.getMessage());
+            }
+        }
+    }
 
     @Option(
             names = "--cluster-port",
@@ -108,7 +129,12 @@ public final class NodeOptions {
     public NodeLaunch resolve() {
         Optional<HostPort> addr = Optional.ofNullable(this.addr);
         Optional<Long> poolSize = Optional.ofNullable(poolSizeBytes);
-        Optional<Integer> device = Optional.ofNullable(this.device);
+        if (this.device != null && this.devices != null) {
+            throw usage("--device and --devices both name GPUs; give one of them");
+        }
+        Optional<DeviceSelection> flagged = this.device != null
+                ? Optional.of(DeviceSelection.of(List.of(this.device)))
+                : Optional.ofNullable(this.devices);
 
         Topology topology;
         NodeSpec self;
@@ -146,7 +172,7 @@ public final class NodeOptions {
                     clusterPort != null ? clusterPort : n.clusterPort(),
                     n.grpcPort(),
                     metricsPort != null ? metricsPort : n.metricsPort(),
-                    device.map(List::of).orElse(n.gpus()),
+                    flagged.map(DeviceSelection::listed).orElse(n.gpus()),
                     n.rdmaNics(),
                     n.poolSizeBytes(),
                     n.transport());
@@ -158,7 +184,7 @@ public final class NodeOptions {
                 self,
                 bindHost,
                 poolSize.orElse(self.poolSizeBytes()),
-                device.or(() -> self.gpus().stream().findFirst()),
+                flagged.orElse(self.gpus().isEmpty() ? DeviceSelection.auto() : DeviceSelection.of(self.gpus())),
                 logLevel,
                 partialTimeoutMs);
     }

@@ -232,7 +232,7 @@ class KvEngineCudaIpcTest {
         engine();
         expect(
                 EngineException.Code.FAILED_PRECONDITION,
-                "device: \"GPU-00000000-0000-0000-0000-000000000000\" is not the GPU this node serves (" + GPU + ")",
+                "device: \"GPU-00000000-0000-0000-0000-000000000000\" is not a GPU this node serves (" + GPU + ")",
                 () -> register(request("GPU-00000000-0000-0000-0000-000000000000")));
         assertEquals(0, copy.opens);
     }

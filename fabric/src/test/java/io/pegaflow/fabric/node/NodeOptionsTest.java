@@ -9,7 +9,7 @@ import java.net.InetAddress;
 import java.net.ServerSocket;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.Optional;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import picocli.CommandLine.ParameterException;
@@ -31,7 +31,7 @@ class NodeOptionsTest {
         assertEquals(50055, launch.self().grpcPort());
         assertEquals(1, launch.topology().nodes().size());
         assertEquals(1L << 30, launch.poolSizeBytes());
-        assertEquals(Optional.empty(), launch.device());
+        assertEquals(DeviceSelection.auto(), launch.devices(), "every visible GPU by default");
         assertEquals("info", launch.logLevel());
     }
 
@@ -44,7 +44,7 @@ class NodeOptionsTest {
         assertEquals("127.0.0.1", launch.self().host(), "Artery needs a concrete address");
         assertEquals(6000, launch.self().grpcPort());
         assertEquals(3L << 29, launch.poolSizeBytes());
-        assertEquals(Optional.of(1), launch.device());
+        assertEquals(DeviceSelection.of(List.of(1)), launch.devices());
         assertEquals("debug", launch.logLevel());
     }
 
@@ -55,6 +55,39 @@ class NodeOptionsTest {
         assertEquals("n2", launch.self().id());
         assertEquals(64L << 20, launch.poolSizeBytes());
         assertEquals(2, launch.topology().nodes().size());
+    }
+
+    @Test
+    void shouldServeTheGpusListedByDevicesOrNoneOrAll() {
+        assertEquals(
+                DeviceSelection.of(List.of(0, 2, 1)),
+                NodeOptions.resolve(new String[] {"--devices", "0,2,1"}).devices());
+        assertEquals(
+                List.of(0, 2, 1),
+                NodeOptions.resolve(new String[] {"--devices", "0,2,1"}).self().gpus());
+        assertEquals(
+                DeviceSelection.none(),
+                NodeOptions.resolve(new String[] {"--devices", "none"}).devices());
+        assertEquals(
+                DeviceSelection.auto(),
+                NodeOptions.resolve(new String[] {"--devices", "all"}).devices());
+        assertTrue(usage("--devices", "0,0").contains("listed twice"));
+        assertTrue(usage("--devices", "0,x").contains("--devices"));
+        assertTrue(usage("--devices", "0", "--device", "1").contains("give one of them"));
+    }
+
+    @Test
+    void shouldServeTheTopologysGpusUnlessDevicesOverridesThem() throws Exception {
+        Path file = topology(TestPorts.topologyYaml("c", 1)
+                .replace("    host: 127.0.0.1\n", "    host: 127.0.0.1\n    gpus: [1, 0]\n"));
+        assertEquals(
+                DeviceSelection.of(List.of(1, 0)),
+                NodeOptions.resolve(new String[] {"--topology", file.toString(), "--node", "n1"})
+                        .devices());
+        assertEquals(
+                DeviceSelection.none(),
+                NodeOptions.resolve(new String[] {"--topology", file.toString(), "--node", "n1", "--devices", "none"})
+                        .devices());
     }
 
     @Test

@@ -19,6 +19,7 @@ import java.util.Arrays;
  */
 final class CopyPlan {
     private static final CopyBatch EMPTY = new CopyBatch(1);
+    private static final long BOUNDARY = ChunkedHostRegistration.BOUNDARY_BYTES;
 
     /** Kernel descriptors: src, dst, length. */
     long[] desc = new long[3 * 1024];
@@ -141,6 +142,8 @@ final class CopyPlan {
             }
             pos += pad;
             long take = Math.min(Math.min(len - off, stagedChunkBytes - pos), stagedPieceBytes);
+            // A DMA never crosses a pinned-registration boundary (ChunkedHostRegistration pins the pool per chunk).
+            take = Math.min(take, BOUNDARY - ((host + off) & (BOUNDARY - 1)));
             long stage = base + pos;
             if (stagedToDevice) {
                 addDesc(stage, gpu + off, take);
@@ -193,7 +196,8 @@ final class CopyPlan {
 
     private void addDma(long dst, long src, long len) {
         int first = chunkDma[chunkCount - 1];
-        if (dmaCount > first) {
+        long host = stagedToDevice ? src : dst;
+        if (dmaCount > first && (host & (BOUNDARY - 1)) != 0) {
             int last = (dmaCount - 1) * 3;
             if (dma[last] + dma[last + 2] == dst && dma[last + 1] + dma[last + 2] == src) {
                 dma[last + 2] += len;

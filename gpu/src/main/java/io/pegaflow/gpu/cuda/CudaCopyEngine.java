@@ -133,6 +133,12 @@ public final class CudaCopyEngine implements CopyEngine {
     }
 
     @Override
+    public boolean ownsDeviceMemory(MemorySegment segment) {
+        CudaDevice.Region region = device.regionOf(segment);
+        return region != null && region.device();
+    }
+
+    @Override
     public MappedRegion openCudaIpc(byte[] ipcHandle, long allocationSizeBytes) {
         return device.openIpc(ipcHandle, allocationSizeBytes);
     }

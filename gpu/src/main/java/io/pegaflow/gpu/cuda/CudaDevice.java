@@ -145,6 +145,17 @@ public final class CudaDevice implements AutoCloseable {
         return multiprocessorCount;
     }
 
+    /**
+     * The GPU's PCI address as sysfs names it under {@code /sys/bus/pci/devices}, e.g. {@code 0000:3b:00.0} (lower
+     * case hex; function 0).
+     */
+    public String pciBusId() {
+        int domain = Cu.deviceAttribute(handle, CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID);
+        int bus = Cu.deviceAttribute(handle, CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_BUS_ID);
+        int dev = Cu.deviceAttribute(handle, CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID);
+        return String.format(Locale.ROOT, "%04x:%02x:%02x.0", domain, bus, dev);
+    }
+
     /** Makes this device's primary context current on the calling thread. */
     public void makeCurrent() {
         Cu.check(Cu.setCurrent(context), "cuCtxSetCurrent", "device=" + ordinal);

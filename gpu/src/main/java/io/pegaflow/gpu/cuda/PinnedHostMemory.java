@@ -4,6 +4,8 @@ import io.pegaflow.gpu.cuda.ffi.CuResult;
 import io.pegaflow.gpu.cuda.ffi.CudaDriver;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 
 /**
@@ -15,7 +17,12 @@ import java.util.Objects;
  * {@link CudaDevice#registerHost}; {@link #close()} unregisters it and leaves the memory to its owner, who frees it
  * only after this registration is closed. {@link Strategy#HOST_ALLOC}: plain {@code cuMemHostAlloc}, allocated and
  * freed here (single-threaded in the driver: about 9 s for 16 GiB on the project's H100 machine; fine for small
- * buffers).
+ * buffers). {@link ChunkedHostRegistration} registers a large region chunk by chunk (one registration per chunk,
+ * closed together here) while the rest is still being populated.
+ *
+ * <p>Registrations are PORTABLE: every CUDA context treats the memory as pinned. {@link #shareWith} enters it in
+ * another GPU's registry (after checking that GPU sees it at the same address), so one pool, pinned once, serves the
+ * copy engines of every GPU of the host.
  *
  * <p>Thread-safe; {@link #close()} only after every copy into or out of it has finished.
  */
@@ -35,14 +42,25 @@ public final class PinnedHostMemory implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment memory;
     private final String report;
+    /** REGISTER: the start address of each registration (one, or one per chunk), unregistered by close. */
+    private final long[] registrations;
+
+    private final List<CudaDevice> sharedWith = new ArrayList<>();
+    private final List<CudaDevice.Region> sharedRegions = new ArrayList<>();
     private boolean closed;
 
     private PinnedHostMemory(CudaDevice device, Strategy strategy, long address, long sizeBytes, String report) {
+        this(device, strategy, address, sizeBytes, report, new long[] {address});
+    }
+
+    PinnedHostMemory(
+            CudaDevice device, Strategy strategy, long address, long sizeBytes, String report, long[] registrations) {
         this.device = device;
         this.strategy = strategy;
         this.address = address;
         this.sizeBytes = sizeBytes;
         this.report = report;
+        this.registrations = registrations.clone();
         this.region = new CudaDevice.Region(address, sizeBytes, false, "pinned host");
         this.memory = MemorySegment.ofAddress(address).reinterpret(sizeBytes, arena, null);
         device.addRegion(region);
@@ -103,7 +121,50 @@ public final class PinnedHostMemory implements AutoCloseable {
         return new PinnedHostMemory(device, Strategy.REGISTER, address, size, report);
     }
 
-    private static void checkSameAddress(long address, Runnable undo) {
+    /**
+     * Enters this memory in {@code other}'s registry, so that {@code other}'s copy engine treats it as pinned,
+     * device-visible memory. The registration is PORTABLE, so no second pinning happens; this checks that
+     * {@code other} maps every registration at its host address. Undone by {@link #close()}.
+     *
+     * @throws IllegalStateException if {@code other} would see it at another address, or this is closed
+     */
+    public synchronized void shareWith(CudaDevice other) {
+        if (closed) {
+            throw new IllegalStateException("pinned memory is closed");
+        }
+        if (other == device || sharedWith.contains(other)) {
+            return;
+        }
+        other.makeCurrent();
+        try {
+            for (long start : registrations) {
+                long devicePointer = Cu.memHostDevicePointer(start);
+                if (devicePointer != start) {
+                    throw new IllegalStateException(other + " maps the pinned pool at 0x"
+                            + Long.toHexString(devicePointer) + ", not at its host address 0x"
+                            + Long.toHexString(start) + ": one pool cannot serve it");
+                }
+            }
+        } finally {
+            device.makeCurrent();
+        }
+        CudaDevice.Region shared = new CudaDevice.Region(address, sizeBytes, false, "pinned host (portable)");
+        other.addRegion(shared);
+        sharedWith.add(other);
+        sharedRegions.add(shared);
+    }
+
+    /** The GPUs besides the registering one that this memory was {@linkplain #shareWith shared with}. */
+    public synchronized List<CudaDevice> sharedWith() {
+        return List.copyOf(sharedWith);
+    }
+
+    /** How many driver registrations back this memory (1, or one per chunk). */
+    public int registrationCount() {
+        return registrations.length;
+    }
+
+    static void checkSameAddress(long address, Runnable undo) {
         long devicePointer = Cu.memHostDevicePointer(address);
         if (devicePointer != address) {
             undo.run();
@@ -144,12 +205,24 @@ public final class PinnedHostMemory implements AutoCloseable {
         }
         closed = true;
         device.removeRegion(region);
+        for (int i = 0; i < sharedWith.size(); i++) {
+            sharedWith.get(i).removeRegion(sharedRegions.get(i));
+        }
         arena.close();
         device.makeCurrent();
         if (strategy == Strategy.HOST_ALLOC) {
             Cu.check(Cu.memFreeHost(address), "cuMemFreeHost", "p=0x" + Long.toHexString(address));
         } else {
-            Cu.check(Cu.memHostUnregister(address), "cuMemHostUnregister", "p=0x" + Long.toHexString(address));
+            CudaException first = null;
+            for (long start : registrations) {
+                int rc = Cu.memHostUnregister(start);
+                if (rc != CuResult.CUDA_SUCCESS && first == null) {
+                    first = new CudaException("cuMemHostUnregister", rc, "p=0x" + Long.toHexString(start));
+                }
+            }
+            if (first != null) {
+                throw first;
+            }
         }
     }
 }

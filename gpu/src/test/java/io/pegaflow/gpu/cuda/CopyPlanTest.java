@@ -178,6 +178,35 @@ class CopyPlanTest {
     }
 
     @Test
+    void shouldNeverLetAStagedDmaCrossAPinnedRegistrationBoundary() {
+        // The pool is pinned chunk by chunk: a contiguous pool range across a chunk boundary is two DMAs.
+        long boundary = ChunkedHostRegistration.BOUNDARY_BYTES;
+        long hostBase = 3 * boundary - 100_000; // the 4 blocks of 64 KiB straddle 3 * boundary
+        for (boolean save : new boolean[] {true, false}) {
+            CopyBatch batch = new CopyBatch(4);
+            for (int b = 0; b < 4; b++) {
+                batch.add(b * 65_536L, b * 65_536L, 65_536);
+            }
+            CopyPlan plan = new CopyPlan();
+            long chunk = 1 << 20;
+            long[] host = {hostBase};
+            long[] gpu = {GPU};
+            plan.planStaged(batch, save ? gpu : host, save ? host : gpu, !save, new long[] {STAGING}, chunk, 1 << 20);
+            long bytes = 0;
+            for (int d = 0; d < plan.dmaCount; d++) {
+                long hostStart = plan.dma[d * 3 + (save ? 0 : 1)];
+                long len = plan.dma[d * 3 + 2];
+                assertTrue(
+                        hostStart / boundary == (hostStart + len - 1) / boundary,
+                        "DMA [" + hostStart + ", +" + len + ") crosses a boundary");
+                bytes += len;
+            }
+            assertEquals(4 * 65_536L, bytes);
+            assertEquals(2, plan.dmaCount, "merged on either side of the boundary, split at it");
+        }
+    }
+
+    @Test
     void shouldPlanNothingForAnEmptyBatch() {
         CopyPlan plan = new CopyPlan();
         plan.planStaged(

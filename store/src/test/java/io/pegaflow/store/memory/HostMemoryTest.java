@@ -9,6 +9,10 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicBoolean;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -73,6 +77,84 @@ class HostMemoryTest {
             }
         }
         return rss;
+    }
+
+    /** Records the chunks it is handed and checks each is populated (readable, zero) when it arrives. */
+    private static final class RecordingSink implements HostMemory.ChunkSink {
+        final long chunkBytes;
+        final int threads;
+        final int failAt;
+        final List<long[]> chunks = Collections.synchronizedList(new ArrayList<>());
+        final AtomicBoolean abandoned = new AtomicBoolean();
+
+        RecordingSink(long chunkBytes, int threads, int failAt) {
+            this.chunkBytes = chunkBytes;
+            this.threads = threads;
+            this.failAt = failAt;
+        }
+
+        @Override
+        public long chunkBytes() {
+            return chunkBytes;
+        }
+
+        @Override
+        public int threads() {
+            return threads;
+        }
+
+        @Override
+        public void populated(MemorySegment region, long offset, long length) {
+            assertEquals(0, region.get(ValueLayout.JAVA_LONG, offset + length - 8));
+            assertTrue(Thread.currentThread().getName().startsWith("pegaflow-host-register-"));
+            if (chunks.size() == failAt) {
+                throw new IllegalStateException("sink refuses chunk " + failAt);
+            }
+            chunks.add(new long[] {region.address() + offset, length});
+        }
+
+        @Override
+        public void abandon() {
+            abandoned.set(true);
+        }
+    }
+
+    @Test
+    void shouldHandEveryPopulatedChunkToTheSinkOnAnAddressGrid() {
+        long chunk = 128 * MIB;
+        RecordingSink sink = new RecordingSink(chunk, 2, -1);
+        try (HostMemory memory = HostMemory.allocate(600 * MIB, 4, true, sink)) {
+            List<long[]> sorted = new ArrayList<>(sink.chunks);
+            sorted.sort((a, b) -> Long.compare(a[0], b[0]));
+            long expected = memory.memory().address();
+            for (long[] c : sorted) {
+                assertEquals(expected, c[0], "chunks tile the region");
+                long end = c[0] + c[1];
+                boolean lastChunk = end == memory.memory().address() + memory.sizeBytes();
+                assertTrue(lastChunk || end % chunk == 0, "a chunk ends on an address multiple of its size");
+                assertTrue(c[1] <= chunk);
+                expected = end;
+            }
+            assertEquals(memory.memory().address() + memory.sizeBytes(), expected);
+            assertEquals(sorted.size(), memory.sinkChunks());
+            assertTrue(memory.report().contains(sorted.size() + " chunks handed over"), memory.report());
+            assertTrue(!sink.abandoned.get());
+        }
+    }
+
+    @Test
+    void shouldAbandonAndUnmapWhenTheSinkRefusesAChunk() {
+        RecordingSink sink = new RecordingSink(64 * MIB, 1, 2);
+        IllegalStateException e =
+                assertThrows(IllegalStateException.class, () -> HostMemory.allocate(512 * MIB, 4, false, sink));
+        assertTrue(e.getMessage().contains("sink refuses chunk 2"), e.getMessage());
+        assertTrue(sink.abandoned.get(), "the sink is told to undo what it did");
+    }
+
+    @Test
+    void shouldRefuseASinkWhoseChunksAreNotWholePopulatePieces() {
+        RecordingSink sink = new RecordingSink(3 * MIB, 1, -1);
+        assertThrows(IllegalArgumentException.class, () -> HostMemory.allocate(64 * MIB, 2, false, sink));
     }
 
     @Test

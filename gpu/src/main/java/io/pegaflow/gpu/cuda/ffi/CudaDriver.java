@@ -42,6 +42,9 @@ public final class CudaDriver {
     public static final int CU_EVENT_BLOCKING_SYNC = 0x1;
     public static final int CU_EVENT_DISABLE_TIMING = 0x2;
     public static final int CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
+    public static final int CU_DEVICE_ATTRIBUTE_PCI_BUS_ID = 33;
+    public static final int CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID = 34;
+    public static final int CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID = 50;
     public static final int CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING = 41;
     public static final int CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM = 91;
     public static final int CU_MEM_LOCATION_TYPE_INVALID = 0x0;

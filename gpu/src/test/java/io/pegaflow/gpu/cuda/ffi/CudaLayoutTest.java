@@ -44,6 +44,9 @@ class CudaLayoutTest {
           printf("CU_MEM_LOCATION_TYPE_HOST %d\\n", (int) CU_MEM_LOCATION_TYPE_HOST);
           printf("CU_MEMCPY_SRC_ACCESS_ORDER_STREAM %d\\n", (int) CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
           printf("CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM %d\\n", (int) CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM);
+          printf("CU_DEVICE_ATTRIBUTE_PCI_BUS_ID %d\\n", (int) CU_DEVICE_ATTRIBUTE_PCI_BUS_ID);
+          printf("CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID %d\\n", (int) CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID);
+          printf("CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID %d\\n", (int) CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID);
           return 0;
         }
         """);
@@ -77,5 +80,8 @@ class CudaLayoutTest {
         assertEquals(c.get("CU_MEMCPY_SRC_ACCESS_ORDER_STREAM"), (long) CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
         assertEquals(c.get("CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM"), (long)
                 CudaDriver.CU_DEVICE_ATTRIBUTE_CAN_USE_HOST_POINTER_FOR_REGISTERED_MEM);
+        assertEquals(c.get("CU_DEVICE_ATTRIBUTE_PCI_BUS_ID"), (long) CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_BUS_ID);
+        assertEquals(c.get("CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID"), (long) CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_DEVICE_ID);
+        assertEquals(c.get("CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID"), (long) CudaDriver.CU_DEVICE_ATTRIBUTE_PCI_DOMAIN_ID);
     }
 }
