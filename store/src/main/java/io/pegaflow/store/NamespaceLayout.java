@@ -10,7 +10,8 @@ package io.pegaflow.store;
  * cut each rank's share into {@code totalLayers} pieces strided by {@code tpSize} slots).
  *
  * <p>Replicated layers (MLA: identical on every rank): {@code totalLayers} slots, slot (layer, any rank) at {@code
- * layer * slotBytes}; the first rank that saves a block copies them, the others find them in flight or arrived.
+ * layer * slotBytes}; the first rank that saves a block copies them, the others find them in flight or arrived. Such a
+ * block does not depend on the TP size: instances of any TP size share it.
  *
  * <p>Fixed by the namespace's first registration; every later one must match.
  */
@@ -56,7 +57,7 @@ public record NamespaceLayout(String namespace, int totalLayers, int tpSize, lon
         if (totalLayers != other.totalLayers) {
             return "total_layers " + other.totalLayers + " differs from the namespace's " + totalLayers;
         }
-        if (tpSize != other.tpSize) {
+        if (tpSize != other.tpSize && !(replicated && other.replicated)) { // replicated blocks do not depend on it
             return "tp_size " + other.tpSize + " differs from the namespace's " + tpSize;
         }
         if (slotBytes != other.slotBytes) {
