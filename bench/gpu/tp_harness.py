@@ -480,7 +480,7 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             for rep in range(args.warmup):
                 ranks.all("save", (f"warm{rep}", True))
                 ranks.all("load", "check")
-            saves, loads, node_loads = [], [], []
+            saves, loads = [], []
             for rep in range(args.reps):
                 times = ranks.all("save", (f"bench{rep}", True))
                 if any(t[2] != n for t in times):
@@ -489,7 +489,6 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             for _ in range(args.reps):
                 times = ranks.all("load", "check")
                 loads.append(aggregate_s(times))
-                node_loads.append(max(t[2] for t in times) / 1e9)
             exact = exact and all(not v["bad_layers"] for v in ranks.all("verify"))
             client.release(lease.lease_id)
         return {
@@ -500,7 +499,6 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             "entries": ranks.setup[0]["entries"],
             "save_s": statistics.median(saves),
             "load_s": statistics.median(loads),
-            "node_load_s": statistics.median(node_loads),
             "nbytes": n * shape.layers * shape.page(1),
             "save_runs": saves,
             "load_runs": loads,
@@ -652,7 +650,8 @@ def main(argv=None) -> int:
         say(
             f"| {r['tp']} | {r['nbytes'] / r['tp'] / 2**20:.0f} MiB | {r['save_s'] * 1e3:.2f} |"
             f" {r['nbytes'] / r['save_s'] / 1e9:.1f} | {100 * d2h / r['save_s']:.1f}% | {r['load_s'] * 1e3:.2f} |"
-            f" {r['nbytes'] / r['load_s'] / 1e9:.1f} | {100 * h2d / r['load_s']:.1f}% | {'PASS' if r['ok'] else 'FAIL'} |"
+            f" {r['nbytes'] / r['load_s'] / 1e9:.1f} | {100 * h2d / r['load_s']:.1f}% |"
+            f" {'PASS' if r['ok'] else 'FAIL'} |"
         )
     say()
     for r in results:
