@@ -11,10 +11,13 @@ OUT=.device; STAGE=$(mktemp -d); mkdir -p "$OUT" "$STAGE/jars"
 cp fabric/target/lib/*.jar fabric/target/pegaflow-fabric.jar bench/target/pegaflow-bench-*.jar "$STAGE/jars/"
 (cd gpu/target/test-classes && "${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}/bin/jar" --create --file "$STAGE/jars/pegaflow-gpu-tests.jar" -C . .)
 M2=$(sed -n 's/.*-Dmaven.repo.local=\([^ ]*\).*/\1/p' .mvn/maven.config 2>/dev/null || true); M2=${M2:-$HOME/.m2/repository}
-for a in org/junit/jupiter/junit-jupiter-api org/junit/jupiter/junit-jupiter-engine org/junit/jupiter/junit-jupiter-params \
-         org/junit/platform/junit-platform-commons org/junit/platform/junit-platform-engine \
-         org/junit/platform/junit-platform-launcher org/opentest4j/opentest4j org/apiguardian/apiguardian-api; do
-  j=$(ls "$M2/$a"/*/*.jar 2>/dev/null | grep -v sources | sort -V | tail -1); [ -n "$j" ] && cp "$j" "$STAGE/jars/"
+# JUnit as the build uses it (junit.version in the root pom; the platform is 1.x of the same minor).
+JUPITER=$(sed -n 's:.*<junit.version>\(.*\)</junit.version>.*:\1:p' pom.xml); PLATFORM=1.${JUPITER#5.}
+for a in org/junit/jupiter/junit-jupiter-api/$JUPITER org/junit/jupiter/junit-jupiter-engine/$JUPITER \
+         org/junit/jupiter/junit-jupiter-params/$JUPITER org/junit/platform/junit-platform-commons/$PLATFORM \
+         org/junit/platform/junit-platform-engine/$PLATFORM org/junit/platform/junit-platform-launcher/$PLATFORM \
+         org/opentest4j/opentest4j/1.3.0 org/apiguardian/apiguardian-api/1.1.2; do
+  j=$(ls "$M2/$a"/*.jar | grep -v -e sources -e javadoc | head -1); cp "$j" "$STAGE/jars/"
 done
 python3 - "$STAGE/jars" <<'PY'
 import sys, zipfile, pathlib

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from pegaflow._shmfile import map_file, shm_path
+from pegaflow.groups import layers_covered
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm.block_hash import block_hashes as _block_hashes
 from pegaflow.vllm.block_hash import hash_block_tokens
@@ -735,7 +736,9 @@ class FakeWorker:
             "instance_id": side.instance_id,
             "namespace": self.connector.identity.namespace,
             "regions": len(side.regions),
-            "layers": len(side.registrations),
+            "layers": layers_covered(side.registrations),
+            "entries": len(side.registrations),
+            "replicated": all(r.replicated for r in side.registrations),
             "device": side.device,
         }
 

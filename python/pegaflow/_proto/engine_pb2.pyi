@@ -35,20 +35,26 @@ class RegisterContextRequest(_message.Message):
     def __init__(self, instance_id: _Optional[str] = ..., namespace: _Optional[str] = ..., tp_rank: _Optional[int] = ..., tp_size: _Optional[int] = ..., pp_rank: _Optional[int] = ..., total_layers: _Optional[int] = ..., device: _Optional[str] = ..., layers: _Optional[_Iterable[_Union[LayerRegistration, _Mapping]]] = ...) -> None: ...
 
 class LayerRegistration(_message.Message):
-    __slots__ = ("name", "layer_index", "region", "num_blocks", "block_stride_bytes", "segments")
+    __slots__ = ("name", "layer_index", "region", "num_blocks", "block_stride_bytes", "segments", "replicated", "layer_count", "layer_stride_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAYER_INDEX_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
     NUM_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     BLOCK_STRIDE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLICATED_FIELD_NUMBER: _ClassVar[int]
+    LAYER_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LAYER_STRIDE_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     layer_index: int
     region: MemoryRegion
     num_blocks: int
     block_stride_bytes: int
     segments: _containers.RepeatedCompositeFieldContainer[ByteSegment]
-    def __init__(self, name: _Optional[str] = ..., layer_index: _Optional[int] = ..., region: _Optional[_Union[MemoryRegion, _Mapping]] = ..., num_blocks: _Optional[int] = ..., block_stride_bytes: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[ByteSegment, _Mapping]]] = ...) -> None: ...
+    replicated: bool
+    layer_count: int
+    layer_stride_bytes: int
+    def __init__(self, name: _Optional[str] = ..., layer_index: _Optional[int] = ..., region: _Optional[_Union[MemoryRegion, _Mapping]] = ..., num_blocks: _Optional[int] = ..., block_stride_bytes: _Optional[int] = ..., segments: _Optional[_Iterable[_Union[ByteSegment, _Mapping]]] = ..., replicated: _Optional[bool] = ..., layer_count: _Optional[int] = ..., layer_stride_bytes: _Optional[int] = ...) -> None: ...
 
 class MemoryRegion(_message.Message):
     __slots__ = ("shm", "cuda_ipc")

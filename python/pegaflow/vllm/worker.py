@@ -27,6 +27,7 @@ from pegaflow._proto import engine_pb2
 from pegaflow.client import EngineClient
 from pegaflow.errors import EngineError
 from pegaflow.flag import LoadFlagFile, LoadFlagSlot, LoadState
+from pegaflow.groups import coalesce_layer_groups
 from pegaflow.vllm import _vllm
 from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
 from pegaflow.vllm.kvlayout import UnsupportedKVCache, classify, tensor_info
@@ -158,18 +159,14 @@ class WorkerSide:
         self.counters = counters
         ranks = _vllm.parallel_ranks(vllm_config)
         self.tp_rank, self.pp_rank = ranks.tp_rank, ranks.pp_rank
+        self.instance_id = identity.instance_id
+        self._reg_tp_rank, self._reg_tp_size = self.tp_rank, ranks.tp_size
         if identity.use_mla:
-            # MLA's latent cache is the same on every TP rank: one copy in the pool (registered as TP size 1), saved
-            # by rank 0; every rank loads it. The node keys contexts by (instance, tp rank, pp rank), so each rank
-            # needs its own instance id.
-            self.instance_id = (
-                f"{identity.instance_id}/mla-rank{self.tp_rank}" if ranks.tp_size > 1 else identity.instance_id
-            )
-            self._reg_tp_rank, self._reg_tp_size = 0, 1
+            # MLA's latent cache is the same on every TP rank: its layers are registered as replicated, so the node
+            # keeps one copy per block (whichever rank's save comes first fills it); rank 0 alone saves, to spare the
+            # others' RPCs, and every rank loads it.
             self._saves_here = identity.saves_enabled and self.tp_rank == 0
         else:
-            self.instance_id = identity.instance_id
-            self._reg_tp_rank, self._reg_tp_size = self.tp_rank, ranks.tp_size
             self._saves_here = identity.saves_enabled
         self._num_blocks_hint = getattr(kv_cache_config, "num_blocks", None)
         self.name = f"worker tp{self.tp_rank}/pp{self.pp_rank}"
@@ -258,12 +255,14 @@ class WorkerSide:
                         engine_pb2.ByteSegment(offset_bytes=s.offset_bytes, length_bytes=s.length_bytes)
                         for s in segments
                     ],
+                    replicated=ident.use_mla,
                 )
             )
         if len(devices) != 1:
             raise UnsupportedKVCache(f"the KV caches of one worker span several devices: {sorted(devices)}")
         self.device = devices.pop()
-        self.registrations = sorted(registrations, key=lambda r: r.layer_index)
+        # vLLM 0.29's blocks-first group allocations: the group's interleaved layers become one entry each.
+        self.registrations = coalesce_layer_groups(registrations)
         if self.identity.pp_size == 1 and len(registrations) != ident.total_layers:
             _log.warning(
                 "%s: %d KV layers registered, the model has %d; blocks seal only when every layer is saved",
@@ -272,10 +271,11 @@ class WorkerSide:
                 ident.total_layers,
             )
         _log.info(
-            "%s: registering %d layers (%s) in %d allocation(s) on %s as instance %s, namespace %s",
+            "%s: registering %d layers (%s) as %d entries in %d allocation(s) on %s as instance %s, namespace %s",
             self.name,
             len(registrations),
             ident.kv_layout,
+            len(self.registrations),
             len(self.regions),
             self.device,
             self.instance_id,

@@ -273,6 +273,8 @@ def test_vllm_029_group_allocation_round_trips_byte_exact_in_every_standard_layo
     assert f"|{expected_tag}|" in first.namespace
     reg = first.call_workers("registration")[0]
     assert reg["layers"] == shape.num_layers and reg["regions"] == 1  # every layer a region of the one allocation
+    # Blocks-first layouts interleave a block's layers: the group is registered once and copied one run per block.
+    assert reg["entries"] == (1 if layout in ("BLNHC", "BLHNC") else shape.num_layers)
     first.add_request("cold", prompt(70, 100), max_tokens=2)
     first.run()
     second = engines(node, shape)

@@ -100,6 +100,29 @@ public final class CopyBatch {
         return maxDstPart;
     }
 
+    /**
+     * How many contiguous ranges one side of the batch is made of: runs that continue each other on that side (same
+     * part, next byte), whatever the other side does, count as one. A staged copy issues about one DMA per host-side
+     * range, so {@code totalBytes() / contiguousRanges(hostSide)} is its typical DMA size.
+     */
+    public int contiguousRanges(boolean sourceSide) {
+        int ranges = 0;
+        long end = Long.MIN_VALUE;
+        int part = -1;
+        int offsetField = sourceSide ? 0 : 1;
+        for (int i = 0; i < count; i++) {
+            int at = i * STRIDE;
+            int p = sourceSide ? (int) (runs[at + 3] >>> 32) : (int) runs[at + 3];
+            long offset = runs[at + offsetField];
+            if (p != part || offset != end) {
+                ranges++;
+            }
+            part = p;
+            end = offset + runs[at + 2];
+        }
+        return ranges;
+    }
+
     public void clear() {
         count = 0;
         totalBytes = 0;

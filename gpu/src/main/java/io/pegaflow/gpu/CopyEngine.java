@@ -3,6 +3,7 @@ package io.pegaflow.gpu;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.Optional;
 
 /**
@@ -32,6 +33,14 @@ public interface CopyEngine extends AutoCloseable {
      *     copied then)
      */
     void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch);
+
+    /**
+     * Copies run so far by direction and mode ({@code "save/staged"}, {@code "load/kernel"}, ...): which mode an
+     * engine that chooses per copy picked. Empty for an engine with a single way of copying.
+     */
+    default Map<String, Long> copiesByMode() {
+        return Map.of();
+    }
 
     /** The GPU this engine serves as a canonical UUID ({@code GPU-xxxxxxxx-...}); empty for an engine without one. */
     default Optional<String> deviceUuid() {

@@ -6,6 +6,7 @@ import io.pegaflow.store.NamespaceLayout;
 import io.pegaflow.store.QueryResult;
 import java.lang.foreign.MemorySegment;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.Executors;
@@ -113,6 +114,11 @@ public final class KvEngine {
 
     public String copyEngineName() {
         return copyEngine.name();
+    }
+
+    /** The copy engine's copies by direction and mode ({@code "save/staged"} -> count), for the metrics. */
+    public Map<String, Long> copiesByMode() {
+        return copyEngine.copiesByMode();
     }
 
     public int contextCount() {

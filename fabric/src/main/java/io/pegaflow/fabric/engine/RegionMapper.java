@@ -44,18 +44,22 @@ final class RegionMapper {
         List<MappedRegion> mapped = new ArrayList<>();
         try {
             Map<String, Integer> regionByKey = new LinkedHashMap<>();
-            LayerMapping[] layers = new LayerMapping[r.layers().size()];
-            for (int i = 0; i < layers.length; i++) {
+            int total = 0;
+            for (LayerSpec layer : r.layers()) {
+                total += layer.layers();
+            }
+            LayerMapping[] layers = new LayerMapping[total];
+            for (int i = 0, next = 0; i < r.layers().size(); i++) {
                 LayerSpec layer = r.layers().get(i);
-                String at = "layers[" + i + "]";
+                String atField = "layers[" + i + "]";
                 String key = regionKey(layer.region());
                 Integer regionIndex = regionByKey.get(key);
                 if (regionIndex == null) {
-                    mapped.add(open(at, r.device(), layer.region()));
+                    mapped.add(open(atField, r.device(), layer.region()));
                     regionIndex = mapped.size() - 1;
                     regionByKey.put(key, regionIndex);
                 }
-                layers[i] = place(at, layer, regionIndex, mapped.get(regionIndex));
+                next = placeGroup(atField, layer, regionIndex, mapped.get(regionIndex), layers, next);
             }
             Arrays.sort(layers, Comparator.comparingInt(LayerMapping::layerIndex));
             return new Mapped(layers, mapped);
@@ -96,9 +100,33 @@ final class RegionMapper {
         }
     }
 
+    /**
+     * Places each layer of {@code spec} (a group stands for {@code layerCount} layers, {@code layerStrideBytes} apart)
+     * into {@code into} from {@code next} on.
+     *
+     * @return the next free index of {@code into}
+     */
+    private static int placeGroup(
+            String at, LayerSpec spec, int regionIndex, MappedRegion file, LayerMapping[] into, int next) {
+        long base = spec.region().offsetBytes();
+        for (int k = 0; k < spec.layers(); k++) {
+            long layerBase;
+            try {
+                layerBase = Math.addExact(base, Math.multiplyExact((long) k, spec.layerStrideBytes()));
+            } catch (ArithmeticException e) {
+                layerBase = Long.MAX_VALUE; // reported as past the end
+            }
+            String where = spec.layers() > 1 ? at + " (layer " + (spec.layerIndex() + k) + ")" : at;
+            String name = spec.layers() > 1 ? spec.name() + "[" + k + "]" : spec.name();
+            into[next++] =
+                    place(where, spec, name, spec.layerIndex() + k, base < 0 ? base : layerBase, regionIndex, file);
+        }
+        return next;
+    }
+
     /** Checks that every block of {@code layer} lies inside {@code file} and says where they are. */
-    private static LayerMapping place(String at, LayerSpec layer, int regionIndex, MappedRegion file) {
-        long base = layer.region().offsetBytes();
+    private static LayerMapping place(
+            String at, LayerSpec layer, String name, int layerIndex, long base, int regionIndex, MappedRegion file) {
         if (base < 0) {
             throw EngineException.invalid(at
                     + (layer.region() instanceof RegionSpec.CudaIpc
@@ -139,8 +167,8 @@ final class RegionMapper {
             }
         }
         return new LayerMapping(
-                layer.name(),
-                layer.layerIndex(),
+                name,
+                layerIndex,
                 regionIndex,
                 file.memory(),
                 base,

@@ -27,6 +27,13 @@ final class RegistrationChecks {
         for (int i = 0; i < r.layers().size(); i++) {
             checkLayer("layers[" + i + "]", r, r.layers().get(i), seen, copyEngine);
         }
+        boolean replicated = r.layers().getFirst().replicated();
+        for (int i = 1; i < r.layers().size(); i++) {
+            if (r.layers().get(i).replicated() != replicated) {
+                throw EngineException.invalid("layers[" + i + "].replicated: " + !replicated + ", but layers[0]'s is "
+                        + replicated + "; a namespace's layers are all replicated across TP ranks (MLA) or all split");
+            }
+        }
     }
 
     /**
@@ -51,7 +58,12 @@ final class RegistrationChecks {
                         + "; layers of different sizes are not supported");
             }
         }
-        NamespaceLayout layout = new NamespaceLayout(r.namespace(), r.totalLayers(), r.tpSize(), slotBytes);
+        NamespaceLayout layout = new NamespaceLayout(
+                r.namespace(),
+                r.totalLayers(),
+                r.tpSize(),
+                slotBytes,
+                r.layers().getFirst().replicated());
         long blockBytes;
         try {
             blockBytes = Math.multiplyExact((long) layout.slotCount(), slotBytes);
@@ -123,10 +135,24 @@ final class RegistrationChecks {
                     + " is out of range 0.."
                     + (r.totalLayers() - 1));
         }
-        if (seen[layer.layerIndex()]) {
-            throw EngineException.invalid(at + ".layer_index: " + layer.layerIndex() + " is registered twice");
+        long count = Integer.toUnsignedLong(layer.layers());
+        if (layer.layerIndex() + count > r.totalLayers()) {
+            throw EngineException.invalid(at + ".layer_count: " + count + " layers from layer_index "
+                    + layer.layerIndex() + " run past total_layers (" + r.totalLayers() + ")");
         }
-        seen[layer.layerIndex()] = true;
+        if (count > 1 && layer.layerStrideBytes() < 1) {
+            throw EngineException.invalid(at + ".layer_stride_bytes: "
+                    + Long.toUnsignedString(layer.layerStrideBytes()) + " must be in 1.." + Long.MAX_VALUE
+                    + " for a group of " + count + " layers");
+        }
+        for (int k = 0; k < count; k++) {
+            int index = layer.layerIndex() + k;
+            if (seen[index]) {
+                throw EngineException.invalid((count > 1 ? at + ".layer_count: layer " : at + ".layer_index: ") + index
+                        + " is registered twice");
+            }
+            seen[index] = true;
+        }
         Limits.checkLength(at + ".name", layer.name(), Limits.LAYER_NAME_BYTES);
         if (layer.numBlocks() < 1) {
             throw EngineException.invalid(at + ".num_blocks: " + Integer.toUnsignedString(layer.numBlocks())

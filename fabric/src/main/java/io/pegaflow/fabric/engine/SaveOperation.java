@@ -130,7 +130,7 @@ final class SaveOperation {
         batch.clear();
         for (BlockStore.SaveTarget target : targets) {
             for (int slot : target.slots()) {
-                LayerMapping layer = context.layer(slot / context.layout.tpSize());
+                LayerMapping layer = context.layer(context.layout.layerOfSlot(slot));
                 long dst = target.entry().offset() + (long) slot * context.layout.slotBytes();
                 for (int s = 0; s < layer.segmentOffsets().length; s++) {
                     batch.add(

@@ -60,7 +60,10 @@ public final class EngineProtoMapper {
                 in.hasRegion() ? region(in.getRegion()) : null,
                 in.getNumBlocks(),
                 in.getBlockStrideBytes(),
-                segments);
+                segments,
+                in.getReplicated(),
+                in.getLayerCount(),
+                in.getLayerStrideBytes());
     }
 
     /** A region with neither kind set reads as a shared-memory region without a path ("region.shm.path: missing"). */

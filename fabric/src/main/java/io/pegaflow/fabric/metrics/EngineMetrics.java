@@ -5,6 +5,8 @@ import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.PoolSnapshot;
 import io.pegaflow.store.StoreCounters;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import kamon.Kamon;
 import kamon.metric.MeasurementUnit;
@@ -24,7 +26,8 @@ import kamon.tag.TagSet;
  * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}, {@code
  * pegaflow_engine_rejected_total{op,reason}} (work an engine executor refused: {@code queue_full}, {@code stopping},
  * or put off: {@code deferred}), {@code pegaflow_engine_queued_tasks{executor}} and {@code
- * pegaflow_engine_active_tasks{executor}} (copy, mapping, cleanup).
+ * pegaflow_engine_active_tasks{executor}} (copy, mapping, cleanup), {@code pegaflow_copy_mode_total{direction,mode}}
+ * (the mode each GPU copy ran in).
  */
 public final class EngineMetrics implements EngineListener {
     private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
@@ -35,6 +38,8 @@ public final class EngineMetrics implements EngineListener {
     private volatile BlockStore store;
     private volatile KvEngine engine;
     private final long[] last = new long[9];
+    /** Only the sampler thread touches it. */
+    private final Map<String, Long> lastCopyModes = new HashMap<>();
 
     public EngineMetrics(String copyEngine) {
         this.engineTag = TagSet.of("copy_engine", copyEngine);
@@ -121,6 +126,9 @@ public final class EngineMetrics implements EngineListener {
                         .update(load.active());
             }
         }
+        if (e != null) {
+            sampleCopyModes(e);
+        }
         StoreCounters c = s.counters();
         bump(
                 0,
@@ -161,6 +169,22 @@ public final class EngineMetrics implements EngineListener {
                 8,
                 c.leasesExpired(),
                 Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
+    }
+
+    /** {@code pegaflow_copy_mode_total{direction,mode}}: which mode each copy ran in (AUTO picks per copy). */
+    private void sampleCopyModes(KvEngine e) {
+        for (Map.Entry<String, Long> entry : e.copiesByMode().entrySet()) {
+            String key = entry.getKey();
+            int slash = key.indexOf('/');
+            long previous = lastCopyModes.getOrDefault(key, 0L);
+            Kamon.counter("pegaflow.copy.mode", "Copies by direction and the mode the copy engine ran them in")
+                    .withTags(TagSet.builder()
+                            .add("direction", key.substring(0, slash))
+                            .add("mode", key.substring(slash + 1))
+                            .build())
+                    .increment(entry.getValue() - previous);
+            lastCopyModes.put(key, entry.getValue());
+        }
     }
 
     private void bump(int slot, long now, kamon.metric.Counter counter) {

@@ -134,6 +134,8 @@ final class EngineFixture implements AutoCloseable {
         final List<String> threads = new CopyOnWriteArrayList<>();
         volatile boolean gated;
         volatile RuntimeException failure;
+        /** Per copy: {runs, source-side ranges, destination-side ranges, bytes} (CopyBatch#contiguousRanges). */
+        final List<long[]> shapes = new CopyOnWriteArrayList<>();
 
         @Override
         public String name() {
@@ -144,6 +146,9 @@ final class EngineFixture implements AutoCloseable {
         public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
             threads.add(Thread.currentThread().getName());
             calls.incrementAndGet();
+            shapes.add(new long[] {
+                batch.runCount(), batch.contiguousRanges(true), batch.contiguousRanges(false), batch.totalBytes()
+            });
             if (gated) {
                 entered.countDown();
                 try {

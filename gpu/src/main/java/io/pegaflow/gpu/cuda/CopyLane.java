@@ -63,8 +63,7 @@ final class CopyLane implements AutoCloseable {
             dmaDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
             kernelDone[i] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
         }
-        boolean staged = kernels != null
-                && (settings.gatherMode() == CudaCopyMode.STAGED || settings.scatterMode() == CudaCopyMode.STAGED);
+        boolean staged = kernels != null && settings.stages();
         staging = staged ? device.allocate(settings.stagingChunkBytes() * ring) : null;
         stagingBases = new long[ring];
         for (int i = 0; i < ring && staging != null; i++) {
@@ -110,6 +109,7 @@ final class CopyLane implements AutoCloseable {
                 }
                 case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
                 case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
+                case AUTO -> throw new IllegalStateException("AUTO must be resolved per copy before the lane runs it");
             }
         } catch (Throwable failure) {
             // Work queued before the failing step may still be running: let it finish before the caller frees the pool

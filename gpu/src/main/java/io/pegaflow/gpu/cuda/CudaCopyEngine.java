@@ -6,7 +6,9 @@ import io.pegaflow.gpu.MappedRegion;
 import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 import java.util.Optional;
+import java.util.TreeMap;
 import java.util.concurrent.atomic.LongAdder;
 
 /**
@@ -166,25 +168,34 @@ public final class CudaCopyEngine implements CopyEngine {
         return "device "
                 + device
                 + ", save (gather) "
-                + effective(settings.gatherMode()).label()
+                + label(settings.gatherMode())
                 + ", load (scatter) "
-                + effective(settings.scatterMode()).label()
+                + label(settings.scatterMode())
                 + ", "
                 + settings.lanes()
                 + " lanes, kernel grid "
                 + settings.gridCtas()
                 + "x"
                 + settings.threadsPerCta()
-                + (effective(settings.gatherMode()) == CudaCopyMode.STAGED
-                                || effective(settings.scatterMode()) == CudaCopyMode.STAGED
+                + (settings.stages()
                         ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20)
                                 + " MiB per lane"
                         : "")
                 + (kernelProblem == null ? "" : " (" + kernelProblem + ")");
     }
 
+    private String label(CudaCopyMode mode) {
+        CudaCopyMode e = effective(mode);
+        if (e == CudaCopyMode.AUTO) {
+            return "auto (staged where host ranges average >= " + (settings.autoStagedMinBytes() >> 10)
+                    + " KiB, else kernel)";
+        }
+        return e.label();
+    }
+
     private CudaCopyMode effective(CudaCopyMode mode) {
-        if (kernels == null && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED)) {
+        if (kernels == null
+                && (mode == CudaCopyMode.KERNEL || mode == CudaCopyMode.STAGED || mode == CudaCopyMode.AUTO)) {
             return CudaCopyMode.MEMCPY;
         }
         if (mode == CudaCopyMode.BATCH && !Cu.hasMemcpyBatch()) {
@@ -248,7 +259,14 @@ public final class CudaCopyEngine implements CopyEngine {
                         : srcDevice && !dstDevice
                                 ? settings.gatherMode()
                                 : !srcDevice ? settings.scatterMode() : CudaCopyMode.KERNEL;
+        int direction = srcDevice && !dstDevice ? SAVE : !srcDevice && dstDevice ? LOAD : DEVICE_TO_DEVICE;
+        if (mode == CudaCopyMode.AUTO) {
+            mode = direction == DEVICE_TO_DEVICE
+                    ? CudaCopyMode.KERNEL
+                    : autoMode(batch, direction == LOAD, settings.autoStagedMinBytes());
+        }
         r.mode = effective(mode);
+        chosen[direction * MODES.length + r.mode.ordinal()].increment();
         r.srcDevice = srcDevice;
         r.dstDevice = dstDevice;
         r.batch = batch;
@@ -273,6 +291,47 @@ public final class CudaCopyEngine implements CopyEngine {
             }
             case CLOSED -> throw new IllegalStateException("the CUDA copy engine is closed: the copy did not run");
         }
+    }
+
+    /**
+     * AUTO's choice for one copy: staged when the host side's contiguous ranges (about one DMA each) average at least
+     * {@code minBytes}, else the kernel, which costs nothing per range.
+     *
+     * @param hostIsSource true for a load (pool to GPU)
+     */
+    public static CudaCopyMode autoMode(CopyBatch batch, boolean hostIsSource, long minBytes) {
+        int ranges = batch.contiguousRanges(hostIsSource);
+        return ranges == 0 || batch.totalBytes() / ranges >= minBytes ? CudaCopyMode.STAGED : CudaCopyMode.KERNEL;
+    }
+
+    private static final CudaCopyMode[] MODES = CudaCopyMode.values();
+    private static final int SAVE = 0;
+    private static final int LOAD = 1;
+    private static final int DEVICE_TO_DEVICE = 2;
+    private static final String[] DIRECTIONS = {"save", "load", "device"};
+    /** Copies by direction and the mode they ran in: what AUTO chose shows in the metrics. */
+    private final LongAdder[] chosen = newAdders(DIRECTIONS.length * MODES.length);
+
+    private static LongAdder[] newAdders(int n) {
+        LongAdder[] adders = new LongAdder[n];
+        for (int i = 0; i < n; i++) {
+            adders[i] = new LongAdder();
+        }
+        return adders;
+    }
+
+    @Override
+    public Map<String, Long> copiesByMode() {
+        Map<String, Long> counts = new TreeMap<>();
+        for (int d = 0; d < DIRECTIONS.length; d++) {
+            for (CudaCopyMode m : MODES) {
+                long n = chosen[d * MODES.length + m.ordinal()].sum();
+                if (n > 0) {
+                    counts.put(DIRECTIONS[d] + "/" + m.label(), n);
+                }
+            }
+        }
+        return counts;
     }
 
     private static final int DEVICE = 1;

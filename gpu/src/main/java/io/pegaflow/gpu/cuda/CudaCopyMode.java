@@ -14,7 +14,12 @@ public enum CudaCopyMode {
     /** One {@code cuMemcpyAsync} per run (after merging adjacent runs). */
     MEMCPY,
     /** {@code cuMemcpyBatchAsync} over all runs (CUDA 12.8+ drivers). */
-    BATCH;
+    BATCH,
+    /**
+     * Per copy: {@link #STAGED} when the host side's contiguous ranges are large enough for the DMA engines ({@link
+     * CudaCopySettings#autoStagedMinBytes()} on average), else {@link #KERNEL}, which pays nothing per range.
+     */
+    AUTO;
 
     /** "staged" (any case) to STAGED; the message lists the choices. */
     public static CudaCopyMode parse(String text) {
@@ -22,7 +27,7 @@ public enum CudaCopyMode {
             return valueOf(text.trim().toUpperCase(Locale.ROOT));
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(
-                    "copy mode \"" + text + "\" is not one of kernel, staged, memcpy, batch", e);
+                    "copy mode \"" + text + "\" is not one of kernel, staged, memcpy, batch, auto", e);
         }
     }
 

@@ -13,6 +13,8 @@ import java.util.Map;
  * @param pieceBytes runs are cut into kernel descriptors of at most this many bytes (load balance)
  * @param stagingChunkBytes STAGED: bytes per staging buffer (one DMA/kernel step)
  * @param stagingChunks STAGED: staging buffers per lane (the ring depth)
+ * @param autoStagedMinBytes AUTO: a copy whose host-side contiguous ranges average at least this many bytes is
+ *     staged (the DMA engines pay a fixed cost per range), one with smaller ranges runs the gather/scatter kernel
  */
 public record CudaCopySettings(
         CudaCopyMode gatherMode,
@@ -22,7 +24,8 @@ public record CudaCopySettings(
         int threadsPerCta,
         long pieceBytes,
         long stagingChunkBytes,
-        int stagingChunks) {
+        int stagingChunks,
+        long autoStagedMinBytes) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -47,33 +50,84 @@ public record CudaCopySettings(
         if (stagingChunks < 2 || stagingChunks > 64) {
             throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
         }
+        if (autoStagedMinBytes < 0) {
+            throw new IllegalArgumentException("auto-staged-min-bytes: " + autoStagedMinBytes + " must be >= 0");
+        }
     }
 
-    /** The defaults, chosen by measurement on the H100 (bench/results/gpu-*.md). */
+    /**
+     * The defaults, chosen by measurement on the H100 and H200 (bench/results/gpu-*.md): each copy picks staged or
+     * kernel from its host-side range sizes (staged at 13.5% and kernel at 69% with 16 KiB ranges, staged at 96%
+     * with 2 MiB ones).
+     */
     public static CudaCopySettings defaults() {
-        return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 16L << 20, 4);
+        return new CudaCopySettings(
+                CudaCopyMode.AUTO,
+                CudaCopyMode.AUTO,
+                2,
+                32,
+                256,
+                64 * 1024,
+                16L << 20,
+                4,
+                DEFAULT_AUTO_STAGED_MIN_BYTES);
     }
+
+    /** True when a copy of either direction may be staged: the lanes then need a staging ring. */
+    public boolean stages() {
+        return gatherMode == CudaCopyMode.STAGED
+                || scatterMode == CudaCopyMode.STAGED
+                || gatherMode == CudaCopyMode.AUTO
+                || scatterMode == CudaCopyMode.AUTO;
+    }
+
+    /** AUTO's default boundary between kernel and staged copies. */
+    public static final long DEFAULT_AUTO_STAGED_MIN_BYTES = 128 * 1024;
 
     public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {
         return new CudaCopySettings(
-                gather, scatter, lanes, gridCtas, threadsPerCta, pieceBytes, stagingChunkBytes, stagingChunks);
+                gather,
+                scatter,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                autoStagedMinBytes);
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
         return new CudaCopySettings(
-                gatherMode, scatterMode, lanes, gridCtas, threadsPerCta, pieceBytes, chunkBytes, chunks);
+                gatherMode,
+                scatterMode,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                chunkBytes,
+                chunks,
+                autoStagedMinBytes);
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
         return new CudaCopySettings(
-                gatherMode, scatterMode, lanes, ctas, threads, pieceBytes, stagingChunkBytes, stagingChunks);
+                gatherMode,
+                scatterMode,
+                lanes,
+                ctas,
+                threads,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                autoStagedMinBytes);
     }
 
     /**
      * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
-     * {@code staging-chunks}.
+     * {@code staging-chunks}, {@code auto-staged-min-bytes}.
      *
      * @throws IllegalArgumentException naming the key for a bad value
      */
@@ -90,7 +144,8 @@ public record CudaCopySettings(
                 (int) number(properties, "threads-per-cta", d.threadsPerCta),
                 number(properties, "piece-bytes", d.pieceBytes),
                 number(properties, "staging-chunk-bytes", d.stagingChunkBytes),
-                (int) number(properties, "staging-chunks", d.stagingChunks));
+                (int) number(properties, "staging-chunks", d.stagingChunks),
+                number(properties, "auto-staged-min-bytes", d.autoStagedMinBytes));
     }
 
     private static CudaCopyMode mode(Map<?, ?> p, String key, CudaCopyMode fallback) {

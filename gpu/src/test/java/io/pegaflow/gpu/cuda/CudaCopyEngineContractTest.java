@@ -194,6 +194,15 @@ class CudaCopyEngineContractTest {
         }
     }
 
+    /** The default: each copy staged or run by the kernel from its host ranges (the contract's runs take both). */
+    @Nested
+    class Auto extends ModeContract {
+        @Override
+        CudaCopyMode mode() {
+            return CudaCopyMode.AUTO;
+        }
+    }
+
     @Nested
     class Memcpy extends ModeContract {
         @Override

@@ -19,6 +19,24 @@ class CudaCopySettingsTest {
     }
 
     @Test
+    void shouldChooseTheModePerCopyByDefaultAndStageOnlyWhereAsked() {
+        CudaCopySettings d = CudaCopySettings.defaults();
+        assertEquals(CudaCopyMode.AUTO, d.gatherMode());
+        assertEquals(CudaCopyMode.AUTO, d.scatterMode());
+        assertEquals(128 * 1024, d.autoStagedMinBytes());
+        assertTrue(d.stages(), "AUTO may stage: the lanes need their ring");
+        assertEquals(
+                false, d.withModes(CudaCopyMode.KERNEL, CudaCopyMode.MEMCPY).stages());
+        CudaCopySettings s = CudaCopySettings.from(Map.of("pegaflow.cuda.auto-staged-min-bytes", "65536"));
+        assertEquals(65536, s.autoStagedMinBytes());
+        assertEquals(CudaCopyMode.AUTO, CudaCopyMode.parse("Auto"));
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.auto-staged-min-bytes", "-1")));
+        assertEquals("auto-staged-min-bytes: -1 must be >= 0", e.getMessage());
+    }
+
+    @Test
     void shouldNameTheKeyOfABadValue() {
         IllegalArgumentException e = assertThrows(
                 IllegalArgumentException.class,
