@@ -123,6 +123,11 @@ def get_json(url: str, timeout_s: float = 30.0) -> dict:
         return json.loads(reply.read())
 
 
+def get_text(url: str, timeout_s: float = 10.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as reply:
+        return reply.read().decode()
+
+
 def expected_text(prompt: str, max_tokens: int) -> str:
     """What the fake model answers for ``prompt``: every engine computes the same tokens from the same KV."""
     tokens = tokenize(prompt)
