@@ -31,7 +31,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pegaflow_testing.fake_vllm import EngineOptions, FakeEngine, ModelShape
+from pegaflow_testing.fake_vllm import EngineOptions, FakeEngine, ModelShape, sampled_token, token_digests
 
 _log = logging.getLogger("pegaflow_testing.openai_standin")
 
@@ -49,6 +49,17 @@ def tokenize(text: str) -> list[int]:
 
 def detokenize(tokens: list[int]) -> str:
     return "".join(f" t{t}" for t in tokens)
+
+
+def expected_text(prompt: str, max_tokens: int) -> str:
+    """What the fake model answers for ``prompt``: every engine computes the same tokens from the same KV."""
+    tokens = tokenize(prompt)
+    digests = token_digests(tokens)
+    out = []
+    for _ in range(max_tokens):
+        out.append(sampled_token(digests[-1]))
+        digests = token_digests(tokens + out, digests)
+    return detokenize(out)
 
 
 class _Pending:

@@ -14,9 +14,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pegaflow_testing.fake_vllm import sampled_token, token_digests
 from pegaflow_testing.localnode import free_port, repo_root
-from pegaflow_testing.openai_standin import tokenize
+from pegaflow_testing.openai_standin import expected_text
+
+__all__ = ["Child", "expected_text", "get_json", "get_text", "post", "proxy", "sse_events", "standin"]
 
 START_TIMEOUT_S = 60.0
 
@@ -126,18 +127,6 @@ def get_json(url: str, timeout_s: float = 30.0) -> dict:
 def get_text(url: str, timeout_s: float = 10.0) -> str:
     with urllib.request.urlopen(url, timeout=timeout_s) as reply:
         return reply.read().decode()
-
-
-def expected_text(prompt: str, max_tokens: int) -> str:
-    """What the fake model answers for ``prompt``: every engine computes the same tokens from the same KV."""
-    tokens = tokenize(prompt)
-    digests = token_digests(tokens)
-    out = []
-    for _ in range(max_tokens):
-        token = sampled_token(digests[-1])
-        out.append(token)
-        digests = token_digests(tokens + out, digests)
-    return "".join(f" t{t}" for t in out)
 
 
 def sse_events(text: str) -> list:
