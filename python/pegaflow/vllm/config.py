@@ -73,7 +73,7 @@ OPTIONS: dict[str, _Option] = {
         int,
         1,
         "prefill side of a P/D hand-off: the handed-off blocks stay leased on this node this long after the request"
-        " finished (the hand-off's expires_unix_ms)",
+        " finished (the hand-off's expires_unix_ms; the node leases at most 600000 ms)",
     ),
     "pegaflow.query_timeout_ms": _Option(200, int, 1, "deadline of one lookup (Query); on expiry the answer is 0 hits"),
     "pegaflow.rpc_timeout_ms": _Option(5_000, int, 1, "deadline of RegisterContext, Load and Release calls"),

@@ -50,6 +50,7 @@ MAX_HASH_BYTES = 64
 MAX_NAMESPACE_CHARS = 1024
 MAX_HOLDER_CHARS = 128
 MAX_LEASE_AHEAD_MS = 3_600_000  # an expiry further ahead than this is refused
+NODE_MAX_LEASE_TTL_MS = 600_000  # the node refuses a longer lease_ttl_ms (docs/engine-api.md)
 _HOLDER = re.compile(r"^[A-Za-z0-9._:-]*$")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 _FIELDS = frozenset({"version", "namespace", "block_size", "block_hashes", "holder", "expires_unix_ms"})
@@ -246,7 +247,7 @@ class _Worker:
         if ttl_ms <= 0:
             return
         try:
-            reply = self._client.query(namespace, hashes, lease_ttl_ms=ttl_ms)
+            reply = self._client.query(namespace, hashes, lease_ttl_ms=min(ttl_ms, NODE_MAX_LEASE_TTL_MS))
         except EngineError as e:
             _warn.warning("pd-lease", "leasing %d handed-off blocks failed: %s", len(hashes), e)
             return
@@ -468,7 +469,7 @@ class PdSide:
         count = min(prompt_blocks, planned_blocks, len(request.block_hashes))
         if count <= 0:
             return None
-        expires = int(time.time() * 1000 + self.lease_s * 1000)
+        expires = int(time.time() * 1000 + min(self.lease_s * 1000, NODE_MAX_LEASE_TTL_MS))
         handoff = Handoff(
             self.namespace,
             self.block_size,
