@@ -202,7 +202,14 @@ class RequestStatus(enum.Enum):
 class FakeRequest:
     """Stand-in for vllm.v1.request.Request: token ids, ``block_hashes`` (sha256_cbor, full blocks), counters."""
 
-    def __init__(self, request_id: str, prompt_token_ids: list[int], max_tokens: int, block_size: int):
+    def __init__(
+        self,
+        request_id: str,
+        prompt_token_ids: list[int],
+        max_tokens: int,
+        block_size: int,
+        kv_transfer_params: dict | None = None,
+    ):
         if not prompt_token_ids:
             raise ValueError("a request needs at least one prompt token")
         self.request_id = request_id
@@ -214,6 +221,8 @@ class FakeRequest:
         self.num_external_computed_tokens = 0
         self.status = RequestStatus.WAITING
         self.num_preemptions = 0
+        # vLLM: sampling_params.extra_args["kv_transfer_params"], as the API client sent it (untrusted)
+        self.kv_transfer_params = kv_transfer_params
         self.block_hashes: list[bytes] = _block_hashes(self.prompt_token_ids, block_size)
 
     @property
@@ -873,6 +882,7 @@ class RequestResult:
     local_tokens: int  # local prefix-cache hit
     preemptions: int
     held_for_saves: bool
+    kv_transfer_params: dict | None = None  # what request_finished returned (vLLM hands it to the API client)
 
 
 class FakeScheduler:
@@ -1250,7 +1260,7 @@ class FakeScheduler:
     def _free_request(self, request: FakeRequest, delay: bool = False) -> None:
         req_id = request.request_id
         self._finished_req_ids.add(req_id)
-        held, _params = self.connector.request_finished(request, list(self._blocks.get(req_id, [])))
+        held, params = self.connector.request_finished(request, list(self._blocks.get(req_id, [])))
         if held:
             self._connector_held.add(req_id)
         self.results[req_id] = RequestResult(
@@ -1262,6 +1272,7 @@ class FakeScheduler:
             getattr(request, "local_tokens", 0),
             request.num_preemptions,
             held,
+            params,
         )
         if not (held or delay):
             self._free_finished(request)
@@ -1341,8 +1352,12 @@ class FakeEngine:
     def namespace(self) -> str:
         return self.connector.identity.namespace
 
-    def add_request(self, request_id: str, prompt_token_ids: list[int], max_tokens: int = 4) -> FakeRequest:
-        request = FakeRequest(request_id, prompt_token_ids, max_tokens, self.options.shape.block_size)
+    def add_request(
+        self, request_id: str, prompt_token_ids: list[int], max_tokens: int = 4, kv_transfer_params: dict | None = None
+    ) -> FakeRequest:
+        request = FakeRequest(
+            request_id, prompt_token_ids, max_tokens, self.options.shape.block_size, kv_transfer_params
+        )
         self.scheduler.add_request(request)
         return request
 

@@ -91,3 +91,39 @@ def test_basic_vllm_flow_second_run_after_a_local_cache_reset_loads_the_prefix_a
         assert warm.local_tokens == 0 and warm.external_tokens == 192  # 12 full blocks from the node
         assert warm.output_token_ids == cold.output_token_ids
         assert engine.verified_blocks == 12 and engine.mismatches == []
+
+
+def test_run_vllm_pd_with_pega_builds_both_engines_the_proxy_and_the_benchmark(capsys):
+    pd = _load("run_vllm_pd_with_pega")
+    prefill = pd.serve_argv("m", 8100, "10.0.0.1:50055", ["--max-model-len", "8192"])
+    assert prefill[:3] == ["vllm", "serve", "m"] and "--max-model-len" in prefill
+    assert prefill[prefill.index("--prefix-caching-hash-algo") + 1] == "sha256_cbor"
+    config = json.loads(prefill[prefill.index("--kv-transfer-config") + 1])
+    assert config["kv_load_failure_policy"] == "recompute"
+    assert ConnectorSettings.from_extra_config(config["kv_connector_extra_config"]).endpoint == "10.0.0.1:50055"
+    proxy = pd.proxy_argv(8000, 8100, 8200)
+    assert proxy[1:] == [
+        "proxy",
+        "--port",
+        "8000",
+        "--prefill",
+        "http://127.0.0.1:8100",
+        "--decode",
+        "http://127.0.0.1:8200",
+    ]
+    bench = pd.bench_argv("m", 8000)
+    assert bench[bench.index("--random-input-len") + 1] == "5000"
+    assert bench[bench.index("--random-output-len") + 1] == "200"
+    assert pd.main(["--dry-run", "--model", "m"]) == 0
+    printed = capsys.readouterr().out
+    assert "CUDA_VISIBLE_DEVICES=0 vllm serve m" in printed and "CUDA_VISIBLE_DEVICES=1 vllm serve m" in printed
+    assert "pegaflow proxy" in printed
+
+
+def test_run_vllm_pd_with_pega_without_vllm_says_so_and_exits_2(capsys):
+    import shutil
+
+    if shutil.which("vllm") is not None:
+        pytest.skip("vLLM is installed here: the example would start engines")
+    assert _load("run_vllm_pd_with_pega").main([]) == 2
+    assert "vLLM is not installed" in capsys.readouterr().err

@@ -61,6 +61,20 @@ OPTIONS: dict[str, _Option] = {
         "where lookups look: local (this node's pool) or cluster (also blocks other nodes hold, which the load"
         " fetches from them first)",
     ),
+    "pegaflow.pd_seal_wait_ms": _Option(
+        10_000,
+        int,
+        0,
+        "decode side of a P/D hand-off: wait at most this long (and never past the hand-off's expiry) until the"
+        " cluster has every handed-off block sealed before claiming them",
+    ),
+    "pegaflow.pd_lease_ms": _Option(
+        30_000,
+        int,
+        1,
+        "prefill side of a P/D hand-off: the handed-off blocks stay leased on this node this long after the request"
+        " finished (the hand-off's expires_unix_ms; the node leases at most 600000 ms)",
+    ),
     "pegaflow.query_timeout_ms": _Option(200, int, 1, "deadline of one lookup (Query); on expiry the answer is 0 hits"),
     "pegaflow.rpc_timeout_ms": _Option(5_000, int, 1, "deadline of RegisterContext, Load and Release calls"),
     "pegaflow.save_timeout_ms": _Option(
@@ -122,6 +136,8 @@ class ConnectorSettings:
     kv_layout: str
     lease_ttl_ms: int
     query_scope: str
+    pd_seal_wait_s: float
+    pd_lease_s: float
     query_timeout_s: float
     rpc_timeout_s: float
     save_timeout_s: float
@@ -171,6 +187,8 @@ class ConnectorSettings:
             kv_layout=values["pegaflow.kv_layout"].strip(),
             lease_ttl_ms=values["pegaflow.lease_ttl_ms"],
             query_scope=scope,
+            pd_seal_wait_s=values["pegaflow.pd_seal_wait_ms"] / 1e3,
+            pd_lease_s=values["pegaflow.pd_lease_ms"] / 1e3,
             query_timeout_s=values["pegaflow.query_timeout_ms"] / 1e3,
             rpc_timeout_s=values["pegaflow.rpc_timeout_ms"] / 1e3,
             save_timeout_s=values["pegaflow.save_timeout_ms"] / 1e3,

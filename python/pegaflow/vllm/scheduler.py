@@ -45,6 +45,7 @@ from pegaflow.errors import EngineError
 from pegaflow.vllm.config import ConnectorSettings, EngineIdentity
 from pegaflow.vllm.metadata import BlockTransfer, PegaConnectorMetadata
 from pegaflow.vllm.node_link import make_channel
+from pegaflow.vllm.pd import PdSide
 from pegaflow.vllm.stats import ConnectorCounters, LimitedLog
 
 _log = logging.getLogger(__name__)
@@ -114,6 +115,17 @@ class SchedulerSide:
         self._releases: queue.SimpleQueue = queue.SimpleQueue()
         self._releaser = threading.Thread(target=self._release_loop, name="pegaflow-lease-release", daemon=True)
         self._releaser.start()
+        # The prefill/decode hand-off (kv_transfer_params): its own background thread and state.
+        self.pd = PdSide(
+            endpoint=settings.endpoint,
+            channel=self._channel,
+            namespace=identity.namespace,
+            block_size=identity.block_size,
+            counters=counters,
+            seal_wait_s=settings.pd_seal_wait_s,
+            lease_s=settings.pd_lease_s,
+            rpc_timeout_s=settings.rpc_timeout_s,
+        )
         _log.info(
             "PegaKVConnector scheduler side: node %s, namespace %s, role %s",
             settings.endpoint,
@@ -161,6 +173,12 @@ class SchedulerSide:
             if miss.queries > self.settings.miss_retries or (same_question and now < miss.retry_at_s):
                 self.counters.add("lookup_miss_remembered")
                 return 0, False
+        handoff = self.pd.lookup(request, start)
+        if handoff is not None:
+            n, load_async = handoff
+            if n:  # what update_state_after_alloc checks the allocation against (no lease: the blocks are remote)
+                self._lookups[req_id] = _Lookup(start, len(hashes), n // bs, 0, float("inf"))
+            return n, load_async
         if self._queries_this_step >= self.settings.max_queries_per_step:
             # This step asked the node enough: a due retry waits for the next step, a first lookup is vLLM's to
             # repeat next step (None keeps the request waiting) rather than a scheduler step stalled on Queries.
@@ -235,6 +253,8 @@ class SchedulerSide:
             state = self._requests[req_id] = _Request(request, [])
         state.request = request
         self._misses.pop(req_id, None)  # scheduled: no longer waiting (a preempted request asks afresh)
+        if num_external_tokens > 0:
+            self.pd.claimed(req_id)
         if num_external_tokens <= 0:
             self._drop_lookup(req_id)  # asked but not used (or nothing found)
             if state.load_pending:  # second call of an async load: the request is being scheduled, load done
@@ -284,6 +304,7 @@ class SchedulerSide:
         )
         self._next_loads, self._next_holds = [], []
         self._queries_this_step = 0
+        self.pd.on_step()
         for req_id in meta.preempted_req_ids:
             state = self._requests.get(req_id)
             if state is not None:
@@ -371,6 +392,7 @@ class SchedulerSide:
                         failed.add(req_id)
         for req_id in failed:
             self._failed_loads.add(req_id)  # no more pool hits for it
+        self.pd.saves_done(getattr(connector_output, "finished_sending", None) or ())
         for req_id in getattr(connector_output, "finished_recving", None) or ():
             state = self._requests.get(req_id)
             if state is not None and state.load_pending:
@@ -397,8 +419,8 @@ class SchedulerSide:
         self._misses.pop(req_id, None)
         self._failed_loads.discard(req_id)
         state = self._requests.pop(req_id, None)
-        if state is None:
-            return False, None  # never scheduled
+        if state is None:  # never scheduled
+            return False, self.pd.finished(request, 0, held=False)
         if state.lease_id:
             self._release(state.lease_id)
         # A request still waiting for its load is held by vLLM itself until finished_recving; a request without
@@ -408,7 +430,9 @@ class SchedulerSide:
             self._next_holds.append(req_id)
             self.counters.add("requests_held")
         _log.debug("request %s finished; blocks held for saves: %s", req_id, hold)
-        return hold, None
+        # P/D: a prefill request hands its prompt's planned blocks (saved, loaded or in vLLM's cache) to decode.
+        params = self.pd.finished(request, state.saved_upto, held=hold)
+        return hold, params
 
     # ---- leases ----
 
@@ -440,6 +464,7 @@ class SchedulerSide:
                 state.lease_id = 0
         self._releases.put(None)
         self._releaser.join(self.settings.rpc_timeout_s + 1.0)
+        self.pd.close()
         self._channel.close()
 
 

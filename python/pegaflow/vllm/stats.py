@@ -35,6 +35,16 @@ COUNTER_KEYS = (
     "requests_held",  # request_finished returned True (blocks held until saves finish)
     "save_skipped_local_blocks",  # not saved: found in vLLM's prefix cache (the request that computed them saved them)
     "save_replans",  # preempted requests whose saves are planned again from block 0 once they resume
+    # scheduler side, prefill/decode hand-off (pegaflow.vllm.pd)
+    "pd_handoffs_sent",  # prefill: request_finished answered with a hand-off
+    "pd_leases_taken",  # prefill: handed-off blocks leased on this node once sealed
+    "pd_handoffs_received",  # decode: requests that came with a valid hand-off
+    "pd_claimed_blocks",  # decode: blocks claimed as an asynchronous load from the hand-off
+    "pd_seal_wait_seconds_sum",  # decode: waiting until the cluster saw the handed-off blocks sealed
+    "pd_seal_wait_seconds_max",
+    "pd_seal_wait_timeouts",  # decode: the wait ended before every block was sealed (claimed anyway)
+    "pd_hash_mismatches",  # decode: the hand-off names blocks beyond where the prompt's hashes differ
+    "pd_refused_params",  # malformed or unfitting kv_transfer_params: computed without the hand-off
     # worker side
     "loads",  # request-level Load operations finished
     "loaded_blocks",

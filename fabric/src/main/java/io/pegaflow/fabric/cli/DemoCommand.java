@@ -37,8 +37,9 @@ import picocli.CommandLine.Option;
                     + " cluster status from each node, runs the KV workload (a Python worker driving vLLM's connector"
                     + " calls: save, hit, load, byte check): the first node saves; with two or more nodes the"
                     + " second node's worker queries with cluster scope and loads the blocks from the first (a"
-                    + " cross-node hit, and Locate names both nodes); then shuts every node down gracefully and"
-                    + " checks that each exits 0."
+                    + " cross-node hit, and Locate names both nodes), and one prefill/decode request goes through"
+                    + " ./pegaflow proxy (prefill engine on the first node, decode engine on the second); then shuts"
+                    + " every node down gracefully and checks that each exits 0."
         },
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:every step passed", "1:a step failed (the node logs are printed)", "2:bad command line"})
@@ -142,6 +143,10 @@ final class DemoCommand implements Callable<Integer> {
                 return 1;
             }
             out.println();
+            if (topology.nodes().size() >= 2 && runPdRequest(topology, out, err) != 0) {
+                dumpLogs(nodes, err);
+                return 1;
+            }
 
             for (var entry : byNode.entrySet()) {
                 entry.getValue()
@@ -183,18 +188,54 @@ final class DemoCommand implements Callable<Integer> {
      */
     private static int runWorkload(HostPort endpoint, HostPort loader, PrintStream out, PrintStream err)
             throws Exception {
-        Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", "."))
-                .toAbsolutePath()
-                .resolve("python");
-        ProcessBuilder builder = new ProcessBuilder(
-                        System.getenv().getOrDefault("PEGAFLOW_PYTHON", "python3"), // ./pegaflow: its .venv
-                        "-m",
+        return runPython(
+                List.of(
                         "pegaflow_testing.vllm_demo",
                         "--endpoint",
                         endpoint.toString(),
                         "--load-endpoint",
-                        loader.toString())
-                .redirectErrorStream(true);
+                        loader.toString()),
+                out,
+                err);
+    }
+
+    /**
+     * One prefill/decode request across the first two nodes, through {@code ./pegaflow proxy}: {@code python3 -m
+     * pegaflow_testing.pd_demo} (stand-in OpenAI servers running the real connector, prefill on the first node,
+     * decode on the second).
+     */
+    private static int runPdRequest(Topology topology, PrintStream out, PrintStream err) throws Exception {
+        NodeSpec prefill = topology.nodes().get(0);
+        NodeSpec decode = topology.nodes().get(1);
+        out.printf(
+                "P/D request through ./pegaflow proxy: prefill engine on %s, decode engine on %s:%n",
+                prefill.id(), decode.id());
+        int code = runPython(
+                List.of(
+                        "pegaflow_testing.pd_demo",
+                        "--prefill-endpoint",
+                        new HostPort(prefill.host(), prefill.grpcPort()).toString(),
+                        "--decode-endpoint",
+                        new HostPort(decode.host(), decode.grpcPort()).toString()),
+                out,
+                err);
+        if (code != 0) {
+            err.printf("the P/D request failed (exit %d)%n", code);
+        }
+        out.println();
+        return code;
+    }
+
+    /** Runs {@code python3 -m MODULE ARGS...} with this checkout's python/ on the path, its output indented. */
+    private static int runPython(List<String> moduleAndArgs, PrintStream out, PrintStream err) throws Exception {
+        Path pythonDir = Path.of(System.getenv().getOrDefault("PEGAFLOW_ROOT", "."))
+                .toAbsolutePath()
+                .resolve("python");
+        List<String> command = new ArrayList<>();
+        command.add(System.getenv().getOrDefault("PEGAFLOW_PYTHON", "python3")); // ./pegaflow: its .venv
+        command.add("-m");
+        command.addAll(moduleAndArgs);
+        ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
         builder.environment().merge("PYTHONPATH", pythonDir.toString(), (a, b) -> b + java.io.File.pathSeparator + a);
         Process process;
         try {
