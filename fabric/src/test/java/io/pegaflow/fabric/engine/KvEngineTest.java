@@ -234,13 +234,13 @@ class KvEngineTest {
         String ca = register(a.registration("ia", "ns", 0, 1, 2, 0));
         String cb = register(b.registration("ib", "ns", 0, 1, 2, 0));
         // Reserve A's copy by hand (as a save in progress would), then save the same hash from B.
-        BlockStore.SaveReservation inProgress = engine.store()
+        io.pegaflow.store.SaveReservation inProgress = engine.store()
                 .reserveForSave(layoutOf(engine, "ns"), new int[] {0}, new byte[][] {hash("x")}, new int[] {0, 1});
         var fromB = engine.save(new SaveBlocks(cb, ids(0, 1), new byte[][] {hash("x")}, new int[0]))
                 .toCompletableFuture();
         Thread.sleep(200);
         assertFalse(fromB.isDone(), "B must wait for A's copy of the same slots");
-        engine.store().completeSave(inProgress.targets(), false); // A's copy failed
+        engine.store().completeSave(inProgress, false); // A's copy failed
         Throwable t = assertThrows(java.util.concurrent.ExecutionException.class, () -> fromB.get(5, TimeUnit.SECONDS))
                 .getCause();
         assertEquals(EngineException.Code.UNAVAILABLE, ((EngineException) t).code());
