@@ -29,6 +29,7 @@ import hashlib
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -43,7 +44,6 @@ from pegaflow._proto import engine_pb2, engine_pb2_grpc  # noqa: E402 - after sy
 from pegaflow.client import EngineClient, FabricClient, _block_refs  # noqa: E402
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402
 from pegaflow.shm import HOST_DEVICE, SharedKVCache  # noqa: E402
-from pegaflow_testing.localnode import LocalNode  # noqa: E402
 
 LAYERS = 32
 NAMESPACE = "control-path/bench"
@@ -65,12 +65,23 @@ class Worker:
 
     def __init__(self, endpoint: str, blocks: int, tag: str):
         self.cache = SharedKVCache(
-            num_layers=LAYERS, num_blocks=2 * blocks + 8, block_size=1, num_kv_heads=1, head_size=8
+            num_layers=LAYERS,
+            num_blocks=2 * blocks + 8,
+            block_size=1,
+            num_kv_heads=1,
+            head_size=8,
         )
         self.client = EngineClient(endpoint, timeout_s=30)
         self.stub = engine_pb2_grpc.EngineStub(self.client._channel)
         reg = self.client.register_context(
-            f"bench-{tag}", NAMESPACE, 0, 1, 0, LAYERS, HOST_DEVICE, self.cache.layer_registrations()
+            f"bench-{tag}",
+            NAMESPACE,
+            0,
+            1,
+            0,
+            LAYERS,
+            HOST_DEVICE,
+            self.cache.layer_registrations(),
         )
         self.ctx = reg.context_id
         self.session = self.client.open_session(self.ctx)
@@ -88,12 +99,17 @@ class Worker:
         return self.stub.Save(request, timeout=30)
 
     def query_repeated(self):
-        return self.stub.Query(engine_pb2.QueryRequest(namespace=NAMESPACE, hashes=list(self.hashes)), timeout=30)
+        return self.stub.Query(
+            engine_pb2.QueryRequest(namespace=NAMESPACE, hashes=list(self.hashes)),
+            timeout=30,
+        )
 
     def load_refs_sleep_poll(self):
         self.slot.reset()
         request = engine_pb2.LoadRequest(
-            context_id=self.ctx, blocks=_block_refs(zip(self.dst, self.hashes)), flag=self.slot.to_proto()
+            context_id=self.ctx,
+            blocks=_block_refs(zip(self.dst, self.hashes)),
+            flag=self.slot.to_proto(),
         )
         reply = self.stub.Load(request, timeout=30)
         assert not reply.failed_block_ids, reply
@@ -139,20 +155,80 @@ def build_packed(w: Worker) -> bytes:
     return _save_request(w.ctx, list(zip(w.src, w.hashes)), None).SerializeToString()
 
 
+class JavaNode:
+    """A node started as a plain JVM (``--java``): no launcher, no prometheus-client needed."""
+
+    def __init__(self, java: str, classpath: str, log_path: Path):
+        grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
+        self.endpoint = f"127.0.0.1:{grpc_port}"
+        argv = [java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-cp", classpath]
+        argv += ["io.pegaflow.fabric.cli.Main", "node", "--addr", self.endpoint, "--cluster-port", str(cluster_port)]
+        argv += ["--metrics-port", str(metrics_port), "--pool-size", "64mb", "--log-level", "warn"]
+        with open(log_path, "w") as log:
+            self.process = subprocess.Popen(
+                argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.log_path = log_path
+        deadline = time.monotonic() + 120
+        with FabricClient(self.endpoint, timeout_s=1) as fabric:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"node exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}")
+                try:
+                    fabric.health()
+                    return
+                except Exception:  # noqa: BLE001 - not up yet: retry until the deadline
+                    if time.monotonic() > deadline:
+                        self.process.kill()
+                        raise RuntimeError(f"node not serving after 120 s:\n{log_path.read_text()[-3000:]}") from None
+                    time.sleep(0.2)
+
+    def stop(self) -> None:
+        try:
+            with FabricClient(self.endpoint, timeout_s=2) as fabric:
+                fabric.shutdown(fabric.health().node_id, "control-path bench done")
+            self.process.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a node that does not stop cleanly is killed
+            self.process.kill()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(args):
+    """The node under test: through the launcher (pegaflow_testing.LocalNode), or (``--java``) a plain JVM."""
+    if args.java:
+        return JavaNode(args.java, args.classpath, Path(args.node_log))
+    from pegaflow_testing.localnode import LocalNode
+
+    return LocalNode.start(pool_size="64mb", log_level="warn")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--blocks", type=int, default=625)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
+    p.add_argument(
+        "--java",
+        help="start the node with this java binary (and --classpath) instead of ./pegaflow",
+    )
+    p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
+    p.add_argument("--node-log", default="/tmp/pegaflow-node-control-path.log", help="the --java node's log")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "control-path.md"))
     args = p.parse_args()
 
-    nodes: dict[str, LocalNode] = {}
+    nodes: dict[str, object] = {}
     workers: dict[str, Worker] = {}
     try:
-        nodes["new"] = LocalNode.start(pool_size="64mb", log_level="warn")
+        nodes["new"] = start_node(args)
         if args.before_root:
+            from pegaflow_testing.localnode import LocalNode
+
             nodes["before"] = LocalNode.start(pool_size="64mb", log_level="warn", root=Path(args.before_root))
         for name, node in nodes.items():
             workers[name] = Worker(node.endpoint, args.blocks, name)
@@ -209,36 +285,50 @@ def main() -> int:
     return 0
 
 
+def _short_argv(argv: list[str]) -> list[str]:
+    """The command line with a long class path shortened to its first entry's folder."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i > 0 and argv[i - 1] == "--classpath" and len(arg) > 80:
+            arg = os.path.dirname(arg.split(":")[0]) + "/*.jar (joined with ':')"
+        out.append(arg)
+    return out
+
+
 def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]:
-    java = subprocess.run(["bash", "-c", "java -version 2>&1 | head -1"], capture_output=True, text=True).stdout
-    import grpc
+    java_bin = args.java or os.path.join(os.environ.get("JAVA_HOME", "/usr"), "bin", "java")
+    java = subprocess.run([java_bin, "-version"], capture_output=True, text=True, check=False).stderr.splitlines()[:1]
+    java = java[0] if java else java_bin
     import google.protobuf
+    import grpc
 
     lines = [
         "# Control path: Save, Query and Load beyond the copy, from Python over loopback gRPC",
         "",
         f"Produced by `bench/python/control_path.py` on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
-        f"python {platform.python_version()}, grpcio {grpc.__version__}, protobuf {google.protobuf.__version__}; "
-        f"{java.strip()}; load average at the end {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}.",
+        (
+            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
+            f"python {platform.python_version()}, grpcio {grpc.__version__}, protobuf {google.protobuf.__version__}; "
+            f"{java.strip()}; load average at the end {load_avg[0]:.2f} {load_avg[1]:.2f} {load_avg[2]:.2f}."
+        ),
         "",
         "Command:",
         "",
-        "    " + shlex.join(["python3", "bench/python/control_path.py", *sys.argv[1:]]),
+        "    " + shlex.join(["python3", "bench/python/control_path.py", *_short_argv(sys.argv[1:])]),
         "",
-        f"{args.blocks} blocks of 32-byte hashes, {LAYERS} layers of 32 bytes per block (a host stand-in: the copy is "
-        f"{args.blocks * LAYERS * 32 // 1024} KiB, so what is timed is the control path); {args.iterations} timed "
-        f"rounds after {args.warmup} warm-up rounds, every row once per round (round-robin). Request on the wire: "
-        f"{wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed.",
+        (
+            f"{args.blocks} blocks of 32-byte hashes, {LAYERS} layers of 32 bytes per block (a host stand-in: the copy "
+            f"is {args.blocks * LAYERS * 32 // 1024} KiB, so what is timed is the control path); {args.iterations} "
+            f"timed rounds after {args.warmup} warm-up rounds, every row once per round (round-robin). Request on the "
+            f"wire: {wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed."
+        ),
         "",
         "| what (microseconds) | n | p50 | p90 | p99 | mean |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in stats.items():
-        lines.append(
-            f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |"
-        )
+        lines.append(f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |")
     return lines
 
 
