@@ -41,7 +41,7 @@ echo "repo $(git -C "$ROOT" log --oneline -1 2>/dev/null || echo '?'), java $JAV
 [ -n "$CP" ] || { echo "no jars in $JARS"; exit 1; }
 
 step gpu-info 30 nvidia-smi --query-gpu=name,driver_version,pcie.link.gen.current,pcie.link.width.current --format=csv
-step futex-flag-tests 120 bash -c "cd python && python3 -m pytest -q -p no:cacheprovider tests/test_flag.py"
+step futex-flag-tests 120 bash -c "cd python && python3 -m pytest -q -p no:cacheprovider --noconftest tests/test_flag.py"
 # 10K tokens, TP 1, Llama-3.1-8B packed layout; the headline load row uses the futex wait, every way is measured.
 step kv-ipc-e2e 480 python3 bench/gpu/kv_ipc_e2e.py --java "$JAVA" --classpath "$CP" --reps 10 \
   --node-log "$OUT/node-e2e.log" --out "$OUT/kv_ipc_e2e.md"
