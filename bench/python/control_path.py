@@ -145,6 +145,37 @@ class Worker:
         self.cache.unlink()
 
 
+def _handler_sum_count(metrics_url: str, method: str) -> tuple[float, float] | None:
+    import re
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    except Exception:  # noqa: BLE001 - metrics are optional in this report
+        return None
+    found = {}
+    for kind in ("sum", "count"):
+        for line in text.splitlines():
+            if line.startswith(f"pegaflow_grpc_request_duration_seconds_{kind}{{") and all(
+                f'{k}="{v}"' in line for k, v in (("service", "Engine"), ("method", method), ("status", "OK"))
+            ):
+                found[kind] = float(re.split(r"\s+", line.strip())[-1])
+    return (found["sum"], found["count"]) if len(found) == 2 else None
+
+
+def handler_mean_us(metrics_url: str, method: str, call, n: int) -> float | None:
+    """The node's own mean time for ``n`` calls of one kind (metrics tick about once a second: waits around them)."""
+    time.sleep(1.5)
+    before = _handler_sum_count(metrics_url, method)
+    for _ in range(n):
+        call()
+    time.sleep(1.5)
+    after = _handler_sum_count(metrics_url, method)
+    if before is None or after is None or after[1] - before[1] < n:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * 1e6
+
+
 def build_refs(w: Worker) -> bytes:
     return engine_pb2.SaveRequest(context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))).SerializeToString()
 
@@ -161,6 +192,7 @@ class JavaNode:
     def __init__(self, java: str, classpath: str, log_path: Path):
         grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
         self.endpoint = f"127.0.0.1:{grpc_port}"
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         argv = [java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-cp", classpath]
         argv += ["io.pegaflow.fabric.cli.Main", "node", "--addr", self.endpoint, "--cluster-port", str(cluster_port)]
         argv += ["--metrics-port", str(metrics_port), "--pool-size", "64mb", "--log-level", "warn"]
@@ -212,6 +244,7 @@ def main() -> int:
     p.add_argument("--blocks", type=int, default=625)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--node-calls", type=int, default=200, help="calls per kind for the node-side handler times")
     p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
     p.add_argument(
         "--java",
@@ -269,6 +302,16 @@ def main() -> int:
                 call()
                 if it >= args.warmup:
                     samples[name].append(clock() - start)
+        node_side = {}
+        for name, node in nodes.items():
+            w = workers[name]
+            phases = {"Save, BlockRef per block": ("Save", w.save_refs)}
+            if name != "before":
+                phases["Save, packed"] = ("Save", w.save_packed)
+                phases["Query, packed"] = ("Query", w.query_packed)
+            phases["Query, repeated bytes"] = ("Query", w.query_repeated)
+            for label, (method, call) in phases.items():
+                node_side[f"{name} node: {label}"] = handler_mean_us(node.metrics_url, method, call, args.node_calls)
         wire_refs, wire_packed = len(build_refs(new)), len(build_packed(new))
         load_avg = os.getloadavg()
     finally:
@@ -279,6 +322,17 @@ def main() -> int:
 
     stats = {name: stats_us(s) for name, s in samples.items()}
     lines = report(args, stats, wire_refs, wire_packed, load_avg)
+    lines += [
+        "",
+        f"Node-side handler time (mean of {args.node_calls} calls of one kind, from the node's "
+        "pegaflow_grpc_request_duration_seconds: parsing excluded, the handler, the store and the copy thread's "
+        "bookkeeping included):",
+        "",
+        "| what | mean µs |",
+        "|---|---:|",
+    ]
+    for label, us in node_side.items():
+        lines.append(f"| {label} | {us:.0f} |" if us is not None else f"| {label} | (no metrics) |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
