@@ -352,7 +352,7 @@ def _short_argv(argv: list[str]) -> list[str]:
 def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]:
     java_bin = args.java or os.path.join(os.environ.get("JAVA_HOME", "/usr"), "bin", "java")
     java = subprocess.run([java_bin, "-version"], capture_output=True, text=True, check=False).stderr.splitlines()[:1]
-    java = java[0] if java else java_bin
+    java = ("node JVM: " + java[0]) if java and args.java else "node JVM: the ./pegaflow launcher's JDK"
     import google.protobuf
     import grpc
 
