@@ -16,7 +16,10 @@ What it does, in one process (the "vLLM worker"), against a node it starts (the 
     blocks, loads the saved hashes into other block ids, and checks every byte of every layer with torch; also that
     the overwritten source blocks and a sample of untouched blocks were not written.
  4. Benchmarks in the same run: save and load of the same 625 blocks (client-observed time; the node's own copy time
-    from the load flag), against torch's contiguous pinned copies of the same byte count in both directions.
+    from the load flag), against torch's contiguous pinned copies of the same byte count in both directions. Blocks go
+    packed (PackedBlocks); a load's end is seen three ways, interleaved: the flag with a futex wait (the default), the
+    Load RPC with reply_when_done (no flag), and the flag polled with sleeps (the older client, for comparison). The
+    control path alone: a Save of 625 already-sealed blocks, packed and with a BlockRef per block.
 Prints a markdown report (also written to --out).
 """
 
@@ -135,6 +138,12 @@ def main() -> int:
     p.add_argument("--jvm-opt", action="append", default=[], help="extra JVM option, e.g. -Dpegaflow.cuda.mode=kernel")
     p.add_argument("--node-log", default="/tmp/pegaflow-node-e2e.log")
     p.add_argument("--out", help="also write the report here")
+    p.add_argument(
+        "--load-wait",
+        default="futex",
+        choices=["futex", "reply", "sleep"],
+        help="how the headline load row sees a load's end (every way is measured anyway)",
+    )
     args = p.parse_args()
     if args.blocks < 2 * args.save_blocks + 100:
         raise SystemExit("--blocks must be at least 2 * --save-blocks + 100")
@@ -308,8 +317,8 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             rpc.append(time.perf_counter() - start)
             assert r.blocks_skipped == n, r
         save_rpc_s = statistics.median(rpc)
-        from pegaflow._proto import engine_pb2
-        from pegaflow.client import _block_refs
+        from pegaflow._proto import engine_pb2, engine_pb2_grpc
+        from pegaflow.client import _block_refs, _save_request
 
         build = []
         for _ in range(args.reps):
@@ -317,13 +326,39 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))).SerializeToString()
             build.append(time.perf_counter() - start)
         build_s = statistics.median(build)
+        stub = engine_pb2_grpc.EngineStub(client._channel)
+        rpc_refs = []
         for _ in range(args.reps):
-            slot.reset()
             start = time.perf_counter()
-            client.load(ctx, list(zip(dst_ids, hashes)), slot)
-            assert slot.wait(60) is LoadState.DONE
-            load_s.append(time.perf_counter() - start)
-            load_node_s.append(slot.duration_ns / 1e9)
+            r = stub.Save(engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))), timeout=60)
+            rpc_refs.append(time.perf_counter() - start)
+            assert r.blocks_skipped == n, r
+        save_rpc_refs_s = statistics.median(rpc_refs)
+        build_packed = []
+        for _ in range(args.reps):
+            start = time.perf_counter()
+            _save_request(ctx, list(zip(src_ids, hashes)), None).SerializeToString()
+            build_packed.append(time.perf_counter() - start)
+        build_packed_s = statistics.median(build_packed)
+
+        waits = {"futex": [], "reply": [], "sleep": []}
+        waits_node = {"futex": [], "reply": [], "sleep": []}
+        for _ in range(args.reps):
+            for how, runs in waits.items():  # interleaved: drift hits every way alike
+                if how == "reply":
+                    start = time.perf_counter()
+                    r = client.load(ctx, list(zip(dst_ids, hashes)), reply_when_done=True)
+                    runs.append(time.perf_counter() - start)
+                    assert r.done_state == 1 and r.blocks_loaded == n, r
+                    waits_node[how].append(r.node_duration_ns / 1e9)
+                else:
+                    slot.reset()
+                    start = time.perf_counter()
+                    client.load(ctx, list(zip(dst_ids, hashes)), slot)
+                    assert slot.wait(60, strategy=how) is LoadState.DONE
+                    runs.append(time.perf_counter() - start)
+                    waits_node[how].append(slot.duration_ns / 1e9)
+        load_s, load_node_s = waits[args.load_wait], waits_node[args.load_wait]
         ok = ok and all(torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages))
 
         def row(name, seconds, ref):
@@ -341,13 +376,27 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         say(row("save GPU -> pool, Save RPC as the client sees it", s_med, d2h))
         if save_node_s:
             say(row("save GPU -> pool, node-side copy time (mean, pegaflow_save_duration_seconds)", save_node_s, d2h))
-        say(row("load pool -> GPU, Load RPC to flag DONE as the client sees it", l_med, h2d))
+        names = {
+            "futex": "Load RPC + flag, futex wait",
+            "reply": "Load RPC with reply_when_done (no flag)",
+            "sleep": "Load RPC + flag polled with sleeps (older client)",
+        }
+        for how, runs in waits.items():
+            say(row(f"load pool -> GPU, {names[how]}, as the client sees it", statistics.median(runs), h2d))
         say(row("load pool -> GPU, node-side copy time (load flag)", ln_med, h2d))
-        say(f"| (Save RPC of {n} already-sealed blocks: no copy) | {save_rpc_s * 1e3:.2f} | | |")
-        say(f"| (client: build and serialize that SaveRequest, no call) | {build_s * 1e3:.2f} | | |")
+        say(f"| (Save RPC of {n} already-sealed blocks, packed: no copy) | {save_rpc_s * 1e3:.2f} | | |")
+        say(f"| (the same with a BlockRef per block, the older form) | {save_rpc_refs_s * 1e3:.2f} | | |")
+        say(f"| (client: build and serialize the packed SaveRequest, no call) | {build_packed_s * 1e3:.2f} | | |")
+        say(f"| (client: build and serialize it with BlockRefs, no call) | {build_s * 1e3:.2f} | | |")
         say()
         say(f"save runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in save_s)}")
-        say(f"load runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in load_s)}")
+        for how, runs in waits.items():
+            say(f"load runs, {how} (ms): {' '.join(f'{x * 1e3:.1f}' for x in runs)}")
+        say(
+            f"RATIOS: save {100 * d2h / s_med:.1f}% load {100 * h2d / l_med:.1f}% ({args.load_wait}) "
+            + " ".join(f"load-{how} {100 * h2d / statistics.median(runs):.1f}%" for how, runs in waits.items())
+            + f" sealed-save-packed {save_rpc_s * 1e3:.2f} ms sealed-save-blockrefs {save_rpc_refs_s * 1e3:.2f} ms"
+        )
         say(f"RESULT: {'PASS' if ok else 'FAIL'}")
     finally:
         session.close()

@@ -2,6 +2,11 @@
 
 One method per RPC; every unary call uses the client's timeout; a failed call raises EngineError with the gRPC
 status code. Responses are the generated protobuf messages. Thread-safe (gRPC channels and stubs are).
+
+Blocks travel packed (engine.proto's PackedBlocks / PackedHashes: the block ids as one packed array, the hashes
+back to back in one bytes field), not as a message per block; a list whose hashes differ in length goes as BlockRefs.
+``save_async`` / ``load_async`` return a PendingCall (a gRPC future) so that a caller can overlap the node's copy
+with its own work and wait only where it needs the result.
 """
 
 from __future__ import annotations
@@ -14,10 +19,46 @@ from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_
 from pegaflow.errors import EngineError, SessionEndedError
 from pegaflow.session import Session
 
-__all__ = ["EngineClient", "EngineError", "FabricClient", "Session", "SessionEndedError"]
+__all__ = ["EngineClient", "EngineError", "FabricClient", "PendingCall", "Session", "SessionEndedError", "pack_blocks"]
 
 # A block: (block_id, hash) or a ready BlockRef.
 Block = tuple[int, bytes] | engine_pb2.BlockRef
+# What save/load take: blocks one by one, or already packed (pack_blocks).
+Blocks = Iterable[Block] | engine_pb2.PackedBlocks
+
+MAX_HASH_BYTES = 64
+
+
+class PendingCall:
+    """A unary call in flight (``EngineClient.save_async`` / ``load_async``): ``result()`` waits for its reply.
+
+    ``result(timeout_s)`` returns the response or raises EngineError (the RPC's status; DEADLINE_EXCEEDED also when
+    ``timeout_s`` passes first, the call itself then still runs up to the client's timeout). Thread-safe.
+    """
+
+    def __init__(self, future, method: str):
+        self._future = future
+        self.method = method
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout_s: float | None = None):
+        try:
+            return self._future.result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise EngineError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"no reply within {timeout_s} s (still running)", self.method
+            ) from None
+        except grpc.RpcError as e:
+            raise EngineError.from_rpc_error(e, self.method) from e
+
+    def add_done_callback(self, fn: Callable[[PendingCall], None]) -> None:
+        """Calls ``fn(self)`` once the reply (or failure) is in, on gRPC's thread (or at once if done already)."""
+        self._future.add_done_callback(lambda _f: fn(self))
+
+    def cancel(self) -> bool:
+        return self._future.cancel()
 
 
 class _GrpcClient:
@@ -34,6 +75,9 @@ class _GrpcClient:
             return getattr(stub, method)(request, timeout=self.timeout_s)
         except grpc.RpcError as e:
             raise EngineError.from_rpc_error(e, method) from e
+
+    def _unary_async(self, stub, method: str, request) -> PendingCall:
+        return PendingCall(getattr(stub, method).future(request, timeout=self.timeout_s), method)
 
     def close(self) -> None:
         """Closes the channel (if this client created it); open sessions end with it."""
@@ -92,13 +136,17 @@ class EngineClient(_GrpcClient):
         return session
 
     def save(
-        self, context_id: str, blocks: Iterable[Block], layer_indices: Iterable[int] | None = None
+        self, context_id: str, blocks: Blocks, layer_indices: Iterable[int] | None = None
     ) -> engine_pb2.SaveResponse:
-        """Copies the blocks from the worker's memory into the pool; ``layer_indices`` None = every layer."""
-        request = engine_pb2.SaveRequest(
-            context_id=context_id, blocks=_block_refs(blocks), layer_indices=list(layer_indices or [])
-        )
-        return self._unary(self._stub, "Save", request)
+        """Copies the blocks from the worker's memory into the pool; ``layer_indices`` None = every layer.
+
+        Replies once the copy is done. ``blocks``: (block_id, hash) pairs, BlockRefs, or a PackedBlocks.
+        """
+        return self._unary(self._stub, "Save", _save_request(context_id, blocks, layer_indices))
+
+    def save_async(self, context_id: str, blocks: Blocks, layer_indices: Iterable[int] | None = None) -> PendingCall:
+        """``save`` without waiting: the PendingCall's ``result()`` is the SaveResponse once the copy is done."""
+        return self._unary_async(self._stub, "Save", _save_request(context_id, blocks, layer_indices))
 
     def query(
         self, namespace: str, hashes: Iterable[bytes], lease_ttl_ms: int = 0, scope: str = "local"
@@ -108,20 +156,31 @@ class EngineClient(_GrpcClient):
         ``scope="cluster"``: this node's prefix, then the blocks other nodes hold (the block directory); the lease
         covers only the ``local_hit_blocks`` this node holds, and a Load of the rest fetches them from their holders.
         """
-        request = engine_pb2.QueryRequest(
-            namespace=namespace, hashes=list(hashes), lease_ttl_ms=lease_ttl_ms, scope=_query_scope(scope)
-        )
+        request = engine_pb2.QueryRequest(namespace=namespace, lease_ttl_ms=lease_ttl_ms, scope=_query_scope(scope))
+        hashes = list(hashes)
+        packed = _pack_hashes(hashes)
+        if packed is not None:
+            request.packed_hashes.CopyFrom(packed)
+        else:
+            request.hashes.extend(hashes)
         return self._unary(self._stub, "Query", request)
 
-    def load(self, context_id: str, blocks: Iterable[Block], flag, lease_id: int = 0) -> engine_pb2.LoadResponse:
-        """Starts a load; completion arrives in ``flag`` (a LoadFlagSlot, reset beforehand, or a LoadFlag)."""
-        request = engine_pb2.LoadRequest(
-            context_id=context_id,
-            blocks=_block_refs(blocks),
-            lease_id=lease_id,
-            flag=_as_proto(flag, engine_pb2.LoadFlag),
-        )
-        return self._unary(self._stub, "Load", request)
+    def load(
+        self, context_id: str, blocks: Blocks, flag=None, lease_id: int = 0, *, reply_when_done: bool = False
+    ) -> engine_pb2.LoadResponse:
+        """Starts a load; completion arrives in ``flag`` (a LoadFlagSlot, reset beforehand, or a LoadFlag).
+
+        ``reply_when_done=True``: the call returns only once the copy has ended, the reply's ``done_state`` (1 done,
+        2 failed), ``blocks_loaded``, ``blocks_failed`` and ``node_duration_ns`` set (the flag, optional then, is
+        written too). Mind the client's timeout: it bounds the whole copy then.
+        """
+        return self._unary(self._stub, "Load", _load_request(context_id, blocks, flag, lease_id, reply_when_done))
+
+    def load_async(
+        self, context_id: str, blocks: Blocks, flag=None, lease_id: int = 0, *, reply_when_done: bool = True
+    ) -> PendingCall:
+        """``load`` without waiting; by default the reply comes when the copy has ended (see ``load``)."""
+        return self._unary_async(self._stub, "Load", _load_request(context_id, blocks, flag, lease_id, reply_when_done))
 
     def release(self, lease_id: int) -> engine_pb2.ReleaseResponse:
         return self._unary(self._stub, "Release", engine_pb2.ReleaseRequest(lease_id=lease_id))
@@ -201,3 +260,64 @@ def _block_refs(blocks: Iterable[Block]) -> list[engine_pb2.BlockRef]:
             block_id, block_hash = block
             refs.append(engine_pb2.BlockRef(block_id=block_id, hash=block_hash))
     return refs
+
+
+def pack_blocks(block_ids: Iterable[int], hashes: Iterable[bytes]) -> engine_pb2.PackedBlocks:
+    """The blocks as one PackedBlocks message: ``block_ids[i]`` with ``hashes[i]``, every hash the same length.
+
+    Raises ValueError when the counts differ or the hashes are not all of one length of 1..64 bytes.
+    """
+    ids = list(block_ids)
+    hashes = list(hashes)
+    if len(ids) != len(hashes):
+        raise ValueError(f"{len(ids)} block ids but {len(hashes)} hashes: they come in pairs")
+    packed = _pack_hashes(hashes)
+    if packed is None:
+        raise ValueError("packed blocks need hashes of one length of 1..64 bytes")
+    return engine_pb2.PackedBlocks(block_ids=ids, hashes=packed)
+
+
+def _pack_hashes(hashes: list[bytes]) -> engine_pb2.PackedHashes | None:
+    """The hashes back to back, or None when they are not all of one length of 1..64 bytes (or there are none)."""
+    if not hashes:
+        return None
+    width = len(hashes[0])
+    data = b"".join(hashes)
+    if not 0 < width <= MAX_HASH_BYTES or len(data) != width * len(hashes):
+        return None
+    # A hash of the right total but uneven lengths (e.g. 31 + 33 bytes) would shift every later hash.
+    if any(len(h) != width for h in hashes):
+        return None
+    return engine_pb2.PackedHashes(data=data, hash_bytes=width)
+
+
+def _blocks_into(request, blocks: Blocks) -> None:
+    """Sets the request's packed_blocks (or, for hashes of mixed lengths, its BlockRefs)."""
+    if isinstance(blocks, engine_pb2.PackedBlocks):
+        request.packed_blocks.CopyFrom(blocks)
+        return
+    blocks = blocks if isinstance(blocks, list) else list(blocks)
+    if blocks and not any(isinstance(b, engine_pb2.BlockRef) for b in blocks):
+        ids = [b[0] for b in blocks]
+        packed = _pack_hashes([b[1] for b in blocks])
+        if packed is not None:
+            request.packed_blocks.block_ids.extend(ids)
+            request.packed_blocks.hashes.CopyFrom(packed)
+            return
+    request.blocks.extend(_block_refs(blocks))
+
+
+def _save_request(context_id: str, blocks: Blocks, layer_indices) -> engine_pb2.SaveRequest:
+    request = engine_pb2.SaveRequest(context_id=context_id, layer_indices=list(layer_indices or []))
+    _blocks_into(request, blocks)
+    return request
+
+
+def _load_request(context_id: str, blocks: Blocks, flag, lease_id: int, reply_when_done: bool):
+    if flag is None and not reply_when_done:
+        raise ValueError("load: pass a flag, or reply_when_done=True to learn the end from the reply")
+    request = engine_pb2.LoadRequest(context_id=context_id, lease_id=lease_id, reply_when_done=reply_when_done)
+    if flag is not None:
+        request.flag.CopyFrom(_as_proto(flag, engine_pb2.LoadFlag))
+    _blocks_into(request, blocks)
+    return request

@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
-from pegaflow.client import EngineClient, EngineError, FabricClient
+from pegaflow.client import EngineClient, EngineError, FabricClient, pack_blocks
 from pegaflow.flag import LoadFlagFile
 from pegaflow.session import CLOSED_BY_CLIENT, ENDED_BY_NODE
 from pegaflow.shm import HOST_DEVICE, SharedKVCache
@@ -55,15 +55,17 @@ class FakeEngine(engine_pb2_grpc.EngineServicer):
 
     def Save(self, request, context):
         self.requests.append(request)
-        return engine_pb2.SaveResponse(blocks_stored=len(request.blocks))
+        return engine_pb2.SaveResponse(blocks_stored=len(request.blocks) + len(request.packed_blocks.block_ids))
 
     def Query(self, request, context):
         self.requests.append(request)
-        return engine_pb2.QueryResponse(hit_blocks=len(request.hashes), lease_id=9 if request.lease_ttl_ms else 0)
+        packed = request.packed_hashes
+        hits = len(request.hashes) + (len(packed.data) // packed.hash_bytes if packed.hash_bytes else 0)
+        return engine_pb2.QueryResponse(hit_blocks=hits, lease_id=9 if request.lease_ttl_ms else 0)
 
     def Load(self, request, context):
         self.requests.append(request)
-        return engine_pb2.LoadResponse(blocks_scheduled=len(request.blocks))
+        return engine_pb2.LoadResponse(blocks_scheduled=len(request.blocks) + len(request.packed_blocks.block_ids))
 
     def Release(self, request, context):
         self.requests.append(request)
@@ -166,6 +168,46 @@ def test_data_calls_build_the_requests_the_fake_node_records(fake_node, client):
     assert client.release(9).released
     client.unregister_context("ctx-1")
     assert engine.requests[-1] == engine_pb2.UnregisterContextRequest(context_id="ctx-1")
+
+
+def test_blocks_and_hashes_of_one_length_travel_packed_and_mixed_lengths_as_block_refs(fake_node, client):
+    engine, _ = fake_node
+    hashes = [bytes([i]) * 32 for i in range(5)]
+    assert client.save("ctx-1", list(zip(range(10, 15), hashes))).blocks_stored == 5
+    save = engine.requests[-1]
+    assert list(save.blocks) == [] and list(save.packed_blocks.block_ids) == [10, 11, 12, 13, 14]
+    assert (save.packed_blocks.hashes.data, save.packed_blocks.hashes.hash_bytes) == (b"".join(hashes), 32)
+
+    client.save("ctx-1", [(1, b"\x01" * 31), (2, b"\x02" * 33)])
+    mixed = engine.requests[-1]
+    assert [(b.block_id, len(b.hash)) for b in mixed.blocks] == [(1, 31), (2, 33)]
+    assert not mixed.HasField("packed_blocks")
+
+    assert client.query("ns", hashes).hit_blocks == 5
+    query = engine.requests[-1]
+    assert list(query.hashes) == [] and query.packed_hashes.data == b"".join(hashes)
+
+    packed = pack_blocks([7, 8], hashes[:2])
+    assert client.load("ctx-1", packed, reply_when_done=True).blocks_scheduled == 2
+    load = engine.requests[-1]
+    assert load.reply_when_done and not load.HasField("flag") and load.packed_blocks == packed
+    with pytest.raises(ValueError, match="pass a flag"):
+        client.load("ctx-1", packed)
+    with pytest.raises(ValueError, match="one length"):
+        pack_blocks([1, 2], [b"a", b"bb"])
+
+
+def test_async_save_and_load_return_pending_calls_with_the_reply(fake_node, client):
+    pending = client.save_async("ctx-1", [(1, b"h" * 32), (2, b"i" * 32)])
+    assert pending.result(5).blocks_stored == 2 and pending.done()
+    seen = []
+    load = client.load_async("ctx-1", [(3, b"h" * 32)])
+    load.add_done_callback(seen.append)
+    assert load.result(5).blocks_scheduled == 1
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [load]
 
 
 def test_session_with_fake_node_attaches_receives_heartbeats_and_closes(fake_node, client):

@@ -140,6 +140,10 @@ class Target:
         except Exception:  # noqa: BLE001 - what the Python parser refuses names no block we can look for
             return
         hashes = [b.hash for b in save.blocks if 1 <= len(b.hash) <= 64]
+        packed = save.packed_blocks.hashes
+        if 1 <= packed.hash_bytes <= 64:
+            width = packed.hash_bytes
+            hashes += [packed.data[i : i + width] for i in range(0, len(packed.data) - width + 1, width)]
         if code == grpc.StatusCode.OK:
             self.accepted_hashes.update(hashes)
             return

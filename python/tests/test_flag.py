@@ -7,6 +7,7 @@ import time
 import grpc
 import pytest
 
+from pegaflow import _futex
 from pegaflow.errors import SessionEndedError
 from pegaflow.flag import SLOT_BYTES, LoadFlagFile, LoadFlagSnapshot, LoadState
 
@@ -124,3 +125,57 @@ def test_a_final_state_wins_over_an_ended_session(flags):
     _node_writes(flags.path, slot.offset_bytes, state=1, loaded=2, failed=0, duration_ns=5)
     session.alive = False
     assert slot.wait(1.0, session=session) is LoadState.DONE
+
+
+_WRITER = """
+import mmap, os, struct, sys, time, ctypes
+sys.path.insert(0, sys.argv[3])
+from pegaflow import _futex
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED)
+offset = int(sys.argv[2])
+time.sleep(0.3)
+m[offset + 8 : offset + 32] = struct.pack("<qqq", 4, 0, 77)
+m[offset : offset + 8] = struct.pack("<q", 1)
+print(time.monotonic(), _futex.wake_all(_futex.buffer_address(m) + offset), flush=True)
+"""
+
+
+@pytest.mark.skipif(not _futex.AVAILABLE, reason="futex is Linux-only")
+@pytest.mark.timeout(30)
+def test_a_futex_wait_wakes_when_another_process_writes_the_state_and_wakes_it(flags):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    slot = flags.slot(2)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(flags.path), str(slot.offset_bytes), str(Path(_futex.__file__).parents[1])],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert slot.wait(20.0, strategy="futex") is LoadState.DONE
+        woke = time.monotonic()
+        written_at, woken = writer.communicate(timeout=20)[0].split()
+    finally:
+        writer.kill()
+    assert int(woken) >= 1, "the waiter was not asleep in futex when the state was written"
+    assert woke - float(written_at) < 0.5
+    assert slot.snapshot() == LoadFlagSnapshot(LoadState.DONE, 4, 0, 77)
+
+
+@pytest.mark.parametrize("strategy", ["auto", "spin", "sleep"])
+def test_every_wait_strategy_sees_a_plain_write_and_times_out_when_none_comes(flags, strategy):
+    slot = flags.slot(1)
+    started = time.monotonic()
+    assert slot.wait(0.05, strategy=strategy) is LoadState.PENDING
+    assert 0.05 <= time.monotonic() - started < 2.0
+    writer = threading.Timer(0.05, _node_writes, args=(flags.path, slot.offset_bytes, 2, 1, 1, 9))
+    writer.start()
+    try:
+        assert slot.wait(5.0, strategy=strategy) is LoadState.FAILED
+    finally:
+        writer.cancel()
+    with pytest.raises(ValueError, match="strategy"):
+        slot.wait(1.0, strategy="busy")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/engine.proto\x12\x12pegaflow.engine.v1\"\xd0\x01\n\x16RegisterContextRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07tp_rank\x18\x03 \x01(\r\x12\x0f\n\x07tp_size\x18\x04 \x01(\r\x12\x0f\n\x07pp_rank\x18\x05 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x06 \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x35\n\x06layers\x18\x08 \x03(\x0b\x32%.pegaflow.engine.v1.LayerRegistration\"\x90\x02\n\x11LayerRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0blayer_index\x18\x02 \x01(\r\x12\x30\n\x06region\x18\x03 \x01(\x0b\x32 .pegaflow.engine.v1.MemoryRegion\x12\x12\n\nnum_blocks\x18\x04 \x01(\r\x12\x1a\n\x12\x62lock_stride_bytes\x18\x05 \x01(\x04\x12\x31\n\x08segments\x18\x06 \x03(\x0b\x32\x1f.pegaflow.engine.v1.ByteSegment\x12\x12\n\nreplicated\x18\x07 \x01(\x08\x12\x13\n\x0blayer_count\x18\x08 \x01(\r\x12\x1a\n\x12layer_stride_bytes\x18\t \x01(\x04\"\x84\x01\n\x0cMemoryRegion\x12\x35\n\x03shm\x18\x01 \x01(\x0b\x32&.pegaflow.engine.v1.SharedMemoryRegionH\x00\x12\x35\n\x08\x63uda_ipc\x18\x02 \x01(\x0b\x32!.pegaflow.engine.v1.CudaIpcRegionH\x00\x42\x06\n\x04kind\"8\n\x12SharedMemoryRegion\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\"X\n\rCudaIpcRegion\x12\x12\n\nipc_handle\x18\x01 \x01(\x0c\x12\x1d\n\x15\x61llocation_size_bytes\x18\x02 \x01(\x04\x12\x14\n\x0coffset_bytes\x18\x03 \x01(\x04\"9\n\x0b\x42yteSegment\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"V\n\x17RegisterContextResponse\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_bytes\x18\x02 \x01(\x04\x12\x12\n\nslot_bytes\x18\x03 \x01(\x04\".\n\x18UnregisterContextRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\"\x1b\n\x19UnregisterContextResponse\"$\n\x0eSessionRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\"C\n\x0cSessionEvent\x12\x12\n\x08\x61ttached\x18\x01 \x01(\tH\x00\x12\x16\n\x0cheartbeat_ms\x18\x02 \x01(\x04H\x00\x42\x07\n\x05\x65vent\"*\n\x08\x42lockRef\x12\x10\n\x08\x62lock_id\x18\x01 \x01(\r\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"f\n\x0bSaveRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12,\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1c.pegaflow.engine.v1.BlockRef\x12\x15\n\rlayer_indices\x18\x03 \x03(\r\"T\n\x0cSaveResponse\x12\x15\n\rblocks_stored\x18\x01 \x01(\r\x12\x16\n\x0e\x62locks_skipped\x18\x02 \x01(\r\x12\x15\n\rblocks_sealed\x18\x03 \x01(\r\"v\n\x0cQueryRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\r\x12-\n\x05scope\x18\x04 \x01(\x0e\x32\x1e.pegaflow.engine.v1.QueryScope\"l\n\rQueryResponse\x12\x12\n\nhit_blocks\x18\x01 \x01(\r\x12\x10\n\x08lease_id\x18\x02 \x01(\x04\x12\x1b\n\x13lease_expires_in_ms\x18\x03 \x01(\x04\x12\x18\n\x10local_hit_blocks\x18\x04 \x01(\r\"\x8d\x01\n\x0bLoadRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12,\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1c.pegaflow.engine.v1.BlockRef\x12\x10\n\x08lease_id\x18\x03 \x01(\x04\x12*\n\x04\x66lag\x18\x04 \x01(\x0b\x32\x1c.pegaflow.engine.v1.LoadFlag\".\n\x08LoadFlag\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\"B\n\x0cLoadResponse\x12\x18\n\x10\x66\x61iled_block_ids\x18\x01 \x03(\r\x12\x18\n\x10\x62locks_scheduled\x18\x02 \x01(\r\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*<\n\nQueryScope\x12\x15\n\x11QUERY_SCOPE_LOCAL\x10\x00\x12\x17\n\x13QUERY_SCOPE_CLUSTER\x10\x01\x32\xf1\x04\n\x06\x45ngine\x12j\n\x0fRegisterContext\x12*.pegaflow.engine.v1.RegisterContextRequest\x1a+.pegaflow.engine.v1.RegisterContextResponse\x12p\n\x11UnregisterContext\x12,.pegaflow.engine.v1.UnregisterContextRequest\x1a-.pegaflow.engine.v1.UnregisterContextResponse\x12Q\n\x07Session\x12\".pegaflow.engine.v1.SessionRequest\x1a .pegaflow.engine.v1.SessionEvent0\x01\x12I\n\x04Save\x12\x1f.pegaflow.engine.v1.SaveRequest\x1a .pegaflow.engine.v1.SaveResponse\x12L\n\x05Query\x12 .pegaflow.engine.v1.QueryRequest\x1a!.pegaflow.engine.v1.QueryResponse\x12I\n\x04Load\x12\x1f.pegaflow.engine.v1.LoadRequest\x1a .pegaflow.engine.v1.LoadResponse\x12R\n\x07Release\x12\".pegaflow.engine.v1.ReleaseRequest\x1a#.pegaflow.engine.v1.ReleaseResponseB)\n\x18io.pegaflow.proto.engineB\x0b\x45ngineProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/engine.proto\x12\x12pegaflow.engine.v1\"\xd0\x01\n\x16RegisterContextRequest\x12\x13\n\x0binstance_id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x0f\n\x07tp_rank\x18\x03 \x01(\r\x12\x0f\n\x07tp_size\x18\x04 \x01(\r\x12\x0f\n\x07pp_rank\x18\x05 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x06 \x01(\r\x12\x0e\n\x06\x64\x65vice\x18\x07 \x01(\t\x12\x35\n\x06layers\x18\x08 \x03(\x0b\x32%.pegaflow.engine.v1.LayerRegistration\"\x90\x02\n\x11LayerRegistration\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0blayer_index\x18\x02 \x01(\r\x12\x30\n\x06region\x18\x03 \x01(\x0b\x32 .pegaflow.engine.v1.MemoryRegion\x12\x12\n\nnum_blocks\x18\x04 \x01(\r\x12\x1a\n\x12\x62lock_stride_bytes\x18\x05 \x01(\x04\x12\x31\n\x08segments\x18\x06 \x03(\x0b\x32\x1f.pegaflow.engine.v1.ByteSegment\x12\x12\n\nreplicated\x18\x07 \x01(\x08\x12\x13\n\x0blayer_count\x18\x08 \x01(\r\x12\x1a\n\x12layer_stride_bytes\x18\t \x01(\x04\"\x84\x01\n\x0cMemoryRegion\x12\x35\n\x03shm\x18\x01 \x01(\x0b\x32&.pegaflow.engine.v1.SharedMemoryRegionH\x00\x12\x35\n\x08\x63uda_ipc\x18\x02 \x01(\x0b\x32!.pegaflow.engine.v1.CudaIpcRegionH\x00\x42\x06\n\x04kind\"8\n\x12SharedMemoryRegion\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\"X\n\rCudaIpcRegion\x12\x12\n\nipc_handle\x18\x01 \x01(\x0c\x12\x1d\n\x15\x61llocation_size_bytes\x18\x02 \x01(\x04\x12\x14\n\x0coffset_bytes\x18\x03 \x01(\x04\"9\n\x0b\x42yteSegment\x12\x14\n\x0coffset_bytes\x18\x01 \x01(\x04\x12\x14\n\x0clength_bytes\x18\x02 \x01(\x04\"V\n\x17RegisterContextResponse\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12\x13\n\x0b\x62lock_bytes\x18\x02 \x01(\x04\x12\x12\n\nslot_bytes\x18\x03 \x01(\x04\".\n\x18UnregisterContextRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\"\x1b\n\x19UnregisterContextResponse\"$\n\x0eSessionRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\"C\n\x0cSessionEvent\x12\x12\n\x08\x61ttached\x18\x01 \x01(\tH\x00\x12\x16\n\x0cheartbeat_ms\x18\x02 \x01(\x04H\x00\x42\x07\n\x05\x65vent\"*\n\x08\x42lockRef\x12\x10\n\x08\x62lock_id\x18\x01 \x01(\r\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"S\n\x0cPackedBlocks\x12\x11\n\tblock_ids\x18\x01 \x03(\r\x12\x30\n\x06hashes\x18\x02 \x01(\x0b\x32 .pegaflow.engine.v1.PackedHashes\"0\n\x0cPackedHashes\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nhash_bytes\x18\x02 \x01(\r\"\x9f\x01\n\x0bSaveRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12,\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1c.pegaflow.engine.v1.BlockRef\x12\x15\n\rlayer_indices\x18\x03 \x03(\r\x12\x37\n\rpacked_blocks\x18\x04 \x01(\x0b\x32 .pegaflow.engine.v1.PackedBlocks\"T\n\x0cSaveResponse\x12\x15\n\rblocks_stored\x18\x01 \x01(\r\x12\x16\n\x0e\x62locks_skipped\x18\x02 \x01(\r\x12\x15\n\rblocks_sealed\x18\x03 \x01(\r\"\xaf\x01\n\x0cQueryRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\r\x12-\n\x05scope\x18\x04 \x01(\x0e\x32\x1e.pegaflow.engine.v1.QueryScope\x12\x37\n\rpacked_hashes\x18\x05 \x01(\x0b\x32 .pegaflow.engine.v1.PackedHashes\"l\n\rQueryResponse\x12\x12\n\nhit_blocks\x18\x01 \x01(\r\x12\x10\n\x08lease_id\x18\x02 \x01(\x04\x12\x1b\n\x13lease_expires_in_ms\x18\x03 \x01(\x04\x12\x18\n\x10local_hit_blocks\x18\x04 \x01(\r\"\xdf\x01\n\x0bLoadRequest\x12\x12\n\ncontext_id\x18\x01 \x01(\t\x12,\n\x06\x62locks\x18\x02 \x03(\x0b\x32\x1c.pegaflow.engine.v1.BlockRef\x12\x10\n\x08lease_id\x18\x03 \x01(\x04\x12*\n\x04\x66lag\x18\x04 \x01(\x0b\x32\x1c.pegaflow.engine.v1.LoadFlag\x12\x37\n\rpacked_blocks\x18\x05 \x01(\x0b\x32 .pegaflow.engine.v1.PackedBlocks\x12\x17\n\x0freply_when_done\x18\x06 \x01(\x08\".\n\x08LoadFlag\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x14\n\x0coffset_bytes\x18\x02 \x01(\x04\"\x9e\x01\n\x0cLoadResponse\x12\x18\n\x10\x66\x61iled_block_ids\x18\x01 \x03(\r\x12\x18\n\x10\x62locks_scheduled\x18\x02 \x01(\r\x12\x12\n\ndone_state\x18\x03 \x01(\r\x12\x15\n\rblocks_loaded\x18\x04 \x01(\r\x12\x15\n\rblocks_failed\x18\x05 \x01(\r\x12\x18\n\x10node_duration_ns\x18\x06 \x01(\x04\"\"\n\x0eReleaseRequest\x12\x10\n\x08lease_id\x18\x01 \x01(\x04\"#\n\x0fReleaseResponse\x12\x10\n\x08released\x18\x01 \x01(\x08*<\n\nQueryScope\x12\x15\n\x11QUERY_SCOPE_LOCAL\x10\x00\x12\x17\n\x13QUERY_SCOPE_CLUSTER\x10\x01\x32\xf1\x04\n\x06\x45ngine\x12j\n\x0fRegisterContext\x12*.pegaflow.engine.v1.RegisterContextRequest\x1a+.pegaflow.engine.v1.RegisterContextResponse\x12p\n\x11UnregisterContext\x12,.pegaflow.engine.v1.UnregisterContextRequest\x1a-.pegaflow.engine.v1.UnregisterContextResponse\x12Q\n\x07Session\x12\".pegaflow.engine.v1.SessionRequest\x1a .pegaflow.engine.v1.SessionEvent0\x01\x12I\n\x04Save\x12\x1f.pegaflow.engine.v1.SaveRequest\x1a .pegaflow.engine.v1.SaveResponse\x12L\n\x05Query\x12 .pegaflow.engine.v1.QueryRequest\x1a!.pegaflow.engine.v1.QueryResponse\x12I\n\x04Load\x12\x1f.pegaflow.engine.v1.LoadRequest\x1a .pegaflow.engine.v1.LoadResponse\x12R\n\x07Release\x12\".pegaflow.engine.v1.ReleaseRequest\x1a#.pegaflow.engine.v1.ReleaseResponseB)\n\x18io.pegaflow.proto.engineB\x0b\x45ngineProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pegaflow._proto.engine_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\030io.pegaflow.proto.engineB\013EngineProtoP\001'
-  _globals['_QUERYSCOPE']._serialized_start=1942
-  _globals['_QUERYSCOPE']._serialized_end=2002
+  _globals['_QUERYSCOPE']._serialized_start=2368
+  _globals['_QUERYSCOPE']._serialized_end=2428
   _globals['_REGISTERCONTEXTREQUEST']._serialized_start=46
   _globals['_REGISTERCONTEXTREQUEST']._serialized_end=254
   _globals['_LAYERREGISTRATION']._serialized_start=257
@@ -58,24 +58,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONEVENT']._serialized_end=1143
   _globals['_BLOCKREF']._serialized_start=1145
   _globals['_BLOCKREF']._serialized_end=1187
-  _globals['_SAVEREQUEST']._serialized_start=1189
-  _globals['_SAVEREQUEST']._serialized_end=1291
-  _globals['_SAVERESPONSE']._serialized_start=1293
-  _globals['_SAVERESPONSE']._serialized_end=1377
-  _globals['_QUERYREQUEST']._serialized_start=1379
-  _globals['_QUERYREQUEST']._serialized_end=1497
-  _globals['_QUERYRESPONSE']._serialized_start=1499
-  _globals['_QUERYRESPONSE']._serialized_end=1607
-  _globals['_LOADREQUEST']._serialized_start=1610
-  _globals['_LOADREQUEST']._serialized_end=1751
-  _globals['_LOADFLAG']._serialized_start=1753
-  _globals['_LOADFLAG']._serialized_end=1799
-  _globals['_LOADRESPONSE']._serialized_start=1801
-  _globals['_LOADRESPONSE']._serialized_end=1867
-  _globals['_RELEASEREQUEST']._serialized_start=1869
-  _globals['_RELEASEREQUEST']._serialized_end=1903
-  _globals['_RELEASERESPONSE']._serialized_start=1905
-  _globals['_RELEASERESPONSE']._serialized_end=1940
-  _globals['_ENGINE']._serialized_start=2005
-  _globals['_ENGINE']._serialized_end=2630
+  _globals['_PACKEDBLOCKS']._serialized_start=1189
+  _globals['_PACKEDBLOCKS']._serialized_end=1272
+  _globals['_PACKEDHASHES']._serialized_start=1274
+  _globals['_PACKEDHASHES']._serialized_end=1322
+  _globals['_SAVEREQUEST']._serialized_start=1325
+  _globals['_SAVEREQUEST']._serialized_end=1484
+  _globals['_SAVERESPONSE']._serialized_start=1486
+  _globals['_SAVERESPONSE']._serialized_end=1570
+  _globals['_QUERYREQUEST']._serialized_start=1573
+  _globals['_QUERYREQUEST']._serialized_end=1748
+  _globals['_QUERYRESPONSE']._serialized_start=1750
+  _globals['_QUERYRESPONSE']._serialized_end=1858
+  _globals['_LOADREQUEST']._serialized_start=1861
+  _globals['_LOADREQUEST']._serialized_end=2084
+  _globals['_LOADFLAG']._serialized_start=2086
+  _globals['_LOADFLAG']._serialized_end=2132
+  _globals['_LOADRESPONSE']._serialized_start=2135
+  _globals['_LOADRESPONSE']._serialized_end=2293
+  _globals['_RELEASEREQUEST']._serialized_start=2295
+  _globals['_RELEASEREQUEST']._serialized_end=2329
+  _globals['_RELEASERESPONSE']._serialized_start=2331
+  _globals['_RELEASERESPONSE']._serialized_end=2366
+  _globals['_ENGINE']._serialized_start=2431
+  _globals['_ENGINE']._serialized_end=3056
 # @@protoc_insertion_point(module_scope)

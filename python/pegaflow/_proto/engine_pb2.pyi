@@ -132,15 +132,33 @@ class BlockRef(_message.Message):
     hash: bytes
     def __init__(self, block_id: _Optional[int] = ..., hash: _Optional[bytes] = ...) -> None: ...
 
+class PackedBlocks(_message.Message):
+    __slots__ = ("block_ids", "hashes")
+    BLOCK_IDS_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    block_ids: _containers.RepeatedScalarFieldContainer[int]
+    hashes: PackedHashes
+    def __init__(self, block_ids: _Optional[_Iterable[int]] = ..., hashes: _Optional[_Union[PackedHashes, _Mapping]] = ...) -> None: ...
+
+class PackedHashes(_message.Message):
+    __slots__ = ("data", "hash_bytes")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    HASH_BYTES_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    hash_bytes: int
+    def __init__(self, data: _Optional[bytes] = ..., hash_bytes: _Optional[int] = ...) -> None: ...
+
 class SaveRequest(_message.Message):
-    __slots__ = ("context_id", "blocks", "layer_indices")
+    __slots__ = ("context_id", "blocks", "layer_indices", "packed_blocks")
     CONTEXT_ID_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     LAYER_INDICES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
     context_id: str
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
     layer_indices: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, context_id: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., layer_indices: _Optional[_Iterable[int]] = ...) -> None: ...
+    packed_blocks: PackedBlocks
+    def __init__(self, context_id: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., layer_indices: _Optional[_Iterable[int]] = ..., packed_blocks: _Optional[_Union[PackedBlocks, _Mapping]] = ...) -> None: ...
 
 class SaveResponse(_message.Message):
     __slots__ = ("blocks_stored", "blocks_skipped", "blocks_sealed")
@@ -153,16 +171,18 @@ class SaveResponse(_message.Message):
     def __init__(self, blocks_stored: _Optional[int] = ..., blocks_skipped: _Optional[int] = ..., blocks_sealed: _Optional[int] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
-    __slots__ = ("namespace", "hashes", "lease_ttl_ms", "scope")
+    __slots__ = ("namespace", "hashes", "lease_ttl_ms", "scope", "packed_hashes")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PACKED_HASHES_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
     lease_ttl_ms: int
     scope: QueryScope
-    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., lease_ttl_ms: _Optional[int] = ..., scope: _Optional[_Union[QueryScope, str]] = ...) -> None: ...
+    packed_hashes: PackedHashes
+    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., lease_ttl_ms: _Optional[int] = ..., scope: _Optional[_Union[QueryScope, str]] = ..., packed_hashes: _Optional[_Union[PackedHashes, _Mapping]] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("hit_blocks", "lease_id", "lease_expires_in_ms", "local_hit_blocks")
@@ -177,16 +197,20 @@ class QueryResponse(_message.Message):
     def __init__(self, hit_blocks: _Optional[int] = ..., lease_id: _Optional[int] = ..., lease_expires_in_ms: _Optional[int] = ..., local_hit_blocks: _Optional[int] = ...) -> None: ...
 
 class LoadRequest(_message.Message):
-    __slots__ = ("context_id", "blocks", "lease_id", "flag")
+    __slots__ = ("context_id", "blocks", "lease_id", "flag", "packed_blocks", "reply_when_done")
     CONTEXT_ID_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     LEASE_ID_FIELD_NUMBER: _ClassVar[int]
     FLAG_FIELD_NUMBER: _ClassVar[int]
+    PACKED_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_WHEN_DONE_FIELD_NUMBER: _ClassVar[int]
     context_id: str
     blocks: _containers.RepeatedCompositeFieldContainer[BlockRef]
     lease_id: int
     flag: LoadFlag
-    def __init__(self, context_id: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., lease_id: _Optional[int] = ..., flag: _Optional[_Union[LoadFlag, _Mapping]] = ...) -> None: ...
+    packed_blocks: PackedBlocks
+    reply_when_done: bool
+    def __init__(self, context_id: _Optional[str] = ..., blocks: _Optional[_Iterable[_Union[BlockRef, _Mapping]]] = ..., lease_id: _Optional[int] = ..., flag: _Optional[_Union[LoadFlag, _Mapping]] = ..., packed_blocks: _Optional[_Union[PackedBlocks, _Mapping]] = ..., reply_when_done: _Optional[bool] = ...) -> None: ...
 
 class LoadFlag(_message.Message):
     __slots__ = ("path", "offset_bytes")
@@ -197,12 +221,20 @@ class LoadFlag(_message.Message):
     def __init__(self, path: _Optional[str] = ..., offset_bytes: _Optional[int] = ...) -> None: ...
 
 class LoadResponse(_message.Message):
-    __slots__ = ("failed_block_ids", "blocks_scheduled")
+    __slots__ = ("failed_block_ids", "blocks_scheduled", "done_state", "blocks_loaded", "blocks_failed", "node_duration_ns")
     FAILED_BLOCK_IDS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    DONE_STATE_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_LOADED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    NODE_DURATION_NS_FIELD_NUMBER: _ClassVar[int]
     failed_block_ids: _containers.RepeatedScalarFieldContainer[int]
     blocks_scheduled: int
-    def __init__(self, failed_block_ids: _Optional[_Iterable[int]] = ..., blocks_scheduled: _Optional[int] = ...) -> None: ...
+    done_state: int
+    blocks_loaded: int
+    blocks_failed: int
+    node_duration_ns: int
+    def __init__(self, failed_block_ids: _Optional[_Iterable[int]] = ..., blocks_scheduled: _Optional[int] = ..., done_state: _Optional[int] = ..., blocks_loaded: _Optional[int] = ..., blocks_failed: _Optional[int] = ..., node_duration_ns: _Optional[int] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("lease_id",)

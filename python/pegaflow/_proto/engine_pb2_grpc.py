@@ -111,7 +111,8 @@ class EngineServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Load(self, request, context):
-        """Starts copying blocks from the pool into the worker's memory; completion through the shared-memory flag.
+        """Starts copying blocks from the pool into the worker's memory; completion through the shared-memory flag, or
+        (reply_when_done) the reply itself.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

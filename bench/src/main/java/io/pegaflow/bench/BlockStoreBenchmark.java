@@ -6,7 +6,6 @@ import io.pegaflow.store.QueryResult;
 import io.pegaflow.store.pool.BlockPool;
 import java.nio.ByteBuffer;
 import java.util.HashMap;
-import java.util.List;
 import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -95,9 +94,7 @@ public class BlockStoreBenchmark {
         void prepare() {}
 
         void seal(byte[][] hashes) {
-            List<BlockStore.SaveTarget> targets =
-                    store.reserveForSave(LAYOUT, saveIds, hashes, slots).targets();
-            store.completeSave(targets, true);
+            store.completeSave(store.reserveForSave(LAYOUT, saveIds, hashes, slots), true);
         }
 
         @TearDown(Level.Trial)
@@ -155,9 +152,7 @@ public class BlockStoreBenchmark {
     @Benchmark
     public int saveBookkeeping16WithEviction(Store s) {
         byte[][] batch = s.saveBatches[s.nextBatch++ & (SAVE_BATCHES - 1)];
-        List<BlockStore.SaveTarget> targets =
-                s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots).targets();
-        return s.store.completeSave(targets, true);
+        return s.store.completeSave(s.store.reserveForSave(LAYOUT, s.saveIds, batch, s.slots), true);
     }
 
     @Benchmark

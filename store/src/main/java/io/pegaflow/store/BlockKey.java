@@ -13,6 +13,11 @@ public final class BlockKey {
         this(java.util.Objects.requireNonNull(namespace, "namespace"), hash.clone(), true);
     }
 
+    /** The key of hash {@code i} of {@code hashes} (its bytes copied). */
+    public BlockKey(String namespace, HashList hashes, int i) {
+        this(java.util.Objects.requireNonNull(namespace, "namespace"), hashes.copy(i), true);
+    }
+
     private BlockKey(String namespace, byte[] hash, boolean owned) {
         this.namespace = namespace;
         this.hash = hash;
@@ -27,13 +32,31 @@ public final class BlockKey {
     static final class Probe {
         private String namespace;
         private byte[] hash;
+        private int from;
+        private int to;
         private int hashCode;
 
         /** Points the probe at {@code (namespace, hash)}, sharing {@code hash}; returns the probe. */
         Probe set(String namespace, byte[] hash) {
+            return set(namespace, hash, 0, hash.length, Arrays.hashCode(hash));
+        }
+
+        /** Points the probe at hash {@code i} of {@code hashes}, sharing its array; returns the probe. */
+        Probe set(String namespace, HashList hashes, int i) {
+            return set(namespace, hashes.data(), hashes.start(i), hashes.end(i), hashes.hashCodeOf(i));
+        }
+
+        /** As {@link #set(String, HashList, int)} with the hash's {@link HashList#hashCodeOf} known already. */
+        Probe set(String namespace, HashList hashes, int i, int hashCodeOfHash) {
+            return set(namespace, hashes.data(), hashes.start(i), hashes.end(i), hashCodeOfHash);
+        }
+
+        private Probe set(String namespace, byte[] hash, int from, int to, int hashCodeOfHash) {
             this.namespace = namespace;
             this.hash = hash;
-            this.hashCode = 31 * namespace.hashCode() + Arrays.hashCode(hash);
+            this.from = from;
+            this.to = to;
+            this.hashCode = 31 * namespace.hashCode() + hashCodeOfHash;
             return this;
         }
 
@@ -41,7 +64,7 @@ public final class BlockKey {
         public boolean equals(Object o) {
             return o instanceof BlockKey k
                     && k.hashCode == hashCode
-                    && Arrays.equals(k.hash, hash)
+                    && Arrays.equals(k.hash, 0, k.hash.length, hash, from, to)
                     && k.namespace.equals(namespace);
         }
 

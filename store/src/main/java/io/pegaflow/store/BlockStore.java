@@ -48,6 +48,12 @@ public final class BlockStore implements AutoCloseable {
     private final HashMap<BlockKey, BlockEntry> index = new HashMap<>();
     /** The one lookup key, used under the lock: lookups allocate nothing. */
     private final BlockKey.Probe probe = new BlockKey.Probe();
+    /** Scratch of {@link #firstOccurrences}, reused under the lock: an open-addressing table of index + 1. */
+    private int[] dedupTable = new int[0];
+    /** Scratch of {@link #firstOccurrences}: each hash's first occurrence and its hash code. */
+    private int[] dedupFirst = new int[0];
+
+    private int[] dedupCodes = new int[0];
     /** One eviction list per pool size class (few: one per block size in use), looked up by a linear scan. */
     private final ArrayList<ClassLru> classes = new ArrayList<>();
     /** Sealed, unpinned blocks per slab, and the head of each slab's list of them. */
@@ -97,15 +103,8 @@ public final class BlockStore implements AutoCloseable {
         }
     }
 
-    /** The slots one save request copies into one block. */
+    /** The slots one save request copies into one block (the per-block view of a {@link SaveReservation}). */
     public record SaveTarget(BlockEntry entry, int blockId, int[] slots) {}
-
-    /**
-     * What a save must do ({@code targets}) and what it must wait for: slots it names that another request is copying
-     * ({@code othersTargets}, complete when {@code othersInFlight} are), so that its reply never runs ahead of them.
-     */
-    public record SaveReservation(
-            List<SaveTarget> targets, List<SaveTarget> othersTargets, List<CompletableFuture<Void>> othersInFlight) {}
 
     /** A store with no listener (no events recorded); see {@link #setListener}. */
     public BlockStore(BlockPool pool, long partialTimeoutNs, LongSupplier clockNs) {
@@ -252,60 +251,73 @@ public final class BlockStore implements AutoCloseable {
 
     // ---- save ----
 
+    /** As {@link #reserveForSave(NamespaceLayout, int[], HashList, int[])} with the hashes as arrays (tests). */
+    public SaveReservation reserveForSave(
+            NamespaceLayout layout, int[] blockIds, byte[][] hashes, int[] slotsPerBlock) {
+        return reserveForSave(layout, blockIds, HashList.of(hashes), slotsPerBlock);
+    }
+
     /**
      * Reserves pool space and marks slots in flight for one save. Blocks already sealed, incoming blocks (another
      * node's copy is arriving: the save leaves them to it; if that transfer is aborted the block is simply missing, as
      * after an eviction), and slots already present or being copied by another request, are left out. Either every
      * needed block is allocated (evicting as the class documentation says) or nothing changes and
      * {@link PoolFullException} is thrown. Sealed blocks the request names count as used (they move to the most
-     * recently used end).
+     * recently used end). Allocates per request, not per block, except the entries of blocks new to the store: a save
+     * of sealed blocks allocates one array.
      *
+     * @param blockIds parallel to {@code hashes}
      * @param slotsPerBlock the slot indices this request fills in each block
      * @return targets to copy (pinned until {@link #completeSave})
      */
     public synchronized SaveReservation reserveForSave(
-            NamespaceLayout layout, int[] blockIds, byte[][] hashes, int[] slotsPerBlock) {
+            NamespaceLayout layout, int[] blockIds, HashList hashes, int[] slotsPerBlock) {
+        if (blockIds.length != hashes.size()) {
+            throw new IllegalArgumentException(blockIds.length + " block ids but " + hashes.size() + " hashes");
+        }
         long now = clockNs.getAsLong();
-        BlockKey[] keys = new BlockKey[blockIds.length];
+        int n = blockIds.length;
+        String namespace = layout.namespace();
+        int[] first = firstOccurrences(hashes);
+        BlockEntry[] found = new BlockEntry[n];
         int newBlocks = 0;
-        // Each distinct key of the request, mapped to whether the loop below has planned it yet.
-        HashMap<BlockKey, Boolean> seen = new HashMap<>();
-        for (int i = 0; i < blockIds.length; i++) {
-            keys[i] = new BlockKey(layout.namespace(), hashes[i]);
-            if (seen.putIfAbsent(keys[i], Boolean.FALSE) == null && !index.containsKey(keys[i])) {
-                newBlocks++;
+        for (int i = 0; i < n; i++) {
+            if (first[i] == i) {
+                found[i] = index.get(probe.set(namespace, hashes, i, dedupCodes[i]));
+                if (found[i] == null) {
+                    newBlocks++;
+                }
             }
         }
         long blockBytes = layout.blockBytes();
         // Blocks of this request already in the index must survive the eviction that makes room for the rest.
-        List<BlockEntry> protectedEntries = new ArrayList<>();
-        for (BlockKey key : seen.keySet()) {
-            BlockEntry existing = index.get(key);
+        for (BlockEntry existing : found) {
             if (existing != null) {
                 pin(existing);
-                protectedEntries.add(existing);
             }
         }
         boolean room;
         try {
             room = newBlocks == 0 || ensureRoom(blockBytes, newBlocks);
         } finally {
-            protectedEntries.forEach(this::unpin);
+            for (BlockEntry existing : found) {
+                if (existing != null) {
+                    unpin(existing);
+                }
+            }
         }
         if (!room) {
             counters.saveRejectedFull++;
             throw poolFull(newBlocks, blockBytes);
         }
-        List<SaveTarget> targets = new ArrayList<>();
-        List<SaveTarget> othersTargets = new ArrayList<>();
-        List<CompletableFuture<Void>> othersInFlight = new ArrayList<>();
-        for (int i = 0; i < blockIds.length; i++) {
-            if (seen.put(keys[i], Boolean.TRUE)) {
+        SaveReservation reservation = new SaveReservation(n);
+        for (int i = 0; i < n; i++) {
+            if (first[i] != i) {
                 continue; // the same hash twice in one request: copy it once
             }
-            BlockEntry entry = index.get(keys[i]);
+            BlockEntry entry = found[i];
             if (entry == null) {
-                entry = allocateEntry(keys[i], layout, now);
+                entry = allocateEntry(new BlockKey(namespace, hashes, i), layout, now);
                 unsealed.add(entry);
             } else if (entry.sealed || entry.incoming) {
                 continue;
@@ -315,8 +327,7 @@ public final class BlockStore implements AutoCloseable {
                 if (entry.landed == null) {
                     entry.landed = new CompletableFuture<>();
                 }
-                othersTargets.add(new SaveTarget(entry, blockIds[i], elsewhere));
-                othersInFlight.add(entry.landed);
+                reservation.addOther(new SaveTarget(entry, blockIds[i], elsewhere), entry.landed);
             }
             int[] todo = slotsToCopy(entry, slotsPerBlock);
             if (todo.length == 0) {
@@ -327,9 +338,49 @@ public final class BlockStore implements AutoCloseable {
             }
             entry.pins++;
             entry.updatedNs = now;
-            targets.add(new SaveTarget(entry, blockIds[i], todo));
+            reservation.add(entry, blockIds[i], todo);
         }
-        return new SaveReservation(targets, othersTargets, othersInFlight);
+        return reservation;
+    }
+
+    /**
+     * For each hash, the index of its first occurrence in the list (itself when it is the first); also leaves each
+     * hash's {@link HashList#hashCodeOf} in {@code dedupCodes}. Uses and returns reused scratch arrays (valid until the
+     * next call, under the lock).
+     */
+    private int[] firstOccurrences(HashList hashes) {
+        int n = hashes.size();
+        int capacity = Integer.highestOneBit(Math.max(8, 2 * n) - 1) << 1; // a power of two >= 2n
+        if (dedupTable.length < capacity) {
+            dedupTable = new int[capacity];
+        } else {
+            Arrays.fill(dedupTable, 0, capacity, 0);
+        }
+        if (dedupFirst.length < n) {
+            dedupFirst = new int[n];
+            dedupCodes = new int[n];
+        }
+        int mask = capacity - 1;
+        for (int i = 0; i < n; i++) {
+            int code = hashes.hashCodeOf(i);
+            dedupCodes[i] = code;
+            int at = (code ^ (code >>> 16)) * 0x9E3779B9 & mask;
+            while (true) {
+                int held = dedupTable[at];
+                if (held == 0) {
+                    dedupTable[at] = i + 1;
+                    dedupFirst[i] = i;
+                    break;
+                }
+                int j = held - 1;
+                if (dedupCodes[j] == code && hashes.sameHash(i, j)) {
+                    dedupFirst[i] = j;
+                    break;
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        return dedupFirst;
     }
 
     private PoolFullException poolFull(int blocks, long blockBytes) {
@@ -344,15 +395,34 @@ public final class BlockStore implements AutoCloseable {
                 + ")");
     }
 
+    private static final int[] NO_SLOTS = new int[0];
+
     private static int[] slotsInFlightElsewhere(BlockEntry entry, int[] slots) {
-        return Arrays.stream(slots)
-                .filter(slot -> entry.isInFlight(slot) && !entry.hasArrived(slot))
-                .toArray();
+        int n = 0;
+        for (int slot : slots) {
+            if (entry.isInFlight(slot) && !entry.hasArrived(slot)) {
+                n++;
+            }
+        }
+        if (n == 0) {
+            return NO_SLOTS;
+        }
+        int[] elsewhere = new int[n];
+        int j = 0;
+        for (int slot : slots) {
+            if (entry.isInFlight(slot) && !entry.hasArrived(slot)) {
+                elsewhere[j++] = slot;
+            }
+        }
+        return elsewhere;
     }
 
-    /** True if every slot of every target has arrived (and the block is still in the pool). */
-    public synchronized boolean allArrived(List<SaveTarget> targets) {
-        for (SaveTarget target : targets) {
+    /**
+     * True if every slot the reservation waits for ({@link SaveReservation#othersTargets}) has arrived and those
+     * blocks are still in the pool.
+     */
+    public synchronized boolean othersArrived(SaveReservation reservation) {
+        for (SaveTarget target : reservation.othersTargets()) {
             if (target.entry().removed) {
                 return false;
             }
@@ -365,12 +435,19 @@ public final class BlockStore implements AutoCloseable {
         return true;
     }
 
+    /** The slots still to copy: {@code slots} itself when all are (the common case: no allocation). */
     private static int[] slotsToCopy(BlockEntry entry, int[] slots) {
         int n = 0;
         for (int slot : slots) {
             if (!entry.hasArrived(slot) && !entry.isInFlight(slot)) {
                 n++;
             }
+        }
+        if (n == slots.length) {
+            return slots;
+        }
+        if (n == 0) {
+            return NO_SLOTS;
         }
         int[] todo = new int[n];
         int j = 0;
@@ -384,25 +461,28 @@ public final class BlockStore implements AutoCloseable {
 
     /**
      * Ends a save: marks the copied slots arrived (or not, if the copy failed), unpins, and seals blocks whose last
-     * slot arrived (one {@link StoreEvent.Kind#SEALED} event each).
+     * slot arrived (one {@link StoreEvent.Kind#SEALED} event each). Call it once per reservation.
      *
      * @return how many blocks this call sealed
      */
-    public int completeSave(List<SaveTarget> targets, boolean copied) {
-        List<CompletableFuture<Void>> landed = new ArrayList<>();
-        int sealed = completeSaveLocked(targets, copied, landed);
+    public int completeSave(SaveReservation reservation, boolean copied) {
+        if (reservation.count() == 0) {
+            return 0;
+        }
+        List<CompletableFuture<Void>> landed = new ArrayList<>(0);
+        int sealed = completeSaveLocked(reservation, copied, landed);
         // Waiting saves continue on this thread: complete their futures outside the store's lock.
         landed.forEach(f -> f.complete(null));
         return sealed;
     }
 
     private synchronized int completeSaveLocked(
-            List<SaveTarget> targets, boolean copied, List<CompletableFuture<Void>> landed) {
+            SaveReservation reservation, boolean copied, List<CompletableFuture<Void>> landed) {
         long now = clockNs.getAsLong();
         int sealedNow = 0;
-        for (SaveTarget target : targets) {
-            BlockEntry entry = target.entry();
-            for (int slot : target.slots()) {
+        for (int t = 0; t < reservation.count(); t++) {
+            BlockEntry entry = reservation.entry(t);
+            for (int slot : reservation.slots(t)) {
                 entry.clearInFlight(slot);
                 if (copied) {
                     entry.markArrived(slot);
@@ -508,24 +588,30 @@ public final class BlockStore implements AutoCloseable {
      * leaseTtlMs > 0} and at least one hit, leases the prefix in {@code namespace}.
      */
     public QueryResult query(String namespace, byte[][] hashes, long leaseTtlMs) {
+        return query(namespace, HashList.of(hashes), leaseTtlMs);
+    }
+
+    /** As {@link #query(String, byte[][], long)}; allocates per request, not per hash. */
+    public QueryResult query(String namespace, HashList hashes, long leaseTtlMs) {
         long candidate = leaseTtlMs > 0 ? leaseIds.nextLong() : 0;
         return queryLocked(namespace, hashes, leaseTtlMs, candidate);
     }
 
-    private synchronized QueryResult queryLocked(String namespace, byte[][] hashes, long leaseTtlMs, long leaseId) {
+    private synchronized QueryResult queryLocked(String namespace, HashList hashes, long leaseTtlMs, long leaseId) {
         // Look every hit up first, then touch or pin them: the lookups do not wait on the list updates. A fresh
         // (young) array: filling a long-lived one would dirty a card per store for the GC to refine.
-        BlockEntry[] found = new BlockEntry[hashes.length];
+        int n = hashes.size();
+        BlockEntry[] found = new BlockEntry[n];
         int hits = 0;
-        for (byte[] hash : hashes) {
-            BlockEntry entry = index.get(probe.set(namespace, hash));
+        for (int i = 0; i < n; i++) {
+            BlockEntry entry = index.get(probe.set(namespace, hashes, i));
             if (entry == null || !entry.sealed) {
                 break;
             }
             found[hits++] = entry;
         }
         counters.hits += hits;
-        counters.misses += hashes.length - hits;
+        counters.misses += n - hits;
         if (leaseTtlMs <= 0 || hits == 0) {
             for (int i = 0; i < hits; i++) {
                 touch(found[i]);
@@ -619,11 +705,16 @@ public final class BlockStore implements AutoCloseable {
      * namespace, or holding none of this load's blocks) is left untouched. The load's pins are taken before the lease
      * ends, so its blocks never become evictable in between.
      */
-    public synchronized BlockEntry[] pinForLoad(String namespace, byte[][] hashes, long leaseId) {
+    public BlockEntry[] pinForLoad(String namespace, byte[][] hashes, long leaseId) {
+        return pinForLoad(namespace, HashList.of(hashes), leaseId);
+    }
+
+    /** As {@link #pinForLoad(String, byte[][], long)}; allocates the returned array only. */
+    public synchronized BlockEntry[] pinForLoad(String namespace, HashList hashes, long leaseId) {
         long stamp = ++loadStamps;
-        BlockEntry[] entries = new BlockEntry[hashes.length];
-        for (int i = 0; i < hashes.length; i++) {
-            BlockEntry entry = index.get(probe.set(namespace, hashes[i]));
+        BlockEntry[] entries = new BlockEntry[hashes.size()];
+        for (int i = 0; i < entries.length; i++) {
+            BlockEntry entry = index.get(probe.set(namespace, hashes, i));
             if (entry != null && entry.sealed) {
                 pin(entry);
                 entry.loadStamp = stamp;

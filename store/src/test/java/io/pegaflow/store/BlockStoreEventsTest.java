@@ -80,11 +80,10 @@ class BlockStoreEventsTest {
         Recorder recorder = new Recorder();
         try (StoreFixture f = new StoreFixture(2, recorder)) {
             // A partial block that times out, a failed copy, an aborted transfer: none was ever sealed.
-            BlockStore.SaveReservation partial = f.store.reserveForSave(BIG, new int[] {0}, hashes("p"), new int[] {0});
-            f.store.completeSave(partial.targets(), true);
-            BlockStore.SaveReservation failed =
-                    f.store.reserveForSave(SMALL, new int[] {0}, hashes("f"), new int[] {0});
-            f.store.completeSave(failed.targets(), false);
+            SaveReservation partial = f.store.reserveForSave(BIG, new int[] {0}, hashes("p"), new int[] {0});
+            f.store.completeSave(partial, true);
+            SaveReservation failed = f.store.reserveForSave(SMALL, new int[] {0}, hashes("f"), new int[] {0});
+            f.store.completeSave(failed, false);
             f.store.abortIncoming(f.store.reserveIncoming(SMALL, hash("t")).orElseThrow());
             f.clock.addAndGet(2 * StoreFixture.PARTIAL_TIMEOUT_NS);
             f.store.sweep();
@@ -182,8 +181,7 @@ class BlockStoreEventsTest {
         try (StoreFixture f = new StoreFixture(3, recorder)) {
             f.save(SMALL, "a", "b", "c");
             f.save(BIG, "a");
-            BlockStore.SaveReservation filling =
-                    f.store.reserveForSave(SMALL, new int[] {0}, hashes("filling"), new int[] {0});
+            SaveReservation filling = f.store.reserveForSave(SMALL, new int[] {0}, hashes("filling"), new int[] {0});
             QueryResult lease = f.store.query("ns", hashes("b"), 60_000);
             recorder.next(4);
 
@@ -198,7 +196,7 @@ class BlockStoreEventsTest {
             assertEquals(2, f.store.sealedBlocks());
             assertEquals(1, f.store.inFlightBlocks(), "a block still being filled is untouched");
             assertEquals(2, f.store.counters().cleared());
-            f.store.completeSave(filling.targets(), true);
+            f.store.completeSave(filling, true);
             assertTrue(f.sealed(SMALL, "filling"));
             recorder.next(1);
 

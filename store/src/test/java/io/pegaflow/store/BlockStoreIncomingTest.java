@@ -106,10 +106,9 @@ class BlockStoreIncomingTest {
         try (StoreFixture f = new StoreFixture(1)) {
             f.save(SMALL, "sealed");
             assertTrue(f.store.reserveIncoming(SMALL, hash("sealed")).isEmpty());
-            BlockStore.SaveReservation saving =
-                    f.store.reserveForSave(SMALL, new int[] {0}, hashes("saving"), new int[] {0});
+            SaveReservation saving = f.store.reserveForSave(SMALL, new int[] {0}, hashes("saving"), new int[] {0});
             assertTrue(f.store.reserveIncoming(SMALL, hash("saving")).isEmpty());
-            f.store.completeSave(saving.targets(), true);
+            f.store.completeSave(saving, true);
             IncomingBlock in = f.store.reserveIncoming(SMALL, hash("in")).orElseThrow();
             assertTrue(f.store.reserveIncoming(SMALL, hash("in")).isEmpty());
             f.store.abortIncoming(in);
@@ -120,13 +119,12 @@ class BlockStoreIncomingTest {
     void shouldLeaveAnIncomingBlockToItsTransferWhenASaveNamesIt() {
         try (StoreFixture f = new StoreFixture(1)) {
             IncomingBlock in = f.store.reserveIncoming(SMALL, hash("x")).orElseThrow();
-            BlockStore.SaveReservation save =
-                    f.store.reserveForSave(SMALL, new int[] {0, 1}, hashes("x", "y"), new int[] {0});
+            SaveReservation save = f.store.reserveForSave(SMALL, new int[] {0, 1}, hashes("x", "y"), new int[] {0});
             assertEquals(1, save.targets().size(), "only y is copied");
             assertEquals(
                     new BlockKey("ns", hash("y")), save.targets().get(0).entry().key());
             assertTrue(save.othersInFlight().isEmpty());
-            f.store.completeSave(save.targets(), true);
+            f.store.completeSave(save, true);
             assertFalse(f.sealed(SMALL, "x"), "still the transfer's to commit");
             f.store.commitIncoming(in);
             assertTrue(f.sealed(SMALL, "x"));

@@ -3,7 +3,6 @@ package io.pegaflow.store;
 import io.pegaflow.store.pool.BlockPool;
 import java.lang.foreign.Arena;
 import java.nio.charset.StandardCharsets;
-import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.IntStream;
 
@@ -58,9 +57,8 @@ final class StoreFixture implements AutoCloseable {
     /** Saves whole blocks (every slot) as one request and completes the copy; returns how many it sealed. */
     int save(NamespaceLayout layout, byte[]... hashes) {
         int[] ids = IntStream.range(0, hashes.length).toArray();
-        List<BlockStore.SaveTarget> targets =
-                store.reserveForSave(layout, ids, hashes, allSlots(layout)).targets();
-        return store.completeSave(targets, true);
+        SaveReservation reservation = store.reserveForSave(layout, ids, hashes, allSlots(layout));
+        return store.completeSave(reservation, true);
     }
 
     int save(NamespaceLayout layout, String... names) {

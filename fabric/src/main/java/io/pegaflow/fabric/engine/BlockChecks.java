@@ -1,7 +1,7 @@
 package io.pegaflow.fabric.engine;
 
+import io.pegaflow.store.HashList;
 import java.util.Arrays;
-import java.util.HashMap;
 
 /**
  * Checks of the block lists, layer lists and flags that Save, Load and Query carry: on the caller's thread, before
@@ -12,7 +12,7 @@ final class BlockChecks {
 
     private BlockChecks() {}
 
-    static void checkBlocks(WorkerContext context, int[] blockIds, byte[][] hashes) {
+    static void checkBlocks(WorkerContext context, int[] blockIds, HashList hashes) {
         Limits.checkCount("blocks", blockIds.length, Limits.BLOCKS_PER_REQUEST);
         int numBlocks = context.numBlocks;
         for (int i = 0; i < blockIds.length; i++) {
@@ -20,22 +20,45 @@ final class BlockChecks {
                 throw EngineException.invalid("blocks[" + i + "].block_id: " + Integer.toUnsignedString(blockIds[i])
                         + " is out of range 0.." + (numBlocks - 1));
             }
-            checkHash("blocks[" + i + "].hash", hashes[i]);
+            checkHash("blocks[" + i + "].hash", hashes.length(i));
         }
-        HashMap<Integer, Integer> seen = new HashMap<>();
-        for (int i = 0; i < blockIds.length; i++) {
-            Integer previous = seen.putIfAbsent(blockIds[i], i);
-            if (previous != null && !Arrays.equals(hashes[previous], hashes[i])) {
-                throw EngineException.invalid("blocks[" + i + "].block_id: " + blockIds[i]
-                        + " appears twice with different hashes (also blocks[" + previous + "])");
+        checkRepeatedIds(blockIds, hashes);
+    }
+
+    /**
+     * A block id may repeat only with the same hash. Sorts (id, position) pairs: one array per request, no boxing.
+     * Reports the first position that repeats an earlier id with another hash.
+     */
+    private static void checkRepeatedIds(int[] blockIds, HashList hashes) {
+        int n = blockIds.length;
+        if (n < 2) {
+            return;
+        }
+        long[] byId = new long[n];
+        for (int i = 0; i < n; i++) {
+            byId[i] = ((long) blockIds[i] << 32) | i; // ids are checked non-negative
+        }
+        Arrays.sort(byId);
+        int worst = -1;
+        int worstFirst = -1;
+        for (int k = 1, groupFirst = (int) byId[0]; k < n; k++) {
+            int position = (int) byId[k];
+            if ((byId[k] >>> 32) != (byId[k - 1] >>> 32)) {
+                groupFirst = position;
+            } else if ((worst < 0 || position < worst) && !hashes.sameHash(groupFirst, position)) {
+                worst = position;
+                worstFirst = groupFirst;
             }
+        }
+        if (worst >= 0) {
+            throw EngineException.invalid("blocks[" + worst + "].block_id: " + blockIds[worst]
+                    + " appears twice with different hashes (also blocks[" + worstFirst + "])");
         }
     }
 
-    static void checkHash(String field, byte[] hash) {
-        if (hash.length == 0 || hash.length > MAX_HASH_BYTES) {
-            throw EngineException.invalid(
-                    field + ": " + hash.length + " bytes; a hash has 1.." + MAX_HASH_BYTES + " bytes");
+    static void checkHash(String field, int length) {
+        if (length == 0 || length > MAX_HASH_BYTES) {
+            throw EngineException.invalid(field + ": " + length + " bytes; a hash has 1.." + MAX_HASH_BYTES + " bytes");
         }
     }
 
@@ -87,9 +110,9 @@ final class BlockChecks {
             throw EngineException.invalid("namespace: missing");
         }
         Limits.checkLength("namespace", q.namespace(), Limits.NAMESPACE_BYTES);
-        Limits.checkCount("hashes", q.hashes().length, Limits.BLOCKS_PER_REQUEST);
-        for (int i = 0; i < q.hashes().length; i++) {
-            checkHash("hashes[" + i + "]", q.hashes()[i]);
+        Limits.checkCount("hashes", q.hashes().size(), Limits.BLOCKS_PER_REQUEST);
+        for (int i = 0; i < q.hashes().size(); i++) {
+            checkHash("hashes[" + i + "]", q.hashes().length(i));
         }
         if (q.leaseTtlMs() < 0 || q.leaseTtlMs() > 600_000) {
             throw EngineException.invalid("lease_ttl_ms: " + q.leaseTtlMs() + " is out of range 0..600000");

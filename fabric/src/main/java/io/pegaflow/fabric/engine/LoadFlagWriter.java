@@ -8,7 +8,8 @@ import java.nio.ByteOrder;
 /**
  * Writes a worker's 32-byte load flag: {@code [0,8)} state (0 pending, 1 done, 2 failed), {@code [8,16)} blocks
  * loaded, {@code [16,24)} blocks failed, {@code [24,32)} node-side duration in ns, all little-endian int64. Counters
- * go first and the state last with release semantics, so a reader that sees the state sees the counters.
+ * go first and the state last with release semantics, so a reader that sees the state sees the counters; then the
+ * state word's futex waiters are woken ({@link FutexWake}).
  */
 final class LoadFlagWriter {
     static final long FLAG_BYTES = 32;
@@ -33,5 +34,6 @@ final class LoadFlagWriter {
         flag.set(LE_LONG, 16, failed);
         flag.set(LE_LONG, 24, durationNs);
         STATE.setRelease(flag, 0L, failed == 0 ? DONE : FAILED);
+        FutexWake.wakeAll(flag); // a worker blocked in futex(FUTEX_WAIT) on the state wakes now, not at its next poll
     }
 }

@@ -23,7 +23,9 @@ import org.slf4j.LoggerFactory;
  *   <li>flag: the copy thread unpins and sets the flag done or failed.
  * </ol>
  *
- * The reply (blocks that cannot be loaded, blocks scheduled) completes once the copy is queued, before it runs. A
+ * The reply (blocks that cannot be loaded, blocks scheduled) completes once the copy is queued, before it runs, or
+ * for a load with {@code replyWhenDone} once it has ended (then the flag is optional and the reply carries its
+ * figures). A
  * stage that fails before that fails the reply, sets a pending flag failed, unpins and lets go of the context; a
  * refused copy (queue full, node stopping) is such a failure.
  */
@@ -64,17 +66,22 @@ final class LoadPipeline {
         int[] failed;
         /** Set once a copy thread (or the no-copy path) owns the ending: the failure path must not end it twice. */
         boolean handedOff;
+        /** Completed by {@link #finish} with the flag's figures; only for a load with {@code replyWhenDone}. */
+        final CompletableFuture<LoadStarted.LoadDone> done;
 
         LoadJob(WorkerContext context, LoadBlocks request) {
             this.context = context;
             this.request = request;
+            this.done = request.replyWhenDone() ? new CompletableFuture<>() : null;
         }
     }
 
     CompletableFuture<LoadStarted> start(WorkerContext context, LoadBlocks request) {
         try {
             BlockChecks.checkBlocks(context, request.blockIds(), request.hashes());
-            BlockChecks.checkFlag(request.flagPath(), request.flagOffsetBytes());
+            if (request.hasFlag() || !request.replyWhenDone()) {
+                BlockChecks.checkFlag(request.flagPath(), request.flagOffsetBytes());
+            }
         } catch (EngineException e) {
             return CompletableFuture.failedFuture(e);
         }
@@ -85,20 +92,26 @@ final class LoadPipeline {
         LoadJob job = new LoadJob(context, request);
         CompletableFuture<LoadStarted> reply;
         try {
-            reply = context.flags()
-                    .get(request.flagPath())
-                    .thenApply(file -> openFlag(job, file))
-                    .thenApply(this::pinLocal)
+            CompletableFuture<LoadJob> flagged = request.hasFlag()
+                    ? context.flags().get(request.flagPath()).thenApply(file -> openFlag(job, file))
+                    : CompletableFuture.completedFuture(job);
+            reply = flagged.thenApply(this::pinLocal)
                     .thenCompose(this::fetchRemote)
                     .thenApply(this::startCopy);
         } catch (RuntimeException e) {
             reply = CompletableFuture.failedFuture(e);
         }
-        return reply.whenComplete((started, error) -> {
+        reply = reply.whenComplete((started, error) -> {
             if (error != null) {
                 abandon(job, error);
             }
         });
+        if (!request.replyWhenDone()) {
+            return reply;
+        }
+        // The reply waits, without a thread, for the copy's end (finish completes job.done).
+        return reply.thenCompose(started ->
+                job.done.thenApply(done -> new LoadStarted(started.failedBlockIds(), started.scheduled(), done)));
     }
 
     /** Stage 1: the slot in the flag file, set pending. */
@@ -142,7 +155,7 @@ final class LoadPipeline {
         for (int i = 0, k = 0; i < job.entries.length; i++) {
             if (job.entries[i] == null) {
                 positions[k] = i;
-                hashes[k++] = job.request.hashes()[i];
+                hashes[k++] = job.request.hashes().copy(i);
             }
         }
         return remote.fetchMissing(job.context.layout, hashes).thenApply(fetched -> {
@@ -195,9 +208,14 @@ final class LoadPipeline {
         int loaded = copied ? total - job.failed.length : 0;
         int failedCount = total - loaded;
         store.unpinAll(job.entries);
-        writeFinalFlag(job, loaded, failedCount, durationNs);
+        if (job.flag != null) {
+            writeFinalFlag(job, loaded, failedCount, durationNs);
+        }
         job.context.releaseRef();
         listener.loaded(bytes, durationNs, loaded, failedCount);
+        if (job.done != null) {
+            job.done.complete(new LoadStarted.LoadDone(failedCount != 0, loaded, failedCount, durationNs));
+        }
     }
 
     /** A stage failed before the copy was handed off: the reply fails; undo what the earlier stages did. */

@@ -4,8 +4,8 @@ import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.store.BlockStore;
 import io.pegaflow.store.PoolFullException;
+import io.pegaflow.store.SaveReservation;
 import java.lang.foreign.MemorySegment;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
 
 /**
@@ -37,7 +37,7 @@ final class SaveOperation {
     }
 
     /** What the copy thread did, and the other saves' copies the reply must wait for. */
-    private record Copied(SaveResult result, BlockStore.SaveReservation reservation) {}
+    private record Copied(SaveResult result, SaveReservation reservation) {}
 
     CompletableFuture<SaveResult> save(WorkerContext context, SaveBlocks request) {
         int[] slots;
@@ -64,25 +64,25 @@ final class SaveOperation {
     /** Runs on a copy thread: reserves, copies, then seals or rolls back exactly once whatever is thrown. */
     private Copied reserveCopySeal(WorkerContext context, SaveBlocks request, int[] slots) {
         try {
-            BlockStore.SaveReservation reservation;
+            SaveReservation reservation;
             try {
                 reservation = store.reserveForSave(context.layout, request.blockIds(), request.hashes(), slots);
             } catch (PoolFullException e) {
                 throw EngineException.exhausted(e.getMessage());
             }
-            List<BlockStore.SaveTarget> targets = reservation.targets();
-            int skipped = request.blockIds().length - targets.size();
-            if (targets.isEmpty()) {
+            int targets = reservation.count();
+            int skipped = request.blockIds().length - targets;
+            if (targets == 0) {
                 return new Copied(new SaveResult(0, skipped, 0), reservation);
             }
             long startNs = System.nanoTime();
             boolean landed = false;
             try {
-                long bytes = copy(context, targets);
+                long bytes = copy(context, reservation);
                 landed = true;
-                int sealed = store.completeSave(targets, true);
-                listener.saved(bytes, System.nanoTime() - startNs, targets.size());
-                return new Copied(new SaveResult(targets.size(), skipped, sealed), reservation);
+                int sealed = store.completeSave(reservation, true);
+                listener.saved(bytes, System.nanoTime() - startNs, targets);
+                return new Copied(new SaveResult(targets, skipped, sealed), reservation);
             } catch (EngineException e) {
                 throw e;
             } catch (RuntimeException e) {
@@ -96,7 +96,7 @@ final class SaveOperation {
                 throw new EngineException(EngineException.Code.INTERNAL, "save copy failed: " + e.getMessage(), e);
             } finally {
                 if (!landed) {
-                    store.completeSave(targets, false);
+                    store.completeSave(reservation, false);
                 }
             }
         } finally {
@@ -109,13 +109,13 @@ final class SaveOperation {
      * until that copy has landed (a caller may free its blocks on our reply).
      */
     private CompletableFuture<SaveResult> afterOthersLanded(Copied copied) {
-        BlockStore.SaveReservation reservation = copied.reservation();
+        SaveReservation reservation = copied.reservation();
         if (reservation.othersInFlight().isEmpty()) {
             return CompletableFuture.completedFuture(copied.result());
         }
         return CompletableFuture.allOf(reservation.othersInFlight().toArray(CompletableFuture[]::new))
                 .thenApply(landed -> {
-                    if (!store.allArrived(reservation.othersTargets())) {
+                    if (!store.othersArrived(reservation)) {
                         throw EngineException.unavailable(
                                 "a concurrent save of some of these blocks failed; save them again");
                     }
@@ -124,21 +124,18 @@ final class SaveOperation {
     }
 
     /** Worker memory to pool. */
-    private long copy(WorkerContext context, List<BlockStore.SaveTarget> targets) {
+    private long copy(WorkerContext context, SaveReservation targets) {
         // One batch over every region, runs in pool order (a block's slots are contiguous there), copied as one unit.
         CopyBatch batch = batches.get();
         batch.clear();
-        for (BlockStore.SaveTarget target : targets) {
-            for (int slot : target.slots()) {
+        for (int t = 0; t < targets.count(); t++) {
+            long blockOffset = targets.entry(t).offset();
+            int blockId = targets.blockId(t);
+            for (int slot : targets.slots(t)) {
                 LayerMapping layer = context.layer(context.layout.layerOfSlot(slot));
-                long dst = target.entry().offset() + (long) slot * context.layout.slotBytes();
+                long dst = blockOffset + (long) slot * context.layout.slotBytes();
                 for (int s = 0; s < layer.segmentOffsets().length; s++) {
-                    batch.add(
-                            layer.regionIndex(),
-                            0,
-                            layer.sourceOffset(target.blockId(), s),
-                            dst,
-                            layer.segmentLengths()[s]);
+                    batch.add(layer.regionIndex(), 0, layer.sourceOffset(blockId, s), dst, layer.segmentLengths()[s]);
                     dst += layer.segmentLengths()[s];
                 }
             }

@@ -24,7 +24,6 @@ import io.pegaflow.proto.engine.SessionRequest;
 import io.pegaflow.proto.engine.UnregisterContextRequest;
 import io.pegaflow.proto.engine.UnregisterContextResponse;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.CompletionStage;
@@ -153,12 +152,13 @@ public final class EngineGrpcImpl implements Engine {
             PrefixQuery query = EngineProtoMapper.query(in);
             PrefixHits local = engine.query(query);
             QueryResponse localReply = EngineProtoMapper.hits(local);
-            int rest = query.hashes().length - local.hitBlocks();
+            int rest = query.hashes().size() - local.hitBlocks();
             if (in.getScope() != QueryScope.QUERY_SCOPE_CLUSTER || rest == 0) {
                 return CompletableFuture.completedFuture(localReply);
             }
             // The local prefix is leased (if asked); the rest is only counted: a Load fetches it from its holders.
-            byte[][] remaining = Arrays.copyOfRange(query.hashes(), local.hitBlocks(), query.hashes().length);
+            byte[][] remaining =
+                    query.hashes().copies(local.hitBlocks(), query.hashes().size());
             return clusterPrefix
                     .heldPrefix(query.namespace(), remaining)
                     .handle((held, error) -> {

@@ -174,6 +174,31 @@ class KvEngineTest {
     }
 
     @Test
+    void shouldReplyToAReplyWhenDoneLoadOnlyOnceItsBlocksLandedWithoutAFlag() throws Exception {
+        engine(64L << 20, 30_000);
+        ShmKvCache cache = cache(2, 64, false);
+        String ctx = register(cache.registration("i1", "ns", 0, 1, 2, 0));
+        byte[][][] data = new byte[4][][];
+        for (int b = 0; b < 4; b++) {
+            data[b] = cache.fillRandom(b, 7 + b);
+        }
+        save(ctx, ids(0, 4), hashes("w", 4));
+        byte[][] asked = {hash("w0"), hash("w1"), hash("w2"), hash("w3"), hash("missing")};
+        LoadStarted r = await(
+                engine.load(new LoadBlocks(ctx, ids(30, 5), io.pegaflow.store.HashList.of(asked), 0, "", 0, true)));
+        assertArrayEquals(new int[] {34}, r.failedBlockIds());
+        assertEquals(new LoadStarted.LoadDone(true, 4, 1, r.done().durationNs()), r.done());
+        for (int b = 0; b < 4; b++) {
+            for (int l = 0; l < 2; l++) {
+                assertArrayEquals(data[b][l], cache.read(l, 30 + b), "landed before the reply: block " + b);
+            }
+        }
+        EngineException noFlag =
+                assertThrows(EngineException.class, () -> load(ctx, ids(30, 1), new byte[][] {hash("w0")}, 0, "", 0));
+        assertEquals("flag.path: missing", noFlag.getMessage(), "a load that is not reply-when-done needs a flag");
+    }
+
+    @Test
     void shouldEvictLeastRecentlyUsedWhenPoolIsFull() throws Exception {
         engine(16 * 8192, 30_000); // 2 layers x 4 KiB = 8 KiB blocks: 16 fit
         ShmKvCache cache = cache(2, 64, false);
@@ -234,13 +259,13 @@ class KvEngineTest {
         String ca = register(a.registration("ia", "ns", 0, 1, 2, 0));
         String cb = register(b.registration("ib", "ns", 0, 1, 2, 0));
         // Reserve A's copy by hand (as a save in progress would), then save the same hash from B.
-        BlockStore.SaveReservation inProgress = engine.store()
+        io.pegaflow.store.SaveReservation inProgress = engine.store()
                 .reserveForSave(layoutOf(engine, "ns"), new int[] {0}, new byte[][] {hash("x")}, new int[] {0, 1});
         var fromB = engine.save(new SaveBlocks(cb, ids(0, 1), new byte[][] {hash("x")}, new int[0]))
                 .toCompletableFuture();
         Thread.sleep(200);
         assertFalse(fromB.isDone(), "B must wait for A's copy of the same slots");
-        engine.store().completeSave(inProgress.targets(), false); // A's copy failed
+        engine.store().completeSave(inProgress, false); // A's copy failed
         Throwable t = assertThrows(java.util.concurrent.ExecutionException.class, () -> fromB.get(5, TimeUnit.SECONDS))
                 .getCause();
         assertEquals(EngineException.Code.UNAVAILABLE, ((EngineException) t).code());

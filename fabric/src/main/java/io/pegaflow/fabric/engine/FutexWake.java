@@ -1,0 +1,70 @@
+package io.pegaflow.fabric.engine;
+
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.Linker;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+import java.util.Locale;
+
+/**
+ * Wakes the processes waiting on a load flag's state word (Linux {@code futex(FUTEX_WAKE)} on the shared mapping, so a
+ * worker in another process that mapped the same file wakes at once instead of polling). One syscall per finished
+ * load, no allocation; a no-op where the call is not available (another OS or architecture: waiters then fall back to
+ * polling). Stateless and thread-safe.
+ */
+final class FutexWake {
+    private static final int FUTEX_WAKE = 1; // shared (not FUTEX_PRIVATE_FLAG): the waiter is another process
+    private static final MethodHandle SYSCALL;
+    private static final long SYS_FUTEX;
+
+    static {
+        long number = switch (System.getProperty("os.arch", "").toLowerCase(Locale.ROOT)) {
+            case "amd64", "x86_64" -> 202;
+            case "aarch64", "arm64" -> 98;
+            default -> -1;
+        };
+        MethodHandle handle = null;
+        if (number > 0
+                && System.getProperty("os.name", "").toLowerCase(Locale.ROOT).contains("linux")) {
+            try {
+                Linker linker = Linker.nativeLinker();
+                handle = linker.downcallHandle(
+                        linker.defaultLookup().find("syscall").orElseThrow(),
+                        FunctionDescriptor.of(
+                                ValueLayout.JAVA_LONG,
+                                ValueLayout.JAVA_LONG,
+                                ValueLayout.ADDRESS,
+                                ValueLayout.JAVA_INT,
+                                ValueLayout.JAVA_INT),
+                        Linker.Option.firstVariadicArg(1));
+            } catch (RuntimeException | LinkageError e) {
+                handle = null;
+            }
+        }
+        SYSCALL = handle;
+        SYS_FUTEX = number;
+    }
+
+    private FutexWake() {}
+
+    static boolean available() {
+        return SYSCALL != null;
+    }
+
+    /**
+     * Wakes every waiter on the 32-bit word at the start of {@code word} (the low half of the little-endian state).
+     *
+     * @return how many waiters were woken, or -1 when unavailable or the call failed (the waiters' timeouts cover it)
+     */
+    static long wakeAll(MemorySegment word) {
+        if (SYSCALL == null) {
+            return -1;
+        }
+        try {
+            return (long) SYSCALL.invokeExact(SYS_FUTEX, word, FUTEX_WAKE, Integer.MAX_VALUE);
+        } catch (Throwable e) {
+            return -1;
+        }
+    }
+}
