@@ -13,6 +13,12 @@ import java.util.Map;
  * @param pieceBytes runs are cut into kernel descriptors of at most this many bytes (load balance)
  * @param stagingChunkBytes STAGED: bytes per staging buffer (one DMA/kernel step)
  * @param stagingChunks STAGED: staging buffers per lane (the ring depth)
+ * @param stagingFirstChunkBytes STAGED: the first chunk of a copy, doubled chunk by chunk up to {@code
+ *     stagingChunkBytes}: the pipeline fills quickly, and large later chunks mean few kernel launches, each of which
+ *     costs the model a GPU context switch when it runs in another process
+ * @param lowPriorityStreams the lanes' streams at the context's lowest priority ({@code cuStreamCreateWithPriority}),
+ *     so that the GPU dispatches other work of the same context, or of other MPS clients, ahead of the copies' CTAs;
+ *     without MPS the node's context and the model's are time-sliced and priorities cannot reach across them
  */
 public record CudaCopySettings(
         CudaCopyMode gatherMode,
@@ -22,7 +28,9 @@ public record CudaCopySettings(
         int threadsPerCta,
         long pieceBytes,
         long stagingChunkBytes,
-        int stagingChunks) {
+        int stagingChunks,
+        long stagingFirstChunkBytes,
+        boolean lowPriorityStreams) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -44,6 +52,10 @@ public record CudaCopySettings(
             throw new IllegalArgumentException(
                     "staging-chunk-bytes: " + stagingChunkBytes + " must be a multiple of 16, at least 64 KiB");
         }
+        if (stagingFirstChunkBytes < 64 * 1024 || stagingFirstChunkBytes % 16 != 0) {
+            throw new IllegalArgumentException("staging-first-chunk-bytes: " + stagingFirstChunkBytes
+                    + " must be a multiple of 16, at least 64 KiB");
+        }
         if (stagingChunks < 2 || stagingChunks > 64) {
             throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
         }
@@ -51,29 +63,71 @@ public record CudaCopySettings(
 
     /** The defaults, chosen by measurement on the H100 (bench/results/gpu-*.md). */
     public static CudaCopySettings defaults() {
-        return new CudaCopySettings(CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 16L << 20, 4);
+        return new CudaCopySettings(
+                CudaCopyMode.STAGED, CudaCopyMode.STAGED, 2, 32, 256, 64 * 1024, 64L << 20, 3, 4L << 20, true);
     }
 
     public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {
         return new CudaCopySettings(
-                gather, scatter, lanes, gridCtas, threadsPerCta, pieceBytes, stagingChunkBytes, stagingChunks);
+                gather,
+                scatter,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
         return new CudaCopySettings(
-                gatherMode, scatterMode, lanes, gridCtas, threadsPerCta, pieceBytes, chunkBytes, chunks);
+                gatherMode,
+                scatterMode,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                chunkBytes,
+                chunks,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
         return new CudaCopySettings(
-                gatherMode, scatterMode, lanes, ctas, threads, pieceBytes, stagingChunkBytes, stagingChunks);
+                gatherMode,
+                scatterMode,
+                lanes,
+                ctas,
+                threads,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
+    }
+
+    public CudaCopySettings withLowPriorityStreams(boolean low) {
+        return new CudaCopySettings(
+                gatherMode,
+                scatterMode,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                stagingFirstChunkBytes,
+                low);
     }
 
     /**
      * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
-     * {@code staging-chunks}.
+     * {@code staging-chunks}, {@code staging-first-chunk-bytes}, {@code stream-priority} ({@code low} or {@code default}).
      *
      * @throws IllegalArgumentException naming the key for a bad value
      */
@@ -90,7 +144,23 @@ public record CudaCopySettings(
                 (int) number(properties, "threads-per-cta", d.threadsPerCta),
                 number(properties, "piece-bytes", d.pieceBytes),
                 number(properties, "staging-chunk-bytes", d.stagingChunkBytes),
-                (int) number(properties, "staging-chunks", d.stagingChunks));
+                (int) number(properties, "staging-chunks", d.stagingChunks),
+                number(properties, "staging-first-chunk-bytes", d.stagingFirstChunkBytes),
+                lowPriority(properties, d.lowPriorityStreams));
+    }
+
+    private static boolean lowPriority(Map<?, ?> p, boolean fallback) {
+        Object v = p.get(PREFIX + "stream-priority");
+        if (v == null) {
+            return fallback;
+        }
+        return switch (v.toString().trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "low" -> true;
+            case "default" -> false;
+            default ->
+                throw new IllegalArgumentException(
+                        PREFIX + "stream-priority: \"" + v + "\" is neither low nor default");
+        };
     }
 
     private static CudaCopyMode mode(Map<?, ?> p, String key, CudaCopyMode fallback) {
