@@ -136,8 +136,8 @@ fi
 # 4. The interference bench: model slowdown while 10K-token saves and loads run, per copy mode, grid size, stream
 #    priority and staging chunk size, and the copies' GB/s alone and while the model runs; prints a recommendation.
 if want interference; then
-  # The default sweep (the node's defaults, then priority, grid 16/8/4/128, 16 MiB chunks, batch, kernel: one knob at a
-  # time), 2 rounds of 2 s idle / 2 s busy each; configs that would overrun --budget-s are skipped, so the table and the
+  # The default sweep (the node's defaults, then 16 MiB chunks, batch, grid 8/128, priority, grid 16/4, kernel: one
+  # knob at a time), 2 rounds of 2 s idle / 2 s busy each; configs that would overrun --budget-s are skipped, so the table and the
   # recommendation always come out. STEPS="interference" alone takes ~3 minutes.
   step interference 225 "$PY" bench/gpu/interference.py --java "$JAVA" --classpath "$CP" \
     --seconds 2 --rounds 2 --budget-s 190 --node-log-dir "$LOGS" --out "$OUT/interference.md"
