@@ -19,6 +19,7 @@ import java.lang.foreign.MemorySegment;
  */
 final class CopyLane implements AutoCloseable {
     private volatile boolean broken;
+    private volatile int largestGrid;
     static final long DESC_BYTES = 24;
     /** cuMemcpyBatchAsync calls take at most this many copies. */
     static final int MAX_BATCH = 4096;
@@ -53,8 +54,8 @@ final class CopyLane implements AutoCloseable {
         this.kernels = kernels;
         this.settings = settings;
         device.makeCurrent();
-        dmaStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
-        kernelStream = Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+        dmaStream = stream(settings);
+        kernelStream = stream(settings);
         done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
         int ring = settings.stagingChunks();
         dmaDone = new MemorySegment[ring];
@@ -81,6 +82,22 @@ final class CopyLane implements AutoCloseable {
         batchAttrIdx = arena.allocate(JAVA_LONG);
         batchFailIdx = arena.allocate(JAVA_LONG);
         ensureDescriptors(64 * 1024);
+    }
+
+    private static MemorySegment stream(CudaCopySettings settings) {
+        return settings.lowPriorityStreams()
+                ? Cu.streamCreateWithPriority(CudaDriver.CU_STREAM_NON_BLOCKING, Cu.leastStreamPriority())
+                : Cu.streamCreate(CudaDriver.CU_STREAM_NON_BLOCKING);
+    }
+
+    /** The priorities of the DMA and the kernel stream (for tests and the start-up log). */
+    int[] streamPriorities() {
+        return new int[] {Cu.streamPriority(dmaStream), Cu.streamPriority(kernelStream)};
+    }
+
+    /** The largest grid (CTAs) this lane has launched a kernel with; 0 before the first launch (for tests). */
+    int largestGridLaunched() {
+        return largestGrid;
     }
 
     /**
@@ -144,7 +161,15 @@ final class CopyLane implements AutoCloseable {
     private void runStagedLoad(long[] srcBase, long[] dstBase, CopyBatch batch) {
         long chunkBytes = settings.stagingChunkBytes();
         ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
-        plan.startStaged(batch, srcBase, dstBase, true, stagingBases, chunkBytes, settings.pieceBytes());
+        plan.startStaged(
+                batch,
+                srcBase,
+                dstBase,
+                true,
+                stagingBases,
+                settings.stagingFirstChunkBytes(),
+                chunkBytes,
+                settings.pieceBytes());
         int ring = stagingBases.length;
         for (int c = 0; plan.planNextChunk(); c++) {
             int s = c % ring;
@@ -178,7 +203,15 @@ final class CopyLane implements AutoCloseable {
     private void runStagedSave(long[] srcBase, long[] dstBase, CopyBatch batch) {
         long chunkBytes = settings.stagingChunkBytes();
         ensureDescriptors(CopyPlan.descriptorBound(batch, chunkBytes, settings.pieceBytes()));
-        plan.startStaged(batch, srcBase, dstBase, false, stagingBases, chunkBytes, settings.pieceBytes());
+        plan.startStaged(
+                batch,
+                srcBase,
+                dstBase,
+                false,
+                stagingBases,
+                settings.stagingFirstChunkBytes(),
+                chunkBytes,
+                settings.pieceBytes());
         int ring = stagingBases.length;
         for (int c = 0; plan.planNextChunk(); c++) {
             int s = c % ring;
@@ -301,6 +334,9 @@ final class CopyLane implements AutoCloseable {
         argCount.set(JAVA_INT, 0, count);
         int grid = Math.min(count, settings.gridCtas());
         int rc = Cu.launchKernel(function, grid, settings.threadsPerCta(), stream, params);
+        if (grid > largestGrid) {
+            largestGrid = grid;
+        }
         if (rc != CUDA_SUCCESS) {
             throw new CudaException(
                     "cuLaunchKernel", rc, "grid=" + grid + ", block=" + settings.threadsPerCta() + ", runs=" + count);

@@ -87,6 +87,8 @@ final class CopyPlan {
     private int stagedRun;
     private long stagedOffset;
 
+    private long stagedFirstChunkBytes;
+
     /** Starts planning a staged copy chunk by chunk, so the GPU can run chunk c while chunk c+1 is planned. */
     void startStaged(
             CopyBatch batch,
@@ -96,7 +98,25 @@ final class CopyPlan {
             long[] staging,
             long chunkBytes,
             long pieceBytes) {
+        startStaged(batch, srcBases, dstBases, hostToDevice, staging, chunkBytes, chunkBytes, pieceBytes);
+    }
+
+    /**
+     * As above, with chunks that ramp up: chunk c holds at most {@code min(chunkBytes, firstChunkBytes << c)} bytes, so
+     * the pipeline fills after a small first step while the later, large chunks keep the number of kernel launches
+     * (and so of GPU context switches against the model's work) small.
+     */
+    void startStaged(
+            CopyBatch batch,
+            long[] srcBases,
+            long[] dstBases,
+            boolean hostToDevice,
+            long[] staging,
+            long firstChunkBytes,
+            long chunkBytes,
+            long pieceBytes) {
         clear();
+        stagedFirstChunkBytes = Math.min(firstChunkBytes, chunkBytes);
         stagedBatch = batch;
         stagedSrc = srcBases;
         stagedDst = dstBases;
@@ -127,6 +147,7 @@ final class CopyPlan {
         chunkDesc[c] = descCount;
         chunkDma[c] = dmaCount;
         long base = stagedRing[c % stagedRing.length];
+        long limit = c >= 40 ? stagedChunkBytes : Math.min(stagedChunkBytes, stagedFirstChunkBytes << c);
         long pos = 0;
         while (stagedRun < batch.runCount()) {
             int i = stagedRun;
@@ -137,11 +158,11 @@ final class CopyPlan {
             long gpu = stagedToDevice ? dst : src;
             long off = stagedOffset;
             long pad = ((gpu + off) - (base + pos)) & 15;
-            if (pos + pad >= stagedChunkBytes) {
+            if (pos + pad >= limit) {
                 break; // the chunk is full
             }
             pos += pad;
-            long take = Math.min(Math.min(len - off, stagedChunkBytes - pos), stagedPieceBytes);
+            long take = Math.min(Math.min(len - off, limit - pos), stagedPieceBytes);
             // A DMA never crosses a pinned-registration boundary (ChunkedHostRegistration pins the pool per chunk).
             take = Math.min(take, BOUNDARY - ((host + off) & (BOUNDARY - 1)));
             long stage = base + pos;
@@ -158,7 +179,7 @@ final class CopyPlan {
                 stagedRun++;
                 stagedOffset = 0;
             }
-            if (pos == stagedChunkBytes) {
+            if (pos == limit) {
                 break;
             }
         }
@@ -173,7 +194,8 @@ final class CopyPlan {
 
     /** An upper bound of the descriptors a staged plan of {@code batch} makes. */
     static long descriptorBound(CopyBatch batch, long chunkBytes, long pieceBytes) {
-        return batch.runCount() + batch.totalBytes() / pieceBytes + batch.totalBytes() / chunkBytes + 2;
+        // + the ramp's small first chunks (at most 40, see planNextChunk), each of which may split a piece
+        return batch.runCount() + batch.totalBytes() / pieceBytes + batch.totalBytes() / chunkBytes + 42;
     }
 
     private void ensureChunks(int n) {

@@ -300,6 +300,48 @@ final class Cu {
         }
     }
 
+    /** A stream whose work the context schedules at {@code priority} (see {@link #leastStreamPriority()}). */
+    static MemorySegment streamCreateWithPriority(int flags, int priority) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(ADDRESS);
+            int rc = (int) CudaDriver.cuStreamCreateWithPriority.invokeExact(out, flags, priority);
+            check(rc, "cuStreamCreateWithPriority", "flags=" + flags + ", priority=" + priority);
+            return out.get(ADDRESS, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw bug("cuStreamCreateWithPriority", t);
+        }
+    }
+
+    static int streamPriority(MemorySegment stream) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment out = arena.allocate(JAVA_INT);
+            int rc = (int) CudaDriver.cuStreamGetPriority.invokeExact(stream, out);
+            check(rc, "cuStreamGetPriority", "");
+            return out.get(JAVA_INT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw bug("cuStreamGetPriority", t);
+        }
+    }
+
+    /** The current context's lowest stream priority (the driver's "least"; higher priorities are smaller numbers). */
+    static int leastStreamPriority() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment least = arena.allocate(JAVA_INT);
+            MemorySegment greatest = arena.allocate(JAVA_INT);
+            int rc = (int) CudaDriver.cuCtxGetStreamPriorityRange.invokeExact(least, greatest);
+            check(rc, "cuCtxGetStreamPriorityRange", "");
+            return least.get(JAVA_INT, 0);
+        } catch (CudaException e) {
+            throw e;
+        } catch (Throwable t) {
+            throw bug("cuCtxGetStreamPriorityRange", t);
+        }
+    }
+
     static int streamDestroy(MemorySegment stream) {
         try {
             return (int) CudaDriver.cuStreamDestroy_v2.invokeExact(stream);

@@ -163,6 +163,18 @@ public final class CudaCopyEngine implements CopyEngine {
         return refusals.sum();
     }
 
+    /** The largest grid any lane has launched a copy kernel with (0 before the first launch): tests check the knob. */
+    int largestGridLaunched() {
+        return lanes.stream().mapToInt(CopyLane::largestGridLaunched).max().orElse(0);
+    }
+
+    /** Every lane's DMA and kernel stream priority, in lane order; the caller has the device's context current. */
+    int[] streamPriorities() {
+        return lanes.stream()
+                .flatMapToInt(l -> java.util.Arrays.stream(l.streamPriorities()))
+                .toArray();
+    }
+
     /** "gather staged, scatter staged, 2 lanes, ..." for the start-up log. */
     public String describe() {
         return "device "
@@ -177,9 +189,12 @@ public final class CudaCopyEngine implements CopyEngine {
                 + settings.gridCtas()
                 + "x"
                 + settings.threadsPerCta()
+                + (settings.lowPriorityStreams() ? ", streams at the lowest priority" : ", streams at default priority")
                 + (settings.stages()
                         ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20)
-                                + " MiB per lane"
+                                + " MiB per lane (a copy's chunks ramp up from "
+                                + (Math.min(settings.stagingFirstChunkBytes(), settings.stagingChunkBytes()) >> 10)
+                                + " KiB)"
                         : "")
                 + (kernelProblem == null ? "" : " (" + kernelProblem + ")");
     }

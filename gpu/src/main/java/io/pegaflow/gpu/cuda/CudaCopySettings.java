@@ -15,6 +15,12 @@ import java.util.Map;
  * @param stagingChunks STAGED: staging buffers per lane (the ring depth)
  * @param autoStagedMinBytes AUTO: a copy whose host-side contiguous ranges average at least this many bytes is
  *     staged (the DMA engines pay a fixed cost per range), one with smaller ranges runs the gather/scatter kernel
+ * @param stagingFirstChunkBytes STAGED: the first chunk of a copy, doubled chunk by chunk up to {@code
+ *     stagingChunkBytes}: the pipeline fills quickly, and large later chunks mean few kernel launches, each of which
+ *     costs the model a GPU context switch when it runs in another process
+ * @param lowPriorityStreams the lanes' streams at the context's lowest priority ({@code cuStreamCreateWithPriority}),
+ *     so that the GPU dispatches other work of the same context, or of other MPS clients, ahead of the copies' CTAs;
+ *     without MPS the node's context and the model's are time-sliced and priorities cannot reach across them
  */
 public record CudaCopySettings(
         CudaCopyMode gatherMode,
@@ -25,7 +31,9 @@ public record CudaCopySettings(
         long pieceBytes,
         long stagingChunkBytes,
         int stagingChunks,
-        long autoStagedMinBytes) {
+        long autoStagedMinBytes,
+        long stagingFirstChunkBytes,
+        boolean lowPriorityStreams) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -46,6 +54,10 @@ public record CudaCopySettings(
         if (stagingChunkBytes < 64 * 1024 || stagingChunkBytes % 16 != 0) {
             throw new IllegalArgumentException(
                     "staging-chunk-bytes: " + stagingChunkBytes + " must be a multiple of 16, at least 64 KiB");
+        }
+        if (stagingFirstChunkBytes < 64 * 1024 || stagingFirstChunkBytes % 16 != 0) {
+            throw new IllegalArgumentException("staging-first-chunk-bytes: " + stagingFirstChunkBytes
+                    + " must be a multiple of 16, at least 64 KiB");
         }
         if (stagingChunks < 2 || stagingChunks > 64) {
             throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
@@ -68,9 +80,11 @@ public record CudaCopySettings(
                 32,
                 256,
                 64 * 1024,
-                16L << 20,
-                4,
-                DEFAULT_AUTO_STAGED_MIN_BYTES);
+                64L << 20,
+                3,
+                DEFAULT_AUTO_STAGED_MIN_BYTES,
+                4L << 20,
+                true);
     }
 
     /** True when a copy of either direction may be staged: the lanes then need a staging ring. */
@@ -94,7 +108,9 @@ public record CudaCopySettings(
                 pieceBytes,
                 stagingChunkBytes,
                 stagingChunks,
-                autoStagedMinBytes);
+                autoStagedMinBytes,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
@@ -107,7 +123,9 @@ public record CudaCopySettings(
                 pieceBytes,
                 chunkBytes,
                 chunks,
-                autoStagedMinBytes);
+                autoStagedMinBytes,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
@@ -120,14 +138,32 @@ public record CudaCopySettings(
                 pieceBytes,
                 stagingChunkBytes,
                 stagingChunks,
-                autoStagedMinBytes);
+                autoStagedMinBytes,
+                stagingFirstChunkBytes,
+                lowPriorityStreams);
+    }
+
+    public CudaCopySettings withLowPriorityStreams(boolean low) {
+        return new CudaCopySettings(
+                gatherMode,
+                scatterMode,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                autoStagedMinBytes,
+                stagingFirstChunkBytes,
+                low);
     }
 
     /**
      * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
-     * {@code staging-chunks}, {@code auto-staged-min-bytes}.
+     * {@code staging-chunks}, {@code auto-staged-min-bytes}, {@code staging-first-chunk-bytes}, {@code
+     * stream-priority} ({@code low} or {@code default}).
      *
      * @throws IllegalArgumentException naming the key for a bad value
      */
@@ -145,7 +181,23 @@ public record CudaCopySettings(
                 number(properties, "piece-bytes", d.pieceBytes),
                 number(properties, "staging-chunk-bytes", d.stagingChunkBytes),
                 (int) number(properties, "staging-chunks", d.stagingChunks),
-                number(properties, "auto-staged-min-bytes", d.autoStagedMinBytes));
+                number(properties, "auto-staged-min-bytes", d.autoStagedMinBytes),
+                number(properties, "staging-first-chunk-bytes", d.stagingFirstChunkBytes),
+                lowPriority(properties, d.lowPriorityStreams));
+    }
+
+    private static boolean lowPriority(Map<?, ?> p, boolean fallback) {
+        Object v = p.get(PREFIX + "stream-priority");
+        if (v == null) {
+            return fallback;
+        }
+        return switch (v.toString().trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "low" -> true;
+            case "default" -> false;
+            default ->
+                throw new IllegalArgumentException(
+                        PREFIX + "stream-priority: \"" + v + "\" is neither low nor default");
+        };
     }
 
     private static CudaCopyMode mode(Map<?, ?> p, String key, CudaCopyMode fallback) {

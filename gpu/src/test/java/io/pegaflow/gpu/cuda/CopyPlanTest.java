@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pegaflow.gpu.CopyBatch;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 
@@ -150,6 +152,54 @@ class CopyPlanTest {
                 }
                 assertArrayEquals(want, m.host, "odd=" + odd + " chunk=" + chunk);
             }
+        }
+    }
+
+    @Test
+    void shouldRampChunksUpFromTheFirstChunkSizeAndStillLandEveryByte() {
+        for (boolean load : new boolean[] {true, false}) {
+            Random random = new Random(load ? 17 : 19);
+            Memory m = new Memory();
+            random.nextBytes(m.host);
+            random.nextBytes(m.gpu);
+            // 16 runs of 64 KiB = 1 MiB; chunks of 64, 128, 256 KiB, then 512 KiB (the cap), then what is left.
+            CopyBatch batch = new CopyBatch(16);
+            for (int i = 0; i < 16; i++) {
+                batch.add((15 - i) * 65_536L, i * 65_536L, 65_536);
+            }
+            long chunk = 512 * 1024;
+            long[] ring = {STAGING, STAGING + chunk};
+            long[] host = {HOST};
+            long[] gpu = {GPU};
+            CopyPlan plan = new CopyPlan();
+            plan.startStaged(batch, load ? host : gpu, load ? gpu : host, load, ring, 64 * 1024, chunk, 65_536);
+            List<Long> sizes = new ArrayList<>();
+            for (int c = 0; plan.planNextChunk(); c++) {
+                long bytes = 0;
+                for (int k = plan.chunkDesc[c]; k < plan.chunkDesc[c + 1]; k++) {
+                    bytes += plan.desc[k * 3 + 2];
+                }
+                sizes.add(bytes);
+            }
+            assertEquals(List.of(65_536L, 131_072L, 262_144L, 524_288L, 65_536L), sizes, "load=" + load);
+            byte[] want = load ? expected(m.host, m.gpu, batch) : expected(m.gpu, m.host, batch);
+            for (int c = 0; c < plan.chunkCount; c++) {
+                if (load) {
+                    for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+                        m.copy(plan.dma[d * 3], plan.dma[d * 3 + 1], plan.dma[d * 3 + 2]);
+                    }
+                }
+                for (int k = plan.chunkDesc[c]; k < plan.chunkDesc[c + 1]; k++) {
+                    m.copy(plan.desc[k * 3 + 1], plan.desc[k * 3], plan.desc[k * 3 + 2]);
+                }
+                if (!load) {
+                    for (int d = plan.chunkDma[c]; d < plan.chunkDma[c + 1]; d++) {
+                        m.copy(plan.dma[d * 3], plan.dma[d * 3 + 1], plan.dma[d * 3 + 2]);
+                    }
+                }
+            }
+            assertArrayEquals(want, load ? m.gpu : m.host, "load=" + load);
+            assertTrue(plan.descCount <= CopyPlan.descriptorBound(batch, chunk, 65_536));
         }
     }
 

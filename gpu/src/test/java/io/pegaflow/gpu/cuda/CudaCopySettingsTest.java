@@ -1,6 +1,7 @@
 package io.pegaflow.gpu.cuda;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -50,5 +51,33 @@ class CudaCopySettingsTest {
         e = assertThrows(
                 IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.lanes", "0")));
         assertTrue(e.getMessage().startsWith("lanes: 0 is out of range"), e.getMessage());
+    }
+
+    @Test
+    void shouldPutTheLanesStreamsAtLowPriorityUnlessToldDefault() {
+        assertTrue(CudaCopySettings.defaults().lowPriorityStreams());
+        assertFalse(CudaCopySettings.from(Map.of("pegaflow.cuda.stream-priority", "default"))
+                .lowPriorityStreams());
+        assertTrue(CudaCopySettings.from(Map.of("pegaflow.cuda.stream-priority", " LOW "))
+                .lowPriorityStreams());
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.stream-priority", "high")));
+        assertEquals("pegaflow.cuda.stream-priority: \"high\" is neither low nor default", e.getMessage());
+    }
+
+    @Test
+    void shouldTakeTheGridAndTheStagingRampFromTheirProperties() {
+        CudaCopySettings s = CudaCopySettings.from(Map.of(
+                "pegaflow.cuda.grid-ctas", "8",
+                "pegaflow.cuda.staging-chunk-bytes", String.valueOf(32 << 20),
+                "pegaflow.cuda.staging-first-chunk-bytes", String.valueOf(1 << 20)));
+        assertEquals(8, s.gridCtas());
+        assertEquals(32 << 20, s.stagingChunkBytes());
+        assertEquals(1 << 20, s.stagingFirstChunkBytes());
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.staging-first-chunk-bytes", "1000")));
+        assertTrue(e.getMessage().startsWith("staging-first-chunk-bytes: 1000"), e.getMessage());
     }
 }

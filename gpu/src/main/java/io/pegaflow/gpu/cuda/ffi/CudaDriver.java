@@ -105,6 +105,9 @@ public final class CudaDriver {
         "cuMemFree_v2",
         "cuMemsetD8_v2",
         "cuStreamCreate",
+        "cuStreamCreateWithPriority",
+        "cuStreamGetPriority",
+        "cuCtxGetStreamPriorityRange",
         "cuStreamDestroy_v2",
         "cuStreamSynchronize",
         "cuStreamWaitEvent",
@@ -181,6 +184,13 @@ public final class CudaDriver {
     public static final MethodHandle cuMemFree_v2 = bind("cuMemFree_v2", JAVA_LONG);
     public static final MethodHandle cuMemsetD8_v2 = bind("cuMemsetD8_v2", JAVA_LONG, JAVA_BYTE, JAVA_LONG);
     public static final MethodHandle cuStreamCreate = bind("cuStreamCreate", ADDRESS, JAVA_INT);
+    public static final MethodHandle cuStreamCreateWithPriority =
+            bind("cuStreamCreateWithPriority", ADDRESS, JAVA_INT, JAVA_INT);
+    public static final MethodHandle cuStreamGetPriority = bind("cuStreamGetPriority", ADDRESS, ADDRESS);
+    /** {@code cuCtxGetStreamPriorityRange(int *least, int *greatest)}: least is the lowest priority (numerically 0). */
+    public static final MethodHandle cuCtxGetStreamPriorityRange =
+            bind("cuCtxGetStreamPriorityRange", ADDRESS, ADDRESS);
+
     public static final MethodHandle cuStreamDestroy_v2 = bind("cuStreamDestroy_v2", ADDRESS);
     public static final MethodHandle cuStreamSynchronize = bind("cuStreamSynchronize", ADDRESS);
     public static final MethodHandle cuStreamWaitEvent = bind("cuStreamWaitEvent", ADDRESS, ADDRESS, JAVA_INT);
