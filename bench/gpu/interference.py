@@ -380,6 +380,9 @@ def main() -> int:
         help="save+load pairs timed with the model paused",
     )
     p.add_argument("--limit", type=float, default=5.0, help="acceptable slowdown, percent")
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="skip the configs that would end past this many seconds"
+    )
     p.add_argument("--mm-size", type=int, default=8192)
     p.add_argument("--mm-reps", type=int, default=4)
     p.add_argument("--gemv-reps", type=int, default=20)
