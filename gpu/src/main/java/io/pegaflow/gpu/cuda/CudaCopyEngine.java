@@ -202,7 +202,12 @@ public final class CudaCopyEngine implements CopyEngine {
     private String label(CudaCopyMode mode) {
         CudaCopyMode e = effective(mode);
         if (e == CudaCopyMode.AUTO) {
-            return "auto (staged where host ranges average >= " + (settings.autoStagedMinBytes() >> 10)
+            return "auto (batched DMA where runs average >= "
+                    + (Cu.hasMemcpyBatch() && settings.autoBatchMinBytes() > 0
+                            ? (settings.autoBatchMinBytes() >> 10) + " KiB"
+                            : "- (off: " + (Cu.hasMemcpyBatch() ? "auto-batch-min-bytes=0" : "no cuMemcpyBatchAsync")
+                                    + ")")
+                    + ", else staged where host ranges average >= " + (settings.autoStagedMinBytes() >> 10)
                     + " KiB, else kernel)";
         }
         return e.label();
@@ -278,7 +283,11 @@ public final class CudaCopyEngine implements CopyEngine {
         if (mode == CudaCopyMode.AUTO) {
             mode = direction == DEVICE_TO_DEVICE
                     ? CudaCopyMode.KERNEL
-                    : autoMode(batch, direction == LOAD, settings.autoStagedMinBytes());
+                    : autoMode(
+                            batch,
+                            direction == LOAD,
+                            settings.autoStagedMinBytes(),
+                            Cu.hasMemcpyBatch() ? settings.autoBatchMinBytes() : 0);
         }
         r.mode = effective(mode);
         chosen[direction * MODES.length + r.mode.ordinal()].increment();
@@ -315,6 +324,17 @@ public final class CudaCopyEngine implements CopyEngine {
      * @param hostIsSource true for a load (pool to GPU)
      */
     public static CudaCopyMode autoMode(CopyBatch batch, boolean hostIsSource, long minBytes) {
+        return autoMode(batch, hostIsSource, minBytes, 0);
+    }
+
+    /**
+     * AUTO's choice: BATCH when {@code minBatchBytes > 0} and the runs (each contiguous on both sides: one DMA) average
+     * at least that (no SMs used, so a model on the GPU is barely slowed), else the staged/kernel rule above.
+     */
+    public static CudaCopyMode autoMode(CopyBatch batch, boolean hostIsSource, long minBytes, long minBatchBytes) {
+        if (minBatchBytes > 0 && batch.runCount() > 0 && batch.totalBytes() / batch.runCount() >= minBatchBytes) {
+            return CudaCopyMode.BATCH;
+        }
         int ranges = batch.contiguousRanges(hostIsSource);
         return ranges == 0 || batch.totalBytes() / ranges >= minBytes ? CudaCopyMode.STAGED : CudaCopyMode.KERNEL;
     }

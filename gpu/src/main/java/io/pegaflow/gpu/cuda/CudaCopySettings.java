@@ -18,6 +18,10 @@ import java.util.Map;
  * @param stagingFirstChunkBytes STAGED: the first chunk of a copy, doubled chunk by chunk up to {@code
  *     stagingChunkBytes}: the pipeline fills quickly, and large later chunks mean few kernel launches, each of which
  *     costs the model a GPU context switch when it runs in another process
+ * @param autoBatchMinBytes AUTO: where cuMemcpyBatchAsync exists and a copy's runs (contiguous on both sides, one DMA
+ *     each) average at least this many bytes, the copy is one batched DMA submission: no kernel at all, so a model
+ *     on the same GPU is barely slowed (H200: +1.6% compute, +1.2% memory-bound, against +8% / +24% staged; copies
+ *     36 GB/s while the model runs, 27 staged), at some cost on an idle GPU; 0 turns it off
  * @param lowPriorityStreams the lanes' streams at the context's lowest priority ({@code cuStreamCreateWithPriority}),
  *     so that the GPU dispatches other work of the same context, or of other MPS clients, ahead of the copies' CTAs;
  *     without MPS the node's context and the model's are time-sliced and priorities cannot reach across them
@@ -33,7 +37,8 @@ public record CudaCopySettings(
         int stagingChunks,
         long autoStagedMinBytes,
         long stagingFirstChunkBytes,
-        boolean lowPriorityStreams) {
+        boolean lowPriorityStreams,
+        long autoBatchMinBytes) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -62,6 +67,9 @@ public record CudaCopySettings(
         if (stagingChunks < 2 || stagingChunks > 64) {
             throw new IllegalArgumentException("staging-chunks: " + stagingChunks + " is out of range 2..64");
         }
+        if (autoBatchMinBytes < 0) {
+            throw new IllegalArgumentException("auto-batch-min-bytes: " + autoBatchMinBytes + " must be >= 0");
+        }
         if (autoStagedMinBytes < 0) {
             throw new IllegalArgumentException("auto-staged-min-bytes: " + autoStagedMinBytes + " must be >= 0");
         }
@@ -84,7 +92,8 @@ public record CudaCopySettings(
                 3,
                 DEFAULT_AUTO_STAGED_MIN_BYTES,
                 4L << 20,
-                true);
+                true,
+                DEFAULT_AUTO_BATCH_MIN_BYTES);
     }
 
     /** True when a copy of either direction may be staged: the lanes then need a staging ring. */
@@ -94,6 +103,9 @@ public record CudaCopySettings(
                 || gatherMode == CudaCopyMode.AUTO
                 || scatterMode == CudaCopyMode.AUTO;
     }
+
+    /** AUTO's default run size from which a copy is one batched DMA submission (bench/results/gpu-h200.md). */
+    public static final long DEFAULT_AUTO_BATCH_MIN_BYTES = 64 * 1024;
 
     /** AUTO's default boundary between kernel and staged copies. */
     public static final long DEFAULT_AUTO_STAGED_MIN_BYTES = 128 * 1024;
@@ -110,7 +122,8 @@ public record CudaCopySettings(
                 stagingChunks,
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
-                lowPriorityStreams);
+                lowPriorityStreams,
+                autoBatchMinBytes);
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
@@ -125,7 +138,8 @@ public record CudaCopySettings(
                 chunks,
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
-                lowPriorityStreams);
+                lowPriorityStreams,
+                autoBatchMinBytes);
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
@@ -140,7 +154,8 @@ public record CudaCopySettings(
                 stagingChunks,
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
-                lowPriorityStreams);
+                lowPriorityStreams,
+                autoBatchMinBytes);
     }
 
     public CudaCopySettings withLowPriorityStreams(boolean low) {
@@ -155,14 +170,15 @@ public record CudaCopySettings(
                 stagingChunks,
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
-                low);
+                low,
+                autoBatchMinBytes);
     }
 
     /**
      * The defaults overridden by {@code pegaflow.cuda.*} keys (system properties, e.g. {@code
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
-     * {@code staging-chunks}, {@code auto-staged-min-bytes}, {@code staging-first-chunk-bytes}, {@code
+     * {@code staging-chunks}, {@code auto-staged-min-bytes}, {@code auto-batch-min-bytes}, {@code staging-first-chunk-bytes}, {@code
      * stream-priority} ({@code low} or {@code default}).
      *
      * @throws IllegalArgumentException naming the key for a bad value
@@ -183,7 +199,8 @@ public record CudaCopySettings(
                 (int) number(properties, "staging-chunks", d.stagingChunks),
                 number(properties, "auto-staged-min-bytes", d.autoStagedMinBytes),
                 number(properties, "staging-first-chunk-bytes", d.stagingFirstChunkBytes),
-                lowPriority(properties, d.lowPriorityStreams));
+                lowPriority(properties, d.lowPriorityStreams),
+                number(properties, "auto-batch-min-bytes", d.autoBatchMinBytes));
     }
 
     private static boolean lowPriority(Map<?, ?> p, boolean fallback) {

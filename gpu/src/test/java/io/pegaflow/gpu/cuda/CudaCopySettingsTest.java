@@ -38,6 +38,32 @@ class CudaCopySettingsTest {
     }
 
     @Test
+    void shouldBatchLargeRunsInAutoModeWhereTheDriverCanAndStageOrUseTheKernelOtherwise() {
+        CudaCopySettings d = CudaCopySettings.defaults();
+        assertEquals(64 * 1024, d.autoBatchMinBytes());
+        assertEquals(
+                0,
+                CudaCopySettings.from(Map.of("pegaflow.cuda.auto-batch-min-bytes", "0"))
+                        .autoBatchMinBytes());
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.auto-batch-min-bytes", "-5")));
+        assertEquals("auto-batch-min-bytes: -5 must be >= 0", e.getMessage());
+
+        // Two 64 KiB runs, apart on the GPU side but one contiguous range on the pool (host) side.
+        io.pegaflow.gpu.CopyBatch big = new io.pegaflow.gpu.CopyBatch(4);
+        big.add(0, 0, 64 * 1024);
+        big.add(1 << 20, 64 * 1024, 64 * 1024);
+        assertEquals(CudaCopyMode.BATCH, CudaCopyEngine.autoMode(big, false, 128 * 1024, 64 * 1024));
+        assertEquals(CudaCopyMode.STAGED, CudaCopyEngine.autoMode(big, false, 128 * 1024, 0), "batching off");
+        // 8 KiB runs (TP 8 with one allocation per layer): below the batch size, the staged/kernel rule decides.
+        io.pegaflow.gpu.CopyBatch small = new io.pegaflow.gpu.CopyBatch(4);
+        small.add(0, 0, 8192);
+        small.add(1 << 20, 8192, 8192);
+        assertEquals(CudaCopyMode.KERNEL, CudaCopyEngine.autoMode(small, false, 128 * 1024, 64 * 1024));
+    }
+
+    @Test
     void shouldNameTheKeyOfABadValue() {
         IllegalArgumentException e = assertThrows(
                 IllegalArgumentException.class,
