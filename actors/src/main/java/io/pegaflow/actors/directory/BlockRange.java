@@ -1,6 +1,5 @@
 package io.pegaflow.actors.directory;
 
-import io.pegaflow.actors.CborSerializable;
 import java.time.Duration;
 import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
@@ -45,16 +44,25 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
          * @param sequence 1, 2, 3, … per (incarnation, range): gaps tell the range that something was lost
          */
         record Publish(int node, long incarnation, long sequence, long[] added, long[] removed)
-                implements Command, CborSerializable {}
+                implements Command, DirectoryWire {}
 
-        /** Holders of each fingerprint (all in this range). */
-        record Lookup(long[] fingerprints, ActorRef<LookupReply> replyTo) implements Command, CborSerializable {}
+        /**
+         * Holders of each fingerprint (all in this range).
+         *
+         * @param requestId echoed in the reply, so one asker can tell apart the replies of many lookups
+         */
+        record Lookup(long[] fingerprints, long requestId, ActorRef<LookupReply> replyTo)
+                implements Command, DirectoryWire {
+            public Lookup(long[] fingerprints, ActorRef<LookupReply> replyTo) {
+                this(fingerprints, 0, replyTo);
+            }
+        }
 
         /**
          * Purge node {@code node}'s holdings if the range trusts incarnation {@code incarnation} for it. Each range sends
          * this to itself from its membership subscription; others may send it for a member known to be gone.
          */
-        record PurgeNode(int node, long incarnation) implements Command, CborSerializable {}
+        record PurgeNode(int node, long incarnation) implements Command, DirectoryWire {}
 
         /**
          * A node's answer to {@link HoldingsProvider.Command.GetHoldings}, in chunks {@code 0, 1, …} (the last flagged).
@@ -63,23 +71,24 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
          */
         record Holdings(
                 int node, long incarnation, long requestId, long sequence, int chunk, boolean last, long[] fingerprints)
-                implements Command, CborSerializable {}
+                implements Command, DirectoryWire {}
 
         /** Starts the range if it is not running (no reply). */
-        record Wake(int fromNode) implements Command, CborSerializable {}
+        record Wake(int fromNode) implements Command, DirectoryWire {}
 
         /** Asks for {@link RangeStats}. */
-        record GetStats(ActorRef<RangeStats> replyTo) implements Command, CborSerializable {}
+        record GetStats(ActorRef<RangeStats> replyTo) implements Command, DirectoryWire {}
     }
 
     /**
+     * @param requestId the lookup's {@code requestId}
      * @param holderMasks per fingerprint of the lookup, a bitmask over node indices ({@link DirectoryNodes}); 0 = no
      *     holder known
      * @param complete whether every Up node's holdings are in (false while the range rebuilds)
      * @param hostNode index of the node this range runs on
      */
-    public record LookupReply(int range, long[] holderMasks, boolean complete, int hostNode)
-            implements CborSerializable {}
+    public record LookupReply(int range, long requestId, long[] holderMasks, boolean complete, int hostNode)
+            implements DirectoryWire {}
 
     /**
      * @param entries fingerprints with at least one holder
@@ -97,7 +106,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             long snapshotsApplied,
             long ignoredMessages,
             long resyncs)
-            implements CborSerializable {}
+            implements DirectoryWire {}
 
     private record MembershipChanged(ClusterEvent.MemberEvent event)
             implements Command, NoSerializationVerificationNeeded {}
@@ -120,6 +129,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
     private final ActorRef<HoldingsProvider.Command>[] providers;
 
     private final DirectoryCounters counters;
+    private final LocalRanges local;
     private long nextRequestId;
     private boolean reportedComplete;
     private long reportedEntries;
@@ -135,10 +145,11 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             DirectoryNodes nodes,
             int selfNode,
             DirectorySettings settings,
-            DirectoryCounters counters) {
+            DirectoryCounters counters,
+            LocalRanges local) {
         int range = parseRange(entityId, nodes.rangeCount());
         return Behaviors.setup(context -> Behaviors.withTimers(
-                timers -> new BlockRange(context, timers, range, nodes, selfNode, settings, counters)));
+                timers -> new BlockRange(context, timers, range, nodes, selfNode, settings, counters, local)));
     }
 
     static int parseRange(String entityId, int rangeCount) {
@@ -163,9 +174,11 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
             DirectoryNodes nodes,
             int selfNode,
             DirectorySettings settings,
-            DirectoryCounters counters) {
+            DirectoryCounters counters,
+            LocalRanges local) {
         super(context);
         this.counters = counters;
+        this.local = local;
         this.nodes = nodes;
         this.selfNode = selfNode;
         this.timers = timers;
@@ -195,6 +208,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
                         context.messageAdapter(Receptionist.Listing.class, ProvidersChanged::new)));
         context.getLog().debug("directory range {} starting on node {}", range, nodes.idOf(selfNode));
         counters.rangeStarted();
+        local.started(range, context.getSelf());
         afterChange();
     }
 
@@ -221,6 +235,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
     }
 
     private Behavior<Command> onPostStop() {
+        local.stopped(state.range(), getContext().getSelf());
         counters.rangeStopped(reportedEntries);
         return this;
     }
@@ -229,7 +244,9 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
         counters.lookedUp(lookup.fingerprints().length);
         long[] masks = new long[lookup.fingerprints().length];
         state.lookup(lookup.fingerprints(), masks);
-        lookup.replyTo().tell(new LookupReply(state.range(), masks, state.complete(System.nanoTime()), selfNode));
+        lookup.replyTo()
+                .tell(new LookupReply(
+                        state.range(), lookup.requestId(), masks, state.complete(System.nanoTime()), selfNode));
         return this;
     }
 

@@ -84,9 +84,10 @@ public final class DirectoryNode {
 
         DirectoryCounters counters = new DirectoryCounters();
         ClusterSharding sharding = ClusterSharding.get(system);
+        LocalRanges local = new LocalRanges(nodes.rangeCount());
         sharding.init(Entity.of(
                         BlockRange.TYPE_KEY,
-                        ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings, counters))
+                        ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings, counters, local))
                 .withMessageExtractor(new RangeMessageExtractor())
                 .withAllocationStrategy(ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
                         settings.rebalanceAbsoluteLimit(), settings.rebalanceRelativeLimit()))
@@ -117,7 +118,8 @@ public final class DirectoryNode {
                 RangeKeeper.Command.class);
         RelayTable relays = null;
         if (settings.lookupRelay()) {
-            spawner.spawn(LookupRelay.create(ranges), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
+            spawner.spawn(
+                    LookupRelay.create(ranges, local), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
             spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
         }

@@ -1,6 +1,5 @@
 package io.pegaflow.actors.directory;
 
-import io.pegaflow.actors.CborSerializable;
 import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -37,7 +36,7 @@ public final class HoldingsProvider extends AbstractBehavior<HoldingsProvider.Co
     public interface Command {
         /** Send this node's holdings in {@code range} to {@code replyTo} as {@link BlockRange.Command.Holdings} chunks. */
         record GetHoldings(int range, int rangeCount, long requestId, ActorRef<BlockRange.Command> replyTo)
-                implements Command, CborSerializable {}
+                implements Command, DirectoryWire {}
     }
 
     private record Scanned(Command.GetHoldings request, long sequence, long[] fingerprints, Throwable failure)

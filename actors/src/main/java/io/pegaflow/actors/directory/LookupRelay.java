@@ -1,12 +1,15 @@
 package io.pegaflow.actors.directory;
 
-import io.pegaflow.actors.CborSerializable;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.concurrent.CompletableFuture;
+import java.util.Map;
+import java.util.TreeMap;
+import org.apache.pekko.actor.NoSerializationVerificationNeeded;
 import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.Behavior;
+import org.apache.pekko.actor.typed.javadsl.ActorContext;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
+import org.apache.pekko.actor.typed.javadsl.TimerScheduler;
 import org.apache.pekko.actor.typed.receptionist.Receptionist;
 import org.apache.pekko.actor.typed.receptionist.ServiceKey;
 
@@ -17,8 +20,10 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * hashes over 256 ranges costs a couple of remote round trips, the per-range asks staying inside the host.
  *
  * <p>Correct whatever the client believes: a range that has moved is still reached (through sharding), only with an
- * extra hop, and its reply names its real host, which the client learns. Holds no state; replies from the callback
- * of the combined asks (a {@code tell}, safe from any thread).
+ * extra hop, and its reply names its real host, which the client learns. It tells each range a {@link
+ * BlockRange.Command.Lookup} whose request id names the relayed lookup and the segment, the ranges answer through one
+ * message adapter, and one timer per relayed lookup bounds the wait: no temporary actor or timeout per range (the
+ * ask pattern's cost dominated a relayed lookup). State: the lookups in flight, owned by the relay.
  */
 public final class LookupRelay {
     public static final ServiceKey<Command> SERVICE_KEY =
@@ -33,7 +38,7 @@ public final class LookupRelay {
          */
         record RelayLookup(
                 int[] ranges, int[] counts, long[] fingerprints, long timeoutMs, ActorRef<RelayReply> replyTo)
-                implements Command, CborSerializable {}
+                implements Command, DirectoryWire {}
     }
 
     /**
@@ -41,62 +46,165 @@ public final class LookupRelay {
      * @param complete per range: answered, and complete
      * @param hostNodes per range: the node it answered from, -1 when it did not answer
      */
-    public record RelayReply(long[] holderMasks, boolean[] complete, int[] hostNodes) implements CborSerializable {}
+    public record RelayReply(long[] holderMasks, boolean[] complete, int[] hostNodes) implements DirectoryWire {}
+
+    /** A range's answer, through this relay's one adapter. */
+    private record RangeAnswered(BlockRange.LookupReply reply) implements Command, NoSerializationVerificationNeeded {}
+
+    /** A relayed lookup's time is up: reply with the ranges that answered. */
+    private record Expired(long base) implements Command, NoSerializationVerificationNeeded {}
+
+    /**
+     * One relayed lookup waiting for its ranges. Segment {@code i} (range {@code ranges[i]}) was asked with request id
+     * {@code base + i}, so a range's reply finds its lookup and its place without a temporary actor per ask.
+     */
+    private static final class Pending {
+        final long base;
+        final ActorRef<RelayReply> replyTo;
+        final int[] offset;
+        final long[] masks;
+        final boolean[] complete;
+        final int[] hosts;
+        final boolean[] answered;
+        int remaining;
+
+        Pending(long base, ActorRef<RelayReply> replyTo, int[] offset) {
+            int n = offset.length - 1;
+            this.base = base;
+            this.replyTo = replyTo;
+            this.offset = offset;
+            this.masks = new long[offset[n]];
+            this.complete = new boolean[n];
+            this.hosts = filled(n);
+            this.answered = new boolean[n];
+            this.remaining = n;
+        }
+
+        void answer(int segment, BlockRange.LookupReply reply) {
+            if (answered[segment]) {
+                return;
+            }
+            answered[segment] = true;
+            remaining--;
+            int size = offset[segment + 1] - offset[segment];
+            if (reply.holderMasks().length != size) {
+                return;
+            }
+            System.arraycopy(reply.holderMasks(), 0, masks, offset[segment], size);
+            complete[segment] = reply.complete();
+            hosts[segment] = reply.hostNode();
+        }
+
+        RelayReply reply() {
+            return new RelayReply(masks, complete, hosts);
+        }
+    }
 
     private LookupRelay() {}
 
-    static Behavior<Command> create(RangeRefs ranges) {
+    static Behavior<Command> create(RangeRefs ranges, LocalRanges local) {
         return Behaviors.setup(context -> {
             context.getSystem().receptionist().tell(Receptionist.register(SERVICE_KEY, context.getSelf()));
-            return Behaviors.receive(Command.class)
-                    .onMessage(Command.RelayLookup.class, lookup -> onRelayLookup(lookup, ranges))
-                    .build();
+            return Behaviors.withTimers(timers -> new State(context, timers, ranges, local).behavior());
         });
     }
 
-    private static Behavior<Command> onRelayLookup(Command.RelayLookup lookup, RangeRefs ranges) {
-        int n = lookup.ranges().length;
-        if (lookup.counts().length != n
-                || Arrays.stream(lookup.counts()).asLongStream().sum() != lookup.fingerprints().length) {
-            lookup.replyTo().tell(new RelayReply(new long[lookup.fingerprints().length], new boolean[n], filled(n)));
+    /** The relay's lookups in flight, keyed by their first request id. Touched only by the relay's own thread. */
+    private static final class State {
+        private final ActorContext<Command> context;
+        private final TimerScheduler<Command> timers;
+        private final RangeRefs ranges;
+        private final LocalRanges local;
+        private final ActorRef<BlockRange.LookupReply> answers;
+        private final TreeMap<Long, Pending> pending = new TreeMap<>();
+        private long nextId = 1;
+
+        State(ActorContext<Command> context, TimerScheduler<Command> timers, RangeRefs ranges, LocalRanges local) {
+            this.context = context;
+            this.local = local;
+            this.timers = timers;
+            this.ranges = ranges;
+            this.answers = context.messageAdapter(BlockRange.LookupReply.class, RangeAnswered::new);
+        }
+
+        Behavior<Command> behavior() {
+            return Behaviors.receive(Command.class)
+                    .onMessage(Command.RelayLookup.class, this::onRelayLookup)
+                    .onMessage(RangeAnswered.class, this::onAnswered)
+                    .onMessage(Expired.class, this::onExpired)
+                    .build();
+        }
+
+        private Behavior<Command> onRelayLookup(Command.RelayLookup lookup) {
+            int n = lookup.ranges().length;
+            if (lookup.counts().length != n
+                    || Arrays.stream(lookup.counts()).anyMatch(c -> c < 0)
+                    || Arrays.stream(lookup.counts()).asLongStream().sum() != lookup.fingerprints().length) {
+                lookup.replyTo()
+                        .tell(new RelayReply(new long[lookup.fingerprints().length], new boolean[n], filled(n)));
+                return Behaviors.same();
+            }
+            int[] offset = new int[n + 1];
+            for (int i = 0; i < n; i++) {
+                offset[i + 1] = offset[i] + lookup.counts()[i];
+            }
+            long base = nextId;
+            nextId += Math.max(1, n);
+            Pending p = new Pending(base, lookup.replyTo(), offset);
+            for (int i = 0; i < n; i++) {
+                int range = lookup.ranges()[i];
+                if (range < 0 || range >= ranges.rangeCount()) {
+                    p.answered[i] = true;
+                    p.remaining--;
+                    continue;
+                }
+                long[] batch = Arrays.copyOfRange(lookup.fingerprints(), offset[i], offset[i + 1]);
+                BlockRange.Command.Lookup ask = new BlockRange.Command.Lookup(batch, base + i, answers);
+                ActorRef<BlockRange.Command> here = local.get(range);
+                if (here != null) {
+                    here.tell(ask); // running on this node: skip the sharding region's hops
+                } else {
+                    ranges.get(range).tell(ask);
+                }
+            }
+            if (p.remaining == 0) {
+                lookup.replyTo().tell(p.reply());
+                return Behaviors.same();
+            }
+            pending.put(base, p);
+            timers.startSingleTimer(base, new Expired(base), Duration.ofMillis(Math.max(1, lookup.timeoutMs())));
             return Behaviors.same();
         }
-        Duration timeout = Duration.ofMillis(Math.max(1, lookup.timeoutMs()));
-        @SuppressWarnings("unchecked")
-        CompletableFuture<BlockRange.LookupReply>[] replies = new CompletableFuture[n];
-        int[] offset = new int[n + 1];
-        for (int i = 0; i < n; i++) {
-            offset[i + 1] = offset[i] + lookup.counts()[i];
-            int range = lookup.ranges()[i];
-            if (range < 0 || range >= ranges.rangeCount()) {
-                replies[i] = CompletableFuture.completedFuture(null);
-                continue;
-            }
-            long[] batch = Arrays.copyOfRange(lookup.fingerprints(), offset[i], offset[i + 1]);
-            replies[i] = ranges.get(range)
-                    .<BlockRange.LookupReply>ask(replyTo -> new BlockRange.Command.Lookup(batch, replyTo), timeout)
-                    .toCompletableFuture()
-                    .exceptionally(failure -> null);
-        }
-        CompletableFuture.allOf(replies).thenRun(() -> lookup.replyTo().tell(combine(replies, offset)));
-        return Behaviors.same();
-    }
 
-    private static RelayReply combine(CompletableFuture<BlockRange.LookupReply>[] replies, int[] offset) {
-        int n = replies.length;
-        long[] masks = new long[offset[n]];
-        boolean[] complete = new boolean[n];
-        int[] hosts = filled(n);
-        for (int i = 0; i < n; i++) {
-            BlockRange.LookupReply reply = replies[i].join();
-            if (reply == null || reply.holderMasks().length != offset[i + 1] - offset[i]) {
-                continue;
+        private Behavior<Command> onAnswered(RangeAnswered answered) {
+            long id = answered.reply().requestId();
+            Map.Entry<Long, Pending> entry = pending.floorEntry(id);
+            if (entry == null) {
+                return Behaviors.same(); // late: that lookup already replied
             }
-            System.arraycopy(reply.holderMasks(), 0, masks, offset[i], reply.holderMasks().length);
-            complete[i] = reply.complete();
-            hosts[i] = reply.hostNode();
+            Pending p = entry.getValue();
+            long segment = id - p.base;
+            if (segment >= p.answered.length) {
+                return Behaviors.same();
+            }
+            p.answer((int) segment, answered.reply());
+            if (p.remaining == 0) {
+                pending.remove(p.base);
+                timers.cancel(p.base);
+                p.replyTo.tell(p.reply());
+            }
+            return Behaviors.same();
         }
-        return new RelayReply(masks, complete, hosts);
+
+        private Behavior<Command> onExpired(Expired expired) {
+            Pending p = pending.remove(expired.base());
+            if (p != null) {
+                context.getLog()
+                        .debug("relayed lookup: {} of {} ranges did not answer in time", p.remaining, p.hosts.length);
+                p.replyTo.tell(p.reply());
+            }
+            return Behaviors.same();
+        }
     }
 
     private static int[] filled(int n) {

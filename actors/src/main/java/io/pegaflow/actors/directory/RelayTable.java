@@ -33,14 +33,20 @@ final class RelayTable {
                     .tell(Receptionist.subscribe(
                             LookupRelay.SERVICE_KEY, context.messageAdapter(Receptionist.Listing.class, Listed::new)));
             return Behaviors.receive(Object.class)
-                    .onMessage(Listed.class, listed -> onListed(listed, table, nodes, selfNode))
+                    .onMessage(Listed.class, listed -> onListed(context, listed, table, nodes, selfNode))
                     .build();
         });
     }
 
-    private static Behavior<Object> onListed(Listed listed, RelayTable table, DirectoryNodes nodes, int selfNode) {
+    private static Behavior<Object> onListed(
+            org.apache.pekko.actor.typed.javadsl.ActorContext<Object> context,
+            Listed listed,
+            RelayTable table,
+            DirectoryNodes nodes,
+            int selfNode) {
         @SuppressWarnings("unchecked")
         ActorRef<LookupRelay.Command>[] byNode = new ActorRef[table.relays.length()];
+        StringBuilder listedNodes = new StringBuilder();
         for (ActorRef<LookupRelay.Command> ref : listed.listing().getServiceInstances(LookupRelay.SERVICE_KEY)) {
             int node = ref.path().address().hasGlobalScope()
                     ? nodes.indexOf(ref.path().address())
@@ -48,7 +54,9 @@ final class RelayTable {
             if (node >= 0 && node < byNode.length) {
                 byNode[node] = ref;
             }
+            listedNodes.append(' ').append(ref.path()).append(" -> ").append(node);
         }
+        context.getLog().info("directory lookup relays listed:{}", listedNodes);
         for (int i = 0; i < byNode.length; i++) {
             table.relays.set(i, byNode[i]);
         }

@@ -12,7 +12,8 @@
  * <p>Threading: actors (BlockRange, HoldingsProvider, PublishFlusher, RangeKeeper) own their state and never block;
  * LocalHoldings scans run on {@code pegaflow.directory.holdings-dispatcher}. FingerprintTable and RangeState are not
  * thread-safe (one owner each). DirectoryPublisher and DirectoryClient are thread-safe and never block the caller
- * beyond a short internal lock (publisher). Fingerprints, DirectoryNodes, DirectorySettings and LocateResult are
- * immutable.
+ * beyond a short internal lock (publisher). LocalRanges (atomic array) and DirectorySerializer (stateless, Pekko calls it
+ * from Artery's threads) are thread-safe. LookupRelay's lookups in flight are the relay actor's own state.
+ * Fingerprints, DirectoryNodes, DirectorySettings and LocateResult are immutable.
  */
 package io.pegaflow.actors.directory;

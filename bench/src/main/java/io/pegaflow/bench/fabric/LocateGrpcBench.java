@@ -18,6 +18,7 @@ import io.pegaflow.proto.fabric.FabricClient;
 import io.pegaflow.proto.fabric.LocateRequest;
 import io.pegaflow.proto.fabric.LocateResponse;
 import java.io.RandomAccessFile;
+import java.lang.management.ManagementFactory;
 import java.net.ServerSocket;
 import java.nio.ByteBuffer;
 import java.nio.file.Files;
@@ -109,7 +110,23 @@ public final class LocateGrpcBench {
                     "ready: prefix %d of %d, complete %b%n", reply.getPrefixLength(), HASHES, reply.getComplete());
             long[] ns = new long[calls];
             int partial = 0;
+            long cpu0 = 0;
+            long[] cpuEach0 = null;
+            double[] idleRate = null;
+            long wall0 = 0;
+            double load0 = 0;
             for (int i = -warmup; i < calls; i++) {
+                if (i == 0) {
+                    long[] idle0 = cpuNanosEach();
+                    long idleWall0 = System.nanoTime();
+                    Thread.sleep(5_000);
+                    idleRate = rates(idle0, cpuNanosEach(), System.nanoTime() - idleWall0);
+                    System.out.println("timed calls start");
+                    cpuEach0 = cpuNanosEach();
+                    cpu0 = cpuNanosOfAll();
+                    wall0 = System.nanoTime();
+                    load0 = ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
+                }
                 long t = System.nanoTime();
                 reply = n3.locate(request).toCompletableFuture().get(10, TimeUnit.SECONDS);
                 long took = System.nanoTime() - t;
@@ -120,15 +137,80 @@ public final class LocateGrpcBench {
                     }
                 }
             }
+            double cpuMs = (cpuNanosOfAll() - cpu0) / 1e6 / calls;
+            long[] cpuEach = cpuNanosEach();
+            double wallNs = System.nanoTime() - wall0;
+            StringBuilder each = new StringBuilder();
+            double net = 0;
+            for (int k = 0; k < cpuEach.length && k < cpuEach0.length && k < idleRate.length; k++) {
+                double perCall = (cpuEach[k] - cpuEach0[k]) / 1e6 / calls;
+                double idlePerCall = idleRate[k] * wallNs / 1e6 / calls;
+                net += perCall - idlePerCall;
+                each.append(k == 0 ? "client" : "node " + k)
+                        .append(String.format(" %.2f ms (idle share %.2f)  ", perCall, idlePerCall));
+            }
+            System.out.printf(
+                    "CPU per call by process (children in start order): %s; net of idle CPU: %.2f ms per call%n",
+                    each, net);
+            double wallMs = (System.nanoTime() - wall0) / 1e6 / calls;
             Arrays.sort(ns);
             System.out.printf(
                     "Locate of %d hashes over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
-                            + " partial answers %d%n",
-                    HASHES, calls, pct(ns, 50), pct(ns, 90), pct(ns, 99), ns[calls - 1] / 1e6, partial);
+                            + " partial answers %d; CPU (3 nodes + client) %.2f ms per call over %.2f ms wall;"
+                            + " load average %.2f before, %.2f after, %d cores%n",
+                    HASHES,
+                    calls,
+                    pct(ns, 50),
+                    pct(ns, 90),
+                    pct(ns, 99),
+                    ns[calls - 1] / 1e6,
+                    partial,
+                    cpuMs,
+                    wallMs,
+                    load0,
+                    ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage(),
+                    Runtime.getRuntime().availableProcessors());
         } finally {
             nodes.forEach(NodeProcess::close);
             Files.deleteIfExists(shm);
         }
+    }
+
+    /** CPU time of this process and its children (the node processes): what a loaded machine does not inflate. */
+    private static long cpuNanosOfAll() {
+        long total = ProcessHandle.current()
+                .info()
+                .totalCpuDuration()
+                .map(Duration::toNanos)
+                .orElse(0L);
+        for (ProcessHandle child : ProcessHandle.current().children().toList()) {
+            total += child.info().totalCpuDuration().map(Duration::toNanos).orElse(0L);
+        }
+        return total;
+    }
+
+    /** CPU seconds per wall second of each process between two samples (what it burns while idle). */
+    private static double[] rates(long[] before, long[] after, long wallNanos) {
+        double[] out = new double[Math.min(before.length, after.length)];
+        for (int k = 0; k < out.length; k++) {
+            out[k] = (after[k] - before[k]) / (double) wallNanos;
+        }
+        return out;
+    }
+
+    private static long[] cpuNanosEach() {
+        List<Long> out = new ArrayList<>();
+        out.add(ProcessHandle.current()
+                .info()
+                .totalCpuDuration()
+                .map(Duration::toNanos)
+                .orElse(0L));
+        ProcessHandle.current()
+                .children()
+                .sorted(java.util.Comparator.comparingLong(ProcessHandle::pid))
+                .forEach(c -> out.add(
+                        c.info().totalCpuDuration().map(Duration::toNanos).orElse(0L)));
+        return out.stream().mapToLong(Long::longValue).toArray();
     }
 
     private static double pct(long[] sorted, int p) {

@@ -41,7 +41,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  *
  * <pre>
  * java -cp transport/target/classes:bench/target/classes io.pegaflow.bench.transport.TcpTransportBench \
- *     [--bytes 1073741824] [--block 2097152] [--batch 16] [--in-flight 4] [--rounds 9] [--checksum-rounds 3]
+ *     [--bytes 1073741824] [--block 2097152] [--batch 16] [--in-flight 4] [--rounds 24] [--checksum-rounds 3]
  *     [--out FILE]
  * </pre>
  *
@@ -56,9 +56,10 @@ import java.util.concurrent.atomic.AtomicInteger;
  *       completion.
  * </ul>
  * Both move the same bytes between the same memory over one loopback TCP connection. A verified warm-up of each comes
- * first (every byte checked), then rounds whose order rotates so that no variant always runs first. Reported: GB/s
- * (10^9 bytes per second) per round, the median of each, the transport against the faster raw median, and the median
- * of per-round ratios (each round's three runs are close in time, which matters on a shared machine).
+ * first (every byte checked), then rounds of all three back to back, cycling through the six orders so that each
+ * variant runs before and after each other equally often. Reported: GB/s (10^9 bytes per second) per round, the
+ * median of each, and the figure to judge on a shared machine: the per-round ratio transport / raw (the three runs of
+ * a round are close in time), as median, quartiles and extremes, against each raw variant and the faster of the two.
  */
 public final class TcpTransportBench {
 
@@ -216,40 +217,52 @@ public final class TcpTransportBench {
                 double[] wholeGbps = new double[o.rounds];
                 double[] blockGbps = new double[o.rounds];
                 double[] transportGbps = new double[o.rounds];
-                double[] ratios = new double[o.rounds];
+                double[] vsWhole = new double[o.rounds];
+                double[] vsBlock = new double[o.rounds];
+                double[] vsFaster = new double[o.rounds];
                 for (int r = 0; r < o.rounds; r++) {
-                    // Rotate the order so that no variant always runs first.
-                    for (int k = 0; k < 3; k++) {
-                        switch ((r + k) % 3) {
+                    // Each round runs the three variants back to back, in one of the six orders in turn, so every
+                    // variant runs before and after every other equally often (a drift in machine load cancels).
+                    for (int variant : ORDERS[r % ORDERS.length]) {
+                        switch (variant) {
                             case 0 -> wholeGbps[r] = gbps(rawCopy(raw, views, o.bytes));
                             case 1 -> blockGbps[r] = gbps(rawCopy(raw, views, o.block));
                             default -> transportGbps[r] = gbps(fetch(plain, plainRegion, remote, remoteBlock));
                         }
                     }
-                    ratios[r] = transportGbps[r] / Math.max(wholeGbps[r], blockGbps[r]);
+                    vsWhole[r] = transportGbps[r] / wholeGbps[r];
+                    vsBlock[r] = transportGbps[r] / blockGbps[r];
+                    vsFaster[r] = transportGbps[r] / Math.max(wholeGbps[r], blockGbps[r]);
                     line(String.format(
                             Locale.ROOT,
-                            "round %d: raw (whole range per call) %.2f GB/s, raw (one block per call) %.2f GB/s,"
-                                    + " transport %.2f GB/s (%.1f%% of the faster raw)",
+                            "round %d (order %s): raw (whole range per call) %.2f GB/s, raw (one block per call) %.2f"
+                                    + " GB/s, transport %.2f GB/s (%.1f%% of whole, %.1f%% of per-block)",
                             r + 1,
+                            orderName(ORDERS[r % ORDERS.length]),
                             wholeGbps[r],
                             blockGbps[r],
                             transportGbps[r],
-                            100 * ratios[r]));
+                            100 * vsWhole[r],
+                            100 * vsBlock[r]));
                 }
                 double rawMedian = Math.max(median(wholeGbps), median(blockGbps));
                 double transportMedian = median(transportGbps);
                 line(String.format(
                         Locale.ROOT,
-                        "median: raw (whole) %.2f GB/s, raw (block) %.2f GB/s, transport %.2f GB/s; transport / faster"
-                                + " raw median %.1f%%, median of per-round ratios %.1f%% (min %.1f%%, max %.1f%%)",
+                        "median of %d rounds: raw (whole) %.2f GB/s, raw (block) %.2f GB/s, transport %.2f GB/s",
+                        o.rounds,
                         median(wholeGbps),
                         median(blockGbps),
-                        transportMedian,
+                        transportMedian));
+                line("transport / raw, median of per-round ratios [quartiles] (min-max): vs whole "
+                        + spread(vsWhole) + "; vs per-block " + spread(vsBlock) + "; vs the faster of the two "
+                        + spread(vsFaster));
+                line(String.format(
+                        Locale.ROOT,
+                        "transport / faster raw median: %.1f%%; rounds at >= 90%% of raw (whole): %d of %d",
                         100 * transportMedian / rawMedian,
-                        100 * median(ratios),
-                        100 * Arrays.stream(ratios).min().orElse(0),
-                        100 * max(ratios)));
+                        Arrays.stream(vsWhole).filter(x -> x >= 0.9).count(),
+                        o.rounds));
 
                 if (crc != null) {
                     local.fill((byte) 0);
@@ -435,6 +448,39 @@ public final class TcpTransportBench {
         return order;
     }
 
+    /** All six orders of the variants 0 (raw whole), 1 (raw per block), 2 (transport). */
+    private static final int[][] ORDERS = {{0, 1, 2}, {2, 1, 0}, {1, 2, 0}, {0, 2, 1}, {2, 0, 1}, {1, 0, 2}};
+
+    private static String orderName(int[] order) {
+        StringBuilder out = new StringBuilder();
+        for (int v : order) {
+            out.append(v == 0 ? 'W' : v == 1 ? 'B' : 'T');
+        }
+        return out.toString();
+    }
+
+    /** "92.3% [88.1-95.0%] (80.2-101.4%)": median, quartiles, extremes of ratios. */
+    private static String spread(double[] ratios) {
+        double[] sorted = ratios.clone();
+        Arrays.sort(sorted);
+        return String.format(
+                Locale.ROOT,
+                "%.1f%% [%.1f-%.1f%%] (%.1f-%.1f%%)",
+                100 * median(sorted),
+                100 * quantile(sorted, 0.25),
+                100 * quantile(sorted, 0.75),
+                100 * sorted[0],
+                100 * sorted[sorted.length - 1]);
+    }
+
+    /** Linear interpolation between the closest ranks of an ascending array. */
+    private static double quantile(double[] sorted, double q) {
+        double at = q * (sorted.length - 1);
+        int lo = (int) Math.floor(at);
+        int hi = Math.min(sorted.length - 1, lo + 1);
+        return sorted[lo] + (at - lo) * (sorted[hi] - sorted[lo]);
+    }
+
     private static double median(double[] values) {
         double[] sorted = values.clone();
         Arrays.sort(sorted);
@@ -470,7 +516,7 @@ public final class TcpTransportBench {
             long block = 2L << 20;
             int batch = 16;
             int inFlight = 4;
-            int rounds = 9;
+            int rounds = 24;
             int checksumRounds = 3;
             Path out = null;
             boolean serve = false;
