@@ -159,7 +159,10 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         FabricNode node = new FabricNode(launch, system, engine, directory, guardian, watch, transport);
         spawnCoordinator(launch, system, engine, transport, storeExecutor, directory, guardian, coordinator);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
-        TransportMetrics transportMetrics = new TransportMetrics(transport.transport());
+        TransportMetrics transportMetrics = new TransportMetrics(
+                transport.transport(),
+                transport.requested().yamlName(),
+                transport.fallbackReason().isPresent());
         NodeMetricsSampler sampler = NodeMetricsSampler.start(
                 node::clusterView, List.of(engineMetrics::sample, directoryMetrics::sample, transportMetrics::sample));
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
