@@ -1,7 +1,13 @@
 /**
- * The RDMA data path between nodes: libibverbs through FFM, implementing the transport SPI of
- * {@code io.pegaflow.transport} (the TCP transport lives in {@code io.pegaflow.transport.tcp}).
+ * The RDMA data path between nodes: libibverbs through FFM ({@code io.pegaflow.rdma.verbs}), implementing the
+ * transport SPI of {@code io.pegaflow.transport}.
  *
- * <p>Filled in by a later issue; nothing here yet.
+ * <p>Public API: {@link io.pegaflow.rdma.RdmaProbe} (what RDMA the machine has and what is wrong with a
+ * configuration: {@code ./pegaflow rdma-check}), {@link io.pegaflow.rdma.RdmaSettings} / {@link io.pegaflow.rdma.RdmaNic}
+ * (NICs, queue pairs per peer, depths), {@link io.pegaflow.rdma.RdmaTransports#create} (the factory) and
+ * {@link io.pegaflow.rdma.RdmaTransport}.
+ *
+ * <p>Threading: the probe and the factory are control-path calls, thread-safe, that may block (they open devices).
+ * The transport's threading is described on {@link io.pegaflow.rdma.RdmaTransport}.
  */
 package io.pegaflow.rdma;
