@@ -50,10 +50,10 @@ class RdmaFallbackProcessTest {
     void shouldRefuseToStartWithTheReasonAndTheFixWhenRdmaCannotRunAndNoFallbackIsAllowed() throws Exception {
         try (NodeProcess node = start(topology(""))) {
             int rc = node.waitForExit(Duration.ofSeconds(60));
-            String log = node.logTail(60);
+            String log = node.logTail(100_000);
             assertNotEquals(0, rc, log);
             assertTrue(log.contains("transport rdma cannot run here"), log);
-            assertTrue(log.contains("pegaflow-no-such-nic"), log);
+            assertTrue(namesTheReason(log), log);
             assertTrue(log.contains("transportFallback: tcp"), log);
         }
     }
@@ -77,15 +77,20 @@ class RdmaFallbackProcessTest {
                 }
                 Thread.sleep(500);
             }
-            String log = node.logTail(80);
+            String log = node.logTail(100_000);
             assertTrue(node.isAlive(), log);
             assertEquals(1.0, ClusterProcessTest.gauge(body, "pegaflow_transport_fallback", "transport=\"tcp\""), body);
             assertEquals(
                     1.0, ClusterProcessTest.gauge(body, "pegaflow_transport_fallback", "requested=\"rdma\""), body);
             assertEquals(1.0, ClusterProcessTest.gauge(body, "pegaflow_transport_active", "transport=\"tcp\""), body);
             assertTrue(log.contains("falling back to tcp"), log);
-            assertTrue(log.contains("pegaflow-no-such-nic"), log);
+            assertTrue(namesTheReason(log), log);
         }
+    }
+
+    /** No device at all (this host), or devices but not the one the topology names (an RDMA machine). */
+    private static boolean namesTheReason(String log) {
+        return log.contains("no RDMA device: ") || log.contains("pegaflow-no-such-nic does not exist");
     }
 
     private static String scrape(int port) throws Exception {

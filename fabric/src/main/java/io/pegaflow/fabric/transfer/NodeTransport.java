@@ -51,7 +51,7 @@ public final class NodeTransport implements AutoCloseable {
      *     fallback (the message names the reason and the fix), or the transport cannot start
      */
     public static NodeTransport start(Topology topology, NodeSpec self, MemorySegment pool) {
-        return start(topology, self, pool, RdmaTransports::open);
+        return start(topology, self, pool, TopologyRdma::open);
     }
 
     /** As {@link #start(Topology, NodeSpec, MemorySegment)}, with the RDMA transport built by {@code rdma}. */
@@ -71,7 +71,7 @@ public final class NodeTransport implements AutoCloseable {
                 transport = rdma.open(settings, self);
             } catch (RdmaUnavailableException e) {
                 if (self.transportFallback() != TransportFallback.TCP) {
-                    throw new IllegalStateException("node " + self.id() + ": transport rdma cannot run here: "
+                    throw new IllegalStateException("transport rdma cannot run here: "
                             + e.getMessage() + " (run ./pegaflow rdma-check; or set transportFallback: tcp on this"
                             + " node to run TCP instead, or transport: tcp)");
                 }
