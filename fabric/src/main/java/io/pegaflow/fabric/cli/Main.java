@@ -49,6 +49,7 @@ public final class Main implements Runnable {
                 .addSubcommand(new StatusCommand(out, err))
                 .addSubcommand(new LocateCommand(out, err))
                 .addSubcommand(new DemoCommand(out, err))
+                .addSubcommand(new RdmaCheckCommand(out, err))
                 .addSubcommand(new HelpCommand())
                 .setUsageHelpWidth(USAGE_WIDTH)
                 .setOut(outWriter)

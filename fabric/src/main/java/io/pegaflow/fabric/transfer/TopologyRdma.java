@@ -21,10 +21,14 @@ public final class TopologyRdma {
 
     /** The RDMA settings for {@code self}'s NICs, in topology order. */
     public static RdmaSettings settings(NodeSpec self) {
-        List<RdmaNic> nics = self.rdmaNics().stream()
+        return RdmaSettings.of("", 1, 0).withNics(nics(self));
+    }
+
+    /** {@code self}'s NICs as {@code transport-rdma} names them, possibly none. */
+    public static List<RdmaNic> nics(NodeSpec self) {
+        return self.rdmaNics().stream()
                 .map(n -> new RdmaNic(n.device(), n.port(), n.gidIndex()))
                 .toList();
-        return RdmaSettings.of("", 1, 0).withNics(nics);
     }
 
     /** @see RdmaOpener#open */
