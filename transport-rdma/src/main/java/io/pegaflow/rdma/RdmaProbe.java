@@ -149,7 +149,7 @@ public final class RdmaProbe {
         return Optional.of(new RdmaDevice(
                 name,
                 attr.getString(VerbsLayout.DEVICE_ATTR_FW_VER),
-                attr.get(JAVA_LONG, VerbsLayout.DEVICE_ATTR_MAX_MR_SIZE),
+                unsignedCapped(attr.get(JAVA_LONG, VerbsLayout.DEVICE_ATTR_MAX_MR_SIZE)),
                 attr.get(JAVA_INT, VerbsLayout.DEVICE_ATTR_MAX_QP),
                 attr.get(JAVA_INT, VerbsLayout.DEVICE_ATTR_MAX_QP_WR),
                 attr.get(JAVA_INT, VerbsLayout.DEVICE_ATTR_MAX_SGE),
@@ -249,6 +249,11 @@ public final class RdmaProbe {
         return found.devices().stream()
                 .filter(d -> d.port(nic.port()).map(RdmaPort::active).orElse(false))
                 .findFirst();
+    }
+
+    /** A {@code uint64_t} as a long, values past {@code Long.MAX_VALUE} (software devices say 2^64-1) capped. */
+    static long unsignedCapped(long value) {
+        return value < 0 ? Long.MAX_VALUE : value;
     }
 
     static String formatGid(MemorySegment raw) {
