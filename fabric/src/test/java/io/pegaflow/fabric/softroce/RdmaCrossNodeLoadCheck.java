@@ -77,7 +77,7 @@ public class RdmaCrossNodeLoadCheck {
         try (FabricClients clients = new FabricClients()) {
             for (String id : List.of("n1", "n2")) {
                 NodeLaunch launch = io.pegaflow.fabric.node.NodeOptions.resolve(
-                        new String[] {"--topology", topology.toString(), "--node", id, "--pool-size", "64mb"});
+                        new String[] {"--topology", topology.toString(), "--node", id, "--pool-size", "32mb"});
                 launches.add(launch);
                 nodes.add(FabricNode.start(launch));
             }
@@ -183,7 +183,7 @@ public class RdmaCrossNodeLoadCheck {
                     .append(p[4 * i + 2])
                     .append(", transportPort: ")
                     .append(p[4 * i + 3])
-                    .append(", poolSize: 64mb, transport: ")
+                    .append(", poolSize: 32mb, transport: ")
                     .append(transport)
                     .append(", rdma: [{device: ")
                     .append(device)

@@ -28,6 +28,27 @@ import org.junit.platform.launcher.listeners.TestExecutionSummary;
 public final class SoftRoceSuite {
     private SoftRoceSuite() {}
 
+    /** After {@code -Dpegaflow.softroce.dumpAfterS} (240) seconds, every thread's stack: where a slow VM run is stuck. */
+    private static void dumpWhenStuck() {
+        try {
+            Thread.sleep(Long.getLong("pegaflow.softroce.dumpAfterS", 240) * 1000);
+        } catch (InterruptedException done) {
+            return;
+        }
+        StringBuilder dump = new StringBuilder("== thread dump (the suite is still running)\n");
+        Thread.getAllStackTraces().forEach((t, stack) -> {
+            dump.append('"')
+                    .append(t.getName())
+                    .append("\" ")
+                    .append(t.getState())
+                    .append('\n');
+            for (StackTraceElement e : stack) {
+                dump.append("    at ").append(e).append('\n');
+            }
+        });
+        System.out.println(dump);
+    }
+
     public static void main(String[] args) {
         boolean requireDevice = false;
         String nic = "rxe0:1:1";
@@ -76,20 +97,30 @@ public final class SoftRoceSuite {
                 }
             }
         };
-        SummaryGeneratingListener summary = new SummaryGeneratingListener();
-        LauncherFactory.create()
-                .execute(
-                        LauncherDiscoveryRequestBuilder.request()
-                                .selectors(selectors)
-                                .build(),
-                        summary,
-                        progress);
-        TestExecutionSummary s = summary.getSummary();
+        // One launch per selector, in the order given (JUnit would sort the classes by name): the transport's own
+        // tests first, so their verdict is in the log even if a later, heavier check runs out of time.
+        long failures = 0;
+        long found = 0;
         PrintWriter out = new PrintWriter(System.out, true);
-        s.printTo(out);
-        s.printFailuresTo(out, 40);
-        boolean failed =
-                s.getTotalFailureCount() > 0 || s.getTestsFoundCount() == 0 || (requireDevice && aborted.get() > 0);
+        Thread watchdog = Thread.ofPlatform().daemon().name("softroce-watchdog").start(SoftRoceSuite::dumpWhenStuck);
+        for (DiscoverySelector selector : selectors) {
+            SummaryGeneratingListener summary = new SummaryGeneratingListener();
+            System.out.println("== " + selector);
+            LauncherFactory.create()
+                    .execute(
+                            LauncherDiscoveryRequestBuilder.request()
+                                    .selectors(selector)
+                                    .build(),
+                            summary,
+                            progress);
+            TestExecutionSummary s = summary.getSummary();
+            s.printTo(out);
+            s.printFailuresTo(out, 40);
+            failures += s.getTotalFailureCount();
+            found += s.getTestsFoundCount();
+        }
+        watchdog.interrupt();
+        boolean failed = failures > 0 || found == 0 || (requireDevice && aborted.get() > 0);
         if (requireDevice && aborted.get() > 0) {
             out.println("FAILED: " + aborted.get() + " test(s) skipped by an assumption where a device is required");
         }

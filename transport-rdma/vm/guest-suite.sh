@@ -1,0 +1,18 @@
+# Guest script for softroce-run.sh (the default): ONE JVM runs ./pegaflow rdma-check on rxe0, the RDMA transport's
+# tests (contract suite, failure tests, probe, layouts) and the two-node cross-node load over RDMA
+# (RdmaCrossNodeLoadCheck). The class path comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
+set -u
+cd "$PEGAFLOW_ROOT"
+JAVA=/usr/lib/jvm/temurin-25-jdk-amd64/bin/java
+[ -x "$JAVA" ] || JAVA="$(ls -d /usr/lib/jvm/*25*/bin/java | head -1)"
+ibv_devices
+echo "memlock: $(ulimit -l) KiB (root: CAP_IPC_LOCK)"
+CP="fabric/target/test-classes:fabric/target/classes:transport-rdma/target/test-classes:transport-rdma/target/classes"
+CP="$CP:transport/target/test-classes:$(cat "$SOFTROCE_OUT/classpath.txt")"
+# /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
+timeout "${SUITE_TIMEOUT:-420}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
+  -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp \
+  -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
+  -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
+  -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \
+  ${SUITE_SELECTORS:-io.pegaflow.rdma io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck}
