@@ -11,7 +11,7 @@ CP="fabric/target/test-classes:fabric/target/classes:transport-rdma/target/test-
 CP="$CP:transport/target/test-classes:$(cat "$SOFTROCE_OUT/classpath.txt")"
 # /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
 timeout "${SUITE_TIMEOUT:-420}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
-  -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp \
+  -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp -XX:ErrorFile="$SOFTROCE_OUT/hs_err_pid%p.log" \
   -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
   -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
   -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \

@@ -14,7 +14,8 @@
 # Exit status: the guest script's; 77 cannot run here (not root, no apt-get, or packages missing: says which);
 # 99 the guest script never reported; 124 the VM ran past VM_TIMEOUT seconds (default 540).
 # Environment: WORK (default /var/tmp/softroce-ops), VM_TIMEOUT, VM_SMP (2), VM_MEM (MiB, 3072), KERNEL_META
-# (linux-image-amd64: bookworm's 6.1; linux-image-6.12-amd64 for 6.12).
+# (linux-image-amd64: bookworm's 6.1; linux-image-6.12-amd64 for 6.12). SUITE_* and BENCH_* variables are passed
+# on to the guest script.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -140,7 +141,11 @@ chmod +x initrd/init
 
 # 4. Boot: qemu TCG, serial console into LOG, user-mode network, the two 9p shares.
 rm -f out/guest-rc
-cp "$GUEST" out/guest-command.sh
+# SUITE_* and BENCH_* variables reach the guest (its environment is otherwise clean).
+{
+  for v in $(compgen -v | grep -E '^(SUITE|BENCH)_' || true); do printf 'export %s=%q\n' "$v" "${!v}"; done
+  cat "$GUEST"
+} >out/guest-command.sh
 say "booting kernel $KV (TCG, ${VM_SMP:-2} cpus, ${VM_MEM:-3072} MiB); guest script $(basename "$GUEST"); log $LOG"
 start=$(date +%s)
 set +e
