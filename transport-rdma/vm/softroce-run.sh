@@ -126,6 +126,9 @@ for d in tmp run var/tmp; do mount -t tmpfs tmpfs $R/$d; done
 mkdir -p $R$WORK
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 work $R$WORK
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
+# The host's name, which its /etc/hosts (the guest's too) resolves: a nameless guest makes every JVM's
+# InetAddress.getLocalHost wait for DNS.
+hostname "$(cat $R/etc/hostname 2>/dev/null || echo localhost)"
 chroot $R /usr/bin/rdma link add rxe0 type rxe netdev eth0 || echo "[guest-init] rdma link add rxe0 failed"
 echo "[guest-init] guest command starts at uptime $(cut -d' ' -f1 /proc/uptime)s"
 chroot $R /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 \
