@@ -12,7 +12,7 @@ echo "memlock: $(ulimit -l) KiB (root: CAP_IPC_LOCK)"
 CP="$(cat "$SOFTROCE_OUT/classpath.txt"):fabric/target/test-classes:fabric/target/classes"
 CP="$CP:transport-rdma/target/test-classes:transport-rdma/target/classes:transport/target/test-classes"
 # /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
-timeout "${SUITE_TIMEOUT:-420}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
+timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
   -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp -XX:ErrorFile="$SOFTROCE_OUT/hs_err_pid%p.log" \
   -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
   -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \

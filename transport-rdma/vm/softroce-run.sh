@@ -152,7 +152,7 @@ rm -f out/guest-rc
 say "booting kernel $KV (TCG, ${VM_SMP:-2} cpus, ${VM_MEM:-3072} MiB); guest script $(basename "$GUEST"); log $LOG"
 start=$(date +%s)
 set +e
-timeout "${VM_TIMEOUT:-540}" qemu-system-x86_64 \
+timeout "${VM_TIMEOUT:-570}" qemu-system-x86_64 \
   -accel tcg,thread=multi -cpu max -smp "${VM_SMP:-2}" -m "${VM_MEM:-3072}" \
   -nographic -no-reboot -nodefaults -serial stdio -monitor none \
   -kernel "kernel/boot/vmlinuz-$KV" -initrd initrd.cpio.gz \
@@ -164,6 +164,6 @@ timeout "${VM_TIMEOUT:-540}" qemu-system-x86_64 \
 qemu_rc=$?
 set -e
 say "VM ran $(($(date +%s) - start)) s"
-if [ "$qemu_rc" = 124 ]; then say "VM timed out after ${VM_TIMEOUT:-540} s"; exit 124; fi
+if [ "$qemu_rc" = 124 ]; then say "VM timed out after ${VM_TIMEOUT:-570} s"; exit 124; fi
 [ -f out/guest-rc ] || { say "the guest script never reported (qemu rc $qemu_rc)"; exit 99; }
 exit "$(cat out/guest-rc)"

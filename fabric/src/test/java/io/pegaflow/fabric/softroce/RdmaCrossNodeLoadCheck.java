@@ -51,7 +51,7 @@ import org.junit.jupiter.api.Timeout;
  * <p>{@code -Dpegaflow.softroce.transport=rdma} (the VM: both nodes on {@code -Dpegaflow.softroce.device}, default
  * rxe0, GID index {@code -Dpegaflow.softroce.gidIndex}, default 1, no fallback) or {@code tcp} (any host).
  */
-@Timeout(value = 240, unit = TimeUnit.SECONDS)
+@Timeout(value = 400, unit = TimeUnit.SECONDS)
 public class RdmaCrossNodeLoadCheck {
     private static final Duration CALL = Duration.ofSeconds(20);
     private static final String NS = "softroce-cross-node";
