@@ -1,6 +1,6 @@
 # Guest script for softroce-run.sh --guest: RdmaTransportBench over rxe0 in loopback (two transports, one JVM).
 # Soft-RoCE under qemu TCG: the figures show the harness works, nothing about hardware (bench/results/rdma-softroce.md).
-set -u
+set -u -o pipefail
 cd "$PEGAFLOW_ROOT"
 JAVA=/usr/lib/jvm/temurin-25-jdk-amd64/bin/java
 timeout "${BENCH_TIMEOUT:-300}" "$JAVA" --enable-native-access=ALL-UNNAMED -Xmx512m -XX:+UseSerialGC \
