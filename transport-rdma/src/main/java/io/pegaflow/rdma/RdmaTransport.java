@@ -342,13 +342,14 @@ public final class RdmaTransport implements Transport {
                 link.state = PeerState.CLOSED;
             }
         }
-        for (Nic nic : nics) {
-            nic.stop();
-        }
+        // Registrations go before their protection domains and device contexts do.
         for (RdmaRegion r : regions.values()) {
             deregisterMemory(r);
         }
         regions.clear();
+        for (Nic nic : nics) {
+            nic.stop();
+        }
         LOG.log(Level.INFO, "transport=rdma node={0} closed", localNodeId());
     }
 

@@ -60,15 +60,18 @@ class RdmaTransportFailureTest {
 
     @Test
     void shouldMoveTheQueuePairToErrorAndDrainBeforeReportingATimeout() throws Exception {
+        // 4,096 blocks through a ring of 4 work requests: the poller needs ~1,000 rounds, the deadline passes midway
+        // (with a deep ring, rxe moves 32 MiB inside one post and the transfer beats any timeout).
         long size = 32L << 20;
-        Node b = node("b", size, r -> r, 0);
-        Node a = node("a", size, r -> r, 0, b);
+        UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4);
+        Node b = node("b", size, shallow, 0);
+        Node a = node("a", size, shallow, -4096, b);
         pattern(b.memory, 1);
         a.memory.fill(UNTOUCHED);
-        DescriptorList list = wholeRegion(b, a, size, 1 << 20);
+        DescriptorList list = wholeRegion(b, a, size, 8 << 10);
         Done done = new Done(a.memory);
 
-        assertEquals(TransferStatus.OK, a.transport.read(list, 1, 1, done));
+        assertEquals(TransferStatus.OK, a.transport.read(list, 5, 1, done));
         Done.Result r = done.next();
 
         assertEquals(TransferStatus.TIMED_OUT, r.status());
@@ -263,6 +266,7 @@ class RdmaTransportFailureTest {
         }
     }
 
+    /** {@code maxInFlight}: 0 default, &gt; 0 that in-flight bound, &lt; 0 minus the descriptors-per-transfer bound. */
     private Node node(String id, long bytes, UnaryOperator<RdmaSettings> tweak, int maxInFlight, Node... peers)
             throws InterruptedException {
         PeerAddress[] addresses = new PeerAddress[peers.length];
@@ -282,6 +286,8 @@ class RdmaTransportFailureTest {
                 TransportSettings.of(id, LOOPBACK, 0, List.of(peers)).withReconnectBackoffMaxMs(100);
         if (maxInFlight > 0) {
             s = s.withMaxInFlightPerPeer(maxInFlight);
+        } else if (maxInFlight < 0) {
+            s = s.withMaxDescriptorsPerTransfer(-maxInFlight); // negative: a descriptor bound instead
         }
         Node n = new Node(s, tweak.apply(TestNic.settings().orElseThrow()), bytes);
         nodes.add(n);
