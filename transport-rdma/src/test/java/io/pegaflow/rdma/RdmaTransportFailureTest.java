@@ -88,13 +88,14 @@ class RdmaTransportFailureTest {
     @Test
     void shouldCompleteACancelOnlyAfterTheQueuePairIsDrained() throws Exception {
         long size = 32L << 20;
-        Node b = node("b", size, r -> r, 0);
-        Node a = node("a", size, r -> r, 0, b);
+        UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4); // many poller rounds: the cancel lands midway
+        Node b = node("b", size, shallow, 0);
+        Node a = node("a", size, shallow, -4096, b);
         pattern(b.memory, 2);
         a.memory.fill(UNTOUCHED);
         Done done = new Done(a.memory);
 
-        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, size, 1 << 20), WAIT_MS, 7, done));
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, size, 8 << 10), WAIT_MS, 7, done));
         assertTrue(a.transport.cancel(7));
         Done.Result r = done.next();
 
@@ -157,6 +158,53 @@ class RdmaTransportFailureTest {
         for (long p : posted) {
             assertTrue(p > 0, "every queue pair carried a part: " + java.util.Arrays.toString(posted));
         }
+    }
+
+    @Test
+    void shouldStripeOneTransferAcrossTwoNicsWithAPollerEach() throws Exception {
+        // The VM has one device: two NIC entries naming it open it twice (own PD, CQ, poller), which is what two
+        // NICs are to the transport; the transfer's parts then finish on two poller threads.
+        UnaryOperator<RdmaSettings> twoNics =
+                r -> r.withNics(List.of(r.nics().get(0), r.nics().get(0)))
+                        .withQpsPerPeer(2)
+                        .withStripeMinBytes(64 << 10);
+        Node b = node("b", 8 << 20, twoNics, 0);
+        Node a = node("a", 8 << 20, twoNics, 0, b);
+        pattern(b.memory, 7);
+        Done done = new Done(null);
+
+        for (int round = 0; round < 4; round++) {
+            assertEquals(
+                    TransferStatus.OK, a.transport.read(wholeRegion(b, a, 8 << 20, 128 << 10), WAIT_MS, round, done));
+            Done.Result r = done.next();
+            assertEquals(TransferStatus.OK, r.status());
+            assertEquals(8 << 20, r.bytes());
+        }
+        assertEquals(-1, MemorySegment.mismatch(b.memory, 0, 8 << 20, a.memory, 0, 8 << 20));
+        long[] posted = ((RdmaTransport) a.transport).postedPerQueuePair("b");
+        assertEquals(4, posted.length, "2 NICs x 2 queue pairs");
+        for (long p : posted) {
+            assertTrue(p > 0, "every queue pair on both NICs carried a part: " + java.util.Arrays.toString(posted));
+        }
+        assertEquals(4, a.transport.snapshot().peer("b").completions(TransferStatus.OK));
+    }
+
+    @Test
+    void shouldCompleteAnInFlightTransferAsClosedBeforeCloseReturns() throws Exception {
+        long size = 32L << 20;
+        UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4);
+        Node b = node("b", size, shallow, 0);
+        Node a = node("a", size, shallow, -4096, b);
+        Done done = new Done(null);
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, size, 8 << 10), WAIT_MS, 1, done));
+
+        a.transport.close();
+
+        Done.Result r = done.queue.poll();
+        assertNotNull(r, "the in-flight transfer completed before close returned");
+        assertTrue(r.status() == TransferStatus.CLOSED || r.status() == TransferStatus.OK, "" + r.status());
+        assertEquals(TransferStatus.CLOSED, a.transport.read(wholeRegion(b, a, 4096, 4096), WAIT_MS, 2, done));
+        assertEquals(PeerState.CLOSED, a.transport.peerState("b"));
     }
 
     @Test
@@ -322,7 +370,7 @@ class RdmaTransportFailureTest {
     private static final class Done implements CompletionHandler {
         record Result(long id, TransferStatus status, long bytes, byte[] memoryAtCompletion) {}
 
-        private final LinkedBlockingQueue<Result> queue = new LinkedBlockingQueue<>();
+        final LinkedBlockingQueue<Result> queue = new LinkedBlockingQueue<>();
         private final MemorySegment watched;
 
         Done(MemorySegment watched) {
