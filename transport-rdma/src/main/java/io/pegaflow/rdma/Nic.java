@@ -219,7 +219,7 @@ final class Nic implements Runnable {
             }
             int n = Verbs.pollCq(pollCqFn, cq, WC_BATCH, wcs);
             for (int i = 0; i < n; i++) {
-                complete(current, wcs.asSlice(i * SIZEOF_WC, SIZEOF_WC));
+                complete(current, i * SIZEOF_WC);
             }
             work |= n > 0;
             long now = System.nanoTime();
@@ -338,10 +338,10 @@ final class Nic implements Runnable {
         return true;
     }
 
-    private void complete(QueuePair[] current, MemorySegment wc) {
-        int qpNum = wc.get(JAVA_INT, WC_QP_NUM);
-        long seq = wc.get(JAVA_LONG, WC_WR_ID);
-        int status = wc.get(JAVA_INT, WC_STATUS);
+    private void complete(QueuePair[] current, long wc) {
+        int qpNum = wcs.get(JAVA_INT, wc + WC_QP_NUM);
+        long seq = wcs.get(JAVA_LONG, wc + WC_WR_ID);
+        int status = wcs.get(JAVA_INT, wc + WC_STATUS);
         QueuePair qp = null;
         for (QueuePair q : current) {
             if (q.qpn == qpNum) {

@@ -208,6 +208,49 @@ class RdmaTransportFailureTest {
     }
 
     @Test
+    void shouldAllocateNothingPerBlockOnThePollerThread() throws Exception {
+        Node b = node("b", 4 << 20, r -> r, 0);
+        Node a = node("a", 4 << 20, r -> r, 0, b);
+        java.util.concurrent.atomic.AtomicInteger completed = new java.util.concurrent.atomic.AtomicInteger();
+        CompletionHandler counting = (id, status, bytes) -> completed.incrementAndGet(); // allocates nothing itself
+        DescriptorList list = wholeRegion(b, a, 256 << 10, 4 << 10); // 64 blocks
+        Thread poller = Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith("pegaflow-rdma-poll-a-"))
+                .findFirst()
+                .orElseThrow();
+        com.sun.management.ThreadMXBean threads =
+                (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+        runTransfers(a, list, counting, completed, 100); // warm-up
+        long before = threads.getThreadAllocatedBytes(poller.threadId());
+
+        runTransfers(a, list, counting, completed, 200);
+
+        long allocated = threads.getThreadAllocatedBytes(poller.threadId()) - before;
+        long blocks = 200L * list.size();
+        assertTrue(allocated < blocks, "the poller allocated " + allocated + " bytes for " + blocks + " blocks");
+    }
+
+    private static void runTransfers(
+            Node a,
+            DescriptorList list,
+            CompletionHandler handler,
+            java.util.concurrent.atomic.AtomicInteger done,
+            int n)
+            throws InterruptedException {
+        int target = done.get() + n;
+        for (int i = 0; i < n; i++) {
+            while (a.transport.read(list, WAIT_MS, i, handler) == TransferStatus.BACK_PRESSURED) {
+                Thread.onSpinWait();
+            }
+        }
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(WAIT_MS);
+        while (done.get() < target && System.nanoTime() < deadline) {
+            Thread.sleep(1);
+        }
+        assertEquals(target, done.get(), "all transfers completed");
+    }
+
+    @Test
     void shouldRefuseAGarbageHelloAndKeepServingRealPeers() throws Exception {
         Node b = node("b", 1 << 20, r -> r, 0);
         try (Socket s = new Socket(LOOPBACK, b.transport.localAddress().port())) {
