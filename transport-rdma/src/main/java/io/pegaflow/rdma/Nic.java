@@ -13,7 +13,6 @@ import io.pegaflow.transport.TransferStatus;
 import io.pegaflow.transport.TransportException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -51,7 +50,7 @@ final class Nic implements Runnable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment wcs;
     private final MemorySegment attrScratch;
-    final ArrayBlockingQueue<Part> submitted;
+    final PartQueue submitted;
     private volatile QueuePair[] qps = new QueuePair[0];
     private final Object qpsLock = new Object();
     volatile long epoch;
@@ -126,7 +125,7 @@ final class Nic implements Runnable {
         checkMrLayout();
         wcs = arena.allocate(SIZEOF_WC * WC_BATCH, 8);
         attrScratch = arena.allocate(SIZEOF_QP_ATTR, 8);
-        submitted = new ArrayBlockingQueue<>(submitCapacity);
+        submitted = new PartQueue(submitCapacity);
     }
 
     /** Start-up check of {@code struct ibv_mr}: register 4 KiB and read back its address and length. */
