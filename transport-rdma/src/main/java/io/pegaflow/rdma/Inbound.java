@@ -27,6 +27,7 @@ final class Inbound implements Runnable {
     private final List<QueuePair> qps = new ArrayList<>();
     private DataOutputStream out;
     private volatile boolean announcing;
+    private boolean closed;
     String peerId = "?";
 
     Inbound(RdmaTransport transport, Socket socket) {
@@ -60,8 +61,14 @@ final class Inbound implements Runnable {
             List<Handshake.QpParams> mine = new ArrayList<>();
             for (int i = 0; i < hello.qps().size(); i++) {
                 Nic nic = nics.get(i / hello.qpsPerNic());
-                QueuePair qp = QueuePair.create(nic, null, 1, 0);
-                qps.add(qp);
+                QueuePair qp;
+                synchronized (this) {
+                    if (closed || transport.isClosing()) {
+                        throw new IOException("transport closing");
+                    }
+                    qp = QueuePair.create(nic, null, 1, 0);
+                    qps.add(qp);
+                }
                 qp.connect(
                         hello.qps().get(i),
                         transport.rdma().ackTimeoutExponent(),
@@ -124,6 +131,7 @@ final class Inbound implements Runnable {
 
     /** Closes the socket and frees the responder queue pairs (they post nothing: no drain needed). */
     synchronized void close() {
+        closed = true;
         announcing = false;
         try {
             socket.close();

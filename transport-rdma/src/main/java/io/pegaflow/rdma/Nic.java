@@ -13,7 +13,6 @@ import io.pegaflow.transport.TransferStatus;
 import io.pegaflow.transport.TransportException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.locks.LockSupport;
 
 /**
@@ -51,7 +50,7 @@ final class Nic implements Runnable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment wcs;
     private final MemorySegment attrScratch;
-    final ArrayBlockingQueue<Part> submitted;
+    final PartQueue submitted;
     private volatile QueuePair[] qps = new QueuePair[0];
     private final Object qpsLock = new Object();
     volatile long epoch;
@@ -126,7 +125,7 @@ final class Nic implements Runnable {
         checkMrLayout();
         wcs = arena.allocate(SIZEOF_WC * WC_BATCH, 8);
         attrScratch = arena.allocate(SIZEOF_QP_ATTR, 8);
-        submitted = new ArrayBlockingQueue<>(submitCapacity);
+        submitted = new PartQueue(submitCapacity);
     }
 
     /** Start-up check of {@code struct ibv_mr}: register 4 KiB and read back its address and length. */
@@ -219,7 +218,7 @@ final class Nic implements Runnable {
             }
             int n = Verbs.pollCq(pollCqFn, cq, WC_BATCH, wcs);
             for (int i = 0; i < n; i++) {
-                complete(current, wcs.asSlice(i * SIZEOF_WC, SIZEOF_WC));
+                complete(current, i * SIZEOF_WC);
             }
             work |= n > 0;
             long now = System.nanoTime();
@@ -338,10 +337,10 @@ final class Nic implements Runnable {
         return true;
     }
 
-    private void complete(QueuePair[] current, MemorySegment wc) {
-        int qpNum = wc.get(JAVA_INT, WC_QP_NUM);
-        long seq = wc.get(JAVA_LONG, WC_WR_ID);
-        int status = wc.get(JAVA_INT, WC_STATUS);
+    private void complete(QueuePair[] current, long wc) {
+        int qpNum = wcs.get(JAVA_INT, wc + WC_QP_NUM);
+        long seq = wcs.get(JAVA_LONG, wc + WC_WR_ID);
+        int status = wcs.get(JAVA_INT, wc + WC_STATUS);
         QueuePair qp = null;
         for (QueuePair q : current) {
             if (q.qpn == qpNum) {

@@ -37,6 +37,10 @@ final class QueuePair {
     final int[] ringBytes;
     final boolean[] ringLast;
     final ArrayDeque<Part> waiting;
+    /** Views of each ring position's WR and SGE, made once: filling a work request allocates nothing. */
+    private final MemorySegment[] wrAt;
+
+    private final MemorySegment[] sgeAt;
     long posted;
     long completed;
 
@@ -62,10 +66,13 @@ final class QueuePair {
         ringBytes = new int[depth];
         ringLast = new boolean[depth];
         waiting = new ArrayDeque<>(waitingCapacity);
+        wrAt = new MemorySegment[depth];
+        sgeAt = new MemorySegment[depth];
         for (int i = 0; i < depth; i++) {
-            MemorySegment wr = wrs.asSlice(i * SIZEOF_SEND_WR, SIZEOF_SEND_WR);
-            wr.set(ADDRESS, SEND_WR_SG_LIST, sges.asSlice(i * SIZEOF_SGE, SIZEOF_SGE));
-            wr.set(JAVA_INT, SEND_WR_NUM_SGE, 1);
+            wrAt[i] = wrs.asSlice(i * SIZEOF_SEND_WR, SIZEOF_SEND_WR);
+            sgeAt[i] = sges.asSlice(i * SIZEOF_SGE, SIZEOF_SGE);
+            wrAt[i].set(ADDRESS, SEND_WR_SG_LIST, sgeAt[i]);
+            wrAt[i].set(JAVA_INT, SEND_WR_NUM_SGE, 1);
         }
     }
 
@@ -194,8 +201,8 @@ final class QueuePair {
             int bytes,
             boolean signal) {
         int pos = (int) (seq % depth);
-        MemorySegment wr = wrs.asSlice(pos * SIZEOF_SEND_WR, SIZEOF_SEND_WR);
-        MemorySegment sge = sges.asSlice(pos * SIZEOF_SGE, SIZEOF_SGE);
+        MemorySegment wr = wrAt[pos];
+        MemorySegment sge = sgeAt[pos];
         sge.set(JAVA_LONG, SGE_ADDR, localAddress);
         sge.set(JAVA_INT, SGE_LENGTH, bytes);
         sge.set(JAVA_INT, SGE_LKEY, lkey);
@@ -209,7 +216,7 @@ final class QueuePair {
     }
 
     MemorySegment wrAt(long seq) {
-        return wrs.asSlice((seq % depth) * SIZEOF_SEND_WR, SIZEOF_SEND_WR);
+        return wrAt[(int) (seq % depth)];
     }
 
     /** Control path, after {@link #drained} (or for a passive queue pair): frees the QP and its ring. */

@@ -8,6 +8,11 @@
  * {@link io.pegaflow.rdma.RdmaTransport}.
  *
  * <p>Threading: the probe and the factory are control-path calls, thread-safe, that may block (they open devices).
- * The transport's threading is described on {@link io.pegaflow.rdma.RdmaTransport}.
+ * In the transport, each NIC's poller thread ({@link io.pegaflow.rdma.Nic}) alone posts to and polls its queue pairs
+ * and CQ, and runs completion handlers; submitters only fill a preallocated slot ({@link io.pegaflow.rdma.Transfer})
+ * and offer its parts to the pollers' queues. A transfer striped over several NICs completes on whichever poller
+ * finishes its last part (atomic part count; the peer's counters are written under its lock). The connector thread
+ * dials, and tears down connections only after the pollers have drained their queue pairs; one thread per side
+ * channel reads announcements; one thread per inbound connection answers handshakes.
  */
 package io.pegaflow.rdma;
