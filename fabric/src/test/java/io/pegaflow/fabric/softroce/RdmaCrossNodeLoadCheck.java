@@ -226,7 +226,21 @@ public class RdmaCrossNodeLoadCheck {
                     .setBlockStrideBytes(LAYER_BLOCK_BYTES)
                     .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(LAYER_BLOCK_BYTES)));
         }
-        return get(engine.registerContext(reg.build())).getContextId();
+        // Under TCG a node's first gRPC connection can be reset while its server warms up: retry that, bounded.
+        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        while (true) {
+            try {
+                return get(engine.registerContext(reg.build())).getContextId();
+            } catch (java.util.concurrent.ExecutionException e) {
+                boolean unavailable =
+                        io.grpc.Status.fromThrowable(e.getCause()).getCode() == io.grpc.Status.Code.UNAVAILABLE;
+                if (!unavailable || System.nanoTime() > deadline) {
+                    throw e;
+                }
+                System.out.println("register on " + instance + ": " + e.getCause() + "; retrying");
+                Thread.sleep(1000);
+            }
+        }
     }
 
     /** The flag slot's state, loaded and failed counts once the state is final (engine.proto, LoadFlag). */
