@@ -32,7 +32,7 @@ set -e
 cp "$WORK"/out/hs_err_pid*.log "$OUT/" 2>/dev/null && echo "[softroce] the JVM crashed: $(ls "$OUT"/hs_err_pid*.log)" >&2
 tr -d '\r' <"$OUT/suite.log" | grep -aE '^(== |SKIPPED|FAILED|ABORTED|SOFTROCE|cross-node)|tests (found|successful|failed|aborted)' >&2 || true
 case "$rc" in
-  0) echo "[softroce] PASSED: RDMA tests and the cross-node load over rxe0 (log: $OUT/suite.log)" >&2 ;;
+  0) echo "[softroce] PASSED: ${SUITE_SELECTORS:-io.pegaflow.rdma} over rxe0 (log: $OUT/suite.log)" >&2 ;;
   77) ;;
   *) echo "[softroce] FAILED (exit $rc): the last lines of $OUT/suite.log:" >&2; tail -n 60 "$OUT/suite.log" >&2 ;;
 esac
