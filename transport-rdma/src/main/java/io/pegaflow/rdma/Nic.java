@@ -27,6 +27,14 @@ import java.util.concurrent.locks.LockSupport;
 final class Nic implements Runnable {
     private static final System.Logger LOG = System.getLogger(Nic.class.getName());
     private static final int WC_BATCH = 32;
+    /**
+     * Empty polls before the poller parks, and its park when nothing is in flight. Spinning keeps completion latency
+     * low on a real NIC; under an emulated CPU (the Soft-RoCE VM, qemu TCG) the spins of two nodes' pollers starve
+     * the node's other threads, so the VM run lowers them ({@code -Dpegaflow.rdma.pollerIdleSpins}).
+     */
+    private static final int IDLE_SPINS = Integer.getInteger("pegaflow.rdma.pollerIdleSpins", 200);
+
+    private static final long IDLE_PARK_NS = Long.getLong("pegaflow.rdma.pollerIdleParkUs", 2_000L) * 1_000L;
     /** One work request moves at most this much (RC messages may be up to 2^31; keep well inside). */
     static final long MAX_WR_BYTES = 1L << 30;
 
@@ -229,8 +237,8 @@ final class Nic implements Runnable {
             epoch++;
             if (work) {
                 idle = 0;
-            } else if (++idle > 200) {
-                LockSupport.parkNanos(transport.hasInFlight() ? 50_000L : 2_000_000L);
+            } else if (++idle > IDLE_SPINS) {
+                LockSupport.parkNanos(transport.hasInFlight() ? 50_000L : IDLE_PARK_NS);
             } else {
                 Thread.onSpinWait();
             }
