@@ -20,6 +20,8 @@ import java.util.Objects;
  * @param transport how blocks move between nodes
  * @param transportPort the port the node's transport listens on and peers dial (block transfers); a file that names
  *     none gets {@link #defaultTransportPort(int)}
+ * @param transportFallback what a node with {@code transport: rdma} does when no usable RDMA device is found at start
+ *     ({@link TransportFallback#NONE}, the default: refuse to start)
  */
 public record NodeSpec(
         String id,
@@ -31,7 +33,8 @@ public record NodeSpec(
         List<RdmaNic> rdmaNics,
         long poolSizeBytes,
         Transport transport,
-        int transportPort) {
+        int transportPort,
+        TransportFallback transportFallback) {
 
     /** How far above {@code clusterPort} the transport listens when the topology names no {@code transportPort}. */
     public static final int TRANSPORT_PORT_OFFSET = 100;
@@ -42,6 +45,33 @@ public record NodeSpec(
         gpus = List.copyOf(gpus);
         rdmaNics = List.copyOf(rdmaNics);
         Objects.requireNonNull(transport, "transport");
+        Objects.requireNonNull(transportFallback, "transportFallback");
+    }
+
+    /** A node with no transport fallback: {@code rdma} without a usable device refuses to start. */
+    public NodeSpec(
+            String id,
+            String host,
+            int clusterPort,
+            int grpcPort,
+            int metricsPort,
+            List<Integer> gpus,
+            List<RdmaNic> rdmaNics,
+            long poolSizeBytes,
+            Transport transport,
+            int transportPort) {
+        this(
+                id,
+                host,
+                clusterPort,
+                grpcPort,
+                metricsPort,
+                gpus,
+                rdmaNics,
+                poolSizeBytes,
+                transport,
+                transportPort,
+                TransportFallback.NONE);
     }
 
     /** A node whose transport listens on {@link #defaultTransportPort(int)}. */

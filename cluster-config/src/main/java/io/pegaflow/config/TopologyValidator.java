@@ -32,7 +32,8 @@ final class TopologyValidator {
             "poolSize",
             "transport",
             "gpus",
-            "rdma");
+            "rdma",
+            "transportFallback");
     static final List<String> NIC_KEYS = List.of("device", "port", "gidIndex");
 
     /**
@@ -165,6 +166,19 @@ final class TopologyValidator {
                     transport(transportEntry.getValueNode(), path + ".transport", YamlNodes.keyLine(transportEntry));
         }
 
+        TransportFallback fallback = TransportFallback.NONE;
+        NodeTuple fallbackEntry = optional(node, "transportFallback");
+        if (fallbackEntry != null) {
+            fallback = fallback(
+                    fallbackEntry.getValueNode(), path + ".transportFallback", YamlNodes.keyLine(fallbackEntry));
+            if (fallback == TransportFallback.TCP && transport == Transport.TCP) {
+                problems.add(
+                        path + ".transportFallback",
+                        YamlNodes.keyLine(fallbackEntry),
+                        "tcp applies to transport: rdma only (this node already uses tcp): remove it");
+            }
+        }
+
         List<Integer> gpus = gpus(node, path);
 
         List<RdmaNic> nics = new ArrayList<>();
@@ -180,7 +194,17 @@ final class TopologyValidator {
             return null;
         }
         return new NodeSpec(
-                id, host, clusterPort, grpcPort, metricsPort, gpus, nics, poolSizeBytes, transport, transportPort);
+                id,
+                host,
+                clusterPort,
+                grpcPort,
+                metricsPort,
+                gpus,
+                nics,
+                poolSizeBytes,
+                transport,
+                transportPort,
+                fallback);
     }
 
     /**
@@ -503,6 +527,19 @@ final class TopologyValidator {
             return null;
         }
         return transport.get();
+    }
+
+    private TransportFallback fallback(Node value, String path, int line) {
+        String text = string(value, path, line);
+        if (text == null) {
+            return null;
+        }
+        Optional<TransportFallback> fallback = TransportFallback.fromYaml(text);
+        if (fallback.isEmpty()) {
+            problems.add(path, line, Quoting.quote(text) + " is not one of none, tcp");
+            return null;
+        }
+        return fallback.get();
     }
 
     // ---- helpers ----

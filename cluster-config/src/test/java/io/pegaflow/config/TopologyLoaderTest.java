@@ -233,7 +233,7 @@ class TopologyLoaderTest {
     void shouldRejectAnUnknownNodeKeyListingTheAllowedOnes() {
         assertOnlyProblem(
                 "nodes[0].colour: unknown key (allowed: id, host, clusterPort, grpcPort, metricsPort, "
-                        + "transportPort, poolSize, transport, gpus, rdma) (line 9)",
+                        + "transportPort, poolSize, transport, gpus, rdma, transportFallback) (line 9)",
                 """
                 cluster: c
                 nodes:
@@ -252,7 +252,7 @@ class TopologyLoaderTest {
         assertEquals(
                 List.of(
                         "nodes[0].grpc_port: unknown key, did you mean grpcPort? (allowed: id, host, clusterPort, grpcPort, "
-                                + "metricsPort, transportPort, poolSize, transport, gpus, rdma) (line 3)",
+                                + "metricsPort, transportPort, poolSize, transport, gpus, rdma, transportFallback) (line 3)",
                         "nodes[0].grpcPort: missing (line 3)"),
                 problemsOf("""
                 cluster: c
@@ -520,7 +520,7 @@ class TopologyLoaderTest {
     void shouldRejectANodeThatIsNotAMapping() {
         assertOnlyProblem(
                 "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, "
-                        + "transportPort, poolSize, transport, gpus, rdma, found a string (line 4)",
+                        + "transportPort, poolSize, transport, gpus, rdma, transportFallback, found a string (line 4)",
                 """
                 cluster: c
                 nodes:
@@ -551,6 +551,42 @@ class TopologyLoaderTest {
                     poolSize: 1gb
                     transport: rdma
                     rdma: []
+                """);
+    }
+
+    @Test
+    void shouldReadTransportFallbackTcpOnAnRdmaNodeAndDefaultToNone() throws TopologyException {
+        Topology topology = parse("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb, transport: rdma,
+                     transportFallback: TCP, rdma: [{device: rxe0, port: 1, gidIndex: 1}]}
+                  - {id: n2, host: h, clusterPort: 4, grpcPort: 5, metricsPort: 6, poolSize: 1gb, transport: rdma,
+                     rdma: [{device: rxe0, port: 1, gidIndex: 1}]}
+                """);
+        assertEquals(TransportFallback.TCP, topology.nodes().get(0).transportFallback());
+        assertEquals(TransportFallback.NONE, topology.nodes().get(1).transportFallback());
+    }
+
+    @Test
+    void shouldRejectAnUnknownTransportFallback() {
+        assertOnlyProblem("nodes[0].transportFallback: \"ib\" is not one of none, tcp (line 4)", """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb, transport: rdma,
+                     transportFallback: ib, rdma: [{device: rxe0, port: 1, gidIndex: 1}]}
+                """);
+    }
+
+    @Test
+    void shouldRejectTransportFallbackTcpOnATcpNode() {
+        assertOnlyProblem(
+                "nodes[0].transportFallback: tcp applies to transport: rdma only (this node already uses tcp): remove it"
+                        + " (line 3)",
+                """
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb, transportFallback: tcp}
                 """);
     }
 
@@ -647,7 +683,7 @@ class TopologyLoaderTest {
                 List.of(
                         "defaults: unknown key (allowed: cluster, directoryRanges, nodes) (line 2)",
                         "nodes[0]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, transportPort, poolSize, "
-                                + "transport, gpus, rdma, found an alias (*base; aliases are not supported) (line 4)"),
+                                + "transport, gpus, rdma, transportFallback, found an alias (*base; aliases are not supported) (line 4)"),
                 problemsOf("""
                 cluster: c
                 defaults: &base {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb}
@@ -685,7 +721,8 @@ class TopologyLoaderTest {
                         "nodes[0].poolSize: expected a size, found a value tagged !!binary" + notSupported
                                 + " (line 3)",
                         "nodes[1]: expected a mapping with keys id, host, clusterPort, grpcPort, metricsPort, transportPort, poolSize, "
-                                + "transport, gpus, rdma, found a value tagged !node" + notSupported + " (line 4)"),
+                                + "transport, gpus, rdma, transportFallback, found a value tagged !node" + notSupported
+                                + " (line 4)"),
                 problemsOf("""
                 cluster: c
                 nodes:

@@ -50,6 +50,7 @@ public final class Main implements Runnable {
                 .addSubcommand(new LocateCommand(out, err))
                 .addSubcommand(new DemoCommand(out, err))
                 .addSubcommand(new io.pegaflow.proxy.ProxyCommand(out))
+                .addSubcommand(new RdmaCheckCommand(out, err))
                 .addSubcommand(new HelpCommand())
                 .setUsageHelpWidth(USAGE_WIDTH)
                 .setOut(outWriter)

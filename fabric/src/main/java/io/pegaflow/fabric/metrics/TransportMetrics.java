@@ -16,7 +16,9 @@ import kamon.tag.TagSet;
  * NodeMetricsSampler}): {@code pegaflow_transfer_bytes_total{peer,transport}} (bytes read from the peer), {@code
  * pegaflow_transfer_duration_seconds{peer,transport}} (per transfer, from the transport's latency buckets, recorded at
  * each bucket's lower bound) and {@code pegaflow_transfer_failures_total{peer,transport,status}} (completions and
- * refusals other than OK).
+ * refusals other than OK). Once at start, which transport runs: {@code pegaflow_transport_active{transport,requested}}
+ * = 1 and {@code pegaflow_transport_fallback{transport,requested}} = 1 when the topology asked for rdma and the node
+ * fell back to tcp ({@code transportFallback: tcp}), 0 otherwise.
  */
 public final class TransportMetrics {
     private final Transport transport;
@@ -24,6 +26,29 @@ public final class TransportMetrics {
 
     public TransportMetrics(Transport transport) {
         this.transport = transport;
+    }
+
+    /**
+     * Records which transport runs and whether it is a fallback, then samples {@code transport} as {@link
+     * #TransportMetrics(Transport)} does.
+     *
+     * @param requested the topology's {@code transport} ({@code rdma} or {@code tcp})
+     * @param fellBack true when {@code requested} could not run and {@code transport} runs in its place
+     */
+    public TransportMetrics(Transport transport, String requested, boolean fellBack) {
+        this(transport);
+        TagSet tags = TagSet.builder()
+                .add("transport", transport.name())
+                .add("requested", requested)
+                .build();
+        Kamon.gauge("pegaflow.transport.active", "1 for the transport this node runs")
+                .withTags(tags)
+                .update(1);
+        Kamon.gauge(
+                        "pegaflow.transport.fallback",
+                        "1 when the topology's transport could not run here and this one runs instead")
+                .withTags(tags)
+                .update(fellBack ? 1 : 0);
     }
 
     /** Called on the sampler's thread only. */

@@ -177,7 +177,10 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 coordinator,
                 node.transferCounters);
         DirectoryMetrics directoryMetrics = new DirectoryMetrics(launch.self().id(), directory.counters());
-        TransportMetrics transportMetrics = new TransportMetrics(transport.transport());
+        TransportMetrics transportMetrics = new TransportMetrics(
+                transport.transport(),
+                transport.requested().yamlName(),
+                transport.fallbackReason().isPresent());
         TransferMetrics transferMetrics =
                 new TransferMetrics(launch.self().id(), node.transport(), node.transferCounters);
         NodeMetricsSampler sampler = NodeMetricsSampler.start(

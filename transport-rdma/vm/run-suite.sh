@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# transport-rdma/vm/run-suite.sh: the RDMA tests on a real verbs stack, as CI runs them after the Maven build.
+# Writes the test class path, boots the Soft-RoCE VM (softroce-run.sh) with guest-suite.sh, and leaves the guest's
+# log in transport-rdma/target/softroce/suite.log. Needs the build (mvn install) done first: the guest only reads it.
+#   exit 0 passed; 77 NOT RUN here (the reason is printed: not root, no apt-get, ...); anything else failed.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+OUT="$ROOT/transport-rdma/target/softroce"
+export WORK="${WORK:-/var/tmp/softroce-ops}"
+mkdir -p "$OUT"
+
+"$HERE/softroce-run.sh" --can-run || exit $?
+for built in fabric/target/test-classes/io/pegaflow/fabric/softroce/SoftRoceSuite.class \
+  transport-rdma/target/test-classes transport/target/test-classes; do
+  [ -e "$ROOT/$built" ] || { echo "[softroce] $built is missing: run mvn install (or ./pegaflow test) first" >&2; exit 2; }
+done
+mkdir -p "$WORK/out"
+# fabric's test class path (the jars in the local Maven repository, which the guest reads through the host's root).
+(cd "$ROOT" && mvn -B -ntp -q -o dependency:build-classpath -pl fabric -Dmdep.includeScope=test \
+  -Dmdep.outputFile="$WORK/out/classpath.txt" >"$OUT/classpath.log" 2>&1) \
+  || (cd "$ROOT" && mvn -B -ntp -q dependency:build-classpath -pl fabric -Dmdep.includeScope=test \
+    -Dmdep.outputFile="$WORK/out/classpath.txt" >"$OUT/classpath.log" 2>&1) \
+  || { cat "$OUT/classpath.log" >&2; echo "[softroce] could not write the test class path" >&2; exit 2; }
+# Maven's repository may live in a home directory the guest reads like any other path: nothing else to do.
+
+rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/top.log
+set +e
+"$HERE/softroce-run.sh" --guest "$HERE/guest-suite.sh" --log "$OUT/suite.log"
+rc=$?
+set -e
+cp "$WORK"/out/hs_err_pid*.log "$OUT/" 2>/dev/null && echo "[softroce] the JVM crashed: $(ls "$OUT"/hs_err_pid*.log)" >&2
+cp "$WORK"/out/top.log "$OUT/top.log" 2>/dev/null || true
+tr -d '\r' <"$OUT/suite.log" | grep -aE '^(== |SKIPPED|FAILED|ABORTED|SOFTROCE|cross-node)|tests (found|successful|failed|aborted)' >&2 || true
+case "$rc" in
+  0) echo "[softroce] PASSED: ${SUITE_SELECTORS:-io.pegaflow.rdma} over rxe0 (log: $OUT/suite.log)" >&2 ;;
+  77) ;;
+  *) echo "[softroce] FAILED (exit $rc): the last lines of $OUT/suite.log:" >&2; tail -n 60 "$OUT/suite.log" >&2 ;;
+esac
+exit "$rc"
