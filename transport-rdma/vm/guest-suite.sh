@@ -17,14 +17,20 @@ CP="$CP:transport-rdma/target/test-classes:transport-rdma/target/classes:transpo
 # Where the guest's CPU goes (per thread; JVM threads by name), every 15 s into $SOFTROCE_OUT/top.log.
 top -b -H -d 15 -n 60 -w 200 2>/dev/null | grep --line-buffered -A 14 '^top -' >"$SOFTROCE_OUT/top.log" &
 TOP_PID=$!
+# The guest's TCP sockets (listeners and connection states: is the node's gRPC port listening, are dials stuck?).
+(while sleep 20; do echo "== $(cut -d' ' -f1 /proc/uptime)s"; ss -tanp 2>/dev/null | grep -v TIME-WAIT | head -40; done \
+  >"$SOFTROCE_OUT/ss.log") &
+SS_PID=$!
 # /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
 timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
   -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp -XX:ErrorFile="$SOFTROCE_OUT/hs_err_pid%p.log" \
   -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
   -Dpegaflow.rdma.pollerIdleSpins=${SUITE_POLLER_IDLE_SPINS:-0} -Dpegaflow.rdma.pollerIdleParkUs=${SUITE_POLLER_IDLE_PARK_US:-2000} \
+  -Dpekko.actor.default-dispatcher.fork-join-executor.parallelism-max=${SUITE_PEKKO_THREADS:-3} \
+  -Dpekko.cluster.failure-detector.acceptable-heartbeat-pause=${SUITE_HEARTBEAT_PAUSE:-60s} \
   -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
   -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \
   ${SUITE_SELECTORS:-io.pegaflow.rdma}
 rc=$?
-kill "$TOP_PID" 2>/dev/null
+kill "$TOP_PID" "$SS_PID" 2>/dev/null
 exit "$rc"

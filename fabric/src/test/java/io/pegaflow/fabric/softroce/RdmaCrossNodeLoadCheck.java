@@ -226,15 +226,18 @@ public class RdmaCrossNodeLoadCheck {
                     .setBlockStrideBytes(LAYER_BLOCK_BYTES)
                     .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(LAYER_BLOCK_BYTES)));
         }
-        // Under TCG a node's first gRPC connection can be reset while its server warms up: retry that, bounded.
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        // Under TCG a node's first gRPC connection can be reset, or not be made within the call's deadline
+        // (waiting_for_connection), while two nodes start on two emulated CPUs: retry those, bounded.
+        long deadline = System.nanoTime() + Duration.ofSeconds(150).toNanos();
         while (true) {
             try {
                 return get(engine.registerContext(reg.build())).getContextId();
             } catch (java.util.concurrent.ExecutionException e) {
-                boolean unavailable =
-                        io.grpc.Status.fromThrowable(e.getCause()).getCode() == io.grpc.Status.Code.UNAVAILABLE;
-                if (!unavailable || System.nanoTime() > deadline) {
+                io.grpc.Status.Code code =
+                        io.grpc.Status.fromThrowable(e.getCause()).getCode();
+                boolean notConnected =
+                        code == io.grpc.Status.Code.UNAVAILABLE || code == io.grpc.Status.Code.DEADLINE_EXCEEDED;
+                if (!notConnected || System.nanoTime() > deadline) {
                     throw e;
                 }
                 System.out.println("register on " + instance + ": " + e.getCause() + "; retrying");
