@@ -1,7 +1,9 @@
-# Guest script for softroce-run.sh (the default): ONE JVM runs ./pegaflow rdma-check on rxe0 and the RDMA transport's
-# tests (contract suite, failure tests, probe, layouts). The two-node cross-node load over RDMA is not in the default
-# yet (it does not pass in the VM: docs/rdma.md): SUITE_SELECTORS="io.pegaflow.rdma
-# io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck" adds it. The class path comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
+# Guest script for softroce-run.sh (the default, CI's): ONE JVM runs ./pegaflow rdma-check on rxe0, the RDMA
+# transport's tests (contract suite, failure tests, probe, layouts) and the two-node cross-node load over RDMA
+# (RdmaCrossNodeLoadCheck: two nodes in that JVM, transport rdma on rxe0). SUITE_SELECTORS replaces that list.
+# Two pekko nodes on two emulated CPUs (qemu TCG) starve: the run caps pekko's dispatcher threads, lengthens the
+# cluster failure detector's pause and has the RDMA pollers park at once when idle (docs/rdma.md). The class path
+# comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
 set -u
 cd "$PEGAFLOW_ROOT"
 JAVA=/usr/lib/jvm/temurin-25-jdk-amd64/bin/java
@@ -30,7 +32,7 @@ timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun
   -Dpekko.cluster.failure-detector.acceptable-heartbeat-pause=${SUITE_HEARTBEAT_PAUSE:-60s} \
   -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
   -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \
-  ${SUITE_SELECTORS:-io.pegaflow.rdma}
+  ${SUITE_SELECTORS:-io.pegaflow.rdma io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck}
 rc=$?
 kill "$TOP_PID" "$SS_PID" 2>/dev/null
 exit "$rc"

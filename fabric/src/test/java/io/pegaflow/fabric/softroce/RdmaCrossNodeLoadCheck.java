@@ -71,6 +71,8 @@ public class RdmaCrossNodeLoadCheck {
         com.typesafe.config.ConfigFactory.invalidateCaches();
         Path topology = dir.resolve("cluster.yaml");
         Files.writeString(topology, topologyYaml(transport));
+        // The ports, to read the guest's socket log (ss.log) against.
+        System.out.println("topology:\n" + Files.readString(topology));
 
         List<FabricNode> nodes = new ArrayList<>();
         List<NodeLaunch> launches = new ArrayList<>();
@@ -240,7 +242,11 @@ public class RdmaCrossNodeLoadCheck {
                 if (!notConnected || System.nanoTime() > deadline) {
                     throw e;
                 }
-                System.out.println("register on " + instance + ": " + e.getCause() + "; retrying");
+                Throwable root = e.getCause();
+                while (root.getCause() != null) {
+                    root = root.getCause();
+                }
+                System.out.println("register on " + instance + ": " + e.getCause() + " (" + root + "); retrying");
                 Thread.sleep(1000);
             }
         }
