@@ -1,7 +1,9 @@
-# Guest script for softroce-run.sh (the default): ONE JVM runs ./pegaflow rdma-check on rxe0 and the RDMA transport's
-# tests (contract suite, failure tests, probe, layouts). The two-node cross-node load over RDMA is not in the default
-# yet (it does not pass in the VM: docs/rdma.md): SUITE_SELECTORS="io.pegaflow.rdma
-# io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck" adds it. The class path comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
+# Guest script for softroce-run.sh (the default, CI's): ONE JVM runs ./pegaflow rdma-check on rxe0, the RDMA
+# transport's tests (contract suite, failure tests, probe, layouts) and the two-node cross-node load over RDMA
+# (RdmaCrossNodeLoadCheck: two nodes in that JVM, transport rdma on rxe0). SUITE_SELECTORS replaces that list.
+# Two pekko nodes on two emulated CPUs (qemu TCG) starve: the run caps pekko's dispatcher threads, lengthens the
+# cluster failure detector's pause and has the RDMA pollers park at once when idle (docs/rdma.md). The class path
+# comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
 set -u
 cd "$PEGAFLOW_ROOT"
 JAVA=/usr/lib/jvm/temurin-25-jdk-amd64/bin/java
@@ -17,14 +19,20 @@ CP="$CP:transport-rdma/target/test-classes:transport-rdma/target/classes:transpo
 # Where the guest's CPU goes (per thread; JVM threads by name), every 15 s into $SOFTROCE_OUT/top.log.
 top -b -H -d 15 -n 60 -w 200 2>/dev/null | grep --line-buffered -A 14 '^top -' >"$SOFTROCE_OUT/top.log" &
 TOP_PID=$!
+# The guest's TCP sockets (listeners and connection states: is the node's gRPC port listening, are dials stuck?).
+(while sleep 20; do echo "== $(cut -d' ' -f1 /proc/uptime)s"; ss -tanp 2>/dev/null | grep -v TIME-WAIT | head -40; done \
+  >"$SOFTROCE_OUT/ss.log") &
+SS_PID=$!
 # /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
 timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
   -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp -XX:ErrorFile="$SOFTROCE_OUT/hs_err_pid%p.log" \
   -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
   -Dpegaflow.rdma.pollerIdleSpins=${SUITE_POLLER_IDLE_SPINS:-0} -Dpegaflow.rdma.pollerIdleParkUs=${SUITE_POLLER_IDLE_PARK_US:-2000} \
+  -Dpekko.actor.default-dispatcher.fork-join-executor.parallelism-max=${SUITE_PEKKO_THREADS:-3} \
+  -Dpekko.cluster.failure-detector.acceptable-heartbeat-pause=${SUITE_HEARTBEAT_PAUSE:-60s} \
   -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
   -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \
-  ${SUITE_SELECTORS:-io.pegaflow.rdma}
+  ${SUITE_SELECTORS:-io.pegaflow.rdma io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck}
 rc=$?
-kill "$TOP_PID" 2>/dev/null
+kill "$TOP_PID" "$SS_PID" 2>/dev/null
 exit "$rc"

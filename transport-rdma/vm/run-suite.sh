@@ -24,16 +24,16 @@ mkdir -p "$WORK/out"
   || { cat "$OUT/classpath.log" >&2; echo "[softroce] could not write the test class path" >&2; exit 2; }
 # Maven's repository may live in a home directory the guest reads like any other path: nothing else to do.
 
-rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/top.log
+rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/top.log "$WORK"/out/ss.log
 set +e
 "$HERE/softroce-run.sh" --guest "$HERE/guest-suite.sh" --log "$OUT/suite.log"
 rc=$?
 set -e
 cp "$WORK"/out/hs_err_pid*.log "$OUT/" 2>/dev/null && echo "[softroce] the JVM crashed: $(ls "$OUT"/hs_err_pid*.log)" >&2
-cp "$WORK"/out/top.log "$OUT/top.log" 2>/dev/null || true
+cp "$WORK"/out/top.log "$WORK"/out/ss.log "$OUT/" 2>/dev/null || true
 tr -d '\r' <"$OUT/suite.log" | grep -aE '^(== |SKIPPED|FAILED|ABORTED|SOFTROCE|cross-node)|tests (found|successful|failed|aborted)' >&2 || true
 case "$rc" in
-  0) echo "[softroce] PASSED: ${SUITE_SELECTORS:-io.pegaflow.rdma} over rxe0 (log: $OUT/suite.log)" >&2 ;;
+  0) echo "[softroce] PASSED: ${SUITE_SELECTORS:-io.pegaflow.rdma and the cross-node load} over rxe0 (log: $OUT/suite.log)" >&2 ;;
   77) ;;
   *) echo "[softroce] FAILED (exit $rc): the last lines of $OUT/suite.log:" >&2; tail -n 60 "$OUT/suite.log" >&2 ;;
 esac

@@ -71,6 +71,8 @@ public class RdmaCrossNodeLoadCheck {
         com.typesafe.config.ConfigFactory.invalidateCaches();
         Path topology = dir.resolve("cluster.yaml");
         Files.writeString(topology, topologyYaml(transport));
+        // The ports, to read the guest's socket log (ss.log) against.
+        System.out.println("topology:\n" + Files.readString(topology));
 
         List<FabricNode> nodes = new ArrayList<>();
         List<NodeLaunch> launches = new ArrayList<>();
@@ -226,18 +228,25 @@ public class RdmaCrossNodeLoadCheck {
                     .setBlockStrideBytes(LAYER_BLOCK_BYTES)
                     .addSegments(ByteSegment.newBuilder().setOffsetBytes(0).setLengthBytes(LAYER_BLOCK_BYTES)));
         }
-        // Under TCG a node's first gRPC connection can be reset while its server warms up: retry that, bounded.
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+        // Under TCG a node's first gRPC connection can be reset, or not be made within the call's deadline
+        // (waiting_for_connection), while two nodes start on two emulated CPUs: retry those, bounded.
+        long deadline = System.nanoTime() + Duration.ofSeconds(150).toNanos();
         while (true) {
             try {
                 return get(engine.registerContext(reg.build())).getContextId();
             } catch (java.util.concurrent.ExecutionException e) {
-                boolean unavailable =
-                        io.grpc.Status.fromThrowable(e.getCause()).getCode() == io.grpc.Status.Code.UNAVAILABLE;
-                if (!unavailable || System.nanoTime() > deadline) {
+                io.grpc.Status.Code code =
+                        io.grpc.Status.fromThrowable(e.getCause()).getCode();
+                boolean notConnected =
+                        code == io.grpc.Status.Code.UNAVAILABLE || code == io.grpc.Status.Code.DEADLINE_EXCEEDED;
+                if (!notConnected || System.nanoTime() > deadline) {
                     throw e;
                 }
-                System.out.println("register on " + instance + ": " + e.getCause() + "; retrying");
+                Throwable root = e.getCause();
+                while (root.getCause() != null) {
+                    root = root.getCause();
+                }
+                System.out.println("register on " + instance + ": " + e.getCause() + " (" + root + "); retrying");
                 Thread.sleep(1000);
             }
         }
