@@ -14,6 +14,7 @@ import io.pegaflow.transport.PeerAddress;
 import io.pegaflow.transport.PeerSnapshot;
 import io.pegaflow.transport.PeerState;
 import io.pegaflow.transport.RemoteRegion;
+import io.pegaflow.transport.TransferArguments;
 import io.pegaflow.transport.TransferOp;
 import io.pegaflow.transport.TransferStatus;
 import io.pegaflow.transport.Transport;
@@ -510,19 +511,15 @@ public final class RdmaTransport implements Transport {
 
     private TransferStatus submit(
             TransferOp op, DescriptorList list, long timeoutMs, long correlationId, CompletionHandler handler) {
-        Objects.requireNonNull(list, "descriptors");
-        Objects.requireNonNull(handler, "handler");
-        if (timeoutMs <= 0) {
-            throw new IllegalArgumentException("timeoutMs must be > 0, got " + timeoutMs);
-        }
+        TransferArguments.require(list, timeoutMs, handler);
         int state = lifecycle.get();
         if (state == CLOSED) {
             return TransferStatus.CLOSED;
         }
-        int count = list.size();
-        if (count == 0 || count > settings.maxDescriptorsPerTransfer()) {
+        if (!TransferArguments.countWithin(list, settings.maxDescriptorsPerTransfer())) {
             return TransferStatus.BAD_DESCRIPTOR;
         }
+        int count = list.size();
         PeerLink link = linksById.get(list.remoteRegion(0).nodeId());
         if (link == null) {
             return TransferStatus.NOT_CONNECTED;
@@ -619,14 +616,10 @@ public final class RdmaTransport implements Transport {
 
     private boolean descriptorsValid(DescriptorList list, String peerId) {
         for (int i = 0; i < list.size(); i++) {
-            RemoteRegion remote = list.remoteRegion(i);
-            if (!remote.nodeId().equals(peerId)) {
+            if (!TransferArguments.remoteSideValid(list, i, peerId)) {
                 return false;
             }
             long length = list.lengthBytes(i);
-            if (length <= 0 || !remote.contains(list.remoteOffset(i), length)) {
-                return false;
-            }
             if (!(list.localRegion(i) instanceof RdmaRegion local)
                     || local.owner != this
                     || !local.isRegistered()

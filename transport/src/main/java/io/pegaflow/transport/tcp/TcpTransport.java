@@ -6,7 +6,7 @@ import io.pegaflow.transport.LocalRegion;
 import io.pegaflow.transport.PeerAddress;
 import io.pegaflow.transport.PeerSnapshot;
 import io.pegaflow.transport.PeerState;
-import io.pegaflow.transport.RemoteRegion;
+import io.pegaflow.transport.TransferArguments;
 import io.pegaflow.transport.TransferOp;
 import io.pegaflow.transport.TransferStatus;
 import io.pegaflow.transport.Transport;
@@ -232,19 +232,15 @@ public final class TcpTransport implements Transport {
 
     private TransferStatus submit(
             TransferOp op, DescriptorList descriptors, long timeoutMs, long correlationId, CompletionHandler handler) {
-        Objects.requireNonNull(descriptors, "descriptors");
-        Objects.requireNonNull(handler, "handler");
-        if (timeoutMs <= 0) {
-            throw new IllegalArgumentException("timeoutMs must be > 0, got " + timeoutMs);
-        }
+        TransferArguments.require(descriptors, timeoutMs, handler);
         int state = lifecycle.get();
         if (state == CLOSED) {
             return TransferStatus.CLOSED;
         }
-        int count = descriptors.size();
-        if (count == 0 || count > settings.maxDescriptorsPerTransfer()) {
+        if (!TransferArguments.countWithin(descriptors, settings.maxDescriptorsPerTransfer())) {
             return TransferStatus.BAD_DESCRIPTOR;
         }
+        int count = descriptors.size();
         PeerLink link = linksById.get(descriptors.remoteRegion(0).nodeId());
         if (link == null) {
             return TransferStatus.NOT_CONNECTED;
@@ -277,16 +273,9 @@ public final class TcpTransport implements Transport {
 
     private boolean descriptorsValid(DescriptorList descriptors, String peerId) {
         for (int i = 0; i < descriptors.size(); i++) {
-            RemoteRegion remote = descriptors.remoteRegion(i);
-            String node = remote.nodeId();
-            if (node != peerId && !node.equals(peerId)) {
-                return false;
-            }
             long length = descriptors.lengthBytes(i);
-            if (length <= 0 || length > TcpProtocol.MAX_DESCRIPTOR_BYTES) {
-                return false;
-            }
-            if (!remote.contains(descriptors.remoteOffset(i), length)) {
+            if (!TransferArguments.remoteSideValid(descriptors, i, peerId)
+                    || length > TcpProtocol.MAX_DESCRIPTOR_BYTES) {
                 return false;
             }
             if (!(descriptors.localRegion(i) instanceof TcpRegion local)
