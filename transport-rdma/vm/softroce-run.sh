@@ -125,6 +125,10 @@ mount -t devpts devpts $R/dev/pts 2>/dev/null
 for d in tmp run var/tmp; do mount -t tmpfs tmpfs $R/$d; done
 mkdir -p $R$WORK
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=524288 work $R$WORK
+# The checkout as a share of its own, mounted after the tmpfs mounts: a clone under /tmp, /run or /var/tmp is
+# hidden by them otherwise.
+mkdir -p $R$ROOT 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose repo $R$ROOT || echo "[guest-init] mount of $ROOT failed"
 ip link set lo up; ip link set eth0 up; ip addr add 10.0.2.15/24 dev eth0
 # The host's name, which its /etc/hosts (the guest's too) resolves: a nameless guest makes every JVM's
 # InetAddress.getLocalHost wait for DNS.
@@ -142,7 +146,7 @@ INIT
 chmod +x initrd/init
 (cd initrd && find . | cpio -o -H newc --quiet | gzip -1) >initrd.cpio.gz
 
-# 4. Boot: qemu TCG, serial console into LOG, user-mode network, the two 9p shares.
+# 4. Boot: qemu TCG, serial console into LOG, user-mode network, the three 9p shares.
 rm -f out/guest-rc
 # SUITE_* and BENCH_* variables reach the guest (its environment is otherwise clean).
 {
@@ -160,6 +164,7 @@ timeout "${VM_TIMEOUT:-570}" qemu-system-x86_64 \
   -netdev user,id=net0 -device virtio-net-pci,netdev=net0 \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$WORK,mount_tag=work,security_model=none,multidevs=remap" \
+  -virtfs "local,path=$ROOT,mount_tag=repo,security_model=none,readonly=on,multidevs=remap" \
   </dev/null >"$LOG" 2>&1
 qemu_rc=$?
 set -e
