@@ -24,13 +24,28 @@ mkdir -p "$WORK/out"
   || { cat "$OUT/classpath.log" >&2; echo "[softroce] could not write the test class path" >&2; exit 2; }
 # Maven's repository may live in a home directory the guest reads like any other path: nothing else to do.
 
-rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/top.log "$WORK"/out/ss.log
-set +e
-"$HERE/softroce-run.sh" --guest "$HERE/guest-suite.sh" --log "$OUT/suite.log"
-rc=$?
-set -e
-cp "$WORK"/out/hs_err_pid*.log "$OUT/" 2>/dev/null && echo "[softroce] the JVM crashed: $(ls "$OUT"/hs_err_pid*.log)" >&2
-cp "$WORK"/out/top.log "$WORK"/out/ss.log "$OUT/" 2>/dev/null || true
+# A guest JVM that dies on a signal (134: SIGABRT after a crash report, 139: SIGSEGV) gets one more VM run: such a
+# crash was seen once in the cross-node check under qemu TCG (SIGSEGV in JIT-compiled LongAdder.add, 2026-12-01,
+# not reproduced; docs/rdma.md). Its hs_err report is kept and the retry is printed, never silent.
+for attempt in 1 2; do
+  rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/top.log "$WORK"/out/ss.log
+  set +e
+  "$HERE/softroce-run.sh" --guest "$HERE/guest-suite.sh" --log "$OUT/suite.log"
+  rc=$?
+  set -e
+  for crash in "$WORK"/out/hs_err_pid*.log; do
+    [ -e "$crash" ] || continue
+    cp "$crash" "$OUT/attempt$attempt-$(basename "$crash")"
+    echo "[softroce] the JVM crashed in VM run $attempt: $OUT/attempt$attempt-$(basename "$crash")" >&2
+  done
+  cp "$WORK"/out/top.log "$WORK"/out/ss.log "$OUT/" 2>/dev/null || true
+  if [ "$attempt" = 1 ] && { [ "$rc" = 134 ] || [ "$rc" = 139 ]; }; then
+    cp "$OUT/suite.log" "$OUT/suite-attempt1.log"
+    echo "[softroce] RETRYING once: the guest JVM died on a signal (exit $rc); log of run 1: $OUT/suite-attempt1.log" >&2
+    continue
+  fi
+  break
+done
 tr -d '\r' <"$OUT/suite.log" | grep -aE '^(== |SKIPPED|FAILED|ABORTED|SOFTROCE|cross-node)|tests (found|successful|failed|aborted)' >&2 || true
 case "$rc" in
   0) echo "[softroce] PASSED: ${SUITE_SELECTORS:-io.pegaflow.rdma and the cross-node load} over rxe0 (log: $OUT/suite.log)" >&2 ;;
