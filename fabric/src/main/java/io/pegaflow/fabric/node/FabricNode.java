@@ -16,7 +16,7 @@ import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
 import io.pegaflow.fabric.grpc.LocationWatch;
-import io.pegaflow.fabric.grpc.NodeGrpcHandler;
+import io.pegaflow.fabric.grpc.NodeGrpcServer;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
@@ -47,8 +47,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.apache.pekko.http.javadsl.Http;
-import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.stream.SystemMaterializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -310,16 +309,14 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {
-        var handler = NodeGrpcHandler.create(
-                new FabricGrpcImpl(this, VERSION),
-                new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster),
-                system);
-        CompletionStage<ServerBinding> binding = Http.get(system)
-                .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
-                .bind(handler);
-        ServerBinding bound;
+        NodeGrpcServer server;
         try {
-            bound = binding.toCompletableFuture().get(BIND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            server = NodeGrpcServer.start(
+                    launch.grpcBindHost(),
+                    launch.self().grpcPort(),
+                    new FabricGrpcImpl(this, VERSION),
+                    new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster),
+                    SystemMaterializer.get(system).materializer());
         } catch (Exception e) {
             system.terminate();
             throw new NodeStartException(
@@ -331,11 +328,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         shutdown.addTask(
                 CoordinatedShutdown.PhaseServiceUnbind(),
                 "grpc-unbind",
-                () -> bound.unbind().thenApply(done -> Done.getInstance()));
+                () -> server.stopAccepting().thenApply(done -> Done.getInstance()));
         shutdown.addTask(
                 CoordinatedShutdown.PhaseServiceRequestsDone(),
                 "grpc-drain",
-                () -> bound.terminate(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
+                () -> server.drain(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
     }
 
     /** For cluster-scope queries: the prefix of {@code hashes} some node holds, per the directory. */
