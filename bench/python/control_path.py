@@ -176,6 +176,23 @@ def handler_mean_us(metrics_url: str, method: str, call, n: int) -> float | None
     return (after[0] - before[0]) / (after[1] - before[1]) * 1e6
 
 
+def _all_rows(new: Worker) -> dict[str, tuple]:
+    return {
+        "Save, BlockRef per block (older form)": (new.save_refs,),
+        "Save, packed (EngineClient.save)": (new.save_packed,),
+        "Query, repeated bytes (older form)": (new.query_repeated,),
+        "Query, packed (EngineClient.query)": (new.query_packed,),
+        "Load, BlockRefs, flag polled with sleeps (older client)": (new.load_refs_sleep_poll,),
+        "Load, packed, flag, futex wait": (lambda: new.load_flag("futex"),),
+        "Load, packed, flag, spin then sleeps": (lambda: new.load_flag("spin"),),
+        "Load, packed, flag, sleeps only": (lambda: new.load_flag("sleep"),),
+        "Load, packed, reply_when_done (one RPC, no flag)": (new.load_reply_when_done,),
+        "Fabric.Health (the floor)": (new.health,),
+        "client: build + serialize the BlockRef SaveRequest (no call)": (lambda: build_refs(new),),
+        "client: build + serialize the packed SaveRequest (no call)": (lambda: build_packed(new),),
+    }
+
+
 def build_refs(w: Worker) -> bytes:
     return engine_pb2.SaveRequest(context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))).SerializeToString()
 
@@ -247,6 +264,16 @@ def main() -> int:
     p.add_argument("--node-calls", type=int, default=200, help="calls per kind for the node-side handler times")
     p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
     p.add_argument(
+        "--before-packed",
+        action="store_true",
+        help="the before node speaks packed blocks (a newer main): time it with the same packed calls as this one",
+    )
+    p.add_argument(
+        "--core-rows",
+        action="store_true",
+        help="only Health, the packed Save, Query and Load (futex, reply_when_done) and the packed build",
+    )
+    p.add_argument(
         "--java",
         help="start the node with this java binary (and --classpath) instead of ./pegaflow",
     )
@@ -269,30 +296,34 @@ def main() -> int:
         for name, w in workers.items():
             saved = w.save_refs()
             assert saved.blocks_sealed == args.blocks, (name, saved)
-            check = w.save_refs() if name == "before" else w.save_packed()
+            check = w.save_refs() if name == "before" and not args.before_packed else w.save_packed()
             assert check.blocks_skipped == args.blocks, check
         new.load_reply_when_done()
         assert all(new.cache.block_bytes(0, d) == new.cache.block_bytes(0, s) for s, d in zip(new.src, new.dst))
 
         series: dict[str, tuple] = {}
-        if "before" in workers:
+        if "before" in workers and args.before_packed:
+            b = workers["before"]
+            series["before node: Fabric.Health"] = (b.health,)
+            series["before node: Save, packed"] = (b.save_packed,)
+            series["before node: Query, packed"] = (b.query_packed,)
+            series["before node: Load, packed, flag, futex wait"] = (lambda: b.load_flag("futex"),)
+            series["before node: Load, packed, reply_when_done"] = (b.load_reply_when_done,)
+        elif "before" in workers:
             b = workers["before"]
             series["before node: Save, BlockRef per block"] = (b.save_refs,)
             series["before node: Query, repeated bytes"] = (b.query_repeated,)
             series["before node: Load, BlockRefs, flag polled with sleeps"] = (b.load_refs_sleep_poll,)
             series["before node: Fabric.Health"] = (b.health,)
-        series["Save, BlockRef per block (older form)"] = (new.save_refs,)
-        series["Save, packed (EngineClient.save)"] = (new.save_packed,)
-        series["Query, repeated bytes (older form)"] = (new.query_repeated,)
-        series["Query, packed (EngineClient.query)"] = (new.query_packed,)
-        series["Load, BlockRefs, flag polled with sleeps (older client)"] = (new.load_refs_sleep_poll,)
-        series["Load, packed, flag, futex wait"] = (lambda: new.load_flag("futex"),)
-        series["Load, packed, flag, spin then sleeps"] = (lambda: new.load_flag("spin"),)
-        series["Load, packed, flag, sleeps only"] = (lambda: new.load_flag("sleep"),)
-        series["Load, packed, reply_when_done (one RPC, no flag)"] = (new.load_reply_when_done,)
-        series["Fabric.Health (the floor)"] = (new.health,)
-        series["client: build + serialize the BlockRef SaveRequest (no call)"] = (lambda: build_refs(new),)
-        series["client: build + serialize the packed SaveRequest (no call)"] = (lambda: build_packed(new),)
+        if args.core_rows:
+            series["Fabric.Health (the floor)"] = (new.health,)
+            series["Save, packed (EngineClient.save)"] = (new.save_packed,)
+            series["Query, packed (EngineClient.query)"] = (new.query_packed,)
+            series["Load, packed, flag, futex wait"] = (lambda: new.load_flag("futex"),)
+            series["Load, packed, reply_when_done (one RPC, no flag)"] = (new.load_reply_when_done,)
+            series["client: build + serialize the packed SaveRequest (no call)"] = (lambda: build_packed(new),)
+        else:
+            series.update(_all_rows(new))
 
         samples: dict[str, list[int]] = {name: [] for name in series}
         clock = time.perf_counter_ns
@@ -306,7 +337,7 @@ def main() -> int:
         for name, node in nodes.items():
             w = workers[name]
             phases = {"Save, BlockRef per block": ("Save", w.save_refs)}
-            if name != "before":
+            if name != "before" or args.before_packed:
                 phases["Save, packed"] = ("Save", w.save_packed)
                 phases["Query, packed"] = ("Query", w.query_packed)
             phases["Query, repeated bytes"] = ("Query", w.query_repeated)
