@@ -36,8 +36,8 @@ final class SaveOperation {
         this.listener = listener;
     }
 
-    /** What the copy thread did, and the other saves' copies the reply must wait for. */
-    private record Copied(SaveResult result, SaveReservation reservation) {}
+    /** What the copy thread did, the other saves' copies the reply must wait for, and when the thread was done. */
+    private record Copied(SaveResult result, SaveReservation reservation, long doneNs) {}
 
     CompletableFuture<SaveResult> save(WorkerContext context, SaveBlocks request) {
         int[] slots;
@@ -56,13 +56,17 @@ final class SaveOperation {
             return CompletableFuture.completedFuture(new SaveResult(0, 0, 0));
         }
         // A refused task never ran and reserved nothing: only the context reference is to give back.
+        long handedOffNs = System.nanoTime();
         return copyThreads
-                .supply("save", () -> reserveCopySeal(context, request, slots), context::releaseRef)
-                .thenCompose(this::afterOthersLanded);
+                .supply("save", () -> reserveCopySeal(context, request, slots, handedOffNs), context::releaseRef)
+                .thenCompose(this::afterOthersLanded)
+                .thenApply(this::replied);
     }
 
     /** Runs on a copy thread: reserves, copies, then seals or rolls back exactly once whatever is thrown. */
-    private Copied reserveCopySeal(WorkerContext context, SaveBlocks request, int[] slots) {
+    private Copied reserveCopySeal(WorkerContext context, SaveBlocks request, int[] slots, long handedOffNs) {
+        long reserveNs = System.nanoTime();
+        listener.phase(CallPhase.SAVE_QUEUE, reserveNs - handedOffNs);
         try {
             SaveReservation reservation;
             try {
@@ -72,17 +76,22 @@ final class SaveOperation {
             }
             int targets = reservation.count();
             int skipped = request.blockIds().length - targets;
-            if (targets == 0) {
-                return new Copied(new SaveResult(0, skipped, 0), reservation);
-            }
             long startNs = System.nanoTime();
+            listener.phase(CallPhase.SAVE_RESERVE, startNs - reserveNs);
+            if (targets == 0) {
+                return new Copied(new SaveResult(0, skipped, 0), reservation, startNs);
+            }
             boolean landed = false;
             try {
                 long bytes = copy(context, reservation);
                 landed = true;
+                long copiedNs = System.nanoTime();
                 int sealed = store.completeSave(reservation, true);
-                listener.saved(bytes, System.nanoTime() - startNs, targets);
-                return new Copied(new SaveResult(targets, skipped, sealed), reservation);
+                long sealedNs = System.nanoTime();
+                listener.saved(bytes, sealedNs - startNs, targets);
+                listener.phase(CallPhase.SAVE_COPY, copiedNs - startNs);
+                listener.phase(CallPhase.SAVE_SEAL, sealedNs - copiedNs);
+                return new Copied(new SaveResult(targets, skipped, sealed), reservation, sealedNs);
             } catch (EngineException e) {
                 throw e;
             } catch (RuntimeException e) {
@@ -104,14 +113,20 @@ final class SaveOperation {
         }
     }
 
+    /** The reply, timed from the copy thread's end (a refused or failed save has no reply phase). */
+    private SaveResult replied(Copied copied) {
+        listener.phase(CallPhase.SAVE_REPLY, System.nanoTime() - copied.doneNs());
+        return copied.result();
+    }
+
     /**
      * Some slots this request names were being copied by another request: the reply must not say they are stored
      * until that copy has landed (a caller may free its blocks on our reply).
      */
-    private CompletableFuture<SaveResult> afterOthersLanded(Copied copied) {
+    private CompletableFuture<Copied> afterOthersLanded(Copied copied) {
         SaveReservation reservation = copied.reservation();
         if (reservation.othersInFlight().isEmpty()) {
-            return CompletableFuture.completedFuture(copied.result());
+            return CompletableFuture.completedFuture(copied);
         }
         return CompletableFuture.allOf(reservation.othersInFlight().toArray(CompletableFuture[]::new))
                 .thenApply(landed -> {
@@ -119,7 +134,7 @@ final class SaveOperation {
                         throw EngineException.unavailable(
                                 "a concurrent save of some of these blocks failed; save them again");
                     }
-                    return copied.result();
+                    return copied;
                 });
     }
 

@@ -1,5 +1,6 @@
 package io.pegaflow.fabric.metrics;
 
+import io.pegaflow.fabric.engine.CallPhase;
 import io.pegaflow.fabric.engine.EngineListener;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.store.BlockStore;
@@ -9,6 +10,7 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import kamon.Kamon;
+import kamon.metric.Histogram;
 import kamon.metric.MeasurementUnit;
 import kamon.tag.TagSet;
 
@@ -22,6 +24,8 @@ import kamon.tag.TagSet;
  * pegaflow_block_hits_total}, {@code pegaflow_block_misses_total}, {@code pegaflow_block_insertions_total}, {@code
  * pegaflow_block_evictions_total}, {@code pegaflow_block_partial_dropped_total}, {@code
  * pegaflow_save_rejected_total}, {@code pegaflow_save_size_bytes}, {@code pegaflow_save_duration_seconds}, {@code
+ * pegaflow_save_phase_seconds{phase}} and {@code pegaflow_load_phase_seconds{phase}} (one call's phases, {@link
+ * CallPhase}: queue, reserve, copy, seal, reply; pin, queue, copy, commit, reply), {@code
  * pegaflow_load_size_bytes}, {@code pegaflow_load_duration_seconds}, {@code pegaflow_load_blocks_total{outcome}},
  * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}, {@code
  * pegaflow_engine_rejected_total{op,reason}} (work an engine executor refused: {@code queue_full}, {@code stopping},
@@ -34,6 +38,9 @@ public final class EngineMetrics implements EngineListener {
     private static final MeasurementUnit NANOS = MeasurementUnit.time().nanoseconds();
 
     private final TagSet engineTag;
+    /** One histogram per {@link CallPhase}, resolved once: recording a phase looks nothing up. */
+    private final Histogram[] phases = new Histogram[CallPhase.values().length];
+
     private final AtomicInteger contexts = new AtomicInteger();
     private volatile BlockStore store;
     private volatile KvEngine engine;
@@ -43,6 +50,18 @@ public final class EngineMetrics implements EngineListener {
 
     public EngineMetrics(String copyEngine) {
         this.engineTag = TagSet.of("copy_engine", copyEngine);
+        for (CallPhase p : CallPhase.values()) {
+            phases[p.ordinal()] = Kamon.histogram(
+                            "pegaflow." + p.op() + ".phase",
+                            "Time of one phase of a " + p.op() + " (queue, reserve/pin, copy, seal/commit, reply)",
+                            NANOS)
+                    .withTags(engineTag.withTag("phase", p.phase()));
+        }
+    }
+
+    @Override
+    public void phase(CallPhase phase, long durationNs) {
+        phases[phase.ordinal()].record(Math.max(0, durationNs));
     }
 
     /** The engine (and its store) to sample; set once the engine exists. */
