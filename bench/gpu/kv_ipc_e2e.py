@@ -207,6 +207,43 @@ def save_metric(metrics_port: int) -> tuple[float, float] | None:
     return (float(total.group(1)), float(count.group(1))) if total and count else None
 
 
+def phase_metric(metrics_port: int, op: str) -> dict[str, tuple[float, float]]:
+    """{phase: (sum seconds, count)} of the node's pegaflow_<op>_phase_seconds histograms ({} if unreadable)."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    except Exception:  # noqa: BLE001 - metrics are optional in this report
+        return {}
+    found: dict[str, list[float]] = {}
+    for kind, at in (("sum", 0), ("count", 1)):
+        for m in re.finditer(rf"^pegaflow_{op}_phase_seconds_{kind}\{{([^}}]*)\}} ([0-9.eE+-]+)$", text, re.M):
+            phase = re.search(r'phase="([^"]+)"', m.group(1))
+            if phase:
+                found.setdefault(phase.group(1), [0.0, 0.0])[at] += float(m.group(2))
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def phase_line(op: str, before: dict, after: dict, calls: int, client_s: float) -> str:
+    """The mean of each phase per call between two snapshots, and what the client saw beyond their sum."""
+    parts, total = [], 0.0
+    for phase, (total_s, count) in after.items():
+        s0, c0 = before.get(phase, (0.0, 0.0))
+        if count - c0 <= 0:
+            continue
+        mean = (total_s - s0) / (count - c0)
+        total += mean * (count - c0) / calls
+        parts.append(f"{phase} {mean * 1e3:.3f} ms (n={round(count - c0)})")
+    if not parts:
+        return f"PHASES {op}: no pegaflow_{op}_phase_seconds on the node's metrics endpoint"
+    return (
+        f"PHASES {op} (node, mean per call over {calls} calls): "
+        + ", ".join(parts)
+        + f"; client-visible mean {client_s * 1e3:.3f} ms, of which outside these phases "
+        f"{(client_s - total) * 1e3:.3f} ms (client, wire, gRPC server)"
+    )
+
+
 def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     nb, n = args.blocks, args.save_blocks
     per_alloc = -(-LAYERS // args.allocations)
@@ -298,6 +335,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             assert slot.wait(60) is LoadState.DONE
         time.sleep(1.2)  # let the node's metrics tick close before the measured saves
         before = save_metric(metrics_port)
+        save_phases_before = phase_metric(metrics_port, "save")
         for rep in range(args.reps):
             hs = [block_hash(f"bench{rep}", i) for i in range(n)]
             torch.cuda.synchronize()
@@ -307,6 +345,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             assert r.blocks_sealed == n, r
         time.sleep(1.2)
         after = save_metric(metrics_port)
+        save_phases = (save_phases_before, phase_metric(metrics_port, "save"))
         save_node_s = None
         if before and after and round(after[1] - before[1]) == args.reps:
             save_node_s = (after[0] - before[0]) / args.reps
@@ -341,6 +380,8 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             build_packed.append(time.perf_counter() - start)
         build_packed_s = statistics.median(build_packed)
 
+        time.sleep(1.2)
+        load_phases_before = phase_metric(metrics_port, "load")
         waits = {"futex": [], "reply": [], "sleep": []}
         waits_node = {"futex": [], "reply": [], "sleep": []}
         for _ in range(args.reps):
@@ -358,6 +399,8 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
                     assert slot.wait(60, strategy=how) is LoadState.DONE
                     runs.append(time.perf_counter() - start)
                     waits_node[how].append(slot.duration_ns / 1e9)
+        time.sleep(1.2)
+        load_phases = (load_phases_before, phase_metric(metrics_port, "load"))
         load_s, load_node_s = waits[args.load_wait], waits_node[args.load_wait]
         ok = ok and all(torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages))
 
@@ -397,6 +440,9 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             + " ".join(f"load-{how} {100 * h2d / statistics.median(runs):.1f}%" for how, runs in waits.items())
             + f" sealed-save-packed {save_rpc_s * 1e3:.2f} ms sealed-save-blockrefs {save_rpc_refs_s * 1e3:.2f} ms"
         )
+        say(phase_line("save", *save_phases, args.reps, statistics.mean(save_s)))
+        all_loads = [x for runs in waits.values() for x in runs]
+        say(phase_line("load", *load_phases, len(all_loads), statistics.mean(all_loads)))
         say(f"RESULT: {'PASS' if ok else 'FAIL'}")
     finally:
         session.close()
