@@ -270,6 +270,24 @@ public final class BlockStore implements AutoCloseable {
      * @param slotsPerBlock the slot indices this request fills in each block
      * @return targets to copy (pinned until {@link #completeSave})
      */
+    /**
+     * A save's fast path: whether every block of {@code hashes} is already sealed in {@code namespace}, in which case
+     * {@link #reserveForSave} would reserve nothing and the save has nothing to do. The sealed blocks looked at count
+     * as used, as they do in {@link #reserveForSave} (that path moves them to the most recently used end too).
+     * Allocates nothing; never evicts.
+     */
+    public synchronized boolean touchIfAllSealed(String namespace, HashList hashes) {
+        int n = hashes.size();
+        for (int i = 0; i < n; i++) {
+            BlockEntry entry = index.get(probe.set(namespace, hashes, i));
+            if (entry == null || !entry.sealed) {
+                return false;
+            }
+            touch(entry);
+        }
+        return n > 0;
+    }
+
     public synchronized SaveReservation reserveForSave(
             NamespaceLayout layout, int[] blockIds, HashList hashes, int[] slotsPerBlock) {
         if (blockIds.length != hashes.size()) {

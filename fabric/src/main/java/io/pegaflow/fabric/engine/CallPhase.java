@@ -7,7 +7,7 @@ package io.pegaflow.fabric.engine;
 public enum CallPhase {
     /** Save: the handler's hand-off to a copy thread until that thread starts it. */
     SAVE_QUEUE("save", "queue"),
-    /** Save: the store's reservation of pool space (sealed blocks skipped; may evict). */
+    /** Save: the store's reservation of pool space (sealed blocks skipped; may evict); a save of sealed blocks only: the store's check. */
     SAVE_RESERVE("save", "reserve"),
     /** Save: worker memory to pool (only when there is something to copy). */
     SAVE_COPY("save", "copy"),

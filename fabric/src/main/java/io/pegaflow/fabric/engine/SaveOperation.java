@@ -9,7 +9,8 @@ import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * Save: checks on the caller's thread; then, on a copy thread, reserves pool space (the store's bookkeeping, which
+ * Save: checks on the caller's thread (and, when every block is sealed already, the answer: nothing to do); then, on
+ * a copy thread, reserves pool space (the store's bookkeeping, which
  * may evict), copies worker memory into the pool and seals. A save waiting in the copy queue holds no pool space;
  * a full queue refuses it with nothing reserved. The reply waits, without a thread, for concurrent copies of the
  * same slots by other saves.
@@ -54,6 +55,15 @@ final class SaveOperation {
         if (request.blockIds().length == 0) {
             context.releaseRef();
             return CompletableFuture.completedFuture(new SaveResult(0, 0, 0));
+        }
+        // Every block already sealed (a prefix saved before, or another rank's save): nothing to reserve or copy, so
+        // the reply goes out from here, without two thread hand-offs (to a copy thread and back). The check is a
+        // lookup per block under the store's lock, as a Query's is on this thread.
+        long checkNs = System.nanoTime();
+        if (store.touchIfAllSealed(context.layout.namespace(), request.hashes())) {
+            context.releaseRef();
+            listener.phase(CallPhase.SAVE_RESERVE, System.nanoTime() - checkNs);
+            return CompletableFuture.completedFuture(new SaveResult(0, request.blockIds().length, 0));
         }
         // A refused task never ran and reserved nothing: only the context reference is to give back.
         long handedOffNs = System.nanoTime();

@@ -13,7 +13,7 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 60, unit = TimeUnit.SECONDS)
 class CallPhaseTest {
     @Test
-    void shouldReportEverySavePhaseOnceAndOnlyQueueReserveReplyForASaveOfSealedBlocks() throws Exception {
+    void shouldReportEverySavePhaseOnceAndOnlyTheCheckForASaveOfSealedBlocks() throws Exception {
         try (EngineFixture fx = new EngineFixture(64L << 20, EngineSettings.defaults(), RemoteBlockSource.NONE)) {
             ShmKvCache cache = fx.cache(2, 32);
             String ctx = fx.register(cache.registration("i1", "ns", 0, 1, 2, 0));
@@ -28,9 +28,16 @@ class CallPhaseTest {
                     fx.listener.phases);
             fx.listener.phases.clear();
 
-            fx.save(ctx, ids(0, 8), hashes("h", 8)); // all sealed: nothing to copy
-            assertEquals(
-                    List.of(CallPhase.SAVE_QUEUE, CallPhase.SAVE_RESERVE, CallPhase.SAVE_REPLY), fx.listener.phases);
+            // All sealed: answered on the caller's thread after the store's check (timed as the reserve phase).
+            int copyThreadsBefore = fx.copies.calls.get();
+            assertEquals(new SaveResult(0, 8, 0), fx.save(ctx, ids(0, 8), hashes("h", 8)));
+            assertEquals(List.of(CallPhase.SAVE_RESERVE), fx.listener.phases);
+            assertEquals(copyThreadsBefore, fx.copies.calls.get());
+            fx.listener.phases.clear();
+
+            // One block new among sealed ones: the copy thread's path, copying only that block.
+            assertEquals(new SaveResult(1, 8, 1), fx.save(ctx, ids(0, 9), hashes("h", 9)));
+            assertEquals(5, fx.listener.phases.size(), fx.listener.phases.toString());
         }
     }
 
