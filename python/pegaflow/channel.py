@@ -24,6 +24,7 @@ under a lock, and the doorbell is bumped under it (this process is its only writ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import struct
@@ -385,10 +386,8 @@ class ChannelCall:
         """Calls ``fn(self)`` once the reply (or failure) is in, on a helper thread."""
 
         def run():
-            try:
+            with contextlib.suppress(EngineError):
                 self.result()
-            except EngineError:
-                pass
             fn(self)
 
         threading.Thread(target=run, name="pegaflow-channel-callback", daemon=True).start()
