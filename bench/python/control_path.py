@@ -40,7 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from pegaflow._proto import engine_pb2, engine_pb2_grpc  # noqa: E402 - after sys.path
+from pegaflow import channel as channel_module  # noqa: E402 - after sys.path
+from pegaflow._proto import engine_pb2, engine_pb2_grpc  # noqa: E402
 from pegaflow.client import EngineClient, FabricClient, _block_refs  # noqa: E402
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402
 from pegaflow.shm import HOST_DEVICE, SharedKVCache  # noqa: E402
@@ -71,7 +72,10 @@ class Worker:
             num_kv_heads=1,
             head_size=8,
         )
-        self.client = EngineClient(endpoint, timeout_s=30)
+        # Every row of the older tables runs over gRPC (command_channel=False); the shm rows use self.shm, whose
+        # session opened the node's command channel.
+        self.client = EngineClient(endpoint, timeout_s=30, command_channel=False)
+        self.shm = EngineClient(endpoint, timeout_s=30, command_channel=True)
         self.stub = engine_pb2_grpc.EngineStub(self.client._channel)
         reg = self.client.register_context(
             f"bench-{tag}",
@@ -84,18 +88,23 @@ class Worker:
             self.cache.layer_registrations(),
         )
         self.ctx = reg.context_id
-        self.session = self.client.open_session(self.ctx)
+        self.session = self.shm.open_session(self.ctx)
+        self.has_channel = channel_module.lookup(endpoint, self.ctx) is not None
         self.flags = LoadFlagFile(slots=2)
         self.slot = self.flags.slot(0)
         self.fabric = FabricClient(endpoint, timeout_s=30)
         self.src = list(range(blocks))
         self.dst = list(range(blocks, 2 * blocks))
-        self.hashes = [hashlib.sha256(f"{tag}/{i}".encode()).digest() for i in range(blocks)]
+        self.hashes = [
+            hashlib.sha256(f"{tag}/{i}".encode()).digest() for i in range(blocks)
+        ]
         self.cache.fill_random(self.src, seed=1)
 
     # The older client: a message per block, built per call, through the raw stub.
     def save_refs(self):
-        request = engine_pb2.SaveRequest(context_id=self.ctx, blocks=_block_refs(zip(self.src, self.hashes)))
+        request = engine_pb2.SaveRequest(
+            context_id=self.ctx, blocks=_block_refs(zip(self.src, self.hashes))
+        )
         return self.stub.Save(request, timeout=30)
 
     def query_repeated(self):
@@ -122,6 +131,34 @@ class Worker:
     def query_packed(self):
         return self.client.query(NAMESPACE, self.hashes)
 
+    # The same calls over the same-host command channel.
+    def save_shm(self):
+        reply = self.shm.save(self.ctx, list(zip(self.src, self.hashes)))
+        assert self.shm.last_path == "shm" and reply.blocks_skipped == len(
+            self.hashes
+        ), reply
+        return reply
+
+    def query_shm(self):
+        reply = self.shm.query(NAMESPACE, self.hashes)
+        assert self.shm.last_path == "shm" and reply.hit_blocks == len(self.hashes), (
+            reply
+        )
+        return reply
+
+    def load_shm_reply_when_done(self):
+        reply = self.shm.load(
+            self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True
+        )
+        assert self.shm.last_path == "shm", self.shm.last_path
+        assert reply.done_state == 1 and reply.blocks_loaded == len(self.hashes), reply
+
+    def load_shm_flag(self):
+        self.slot.reset()
+        reply = self.shm.load(self.ctx, list(zip(self.dst, self.hashes)), self.slot)
+        assert self.shm.last_path == "shm" and not reply.failed_block_ids, reply
+        assert self.slot.wait(30, strategy="futex") is LoadState.DONE
+
     def load_flag(self, strategy: str):
         self.slot.reset()
         reply = self.client.load(self.ctx, list(zip(self.dst, self.hashes)), self.slot)
@@ -129,7 +166,9 @@ class Worker:
         assert self.slot.wait(30, strategy=strategy) is LoadState.DONE
 
     def load_reply_when_done(self):
-        reply = self.client.load(self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True)
+        reply = self.client.load(
+            self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True
+        )
         assert reply.done_state == 1 and reply.blocks_loaded == len(self.hashes), reply
 
     def health(self):
@@ -137,6 +176,7 @@ class Worker:
 
     def close(self):
         self.session.close()
+        self.shm.close()
         self.client.close()
         self.fabric.close()
         self.flags.close()
@@ -156,8 +196,15 @@ def _handler_sum_count(metrics_url: str, method: str) -> tuple[float, float] | N
     found = {}
     for kind in ("sum", "count"):
         for line in text.splitlines():
-            if line.startswith(f"pegaflow_grpc_request_duration_seconds_{kind}{{") and all(
-                f'{k}="{v}"' in line for k, v in (("service", "Engine"), ("method", method), ("status", "OK"))
+            if line.startswith(
+                f"pegaflow_grpc_request_duration_seconds_{kind}{{"
+            ) and all(
+                f'{k}="{v}"' in line
+                for k, v in (
+                    ("service", "Engine"),
+                    ("method", method),
+                    ("status", "OK"),
+                )
             ):
                 found[kind] = float(re.split(r"\s+", line.strip())[-1])
     return (found["sum"], found["count"]) if len(found) == 2 else None
@@ -177,7 +224,9 @@ def handler_mean_us(metrics_url: str, method: str, call, n: int) -> float | None
 
 
 def build_refs(w: Worker) -> bytes:
-    return engine_pb2.SaveRequest(context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))).SerializeToString()
+    return engine_pb2.SaveRequest(
+        context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))
+    ).SerializeToString()
 
 
 def build_packed(w: Worker) -> bytes:
@@ -193,26 +242,54 @@ class JavaNode:
         grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
         self.endpoint = f"127.0.0.1:{grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        argv = [java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-cp", classpath]
-        argv += ["io.pegaflow.fabric.cli.Main", "node", "--addr", self.endpoint, "--cluster-port", str(cluster_port)]
-        argv += ["--metrics-port", str(metrics_port), "--pool-size", "64mb", "--log-level", "warn"]
+        argv = [
+            java,
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            "-cp",
+            classpath,
+        ]
+        argv += [
+            "io.pegaflow.fabric.cli.Main",
+            "node",
+            "--addr",
+            self.endpoint,
+            "--cluster-port",
+            str(cluster_port),
+        ]
+        argv += [
+            "--metrics-port",
+            str(metrics_port),
+            "--pool-size",
+            "64mb",
+            "--log-level",
+            "warn",
+        ]
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.log_path = log_path
         deadline = time.monotonic() + 120
         with FabricClient(self.endpoint, timeout_s=1) as fabric:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"node exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"node exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}"
+                    )
                 try:
                     fabric.health()
                     return
                 except Exception:  # noqa: BLE001 - not up yet: retry until the deadline
                     if time.monotonic() > deadline:
                         self.process.kill()
-                        raise RuntimeError(f"node not serving after 120 s:\n{log_path.read_text()[-3000:]}") from None
+                        raise RuntimeError(
+                            f"node not serving after 120 s:\n{log_path.read_text()[-3000:]}"
+                        ) from None
                     time.sleep(0.2)
 
     def stop(self) -> None:
@@ -240,18 +317,33 @@ def start_node(args):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--blocks", type=int, default=625)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--node-calls", type=int, default=200, help="calls per kind for the node-side handler times")
-    p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
+    p.add_argument(
+        "--node-calls",
+        type=int,
+        default=200,
+        help="calls per kind for the node-side handler times",
+    )
+    p.add_argument(
+        "--before-root", help="a checkout (built) whose node serves the 'before' rows"
+    )
     p.add_argument(
         "--java",
         help="start the node with this java binary (and --classpath) instead of ./pegaflow",
     )
-    p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
-    p.add_argument("--node-log", default="/tmp/pegaflow-node-control-path.log", help="the --java node's log")
+    p.add_argument(
+        "--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*"
+    )
+    p.add_argument(
+        "--node-log",
+        default="/tmp/pegaflow-node-control-path.log",
+        help="the --java node's log",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "control-path.md"))
     args = p.parse_args()
 
@@ -262,7 +354,9 @@ def main() -> int:
         if args.before_root:
             from pegaflow_testing.localnode import LocalNode
 
-            nodes["before"] = LocalNode.start(pool_size="64mb", log_level="warn", root=Path(args.before_root))
+            nodes["before"] = LocalNode.start(
+                pool_size="64mb", log_level="warn", root=Path(args.before_root)
+            )
         for name, node in nodes.items():
             workers[name] = Worker(node.endpoint, args.blocks, name)
         new = workers["new"]
@@ -272,27 +366,53 @@ def main() -> int:
             check = w.save_refs() if name == "before" else w.save_packed()
             assert check.blocks_skipped == args.blocks, check
         new.load_reply_when_done()
-        assert all(new.cache.block_bytes(0, d) == new.cache.block_bytes(0, s) for s, d in zip(new.src, new.dst))
+        assert all(
+            new.cache.block_bytes(0, d) == new.cache.block_bytes(0, s)
+            for s, d in zip(new.src, new.dst)
+        )
 
         series: dict[str, tuple] = {}
         if "before" in workers:
             b = workers["before"]
             series["before node: Save, BlockRef per block"] = (b.save_refs,)
             series["before node: Query, repeated bytes"] = (b.query_repeated,)
-            series["before node: Load, BlockRefs, flag polled with sleeps"] = (b.load_refs_sleep_poll,)
+            series["before node: Load, BlockRefs, flag polled with sleeps"] = (
+                b.load_refs_sleep_poll,
+            )
             series["before node: Fabric.Health"] = (b.health,)
         series["Save, BlockRef per block (older form)"] = (new.save_refs,)
         series["Save, packed (EngineClient.save)"] = (new.save_packed,)
         series["Query, repeated bytes (older form)"] = (new.query_repeated,)
         series["Query, packed (EngineClient.query)"] = (new.query_packed,)
-        series["Load, BlockRefs, flag polled with sleeps (older client)"] = (new.load_refs_sleep_poll,)
+        series["Load, BlockRefs, flag polled with sleeps (older client)"] = (
+            new.load_refs_sleep_poll,
+        )
         series["Load, packed, flag, futex wait"] = (lambda: new.load_flag("futex"),)
-        series["Load, packed, flag, spin then sleeps"] = (lambda: new.load_flag("spin"),)
+        series["Load, packed, flag, spin then sleeps"] = (
+            lambda: new.load_flag("spin"),
+        )
         series["Load, packed, flag, sleeps only"] = (lambda: new.load_flag("sleep"),)
-        series["Load, packed, reply_when_done (one RPC, no flag)"] = (new.load_reply_when_done,)
+        series["Load, packed, reply_when_done (one RPC, no flag)"] = (
+            new.load_reply_when_done,
+        )
+        if new.has_channel:
+            series["shm: Save, sealed (EngineClient.save over the command channel)"] = (
+                new.save_shm,
+            )
+            series["shm: Query (command channel)"] = (new.query_shm,)
+            series[
+                "shm: Load, reply_when_done: the end seen by the client (command channel)"
+            ] = (new.load_shm_reply_when_done,)
+            series["shm: Load, flag, futex wait (command channel)"] = (
+                new.load_shm_flag,
+            )
         series["Fabric.Health (the floor)"] = (new.health,)
-        series["client: build + serialize the BlockRef SaveRequest (no call)"] = (lambda: build_refs(new),)
-        series["client: build + serialize the packed SaveRequest (no call)"] = (lambda: build_packed(new),)
+        series["client: build + serialize the BlockRef SaveRequest (no call)"] = (
+            lambda: build_refs(new),
+        )
+        series["client: build + serialize the packed SaveRequest (no call)"] = (
+            lambda: build_packed(new),
+        )
 
         samples: dict[str, list[int]] = {name: [] for name in series}
         clock = time.perf_counter_ns
@@ -311,7 +431,9 @@ def main() -> int:
                 phases["Query, packed"] = ("Query", w.query_packed)
             phases["Query, repeated bytes"] = ("Query", w.query_repeated)
             for label, (method, call) in phases.items():
-                node_side[f"{name} node: {label}"] = handler_mean_us(node.metrics_url, method, call, args.node_calls)
+                node_side[f"{name} node: {label}"] = handler_mean_us(
+                    node.metrics_url, method, call, args.node_calls
+                )
         wire_refs, wire_packed = len(build_refs(new)), len(build_packed(new))
         load_avg = os.getloadavg()
     finally:
@@ -332,7 +454,11 @@ def main() -> int:
         "|---|---:|",
     ]
     for label, us in node_side.items():
-        lines.append(f"| {label} | {us:.0f} |" if us is not None else f"| {label} | (no metrics) |")
+        lines.append(
+            f"| {label} | {us:.0f} |"
+            if us is not None
+            else f"| {label} | (no metrics) |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
@@ -350,14 +476,22 @@ def _short_argv(argv: list[str]) -> list[str]:
 
 
 def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]:
-    java_bin = args.java or os.path.join(os.environ.get("JAVA_HOME", "/usr"), "bin", "java")
-    java = subprocess.run([java_bin, "-version"], capture_output=True, text=True, check=False).stderr.splitlines()[:1]
-    java = ("node JVM: " + java[0]) if java and args.java else "node JVM: the ./pegaflow launcher's JDK"
+    java_bin = args.java or os.path.join(
+        os.environ.get("JAVA_HOME", "/usr"), "bin", "java"
+    )
+    java = subprocess.run(
+        [java_bin, "-version"], capture_output=True, text=True, check=False
+    ).stderr.splitlines()[:1]
+    java = (
+        ("node JVM: " + java[0])
+        if java and args.java
+        else "node JVM: the ./pegaflow launcher's JDK"
+    )
     import google.protobuf
     import grpc
 
     lines = [
-        "# Control path: Save, Query and Load beyond the copy, from Python over loopback gRPC",
+        "# Control path: Save, Query and Load beyond the copy, from Python over loopback gRPC and the command channel",
         "",
         f"Produced by `bench/python/control_path.py` on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.",
         "",
@@ -369,20 +503,26 @@ def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]
         "",
         "Command:",
         "",
-        "    " + shlex.join(["python3", "bench/python/control_path.py", *_short_argv(sys.argv[1:])]),
+        "    "
+        + shlex.join(
+            ["python3", "bench/python/control_path.py", *_short_argv(sys.argv[1:])]
+        ),
         "",
         (
             f"{args.blocks} blocks of 32-byte hashes, {LAYERS} layers of 32 bytes per block (a host stand-in: the copy "
             f"is {args.blocks * LAYERS * 32 // 1024} KiB, so what is timed is the control path); {args.iterations} "
             f"timed rounds after {args.warmup} warm-up rounds, every row once per round (round-robin). Request on the "
-            f"wire: {wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed."
+            f"wire: {wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed. Rows without 'shm:' run "
+            "over gRPC (EngineClient(command_channel=False)); 'shm:' rows over the same-host command channel."
         ),
         "",
         "| what (microseconds) | n | p50 | p90 | p99 | mean |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in stats.items():
-        lines.append(f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |")
+        lines.append(
+            f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |"
+        )
     return lines
 
 

@@ -238,7 +238,7 @@ class EngineClient(_GrpcClient):
         return self._unary_async(self._stub, "Save", _save_request(context_id, blocks, layer_indices))
 
     def _save_on_channel(self, context_id, blocks, layer_indices):
-        ch = _channel.lookup(self.endpoint, context_id)
+        ch = _channel.lookup(self.endpoint, context_id) if self.command_channel else None
         if ch is None:
             return None
         parts = _channel_parts(blocks)
@@ -263,7 +263,8 @@ class EngineClient(_GrpcClient):
         request = engine_pb2.QueryRequest(namespace=namespace, lease_ttl_ms=lease_ttl_ms, scope=_query_scope(scope))
         hashes = list(hashes)
         packed = _pack_hashes(hashes)
-        ch = _channel.any_for(self.endpoint) if scope == "local" and 0 <= lease_ttl_ms < 2**32 else None
+        use = self.command_channel and scope == "local" and 0 <= lease_ttl_ms < 2**32
+        ch = _channel.any_for(self.endpoint) if use else None
         if ch is not None and packed is not None and ch.fits(len(hashes), packed.hash_bytes):
             call = self._on_channel(
                 "Query",
@@ -314,7 +315,7 @@ class EngineClient(_GrpcClient):
     def _load_on_channel(self, context_id, blocks, flag, lease_id, reply_when_done):
         if flag is None and not reply_when_done:
             raise ValueError("load: pass a flag, or reply_when_done=True to learn the end from the reply")
-        ch = _channel.lookup(self.endpoint, context_id)
+        ch = _channel.lookup(self.endpoint, context_id) if self.command_channel else None
         if ch is None or not 0 <= lease_id < 2**64:
             return None
         parts = _channel_parts(blocks)
