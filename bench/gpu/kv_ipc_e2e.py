@@ -19,7 +19,8 @@ What it does, in one process (the "vLLM worker"), against a node it starts (the 
     from the load flag), against torch's contiguous pinned copies of the same byte count in both directions. Blocks go
     packed (PackedBlocks); a load's end is seen three ways, interleaved: the flag with a futex wait (the default), the
     Load RPC with reply_when_done (no flag), and the flag polled with sleeps (the older client, for comparison). The
-    control path alone: a Save of 625 already-sealed blocks, packed and with a BlockRef per block.
+    control path alone: a Save of 625 already-sealed blocks, packed and with a BlockRef per block. Every save and
+    load row runs on both client paths (--paths): the same-host command channel (shm) and gRPC, interleaved.
 Prints a markdown report (also written to --out).
 """
 
@@ -41,6 +42,7 @@ sys.path.insert(0, str(ROOT / "python"))
 
 import torch  # noqa: E402
 
+from pegaflow import channel as channel_module  # noqa: E402
 from pegaflow import cuda as pf_cuda  # noqa: E402
 from pegaflow.client import EngineClient, FabricClient  # noqa: E402
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402
@@ -65,7 +67,10 @@ def cuda_time(fn, reps: int) -> float:
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start, end = (
+            torch.cuda.Event(enable_timing=True),
+            torch.cuda.Event(enable_timing=True),
+        )
         start.record()
         fn()
         end.record()
@@ -122,8 +127,18 @@ def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", type=int, default=0)
-    p.add_argument("--blocks", type=int, default=4096, help="blocks per layer (>= 2 * save-blocks + 100)")
-    p.add_argument("--save-blocks", type=int, default=625, help="625 blocks of 16 tokens = 10K tokens")
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=4096,
+        help="blocks per layer (>= 2 * save-blocks + 100)",
+    )
+    p.add_argument(
+        "--save-blocks",
+        type=int,
+        default=625,
+        help="625 blocks of 16 tokens = 10K tokens",
+    )
     p.add_argument(
         "--allocations",
         type=int,
@@ -135,8 +150,19 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--java", help="java binary; default: start the node with ./pegaflow")
     p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
-    p.add_argument("--jvm-opt", action="append", default=[], help="extra JVM option, e.g. -Dpegaflow.cuda.mode=kernel")
+    p.add_argument(
+        "--jvm-opt",
+        action="append",
+        default=[],
+        help="extra JVM option, e.g. -Dpegaflow.cuda.mode=kernel",
+    )
     p.add_argument("--node-log", default="/tmp/pegaflow-node-e2e.log")
+    p.add_argument(
+        "--paths",
+        default="shm,grpc",
+        help="which client paths to time, interleaved: shm (the same-host command channel), grpc; the first one "
+        "gives the RATIOS line's save/load",
+    )
     p.add_argument("--out", help="also write the report here")
     p.add_argument(
         "--load-wait",
@@ -159,7 +185,13 @@ def main() -> int:
 
     props = torch.cuda.get_device_properties(args.device)
     driver = subprocess.run(
-        ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(args.device)],
+        [
+            "nvidia-smi",
+            "--query-gpu=driver_version",
+            "--format=csv,noheader",
+            "-i",
+            str(args.device),
+        ],
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -203,7 +235,11 @@ def save_metric(metrics_port: int) -> tuple[float, float] | None:
     except Exception:  # noqa: BLE001 - metrics are optional in this report
         return None
     total = re.search(r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
-    count = re.search(r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
+    count = re.search(
+        r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$",
+        text,
+        re.M,
+    )
     return (float(total.group(1)), float(count.group(1))) if total and count else None
 
 
@@ -268,7 +304,11 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
     gen = torch.Generator(device="cpu").manual_seed(1)
     perm = torch.randperm(nb, generator=gen)
-    src_ids, dst_ids, untouched = perm[:n].tolist(), perm[n : 2 * n].tolist(), perm[2 * n : 2 * n + 100].tolist()
+    src_ids, dst_ids, untouched = (
+        perm[:n].tolist(),
+        perm[n : 2 * n].tolist(),
+        perm[2 * n : 2 * n + 100].tolist(),
+    )
     src_t, dst_t, un_t = (torch.tensor(x, device="cuda") for x in (src_ids, dst_ids, untouched))
     for pg in pages:
         pg.random_()
@@ -278,7 +318,8 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
     uuid, registrations = pf_cuda.layer_registrations(layers)
     handles = {r.region.cuda_ipc.ipc_handle for r in registrations}
-    client = EngineClient(endpoint, timeout_s=60)
+    client = EngineClient(endpoint, timeout_s=60)  # its session opens the command channel (when the node has one)
+    grpc_client = EngineClient(endpoint, timeout_s=60, command_channel=False)
     reg = client.register_context("e2e", "llama-3.1-8b/bf16/tp1", 0, 1, 0, LAYERS, uuid, registrations)
     session = client.open_session(reg.context_id)
     ctx = reg.context_id
@@ -327,35 +368,48 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         # Lease the checked blocks so the benchmark's saves (fresh hashes each time) cannot evict them.
         lease = client.query("llama-3.1-8b/bf16/tp1", hashes, lease_ttl_ms=600_000)
         assert lease.hit_blocks == n, lease
-        save_s, load_s, load_node_s = [], [], []
+        clients = {"shm": client, "grpc": grpc_client}
+        paths = [p for p in args.paths.split(",") if p]
+        if "shm" in paths and channel_module.lookup(endpoint, ctx) is None:
+            say("the node offered no command channel: the shm rows are left out")
+            paths.remove("shm")
+        save_s = {p: [] for p in paths}
         for rep in range(args.warmup):
-            client.save(ctx, list(zip(src_ids, [block_hash(f"warm{rep}", i) for i in range(n)])))
-            slot.reset()
-            client.load(ctx, list(zip(dst_ids, hashes)), slot)
-            assert slot.wait(60) is LoadState.DONE
+            for p in paths:
+                clients[p].save(
+                    ctx,
+                    list(zip(src_ids, [block_hash(f"warm{rep}-{p}", i) for i in range(n)])),
+                )
+                slot.reset()
+                clients[p].load(ctx, list(zip(dst_ids, hashes)), slot)
+                assert slot.wait(60) is LoadState.DONE
         time.sleep(1.2)  # let the node's metrics tick close before the measured saves
         before = save_metric(metrics_port)
         save_phases_before = phase_metric(metrics_port, "save")
         for rep in range(args.reps):
-            hs = [block_hash(f"bench{rep}", i) for i in range(n)]
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            r = client.save(ctx, list(zip(src_ids, hs)))
-            save_s.append(time.perf_counter() - start)
-            assert r.blocks_sealed == n, r
+            for p in paths:  # interleaved: drift hits both paths alike
+                hs = [block_hash(f"bench{rep}-{p}", i) for i in range(n)]
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                r = clients[p].save(ctx, list(zip(src_ids, hs)))
+                save_s[p].append(time.perf_counter() - start)
+                assert r.blocks_sealed == n and clients[p].last_path == p, (
+                    r,
+                    clients[p].last_path,
+                )
         time.sleep(1.2)
         after = save_metric(metrics_port)
         save_phases = (save_phases_before, phase_metric(metrics_port, "save"))
         save_node_s = None
-        if before and after and round(after[1] - before[1]) == args.reps:
-            save_node_s = (after[0] - before[0]) / args.reps
-        rpc = []
+        if before and after and round(after[1] - before[1]) == args.reps * len(paths):
+            save_node_s = (after[0] - before[0]) / (args.reps * len(paths))
+        sealed = {p: [] for p in paths}
         for _ in range(args.reps):
-            start = time.perf_counter()
-            r = client.save(ctx, list(zip(src_ids, hashes)))  # all sealed already: the RPC without a copy
-            rpc.append(time.perf_counter() - start)
-            assert r.blocks_skipped == n, r
-        save_rpc_s = statistics.median(rpc)
+            for p in paths:
+                start = time.perf_counter()
+                r = clients[p].save(ctx, list(zip(src_ids, hashes)))  # all sealed already: the call without a copy
+                sealed[p].append(time.perf_counter() - start)
+                assert r.blocks_skipped == n, r
         from pegaflow._proto import engine_pb2, engine_pb2_grpc
         from pegaflow.client import _block_refs, _save_request
 
@@ -369,7 +423,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         rpc_refs = []
         for _ in range(args.reps):
             start = time.perf_counter()
-            r = stub.Save(engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))), timeout=60)
+            r = stub.Save(
+                engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))),
+                timeout=60,
+            )
             rpc_refs.append(time.perf_counter() - start)
             assert r.blocks_skipped == n, r
         save_rpc_refs_s = statistics.median(rpc_refs)
@@ -382,32 +439,46 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
         time.sleep(1.2)
         load_phases_before = phase_metric(metrics_port, "load")
-        waits = {"futex": [], "reply": [], "sleep": []}
-        waits_node = {"futex": [], "reply": [], "sleep": []}
+        kinds = [(p, how) for p in paths for how in ("futex", "reply", "sleep") if not (p == "shm" and how == "sleep")]
+        waits = {k: [] for k in kinds}
+        waits_node = {k: [] for k in kinds}
         for _ in range(args.reps):
-            for how, runs in waits.items():  # interleaved: drift hits every way alike
+            for (
+                p,
+                how,
+            ), runs in waits.items():  # interleaved: drift hits every way alike
+                c = clients[p]
                 if how == "reply":
                     start = time.perf_counter()
-                    r = client.load(ctx, list(zip(dst_ids, hashes)), reply_when_done=True)
+                    r = c.load(ctx, list(zip(dst_ids, hashes)), reply_when_done=True)
                     runs.append(time.perf_counter() - start)
                     assert r.done_state == 1 and r.blocks_loaded == n, r
-                    waits_node[how].append(r.node_duration_ns / 1e9)
+                    waits_node[(p, how)].append(r.node_duration_ns / 1e9)
                 else:
                     slot.reset()
                     start = time.perf_counter()
-                    client.load(ctx, list(zip(dst_ids, hashes)), slot)
+                    c.load(ctx, list(zip(dst_ids, hashes)), slot)
                     assert slot.wait(60, strategy=how) is LoadState.DONE
                     runs.append(time.perf_counter() - start)
-                    waits_node[how].append(slot.duration_ns / 1e9)
+                    waits_node[(p, how)].append(slot.duration_ns / 1e9)
+                assert c.last_path == p, c.last_path
         time.sleep(1.2)
         load_phases = (load_phases_before, phase_metric(metrics_port, "load"))
-        load_s, load_node_s = waits[args.load_wait], waits_node[args.load_wait]
+        main_kind = (
+            paths[0],
+            args.load_wait if (paths[0], args.load_wait) in waits else "futex",
+        )
+        load_s, load_node_s = waits[main_kind], waits_node[main_kind]
         ok = ok and all(torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages))
 
         def row(name, seconds, ref):
             return f"| {name} | {seconds * 1e3:.2f} | {nbytes / seconds / 1e9:.1f} | {100 * ref / seconds:.1f}% |"
 
-        s_med, l_med, ln_med = statistics.median(save_s), statistics.median(load_s), statistics.median(load_node_s)
+        s_med, l_med, ln_med = (
+            statistics.median(save_s[paths[0]]),
+            statistics.median(load_s),
+            statistics.median(load_node_s),
+        )
         say()
         say(
             f"| {gib:.3f} GiB ({n} blocks x {LAYERS} layers x 64 KiB), median of {args.reps} after {args.warmup} "
@@ -416,36 +487,67 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         say("|---|---|---|---|")
         say(row("contiguous pinned -> GPU (torch copy_)", h2d, h2d))
         say(row("contiguous GPU -> pinned (torch copy_)", d2h, d2h))
-        say(row("save GPU -> pool, Save RPC as the client sees it", s_med, d2h))
+        via = {"shm": "over the command channel (shm)", "grpc": "over gRPC"}
+        for p in paths:
+            say(
+                row(
+                    f"save GPU -> pool, Save {via[p]} as the client sees it",
+                    statistics.median(save_s[p]),
+                    d2h,
+                )
+            )
         if save_node_s:
-            say(row("save GPU -> pool, node-side copy time (mean, pegaflow_save_duration_seconds)", save_node_s, d2h))
+            say(
+                row(
+                    "save GPU -> pool, node-side copy time (mean, pegaflow_save_duration_seconds)",
+                    save_node_s,
+                    d2h,
+                )
+            )
         names = {
-            "futex": "Load RPC + flag, futex wait",
-            "reply": "Load RPC with reply_when_done (no flag)",
-            "sleep": "Load RPC + flag polled with sleeps (older client)",
+            "futex": "Load + flag, futex wait",
+            "reply": "Load with reply_when_done (no flag)",
+            "sleep": "Load + flag polled with sleeps (older client)",
         }
-        for how, runs in waits.items():
-            say(row(f"load pool -> GPU, {names[how]}, as the client sees it", statistics.median(runs), h2d))
+        for (p, how), runs in waits.items():
+            say(
+                row(
+                    f"load pool -> GPU, {names[how]} {via[p]}, as the client sees it",
+                    statistics.median(runs),
+                    h2d,
+                )
+            )
         say(row("load pool -> GPU, node-side copy time (load flag)", ln_med, h2d))
-        say(f"| (Save RPC of {n} already-sealed blocks, packed: no copy) | {save_rpc_s * 1e3:.2f} | | |")
-        say(f"| (the same with a BlockRef per block, the older form) | {save_rpc_refs_s * 1e3:.2f} | | |")
+        for p in paths:
+            say(
+                f"| (Save of {n} already-sealed blocks {via[p]}: no copy) "
+                f"| {statistics.median(sealed[p]) * 1e3:.2f} | | |"
+            )
+        say(f"| (the same over gRPC with a BlockRef per block, the older form) | {save_rpc_refs_s * 1e3:.2f} | | |")
         say(f"| (client: build and serialize the packed SaveRequest, no call) | {build_packed_s * 1e3:.2f} | | |")
         say(f"| (client: build and serialize it with BlockRefs, no call) | {build_s * 1e3:.2f} | | |")
         say()
-        say(f"save runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in save_s)}")
-        for how, runs in waits.items():
-            say(f"load runs, {how} (ms): {' '.join(f'{x * 1e3:.1f}' for x in runs)}")
+        for p in paths:
+            say(f"save runs {p} (ms): {' '.join(f'{x * 1e3:.1f}' for x in save_s[p])}")
+        for (p, how), runs in waits.items():
+            say(f"load runs, {p} {how} (ms): {' '.join(f'{x * 1e3:.1f}' for x in runs)}")
         say(
-            f"RATIOS: save {100 * d2h / s_med:.1f}% load {100 * h2d / l_med:.1f}% ({args.load_wait}) "
-            + " ".join(f"load-{how} {100 * h2d / statistics.median(runs):.1f}%" for how, runs in waits.items())
-            + f" sealed-save-packed {save_rpc_s * 1e3:.2f} ms sealed-save-blockrefs {save_rpc_refs_s * 1e3:.2f} ms"
+            f"RATIOS: save {100 * d2h / s_med:.1f}% load {100 * h2d / l_med:.1f}% ({main_kind[0]} {main_kind[1]}) "
+            + " ".join(f"save-{p} {100 * d2h / statistics.median(save_s[p]):.1f}%" for p in paths)
+            + " "
+            + " ".join(f"load-{p}-{how} {100 * h2d / statistics.median(runs):.1f}%" for (p, how), runs in waits.items())
+            + " "
+            + " ".join(f"sealed-save-{p} {statistics.median(sealed[p]) * 1e3:.2f} ms" for p in paths)
+            + f" sealed-save-blockrefs {save_rpc_refs_s * 1e3:.2f} ms"
         )
-        say(phase_line("save", *save_phases, args.reps, statistics.mean(save_s)))
+        all_saves = [x for runs in save_s.values() for x in runs]
+        say(phase_line("save", *save_phases, len(all_saves), statistics.mean(all_saves)))
         all_loads = [x for runs in waits.values() for x in runs]
         say(phase_line("load", *load_phases, len(all_loads), statistics.mean(all_loads)))
         say(f"RESULT: {'PASS' if ok else 'FAIL'}")
     finally:
         session.close()
+        grpc_client.close()
         client.close()
         flags.close()
         flags.unlink()

@@ -40,7 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
-from pegaflow._proto import engine_pb2, engine_pb2_grpc  # noqa: E402 - after sys.path
+from pegaflow import channel as channel_module  # noqa: E402 - after sys.path
+from pegaflow._proto import engine_pb2, engine_pb2_grpc  # noqa: E402
 from pegaflow.client import EngineClient, FabricClient, _block_refs  # noqa: E402
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402
 from pegaflow.shm import HOST_DEVICE, SharedKVCache  # noqa: E402
@@ -71,7 +72,10 @@ class Worker:
             num_kv_heads=1,
             head_size=8,
         )
-        self.client = EngineClient(endpoint, timeout_s=30)
+        # Every row of the older tables runs over gRPC (command_channel=False); the shm rows use self.shm, whose
+        # session opened the node's command channel.
+        self.client = EngineClient(endpoint, timeout_s=30, command_channel=False)
+        self.shm = EngineClient(endpoint, timeout_s=30, command_channel=True)
         self.stub = engine_pb2_grpc.EngineStub(self.client._channel)
         reg = self.client.register_context(
             f"bench-{tag}",
@@ -84,7 +88,8 @@ class Worker:
             self.cache.layer_registrations(),
         )
         self.ctx = reg.context_id
-        self.session = self.client.open_session(self.ctx)
+        self.session = self.shm.open_session(self.ctx)
+        self.has_channel = channel_module.lookup(endpoint, self.ctx) is not None
         self.flags = LoadFlagFile(slots=2)
         self.slot = self.flags.slot(0)
         self.fabric = FabricClient(endpoint, timeout_s=30)
@@ -122,6 +127,28 @@ class Worker:
     def query_packed(self):
         return self.client.query(NAMESPACE, self.hashes)
 
+    # The same calls over the same-host command channel.
+    def save_shm(self):
+        reply = self.shm.save(self.ctx, list(zip(self.src, self.hashes)))
+        assert self.shm.last_path == "shm" and reply.blocks_skipped == len(self.hashes), reply
+        return reply
+
+    def query_shm(self):
+        reply = self.shm.query(NAMESPACE, self.hashes)
+        assert self.shm.last_path == "shm" and reply.hit_blocks == len(self.hashes), reply
+        return reply
+
+    def load_shm_reply_when_done(self):
+        reply = self.shm.load(self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True)
+        assert self.shm.last_path == "shm", self.shm.last_path
+        assert reply.done_state == 1 and reply.blocks_loaded == len(self.hashes), reply
+
+    def load_shm_flag(self):
+        self.slot.reset()
+        reply = self.shm.load(self.ctx, list(zip(self.dst, self.hashes)), self.slot)
+        assert self.shm.last_path == "shm" and not reply.failed_block_ids, reply
+        assert self.slot.wait(30, strategy="futex") is LoadState.DONE
+
     def load_flag(self, strategy: str):
         self.slot.reset()
         reply = self.client.load(self.ctx, list(zip(self.dst, self.hashes)), self.slot)
@@ -137,6 +164,7 @@ class Worker:
 
     def close(self):
         self.session.close()
+        self.shm.close()
         self.client.close()
         self.fabric.close()
         self.flags.close()
@@ -157,7 +185,12 @@ def _handler_sum_count(metrics_url: str, method: str) -> tuple[float, float] | N
     for kind in ("sum", "count"):
         for line in text.splitlines():
             if line.startswith(f"pegaflow_grpc_request_duration_seconds_{kind}{{") and all(
-                f'{k}="{v}"' in line for k, v in (("service", "Engine"), ("method", method), ("status", "OK"))
+                f'{k}="{v}"' in line
+                for k, v in (
+                    ("service", "Engine"),
+                    ("method", method),
+                    ("status", "OK"),
+                )
             ):
                 found[kind] = float(re.split(r"\s+", line.strip())[-1])
     return (found["sum"], found["count"]) if len(found) == 2 else None
@@ -210,12 +243,36 @@ class JavaNode:
         grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
         self.endpoint = f"127.0.0.1:{grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        argv = [java, "--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", "-cp", classpath]
-        argv += ["io.pegaflow.fabric.cli.Main", "node", "--addr", self.endpoint, "--cluster-port", str(cluster_port)]
-        argv += ["--metrics-port", str(metrics_port), "--pool-size", "64mb", "--log-level", "warn"]
+        argv = [
+            java,
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            "-cp",
+            classpath,
+        ]
+        argv += [
+            "io.pegaflow.fabric.cli.Main",
+            "node",
+            "--addr",
+            self.endpoint,
+            "--cluster-port",
+            str(cluster_port),
+        ]
+        argv += [
+            "--metrics-port",
+            str(metrics_port),
+            "--pool-size",
+            "64mb",
+            "--log-level",
+            "warn",
+        ]
         with open(log_path, "w") as log:
             self.process = subprocess.Popen(
-                argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.log_path = log_path
         deadline = time.monotonic() + 120
@@ -261,7 +318,12 @@ def main() -> int:
     p.add_argument("--blocks", type=int, default=625)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--node-calls", type=int, default=200, help="calls per kind for the node-side handler times")
+    p.add_argument(
+        "--node-calls",
+        type=int,
+        default=200,
+        help="calls per kind for the node-side handler times",
+    )
     p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
     p.add_argument(
         "--before-packed",
@@ -278,7 +340,11 @@ def main() -> int:
         help="start the node with this java binary (and --classpath) instead of ./pegaflow",
     )
     p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
-    p.add_argument("--node-log", default="/tmp/pegaflow-node-control-path.log", help="the --java node's log")
+    p.add_argument(
+        "--node-log",
+        default="/tmp/pegaflow-node-control-path.log",
+        help="the --java node's log",
+    )
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "control-path.md"))
     args = p.parse_args()
 
@@ -324,6 +390,13 @@ def main() -> int:
             series["client: build + serialize the packed SaveRequest (no call)"] = (lambda: build_packed(new),)
         else:
             series.update(_all_rows(new))
+        if new.has_channel:
+            series["shm: Save, sealed (EngineClient.save over the command channel)"] = (new.save_shm,)
+            series["shm: Query (command channel)"] = (new.query_shm,)
+            series["shm: Load, reply_when_done: the end seen by the client (command channel)"] = (
+                new.load_shm_reply_when_done,
+            )
+            series["shm: Load, flag, futex wait (command channel)"] = (new.load_shm_flag,)
 
         samples: dict[str, list[int]] = {name: [] for name in series}
         clock = time.perf_counter_ns
@@ -388,7 +461,7 @@ def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]
     import grpc
 
     lines = [
-        "# Control path: Save, Query and Load beyond the copy, from Python over loopback gRPC",
+        "# Control path: Save, Query and Load beyond the copy, from Python over loopback gRPC and the command channel",
         "",
         f"Produced by `bench/python/control_path.py` on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}.",
         "",
@@ -406,7 +479,8 @@ def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]
             f"{args.blocks} blocks of 32-byte hashes, {LAYERS} layers of 32 bytes per block (a host stand-in: the copy "
             f"is {args.blocks * LAYERS * 32 // 1024} KiB, so what is timed is the control path); {args.iterations} "
             f"timed rounds after {args.warmup} warm-up rounds, every row once per round (round-robin). Request on the "
-            f"wire: {wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed."
+            f"wire: {wire_refs} bytes with a BlockRef per block, {wire_packed} bytes packed. Rows without 'shm:' run "
+            "over gRPC (EngineClient(command_channel=False)); 'shm:' rows over the same-host command channel."
         ),
         "",
         "| what (microseconds) | n | p50 | p90 | p99 | mean |",

@@ -7,17 +7,31 @@ Blocks travel packed (engine.proto's PackedBlocks / PackedHashes: the block ids 
 back to back in one bytes field), not as a message per block; a list whose hashes differ in length goes as BlockRefs.
 ``save_async`` / ``load_async`` return a PendingCall (a gRPC future) so that a caller can overlap the node's copy
 with its own work and wait only where it needs the result.
+
+Same host: ``open_session`` also opens the node's command channel (pegaflow.channel, shared memory) when the node
+offers one, and from then on every EngineClient of this process sends that context's Save and Load (and local
+Queries) through it: the same requests, replies and errors, without gRPC per call and with the completion seen at
+once (futex wake-up). A call that does not fit (more blocks than the channel's slots hold, hashes of mixed lengths,
+every slot busy) goes over gRPC. ``last_path`` and ``calls_by_path`` tell which path ran. ``command_channel=False``
+(or PEGAFLOW_COMMAND_CHANNEL=0) keeps everything on gRPC.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 import grpc
 
+from pegaflow import channel as _channel
 from pegaflow._proto import engine_pb2, engine_pb2_grpc, fabric_pb2, fabric_pb2_grpc
 from pegaflow.errors import EngineError, SessionEndedError
 from pegaflow.session import Session
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["EngineClient", "EngineError", "FabricClient", "PendingCall", "Session", "SessionEndedError", "pack_blocks"]
 
@@ -92,11 +106,28 @@ class _GrpcClient:
 
 
 class EngineClient(_GrpcClient):
-    """Client of the Engine service (pegaflow.engine.v1) on ``endpoint`` ("host:port")."""
+    """Client of the Engine service (pegaflow.engine.v1) on ``endpoint`` ("host:port").
 
-    def __init__(self, endpoint: str, timeout_s: float = 5.0, *, channel: grpc.Channel | None = None):
+    ``command_channel``: open the node's same-host command channel with each session (default: unless
+    PEGAFLOW_COMMAND_CHANNEL=0). ``last_path`` is "shm" or "grpc" for this client's last Save/Load/Query;
+    ``calls_by_path`` counts them by (method, path).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        timeout_s: float = 5.0,
+        *,
+        channel: grpc.Channel | None = None,
+        command_channel: bool | None = None,
+    ):
         super().__init__(endpoint, timeout_s, channel)
         self._stub = engine_pb2_grpc.EngineStub(self._channel)
+        if command_channel is None:
+            command_channel = os.environ.get("PEGAFLOW_COMMAND_CHANNEL", "1") != "0"
+        self.command_channel = command_channel
+        self.last_path: str | None = None
+        self.calls_by_path: Counter[tuple[str, str]] = Counter()
 
     def register_context(
         self,
@@ -130,10 +161,58 @@ class EngineClient(_GrpcClient):
 
         The stream itself has no deadline: it must outlive every call. Close the session (or the client) to end it.
         """
+        opened: list[_channel.CommandChannel] = []
+        endpoint = self.endpoint
+
+        def ended(s: Session) -> None:
+            for ch in opened:
+                _channel.unregister(endpoint, ch)  # tells the node, which removes the file
+            if on_end is not None:
+                on_end(s)
+
         call = self._stub.Session(engine_pb2.SessionRequest(context_id=context_id))
-        session = Session(call, context_id, on_end)
+        session = Session(call, context_id, ended)
         session._start(self.timeout_s)
+        if self.command_channel:
+            ch = self.open_command_channel(context_id, session)
+            if ch is not None:
+                opened.append(ch)
+                if not session.alive:  # ended meanwhile: its on_end ran before the channel was in the list
+                    _channel.unregister(endpoint, ch)
         return session
+
+    def open_command_channel(self, context_id: str, session: Session | None = None):
+        """Opens the node's command channel for ``context_id`` and uses it from now on (open_session does this).
+
+        Returns the pegaflow.channel.CommandChannel, or None when the node offers none (an older node, channels off,
+        another host's file system): the calls then stay on gRPC.
+        """
+        try:
+            info = self._stub.OpenCommandChannel(
+                engine_pb2.OpenCommandChannelRequest(context_id=context_id), timeout=self.timeout_s
+            )
+            ch = _channel.CommandChannel(info, context_id, session)
+        except grpc.RpcError as e:
+            _log.info("no command channel for %s (%s): using gRPC", context_id, e.code())
+            return None
+        except (OSError, ValueError) as e:  # e.g. the node's /dev/shm is not ours (another host or container)
+            _log.info("command channel for %s not usable (%s): using gRPC", context_id, e)
+            return None
+        _channel.register(self.endpoint, ch)
+        return ch
+
+    def _counted(self, method: str, path: str) -> None:
+        self.last_path = path
+        self.calls_by_path[(method, path)] += 1
+
+    def _on_channel(self, method: str, make_call, grpc_call):
+        """The call posted on the context's channel (a ChannelCall), or None when it must go over gRPC."""
+        call = make_call()
+        if call is None:
+            return None
+        call._fallback = grpc_call
+        self._counted(method, "shm")
+        return call
 
     def save(
         self, context_id: str, blocks: Blocks, layer_indices: Iterable[int] | None = None
@@ -142,11 +221,36 @@ class EngineClient(_GrpcClient):
 
         Replies once the copy is done. ``blocks``: (block_id, hash) pairs, BlockRefs, or a PackedBlocks.
         """
+        blocks = _reusable(blocks)
+        call = self._save_on_channel(context_id, blocks, layer_indices)
+        if call is not None:
+            return call.result()
+        self._counted("Save", "grpc")
         return self._unary(self._stub, "Save", _save_request(context_id, blocks, layer_indices))
 
     def save_async(self, context_id: str, blocks: Blocks, layer_indices: Iterable[int] | None = None) -> PendingCall:
         """``save`` without waiting: the PendingCall's ``result()`` is the SaveResponse once the copy is done."""
+        blocks = _reusable(blocks)
+        call = self._save_on_channel(context_id, blocks, layer_indices)
+        if call is not None:
+            return call
+        self._counted("Save", "grpc")
         return self._unary_async(self._stub, "Save", _save_request(context_id, blocks, layer_indices))
+
+    def _save_on_channel(self, context_id, blocks, layer_indices):
+        ch = _channel.lookup(self.endpoint, context_id) if self.command_channel else None
+        if ch is None:
+            return None
+        parts = _channel_parts(blocks)
+        layers = list(layer_indices or [])
+        if parts is None or not ch.fits(len(parts[0]), parts[2], len(layers)) or not _u32s(layers):
+            return None
+        ids, hashes, width = parts
+        return self._on_channel(
+            "Save",
+            lambda: ch.submit_save(ids, hashes, width, layers, self.timeout_s),
+            lambda: self._unary(self._stub, "Save", _save_request(context_id, blocks, layers)),
+        )
 
     def query(
         self, namespace: str, hashes: Iterable[bytes], lease_ttl_ms: int = 0, scope: str = "local"
@@ -159,6 +263,22 @@ class EngineClient(_GrpcClient):
         request = engine_pb2.QueryRequest(namespace=namespace, lease_ttl_ms=lease_ttl_ms, scope=_query_scope(scope))
         hashes = list(hashes)
         packed = _pack_hashes(hashes)
+        use = self.command_channel and scope == "local" and 0 <= lease_ttl_ms < 2**32
+        ch = _channel.any_for(self.endpoint) if use else None
+        if ch is not None and packed is not None and ch.fits(len(hashes), packed.hash_bytes):
+            call = self._on_channel(
+                "Query",
+                lambda: ch.submit_query(
+                    namespace, packed.data, packed.hash_bytes, len(hashes), lease_ttl_ms, self.timeout_s
+                ),
+                lambda: self._query_grpc(request, hashes, packed),
+            )
+            if call is not None:
+                return call.result()
+        self._counted("Query", "grpc")
+        return self._query_grpc(request, hashes, packed)
+
+    def _query_grpc(self, request, hashes, packed) -> engine_pb2.QueryResponse:
         if packed is not None:
             request.packed_hashes.CopyFrom(packed)
         else:
@@ -174,13 +294,40 @@ class EngineClient(_GrpcClient):
         2 failed), ``blocks_loaded``, ``blocks_failed`` and ``node_duration_ns`` set (the flag, optional then, is
         written too). Mind the client's timeout: it bounds the whole copy then.
         """
+        blocks = _reusable(blocks)
+        call = self._load_on_channel(context_id, blocks, flag, lease_id, reply_when_done)
+        if call is not None:
+            return call.result()
+        self._counted("Load", "grpc")
         return self._unary(self._stub, "Load", _load_request(context_id, blocks, flag, lease_id, reply_when_done))
 
     def load_async(
         self, context_id: str, blocks: Blocks, flag=None, lease_id: int = 0, *, reply_when_done: bool = True
     ) -> PendingCall:
         """``load`` without waiting; by default the reply comes when the copy has ended (see ``load``)."""
+        blocks = _reusable(blocks)
+        call = self._load_on_channel(context_id, blocks, flag, lease_id, reply_when_done)
+        if call is not None:
+            return call
+        self._counted("Load", "grpc")
         return self._unary_async(self._stub, "Load", _load_request(context_id, blocks, flag, lease_id, reply_when_done))
+
+    def _load_on_channel(self, context_id, blocks, flag, lease_id, reply_when_done):
+        if flag is None and not reply_when_done:
+            raise ValueError("load: pass a flag, or reply_when_done=True to learn the end from the reply")
+        ch = _channel.lookup(self.endpoint, context_id) if self.command_channel else None
+        if ch is None or not 0 <= lease_id < 2**64:
+            return None
+        parts = _channel_parts(blocks)
+        if parts is None or not ch.fits(len(parts[0]), parts[2]):
+            return None
+        flag_proto = _as_proto(flag, engine_pb2.LoadFlag) if flag is not None else None
+        ids, hashes, width = parts
+        return self._on_channel(
+            "Load",
+            lambda: ch.submit_load(ids, hashes, width, lease_id, flag_proto, reply_when_done, self.timeout_s),
+            lambda: self._unary(self._stub, "Load", _load_request(context_id, blocks, flag, lease_id, reply_when_done)),
+        )
 
     def release(self, lease_id: int) -> engine_pb2.ReleaseResponse:
         return self._unary(self._stub, "Release", engine_pb2.ReleaseRequest(lease_id=lease_id))
@@ -240,6 +387,45 @@ class FabricClient(_GrpcClient):
             yield from self._stub.WatchLocations(request, timeout=timeout_s)
         except grpc.RpcError as e:
             raise EngineError.from_rpc_error(e, "WatchLocations") from e
+
+
+def _reusable(blocks: Blocks):
+    """The blocks as something that can be read twice (a generator is read once, for the channel or gRPC)."""
+    if isinstance(blocks, (list, engine_pb2.PackedBlocks)):
+        return blocks
+    return list(blocks)
+
+
+def _u32s(values) -> bool:
+    return all(isinstance(v, int) and 0 <= v < 2**32 for v in values)
+
+
+def _channel_parts(blocks: Blocks):
+    """(block ids as array('I'), the hashes back to back, hash length) for the channel, or None (send it over gRPC).
+
+    None for what only gRPC can carry or refuse as it does: BlockRefs, hashes of mixed or bad lengths, ids out of
+    uint32, a PackedBlocks whose two fields disagree.
+    """
+    try:
+        if isinstance(blocks, engine_pb2.PackedBlocks):
+            ids = array("I", blocks.block_ids)
+            data, width = blocks.hashes.data, blocks.hashes.hash_bytes
+            if not ids and not data:
+                return ids, b"", 0
+            if not 0 < width <= MAX_HASH_BYTES or len(data) != width * len(ids):
+                return None
+            return ids, data, width
+        if not blocks:
+            return array("I"), b"", 0
+        if any(isinstance(b, engine_pb2.BlockRef) for b in blocks):
+            return None
+        ids = array("I", [b[0] for b in blocks])
+        packed = _pack_hashes([b[1] for b in blocks])
+    except (OverflowError, TypeError, ValueError):
+        return None
+    if packed is None:
+        return None
+    return ids, packed.data, packed.hash_bytes
 
 
 def _as_proto(value, message_type):

@@ -69,6 +69,11 @@ class EngineStub:
                 request_serializer=pegaflow_dot_engine__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=pegaflow_dot_engine__pb2.ReleaseResponse.FromString,
                 _registered_method=True)
+        self.OpenCommandChannel = channel.unary_unary(
+                '/pegaflow.engine.v1.Engine/OpenCommandChannel',
+                request_serializer=pegaflow_dot_engine__pb2.OpenCommandChannelRequest.SerializeToString,
+                response_deserializer=pegaflow_dot_engine__pb2.OpenCommandChannelResponse.FromString,
+                _registered_method=True)
 
 
 class EngineServicer:
@@ -125,6 +130,15 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenCommandChannel(self, request, context):
+        """Same host only: a command channel in shared memory for this context's Save, Load and Query (no gRPC per call,
+        completion by futex wake-up). Lives until the context goes, the client closes it or the node stops; layout and
+        limits in docs/engine-api.md. A node without it answers UNIMPLEMENTED: keep using the RPCs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +176,11 @@ def add_EngineServicer_to_server(servicer, server):
                     servicer.Release,
                     request_deserializer=pegaflow_dot_engine__pb2.ReleaseRequest.FromString,
                     response_serializer=pegaflow_dot_engine__pb2.ReleaseResponse.SerializeToString,
+            ),
+            'OpenCommandChannel': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenCommandChannel,
+                    request_deserializer=pegaflow_dot_engine__pb2.OpenCommandChannelRequest.FromString,
+                    response_serializer=pegaflow_dot_engine__pb2.OpenCommandChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +372,33 @@ class Engine:
             '/pegaflow.engine.v1.Engine/Release',
             pegaflow_dot_engine__pb2.ReleaseRequest.SerializeToString,
             pegaflow_dot_engine__pb2.ReleaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenCommandChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pegaflow.engine.v1.Engine/OpenCommandChannel',
+            pegaflow_dot_engine__pb2.OpenCommandChannelRequest.SerializeToString,
+            pegaflow_dot_engine__pb2.OpenCommandChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,7 @@ import java.util.Locale;
  * load, no allocation; a no-op where the call is not available (another OS or architecture: waiters then fall back to
  * polling). Stateless and thread-safe.
  */
-final class FutexWake {
+public final class FutexWake {
     private static final int FUTEX_WAKE = 1; // shared (not FUTEX_PRIVATE_FLAG): the waiter is another process
     private static final MethodHandle SYSCALL;
     private static final long SYS_FUTEX;
@@ -48,7 +48,7 @@ final class FutexWake {
 
     private FutexWake() {}
 
-    static boolean available() {
+    public static boolean available() {
         return SYSCALL != null;
     }
 
@@ -57,7 +57,7 @@ final class FutexWake {
      *
      * @return how many waiters were woken, or -1 when unavailable or the call failed (the waiters' timeouts cover it)
      */
-    static long wakeAll(MemorySegment word) {
+    public static long wakeAll(MemorySegment word) {
         if (SYSCALL == null) {
             return -1;
         }

@@ -1,15 +1,19 @@
 package io.pegaflow.fabric.grpc;
 
 import io.grpc.Status;
+import io.pegaflow.fabric.channel.CommandChannels;
 import io.pegaflow.fabric.engine.EngineException;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.engine.Limits;
 import io.pegaflow.fabric.engine.PrefixHits;
 import io.pegaflow.fabric.engine.PrefixQuery;
+import io.pegaflow.fabric.metrics.EngineCallMetrics;
 import io.pegaflow.fabric.metrics.GrpcMetrics;
 import io.pegaflow.proto.engine.Engine;
 import io.pegaflow.proto.engine.LoadRequest;
 import io.pegaflow.proto.engine.LoadResponse;
+import io.pegaflow.proto.engine.OpenCommandChannelRequest;
+import io.pegaflow.proto.engine.OpenCommandChannelResponse;
 import io.pegaflow.proto.engine.QueryRequest;
 import io.pegaflow.proto.engine.QueryResponse;
 import io.pegaflow.proto.engine.QueryScope;
@@ -46,6 +50,7 @@ public final class EngineGrpcImpl implements Engine {
     private final LongSupplier uptimeMs;
     private final ClusterPrefix clusterPrefix;
     private final GrpcMetrics metrics = new GrpcMetrics("Engine");
+    private final CommandChannels channels;
 
     /**
      * How many of {@code hashes}, from the first, some node of the cluster holds (the block directory's locate);
@@ -64,9 +69,16 @@ public final class EngineGrpcImpl implements Engine {
     }
 
     public EngineGrpcImpl(KvEngine engine, LongSupplier uptimeMs, ClusterPrefix clusterPrefix) {
+        this(engine, uptimeMs, clusterPrefix, null);
+    }
+
+    /** With {@code channels} (null: OpenCommandChannel answers UNIMPLEMENTED). */
+    public EngineGrpcImpl(
+            KvEngine engine, LongSupplier uptimeMs, ClusterPrefix clusterPrefix, CommandChannels channels) {
         this.engine = engine;
         this.uptimeMs = uptimeMs;
         this.clusterPrefix = clusterPrefix;
+        this.channels = channels;
     }
 
     @Override
@@ -142,13 +154,16 @@ public final class EngineGrpcImpl implements Engine {
 
     @Override
     public CompletionStage<SaveResponse> save(SaveRequest in) {
-        return metrics.timed(
-                "Save", async(() -> engine.save(EngineProtoMapper.save(in)).thenApply(EngineProtoMapper::saved)));
+        return onGrpcPath(
+                "Save",
+                metrics.timed(
+                        "Save",
+                        async(() -> engine.save(EngineProtoMapper.save(in)).thenApply(EngineProtoMapper::saved))));
     }
 
     @Override
     public CompletionStage<QueryResponse> query(QueryRequest in) {
-        return metrics.timed("Query", async(() -> {
+        return onGrpcPath("Query", metrics.timed("Query", async(() -> {
             PrefixQuery query = EngineProtoMapper.query(in);
             PrefixHits local = engine.query(query);
             QueryResponse localReply = EngineProtoMapper.hits(local);
@@ -168,13 +183,48 @@ public final class EngineGrpcImpl implements Engine {
                                 .build();
                     })
                     .toCompletableFuture();
-        }));
+        })));
     }
 
     @Override
     public CompletionStage<LoadResponse> load(LoadRequest in) {
+        return onGrpcPath(
+                "Load",
+                metrics.timed(
+                        "Load",
+                        async(() -> engine.load(EngineProtoMapper.load(in)).thenApply(EngineProtoMapper::started))));
+    }
+
+    @Override
+    public CompletionStage<OpenCommandChannelResponse> openCommandChannel(OpenCommandChannelRequest in) {
+        if (channels == null) {
+            metrics.count("OpenCommandChannel", "UNIMPLEMENTED");
+            return CompletableFuture.failedFuture(new GrpcServiceException(
+                    Status.UNIMPLEMENTED.withDescription("this node offers no command channel: use the RPCs")));
+        }
         return metrics.timed(
-                "Load", async(() -> engine.load(EngineProtoMapper.load(in)).thenApply(EngineProtoMapper::started)));
+                "OpenCommandChannel",
+                async(() -> channels.open(in.getContextId())
+                        .thenApply(info -> OpenCommandChannelResponse.newBuilder()
+                                .setPath(info.path().toString())
+                                .setSizeBytes(info.sizeBytes())
+                                .setVersion(info.version())
+                                .setSlotCount(info.slotCount())
+                                .setSlotBytes((int) info.slotBytes())
+                                .setMaxBlocks(info.maxBlocks())
+                                .setMaxLayers(info.maxLayers())
+                                .setHeaderBytes((int) info.headerBytes())
+                                .build())));
+    }
+
+    /** Counts a Save, Load or Query as taken over gRPC ({@link EngineCallMetrics}, path "grpc"). */
+    private static <T> CompletionStage<T> onGrpcPath(String op, CompletionStage<T> stage) {
+        long startNs = System.nanoTime();
+        return stage.whenComplete((value, error) -> EngineCallMetrics.record(
+                op,
+                EngineCallMetrics.GRPC,
+                error == null ? "OK" : GrpcMetrics.statusOf(error),
+                System.nanoTime() - startNs));
     }
 
     @Override

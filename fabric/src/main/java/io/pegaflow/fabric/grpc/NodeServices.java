@@ -6,6 +6,8 @@ import io.pegaflow.proto.engine.Engine;
 import io.pegaflow.proto.engine.EngineProto;
 import io.pegaflow.proto.engine.LoadRequest;
 import io.pegaflow.proto.engine.LoadResponse;
+import io.pegaflow.proto.engine.OpenCommandChannelRequest;
+import io.pegaflow.proto.engine.OpenCommandChannelResponse;
 import io.pegaflow.proto.engine.QueryRequest;
 import io.pegaflow.proto.engine.QueryResponse;
 import io.pegaflow.proto.engine.RegisterContextRequest;
@@ -91,6 +93,12 @@ public final class NodeServices {
                                 ReleaseRequest.parser(),
                                 ReleaseResponse.getDefaultInstance(),
                                 (in, call) -> engine.release(in)))
+                        .addMethod(NodeCalls.unary(
+                                s,
+                                "OpenCommandChannel",
+                                OpenCommandChannelRequest.parser(),
+                                OpenCommandChannelResponse.getDefaultInstance(),
+                                (in, call) -> engine.openCommandChannel(in)))
                         .build(),
                 EngineProto.getDescriptor().findServiceByName("Engine"));
     }

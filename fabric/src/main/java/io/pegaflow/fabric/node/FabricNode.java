@@ -11,6 +11,7 @@ import io.pegaflow.actors.node.NodeGuardian;
 import io.pegaflow.actors.transfer.TransferCoordinator;
 import io.pegaflow.actors.transfer.TransferCounters;
 import io.pegaflow.config.ByteSize;
+import io.pegaflow.fabric.channel.CommandChannels;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
@@ -74,6 +75,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     private final LocationWatch watch;
     private final TransferCounters transferCounters = new TransferCounters();
     private final long startNs = System.nanoTime();
+    private final CommandChannels commandChannels;
 
     private FabricNode(
             NodeLaunch launch,
@@ -90,6 +92,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         this.engine = engine;
         this.directory = directory;
         this.guardian = guardian;
+        this.commandChannels = new CommandChannels(engine, CommandChannels.Settings.fromSystemProperties());
     }
 
     /** Starts the node; returns once gRPC and metrics listen (cluster joining continues in the background). */
@@ -191,6 +194,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                         transferMetrics::sample));
         CoordinatedShutdown shutdown = CoordinatedShutdown.get(system);
         shutdown.addTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate(), "stop-engine", () -> {
+            node.commandChannels.close(); // before the engine: no channel takes a request from here on
             sampler.close();
             // Fetches in flight: cancelled through the transport and their reservations aborted before the pool goes.
             TransferDrain.drain(coordinator, transport, system.scheduler(), TRANSFER_DRAIN_TIMEOUT);
@@ -315,7 +319,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                     launch.grpcBindHost(),
                     launch.self().grpcPort(),
                     new FabricGrpcImpl(this, VERSION),
-                    new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster),
+                    new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster, commandChannels),
                     SystemMaterializer.get(system).materializer());
         } catch (Exception e) {
             system.terminate();
