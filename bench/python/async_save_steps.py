@@ -259,8 +259,9 @@ def main() -> int:
     load_end = Path("/proc/loadavg").read_text().strip()
     block_bytes = args.layers * 16 * args.kv_heads * 2 * args.head_size * 2
     lines = [
-        "| variant | connector ms/step mean | p50 | p99 | max | fences ms (sum, max) | finish → finished_sending p50 / p99 ms"
-        " | steps without a free block | blocks saved | Save calls | ms per Save | dropped | most in flight |",
+        "| variant | connector ms/step mean | p50 | p99 | max | fences ms (sum, max)"
+        " | finish → finished_sending p50 / p99 ms | steps without a free block | blocks saved | Save calls"
+        " | ms per Save | dropped | most in flight |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, r in results.items():
