@@ -142,16 +142,18 @@ def own_node(start_module_node):
 # ---- several in flight ----
 
 
-def test_several_saves_in_flight_complete_and_load_back_byte_exact(node, rigs):
+def test_several_saves_in_flight_complete_and_load_back_byte_exact(own_node, rigs):
     shape = _shape()
-    rig = rigs(node.endpoint, shape, max_saves_in_flight=4, max_blocks_per_save=1)
+    rig = rigs(own_node.endpoint, shape, max_saves_in_flight=4, max_blocks_per_save=1)
     transfers = [_transfer("r1", range(0, 12)), _transfer("r2", range(12, 24)), _transfer("r3", range(24, 40))]
-    rig.step(saves=transfers)
+    with Paused(own_node):  # the first four one-block Saves are submitted before the node answers any
+        rig.step(saves=transfers)
+        wait_until(lambda: rig.side.saves_in_flight() == 4, 5, "four Saves in flight")
     assert rig.side.saves_idle(20)
     totals = rig.totals()
     assert totals["saves"] == 40 and totals["saved_blocks"] == 40 and not totals.get("save_failures")
-    assert 2 <= totals["save_in_flight_max"] <= 4  # one-block Saves submitted back to back overlap on the node
-    assert _hits(node.endpoint, rig.connector.identity.namespace, [h for t in transfers for h in t.hashes]) == 40
+    assert totals["save_in_flight_max"] == 4
+    assert _hits(own_node.endpoint, rig.connector.identity.namespace, [h for t in transfers for h in t.hashes]) == 40
     _assert_loads_back_byte_exact(rigs, rig, transfers)
 
 
@@ -168,7 +170,7 @@ def test_in_flight_bound_makes_the_saver_wait_never_the_forward(own_node, rigs):
         wait_until(lambda: rig.side.saves_in_flight() == 2, 5, "two Saves in flight")
         time.sleep(0.2)
         assert rig.side.saves_in_flight() == 2  # the bound holds while the node does not answer
-        assert longest < 0.5, f"a step took {longest:.3f} s: the forward thread waited on the node"
+        assert longest < 2.0, f"a step took {longest:.3f} s: the forward thread waited on the node"
     assert rig.side.saves_idle(20)
     totals = rig.totals()
     assert totals["save_in_flight_max"] == 2
