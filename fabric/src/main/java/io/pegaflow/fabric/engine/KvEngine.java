@@ -56,7 +56,7 @@ public final class KvEngine {
                 task -> cleanupThreads.executeEventually("unmap", task),
                 s,
                 b.files);
-        this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener);
+        this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener, b.devicePools);
         this.loads = new LoadPipeline(store, poolRegion, copyEngine, copyThreads, b.remote, b.listener);
         this.sessionlessIdleNs = TimeUnit.MILLISECONDS.toNanos(s.sessionlessIdleMs());
         this.sweeper = Executors.newSingleThreadScheduledExecutor(BoundedExecutor.named("pegaflow-store-sweeper"));
@@ -75,6 +75,7 @@ public final class KvEngine {
         private EngineListener listener = EngineListener.NONE;
         private RemoteBlockSource remote = RemoteBlockSource.NONE;
         private SharedMemoryMapper files = SharedMemoryMapper.FILES;
+        private DevicePools devicePools = DevicePools.NONE;
 
         private Builder(BlockStore store, CopyEngine copyEngine) {
             this.store = store;
@@ -100,6 +101,12 @@ public final class KvEngine {
         /** How shared-memory files are mapped; {@link SharedMemoryMapper#FILES} by default. */
         public Builder sharedMemoryMapper(SharedMemoryMapper files) {
             this.files = files;
+            return this;
+        }
+
+        /** Which pool a save from each GPU lands in first ({@link DevicePools#NONE}, any pool, by default). */
+        public Builder devicePools(DevicePools devicePools) {
+            this.devicePools = java.util.Objects.requireNonNull(devicePools, "devicePools");
             return this;
         }
 

@@ -11,6 +11,7 @@ import io.pegaflow.actors.node.NodeGuardian;
 import io.pegaflow.actors.transfer.TransferCoordinator;
 import io.pegaflow.actors.transfer.TransferCounters;
 import io.pegaflow.config.ByteSize;
+import io.pegaflow.fabric.engine.DevicePools;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
@@ -253,7 +254,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                     launch.self().id(), gpus, launch.poolSizeBytes(), System.getProperties(), Path.of("/sys"));
             gpuOut[0] = gpu;
             pool = BlockPool.wrap(
-                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
+                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()), gpu.poolCount());
             copyEngine = gpu.copyEngine();
         } else {
             long start = System.nanoTime();
@@ -279,6 +280,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 .settings(settings)
                 .remoteSource(new CoordinatorBlockSource(store, coordinator, system.scheduler(), REMOTE_FETCH_TIMEOUT))
                 .listener(metrics)
+                .devicePools(gpuOut[0] == null ? DevicePools.NONE : gpuOut[0].devicePools())
                 .build();
         metrics.attach(engine);
         return engine;
