@@ -38,6 +38,7 @@ public final class KvEngine {
     private final SaveOperation saves;
     private final LoadPipeline loads;
     private final long sessionlessIdleNs;
+    private final DevicePools devicePools;
 
     private KvEngine(Builder b) {
         this.store = b.store;
@@ -58,6 +59,7 @@ public final class KvEngine {
                 b.files);
         this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener, b.devicePools);
         this.loads = new LoadPipeline(store, poolRegion, copyEngine, copyThreads, b.remote, b.listener);
+        this.devicePools = b.devicePools;
         this.sessionlessIdleNs = TimeUnit.MILLISECONDS.toNanos(s.sessionlessIdleMs());
         this.sweeper = Executors.newSingleThreadScheduledExecutor(BoundedExecutor.named("pegaflow-store-sweeper"));
         sweeper.scheduleWithFixedDelay(this::sweepSafely, 100, 100, TimeUnit.MILLISECONDS);
@@ -117,6 +119,11 @@ public final class KvEngine {
 
     public BlockStore store() {
         return store;
+    }
+
+    /** Which pool serves each GPU (for Health and the logs). */
+    public DevicePools devicePools() {
+        return devicePools;
     }
 
     public String copyEngineName() {

@@ -388,6 +388,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         return engine;
     }
 
+    @Override
+    public List<io.pegaflow.proto.fabric.PoolUse> pools() {
+        return io.pegaflow.fabric.grpc.PoolUseMapper.of(engine);
+    }
+
     /** This node's part of the block directory: {@code client()} locates blocks, {@code publisher()} is fed by the store. */
     public DirectoryNode directory() {
         return directory;

@@ -140,7 +140,7 @@ final class GpuBackend implements AutoCloseable {
         for (CudaDevice d : devices) {
             byUuid.put(d.uuid(), numa.poolByOrdinal().get(d.ordinal()));
         }
-        return DevicePools.of(byUuid);
+        return DevicePools.of(byUuid, numa.poolNodes());
     }
 
     NumaPoolPlan numa() {

@@ -74,7 +74,7 @@ class KvEngineNumaPoolsWithStandInGpusTest {
         BlockPool pool = BlockPool.wrap(host.memory(), SLAB, plan.pools());
         engine = KvEngine.builder(
                         new BlockStore(pool, 30_000_000_000L, System::nanoTime), new MultiGpuCopyEngine(List.of(a, b)))
-                .devicePools(DevicePools.of(Map.of(a.uuid, 0, b.uuid, 1)))
+                .devicePools(DevicePools.of(Map.of(a.uuid, 0, b.uuid, 1), plan.poolNodes()))
                 .build();
         Random random = new Random(7);
         byte[] ha = new byte[64];
@@ -184,6 +184,12 @@ class KvEngineNumaPoolsWithStandInGpusTest {
             assertEquals(1, poolOf(ys[i]), "GPU B's block in pool 1");
         }
         assertEquals(0, engine.store().counters().remotePoolBlocks());
+        var health = io.pegaflow.fabric.grpc.PoolUseMapper.of(engine); // what Health reports
+        assertEquals(2, health.size());
+        assertEquals(List.of(a.uuid), health.get(0).getGpusList());
+        assertEquals(1, health.get(1).getNumaNode());
+        assertEquals(4L * LAYERS * SLOT, health.get(1).getUsedBytes());
+        assertEquals(POOL_BYTES / 2, health.get(1).getCapacityBytes());
         // Each instance loads the other's blocks: across pools.
         load(ctxA, 8, ys);
         load(ctxB, 8, xs);
