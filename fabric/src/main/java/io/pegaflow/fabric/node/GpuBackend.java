@@ -77,7 +77,11 @@ final class GpuBackend implements AutoCloseable {
             long size = (poolBytes + HostMemory.HUGE_PAGE_BYTES - 1) & -HostMemory.HUGE_PAGE_BYTES;
             long slab = BlockPool.defaultSlabBytes(size);
             NumaPoolPlan numa = planNuma(devices, sysfs).fit(size, slab);
-            log.info("node {}: {}", nodeId, numa.why());
+            if (numa.crossesSockets()) {
+                log.warn("node {}: {}", nodeId, numa.why());
+            } else {
+                log.info("node {}: {}", nodeId, numa.why());
+            }
             long start = System.nanoTime();
             pool = PinnedPool.start(devices, poolBytes, poolSettings, numa.ranges(size, slab));
             log.info(

@@ -56,6 +56,11 @@ public record NumaPoolPlan(List<Integer> poolNodes, Map<Integer, Integer> poolBy
                 nodes, byOrdinal, "a pool per NUMA node, the size split evenly: " + String.join("; ", parts));
     }
 
+    /** One pool for GPUs on several NUMA nodes (affinity partly unknown, or too small a pool): worth a warning. */
+    public boolean crossesSockets() {
+        return poolNodes.isEmpty() && why.startsWith("one pool serves every GPU:");
+    }
+
     /** How many pools (partitions of the one pinned region). */
     public int pools() {
         return Math.max(1, poolNodes.size());

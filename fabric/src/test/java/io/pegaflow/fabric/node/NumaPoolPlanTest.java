@@ -36,5 +36,7 @@ class NumaPoolPlanTest {
                 NumaPoolPlan.of(Map.of(0, List.of(0), 1, List.of(1))).fit(4 * MIB, 4 * MIB);
         assertEquals(1, tiny.pools());
         assertTrue(tiny.why().contains("fewer than 2 slabs"), tiny.why());
+        assertTrue(mixed.crossesSockets() && tiny.crossesSockets(), "both warned about");
+        assertTrue(!NumaPoolPlan.of(Map.of(0, List.of(0, 1))).crossesSockets());
     }
 }
