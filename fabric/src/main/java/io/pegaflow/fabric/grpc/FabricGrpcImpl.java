@@ -62,9 +62,9 @@ public final class FabricGrpcImpl implements Fabric {
         /** Starts a graceful stop (leave the cluster, exit 0) shortly after the reply has gone out. */
         void requestShutdown(String reason);
 
-        /** Each pool's use, for Health (none known by default). */
-        default java.util.List<io.pegaflow.proto.fabric.PoolUse> pools() {
-            return java.util.List.of();
+        /** The node's engine, whose pools Health reports (null: none to report). */
+        default io.pegaflow.fabric.engine.KvEngine engine() {
+            return null;
         }
     }
 
@@ -166,7 +166,7 @@ public final class FabricGrpcImpl implements Fabric {
                 .setUptimeMs(node.uptimeMs())
                 .setCopyEngine(node.copyEngine())
                 .setTransport(node.transport())
-                .addAllPools(node.pools())
+                .addAllPools(node.engine() == null ? java.util.List.of() : PoolUseMapper.of(node.engine()))
                 .build();
     }
 

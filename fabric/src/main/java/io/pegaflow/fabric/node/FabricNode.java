@@ -384,13 +384,9 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         return engine.copyEngineName();
     }
 
+    @Override
     public KvEngine engine() {
         return engine;
-    }
-
-    @Override
-    public List<io.pegaflow.proto.fabric.PoolUse> pools() {
-        return io.pegaflow.fabric.grpc.PoolUseMapper.of(engine);
     }
 
     /** This node's part of the block directory: {@code client()} locates blocks, {@code publisher()} is fed by the store. */
