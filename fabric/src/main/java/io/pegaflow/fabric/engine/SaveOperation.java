@@ -21,6 +21,7 @@ final class SaveOperation {
     private final CopyEngine copyEngine;
     private final BoundedExecutor copyThreads;
     private final EngineListener listener;
+    private final DevicePools devicePools;
     /** One batch per copy thread, reused: a save allocates no copy descriptors per block. */
     private final ThreadLocal<CopyBatch> batches = ThreadLocal.withInitial(() -> new CopyBatch(4096));
 
@@ -29,7 +30,9 @@ final class SaveOperation {
             MemorySegment[] poolRegion,
             CopyEngine copyEngine,
             BoundedExecutor copyThreads,
-            EngineListener listener) {
+            EngineListener listener,
+            DevicePools devicePools) {
+        this.devicePools = devicePools;
         this.store = store;
         this.poolRegion = poolRegion;
         this.copyEngine = copyEngine;
@@ -80,7 +83,13 @@ final class SaveOperation {
         try {
             SaveReservation reservation;
             try {
-                reservation = store.reserveForSave(context.layout, request.blockIds(), request.hashes(), slots);
+                // New blocks go to the pool local to this context's GPU (one pool: any, i.e. that one).
+                reservation = store.reserveForSave(
+                        context.layout,
+                        request.blockIds(),
+                        request.hashes(),
+                        slots,
+                        devicePools.poolFor(context.device));
             } catch (PoolFullException e) {
                 throw EngineException.exhausted(e.getMessage());
             }

@@ -31,7 +31,10 @@ import kamon.tag.TagSet;
  * pegaflow_engine_rejected_total{op,reason}} (work an engine executor refused: {@code queue_full}, {@code stopping},
  * or put off: {@code deferred}), {@code pegaflow_engine_queued_tasks{executor}} and {@code
  * pegaflow_engine_active_tasks{executor}} (copy, mapping, cleanup), {@code pegaflow_copy_mode_total{direction,mode}}
- * (the mode each GPU copy ran in).
+ * (the mode each GPU copy ran in), {@code pegaflow_pool_part_capacity_bytes{pool}} and {@code
+ * pegaflow_pool_part_used_bytes{pool}} (each pool of a node with one per NUMA node; pool "0" alone otherwise), {@code
+ * pegaflow_pool_remote_numa_saves_total} (blocks a save put in another NUMA node's pool because its GPU's own pool
+ * could not make room).
  */
 public final class EngineMetrics implements EngineListener {
     private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
@@ -44,7 +47,7 @@ public final class EngineMetrics implements EngineListener {
     private final AtomicInteger contexts = new AtomicInteger();
     private volatile BlockStore store;
     private volatile KvEngine engine;
-    private final long[] last = new long[9];
+    private final long[] last = new long[10];
     /** Only the sampler thread touches it. */
     private final Map<String, Long> lastCopyModes = new HashMap<>();
 
@@ -124,6 +127,16 @@ public final class EngineMetrics implements EngineListener {
         Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES)
                 .withoutTags()
                 .update(pool.largestFreeBytes());
+        java.util.List<PoolSnapshot> pools = s.poolSnapshots();
+        for (int p = 0; p < pools.size(); p++) {
+            String tag = Integer.toString(p);
+            Kamon.gauge("pegaflow.pool.part.capacity", "Size of each pool (one per NUMA node)", BYTES)
+                    .withTag("pool", tag)
+                    .update(pools.get(p).capacityBytes());
+            Kamon.gauge("pegaflow.pool.part.used", "Bytes allocated to blocks in each pool (one per NUMA node)", BYTES)
+                    .withTag("pool", tag)
+                    .update(pools.get(p).usedBytes());
+        }
         Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
                 .withTag("state", "sealed")
                 .update(s.sealedBlocks());
@@ -188,6 +201,13 @@ public final class EngineMetrics implements EngineListener {
                 8,
                 c.leasesExpired(),
                 Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
+        bump(
+                9,
+                c.remotePoolBlocks(),
+                Kamon.counter(
+                                "pegaflow.pool.remote.numa.saves",
+                                "Blocks saved into another NUMA node's pool: the GPU's own pool was full")
+                        .withoutTags());
     }
 
     /** {@code pegaflow_copy_mode_total{direction,mode}}: which mode each copy ran in (AUTO picks per copy). */

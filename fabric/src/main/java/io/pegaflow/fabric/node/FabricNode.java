@@ -12,6 +12,7 @@ import io.pegaflow.actors.transfer.TransferCoordinator;
 import io.pegaflow.actors.transfer.TransferCounters;
 import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.channel.CommandChannels;
+import io.pegaflow.fabric.engine.DevicePools;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
@@ -256,7 +257,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                     launch.self().id(), gpus, launch.poolSizeBytes(), System.getProperties(), Path.of("/sys"));
             gpuOut[0] = gpu;
             pool = BlockPool.wrap(
-                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
+                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()), gpu.poolCount());
             copyEngine = gpu.copyEngine();
         } else {
             long start = System.nanoTime();
@@ -282,6 +283,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 .settings(settings)
                 .remoteSource(new CoordinatorBlockSource(store, coordinator, system.scheduler(), REMOTE_FETCH_TIMEOUT))
                 .listener(metrics)
+                .devicePools(gpuOut[0] == null ? DevicePools.NONE : gpuOut[0].devicePools())
                 .build();
         metrics.attach(engine);
         return engine;
@@ -383,6 +385,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         return engine.copyEngineName();
     }
 
+    @Override
     public KvEngine engine() {
         return engine;
     }
