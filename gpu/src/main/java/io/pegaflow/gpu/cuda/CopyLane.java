@@ -23,6 +23,8 @@ final class CopyLane implements AutoCloseable {
     static final long DESC_BYTES = 24;
     /** cuMemcpyBatchAsync calls take at most this many copies. */
     static final int MAX_BATCH = 4096;
+    /** A batched copy gives each further stream at least this many bytes: smaller shares gain less than they cost. */
+    static final long MIN_STREAM_SHARE = 1 << 20;
 
     private final CudaDevice device;
     private final CopyKernels kernels;
@@ -277,8 +279,8 @@ final class CopyLane implements AutoCloseable {
     }
 
     /**
-     * The plan's DMAs as {@code cuMemcpyBatchAsync} submissions: the bytes split into equal shares (cut at 4 KiB
-     * multiples, a range that straddles a share's end is cut there), share k on batch stream k, so several copy
+     * The plan's DMAs as {@code cuMemcpyBatchAsync} submissions: the bytes split into equal shares (4 KiB multiples,
+     * at least {@link #MIN_STREAM_SHARE}; a range that straddles a share's end is cut there), share k on batch stream k, so several copy
      * engines may work at once; the DMA stream waits for the others before the copy finishes.
      */
     private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
@@ -292,7 +294,7 @@ final class CopyLane implements AutoCloseable {
         a.set(JAVA_INT, 20, CudaDriver.CU_MEMCPY_FLAG_DEFAULT);
         batchAttrIdx.set(JAVA_LONG, 0, 0L);
         int streams = batchStreams.length;
-        long share = ((plan.dmaBytes + streams - 1) / streams + 4095) & ~4095L;
+        long share = Math.max(MIN_STREAM_SHARE, ((plan.dmaBytes + streams - 1) / streams + 4095) & ~4095L);
         long shareEnd = share;
         long issued = 0;
         int stream = 0;
