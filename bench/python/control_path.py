@@ -310,7 +310,7 @@ def start_node(args):
         return JavaNode(args.java, args.classpath, Path(args.node_log))
     from pegaflow_testing.localnode import LocalNode
 
-    return LocalNode.start(pool_size="64mb", log_level="warn")
+    return LocalNode.start(pool_size="64mb", log_level="warn", timeout_s=300)
 
 
 def main() -> int:
@@ -355,7 +355,9 @@ def main() -> int:
         if args.before_root:
             from pegaflow_testing.localnode import LocalNode
 
-            nodes["before"] = LocalNode.start(pool_size="64mb", log_level="warn", root=Path(args.before_root))
+            nodes["before"] = LocalNode.start(
+                pool_size="64mb", log_level="warn", root=Path(args.before_root), timeout_s=300
+            )
         for name, node in nodes.items():
             workers[name] = Worker(node.endpoint, args.blocks, name)
         new = workers["new"]
