@@ -99,7 +99,7 @@ public final class StoreCallCost {
             Samples completeEvict = new Samples("completeSave 625 (seal)", calls);
             int next = 0;
             long warmEnd = System.nanoTime() + (long) (warmSeconds * 1e9);
-            for (int call = 0; System.nanoTime() < warmEnd || call < calls; call++) {
+            while (true) {
                 boolean timed = System.nanoTime() >= warmEnd;
                 HashList hashes = batches[next++ % BATCHES];
                 boolean evicts = pool.freeSlotsFor(LAYOUT.blockBytes()) < CALL_BLOCKS;
@@ -128,7 +128,7 @@ public final class StoreCallCost {
             Samples pin = new Samples("pinForLoad 625", calls);
             Samples unpin = new Samples("unpinAll 625", calls);
             warmEnd = System.nanoTime() + (long) (warmSeconds * 1e9);
-            for (int call = 0; ; call++) {
+            while (true) {
                 boolean timed = System.nanoTime() >= warmEnd;
                 long c0 = MX.getCurrentThreadCpuTime();
                 long w0 = System.nanoTime();
@@ -154,7 +154,7 @@ public final class StoreCallCost {
             Samples reserveRoom = new Samples("reserveForSave 625, with room", calls);
             Samples completeRoom = new Samples("completeSave 625 (seal), with room", calls);
             warmEnd = System.nanoTime() + (long) (warmSeconds * 1e9);
-            for (int call = 0; ; call++) {
+            while (true) {
                 if (pool.freeSlotsFor(LAYOUT.blockBytes()) < CALL_BLOCKS) {
                     store.clearNamespace("bench");
                 }

@@ -1035,8 +1035,12 @@ public final class BlockStore implements AutoCloseable {
         ClassLru same = findClassLru(pool.sizeClassBytes(blockBytes));
         long sameEvictable = same == null ? 0 : same.count;
         if (free + sameEvictable >= count) {
+            // Each eviction of the class frees exactly one slot for it (an emptied slab counts once, as free slab).
+            for (long k = count - free; k > 0; k--) {
+                evict(same.head);
+            }
             while (pool.freeSlotsFor(blockBytes) < count) {
-                evict(same.head); // each frees one slot of the class
+                evict(same.head); // not reached while the pool counts as above; kept so room is never short
             }
             return true;
         }
