@@ -17,8 +17,10 @@ public final class BlockEntry {
     /** The eviction list of the block's size class, fixed when the block is allocated. */
     final BlockStore.ClassLru classLru;
 
-    private final long[] arrived;
-    private final long[] inFlight;
+    /** One bit per slot: words {@code [0, words)} say arrived, {@code [words, 2 words)} in flight (one array). */
+    private final long[] bits;
+
+    private final int words;
     int arrivedCount;
     boolean sealed;
     boolean removed;
@@ -41,6 +43,11 @@ public final class BlockEntry {
     BlockEntry namespacePrev;
     BlockEntry namespaceNext;
 
+    // Blocks of saves not sealed yet only: the store's list of them, oldest first, for the sweeper.
+    BlockEntry unsealedPrev;
+    BlockEntry unsealedNext;
+    boolean listedUnsealed;
+
     /** Completed when no slot is in flight any more; created only when a concurrent save waits for this block. */
     CompletableFuture<Void> landed;
 
@@ -51,9 +58,8 @@ public final class BlockEntry {
         this.bytes = layout.blockBytes();
         this.slab = slab;
         this.classLru = classLru;
-        int words = (layout.slotCount() + 63) / 64;
-        this.arrived = new long[words];
-        this.inFlight = new long[words];
+        this.words = (layout.slotCount() + 63) / 64;
+        this.bits = new long[2 * words];
         this.updatedNs = nowNs;
     }
 
@@ -75,27 +81,55 @@ public final class BlockEntry {
         return sealed && !removed && pins == 0;
     }
 
+    /** Words of a slot mask for this block's layout (see {@link #markInFlight(long[])}). */
+    int maskWords() {
+        return words;
+    }
+
     boolean hasArrived(int slot) {
-        return (arrived[slot >>> 6] & (1L << slot)) != 0;
+        return (bits[checkedWord(slot)] & (1L << slot)) != 0;
     }
 
     boolean isInFlight(int slot) {
-        return (inFlight[slot >>> 6] & (1L << slot)) != 0;
+        return (bits[words + checkedWord(slot)] & (1L << slot)) != 0;
     }
 
     void markInFlight(int slot) {
-        inFlight[slot >>> 6] |= 1L << slot;
+        bits[words + checkedWord(slot)] |= 1L << slot;
     }
 
-    void clearInFlight(int slot) {
-        inFlight[slot >>> 6] &= ~(1L << slot);
+    /** Marks every slot of {@code mask} (one bit per slot, {@link #maskWords()} words or more) in flight. */
+    void markInFlight(long[] mask) {
+        for (int w = 0; w < words; w++) {
+            bits[words + w] |= mask[w];
+        }
+    }
+
+    /** The slots of {@code mask} are no longer in flight and, if {@code copied}, have arrived. */
+    void endCopy(long[] mask, boolean copied) {
+        for (int w = 0; w < words; w++) {
+            bits[words + w] &= ~mask[w];
+            if (copied) {
+                long added = mask[w] & ~bits[w];
+                bits[w] |= added;
+                arrivedCount += Long.bitCount(added);
+            }
+        }
     }
 
     void markArrived(int slot) {
         if (!hasArrived(slot)) {
-            arrived[slot >>> 6] |= 1L << slot;
+            bits[checkedWord(slot)] |= 1L << slot;
             arrivedCount++;
         }
+    }
+
+    private int checkedWord(int slot) {
+        int word = slot >>> 6;
+        if (word >= words) {
+            throw new ArrayIndexOutOfBoundsException("slot " + slot + " of a block of " + layout.slotCount());
+        }
+        return word;
     }
 
     void markAllArrived() {
@@ -105,8 +139,8 @@ public final class BlockEntry {
     }
 
     boolean anyInFlight() {
-        for (long word : inFlight) {
-            if (word != 0) {
+        for (int w = words; w < 2 * words; w++) {
+            if (bits[w] != 0) {
                 return true;
             }
         }

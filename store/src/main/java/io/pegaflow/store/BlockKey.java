@@ -21,7 +21,7 @@ public final class BlockKey {
     private BlockKey(String namespace, byte[] hash, boolean owned) {
         this.namespace = namespace;
         this.hash = hash;
-        this.hashCode = 31 * namespace.hashCode() + Arrays.hashCode(hash);
+        this.hashCode = 31 * namespace.hashCode() + HashList.hashCode(hash, 0, hash.length);
     }
 
     /**
@@ -38,7 +38,7 @@ public final class BlockKey {
 
         /** Points the probe at {@code (namespace, hash)}, sharing {@code hash}; returns the probe. */
         Probe set(String namespace, byte[] hash) {
-            return set(namespace, hash, 0, hash.length, Arrays.hashCode(hash));
+            return set(namespace, hash, 0, hash.length, HashList.hashCode(hash, 0, hash.length));
         }
 
         /** Points the probe at hash {@code i} of {@code hashes}, sharing its array; returns the probe. */

@@ -7,7 +7,6 @@ import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.Iterator;
-import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -64,6 +63,8 @@ public final class BlockStore implements AutoCloseable {
     private int[] dedupFirst = new int[0];
 
     private int[] dedupCodes = new int[0];
+    /** Scratch slot mask (one bit per slot) of a save's slots, reused under the lock. */
+    private long[] slotMask = new long[1];
     /** One eviction list per pool size class (few: one per block size in use), looked up by a linear scan. */
     private final ArrayList<ClassLru> classes = new ArrayList<>();
     /** Sealed, unpinned blocks per slab, and the head of each slab's list of them. */
@@ -71,8 +72,14 @@ public final class BlockStore implements AutoCloseable {
 
     private final BlockEntry[] slabEvictableHead;
     private final HashMap<String, NamespaceBlocks> namespaces = new HashMap<>();
-    /** Blocks of saves not sealed yet, so the sweeper looks at these only, not the whole index. */
-    private final LinkedHashSet<BlockEntry> unsealed = new LinkedHashSet<>();
+    /**
+     * Blocks of saves not sealed yet, oldest first (an intrusive list through the entries), so the sweeper looks at
+     * these only, not the whole index.
+     */
+    private BlockEntry unsealedHead;
+
+    private BlockEntry unsealedTail;
+    private int unsealedCount;
 
     private int incomingCount;
     private int sealedCount;
@@ -155,7 +162,7 @@ public final class BlockStore implements AutoCloseable {
 
     /** Blocks not sealed yet: those saves are filling plus incoming blocks reserved and not yet committed. */
     public synchronized int inFlightBlocks() {
-        return unsealed.size() + incomingCount;
+        return unsealedCount + incomingCount;
     }
 
     /** Incoming blocks reserved and not yet committed or aborted. */
@@ -264,7 +271,8 @@ public final class BlockStore implements AutoCloseable {
                     return; // closed and drained
                 }
                 batch = Collections.unmodifiableList(pendingEvents);
-                pendingEvents = new ArrayList<>();
+                // Sized for a batch like this one: a 625-block save records 1,250 events, grown once, not 20 times.
+                pendingEvents = new ArrayList<>(Math.max(10, pendingEvents.size()));
                 target = listener;
             }
             try {
@@ -338,6 +346,8 @@ public final class BlockStore implements AutoCloseable {
         long now = clockNs.getAsLong();
         int n = blockIds.length;
         String namespace = layout.namespace();
+        // Before any change: a slot out of the layout's range throws here, with nothing reserved.
+        long[] mask = slotMask(slotsPerBlock, (layout.slotCount() + 63) / 64);
         int[] first = firstOccurrences(hashes);
         BlockEntry[] found = new BlockEntry[n];
         int newBlocks = 0;
@@ -382,7 +392,12 @@ public final class BlockStore implements AutoCloseable {
                 if (preferredPool != ANY_POOL && entry.classLru.pool != preferredPool) {
                     counters.remotePoolBlocks++;
                 }
-                unsealed.add(entry);
+                listUnsealed(entry);
+                // A new block has no slot arrived or in flight: it copies every slot named, marked in one pass.
+                entry.markInFlight(mask);
+                entry.pins++;
+                reservation.add(entry, blockIds[i], slotsPerBlock);
+                continue;
             } else if (entry.sealed || entry.incoming) {
                 continue;
             }
@@ -445,6 +460,23 @@ public final class BlockStore implements AutoCloseable {
             }
         }
         return dedupFirst;
+    }
+
+    /** {@code slots} as one bit per slot in the reused scratch mask of at least {@code words} words. */
+    private long[] slotMask(int[] slots, int words) {
+        if (slotMask.length < words) {
+            slotMask = new long[words];
+        } else {
+            Arrays.fill(slotMask, 0, words, 0);
+        }
+        for (int slot : slots) {
+            int word = slot >>> 6;
+            if (word >= words) {
+                throw new ArrayIndexOutOfBoundsException("slot " + slot + " of a block of " + words * 64 + " or fewer");
+            }
+            slotMask[word] |= 1L << slot;
+        }
+        return slotMask;
     }
 
     private PoolFullException poolFull(int blocks, long blockBytes) {
@@ -575,14 +607,16 @@ public final class BlockStore implements AutoCloseable {
             SaveReservation reservation, boolean copied, List<CompletableFuture<Void>> landed) {
         long now = clockNs.getAsLong();
         int sealedNow = 0;
+        int[] maskOf = null; // the slots the scratch mask holds: most targets share one array, the request's
+        long[] mask = null;
         for (int t = 0; t < reservation.count(); t++) {
             BlockEntry entry = reservation.entry(t);
-            for (int slot : reservation.slots(t)) {
-                entry.clearInFlight(slot);
-                if (copied) {
-                    entry.markArrived(slot);
-                }
+            int[] slots = reservation.slots(t);
+            if (slots != maskOf || mask.length < entry.maskWords()) {
+                mask = slotMask(slots, entry.maskWords());
+                maskOf = slots;
             }
+            entry.endCopy(mask, copied);
             if (entry.landed != null && !entry.anyInFlight()) {
                 landed.add(entry.landed);
                 entry.landed = null;
@@ -593,7 +627,7 @@ public final class BlockStore implements AutoCloseable {
                 continue; // dropped as stale while copying (cannot happen while pinned, kept for safety)
             }
             if (copied && entry.complete()) {
-                unsealed.remove(entry);
+                unlistUnsealed(entry);
                 seal(entry);
                 sealedNow++;
             } else if (!copied && entry.arrivedCount == 0 && !entry.anyInFlight() && entry.pins == 0) {
@@ -862,18 +896,13 @@ public final class BlockStore implements AutoCloseable {
                 counters.leasesExpired++;
             }
         }
-        if (unsealed.isEmpty()) {
-            return;
-        }
-        List<BlockEntry> stale = new ArrayList<>();
-        for (BlockEntry entry : unsealed) {
+        for (BlockEntry entry = unsealedHead; entry != null; ) {
+            BlockEntry next = entry.unsealedNext;
             if (entry.pins == 0 && !entry.anyInFlight() && now - entry.updatedNs >= partialTimeoutNs) {
-                stale.add(entry);
+                removeUnsealed(entry);
+                counters.partialDropped++;
             }
-        }
-        for (BlockEntry entry : stale) {
-            removeUnsealed(entry);
-            counters.partialDropped++;
+            entry = next;
         }
     }
 
@@ -998,7 +1027,42 @@ public final class BlockStore implements AutoCloseable {
         index.remove(entry.key);
         pool.free(entry.offset);
         entry.removed = true;
-        unsealed.remove(entry);
+        unlistUnsealed(entry);
+    }
+
+    /** Appends a block a save started to the unsealed list (the newest at the tail). */
+    private void listUnsealed(BlockEntry entry) {
+        entry.unsealedPrev = unsealedTail;
+        entry.unsealedNext = null;
+        if (unsealedTail != null) {
+            unsealedTail.unsealedNext = entry;
+        } else {
+            unsealedHead = entry;
+        }
+        unsealedTail = entry;
+        entry.listedUnsealed = true;
+        unsealedCount++;
+    }
+
+    /** Takes a block off the unsealed list; a block not on it is left alone. */
+    private void unlistUnsealed(BlockEntry entry) {
+        if (!entry.listedUnsealed) {
+            return;
+        }
+        if (entry.unsealedPrev != null) {
+            entry.unsealedPrev.unsealedNext = entry.unsealedNext;
+        } else {
+            unsealedHead = entry.unsealedNext;
+        }
+        if (entry.unsealedNext != null) {
+            entry.unsealedNext.unsealedPrev = entry.unsealedPrev;
+        } else {
+            unsealedTail = entry.unsealedPrev;
+        }
+        entry.unsealedPrev = null;
+        entry.unsealedNext = null;
+        entry.listedUnsealed = false;
+        unsealedCount--;
     }
 
     private void endLease(Lease lease) {
@@ -1107,8 +1171,12 @@ public final class BlockStore implements AutoCloseable {
         ClassLru same = findClassLru(pool.sizeClassBytes(blockBytes), p);
         long sameEvictable = same == null ? 0 : same.count;
         if (free + sameEvictable >= count) {
+            // Each eviction of the class frees exactly one slot for it (an emptied slab counts once, as free slab).
+            for (long k = count - free; k > 0; k--) {
+                evict(same.head);
+            }
             while (pool.freeSlotsFor(blockBytes, p) < count) {
-                evict(same.head); // each frees one slot of the class
+                evict(same.head); // not reached while the pool counts as above; kept so room is never short
             }
             return true;
         }
