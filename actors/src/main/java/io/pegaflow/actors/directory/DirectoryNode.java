@@ -2,6 +2,7 @@ package io.pegaflow.actors.directory;
 
 import io.pegaflow.config.Topology;
 import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -117,14 +118,19 @@ public final class DirectoryNode {
                 "pegaflow-directory-keeper",
                 RangeKeeper.Command.class);
         RelayTable relays = null;
+        RelayReplies replies = null;
+        ActorRef<LookupRelay.RelayReply> repliesRef = null;
         if (settings.lookupRelay()) {
             spawner.spawn(
                     LookupRelay.create(ranges, local), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
             spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
+            // A system actor, whatever the spawner: the client needs its ref now, and it only completes futures.
+            replies = new RelayReplies();
+            repliesRef = system.systemActorOf(replies.behavior(), "pegaflow-directory-relay-replies", Props.empty());
         }
         DirectoryClient client =
-                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, system.scheduler());
+                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, replies, repliesRef);
         return new DirectoryNode(nodes, self, settings, publisher, client, counters);
     }
 
