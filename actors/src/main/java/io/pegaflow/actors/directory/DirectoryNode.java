@@ -18,7 +18,8 @@ import org.apache.pekko.cluster.typed.Cluster;
  * no passivation, so a range keeps its state until its shard moves; least-shard allocation with the configured
  * rebalance limits), and spawns as system actors this node's {@link
  * HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
- * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, and the tracker of the other nodes' relays. The node feeds {@link #publisher()} from its store's events and
+ * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, the tracker of the other nodes' relays, and (always
+ * as a system actor) the {@link RelayReplies} collector of this node's relayed lookups. The node feeds {@link #publisher()} from its store's events and
  * answers lookups through {@link #client()}.
  */
 public final class DirectoryNode {

@@ -69,7 +69,9 @@ public final class LocateGrpcBench {
         }
         Path topology = dir.resolve("cluster.yaml");
         Files.writeString(topology, yaml);
-        List<NodeProcess> nodes = new ArrayList<>();
+        List<NodeProcess> nodes = new java.util.concurrent.CopyOnWriteArrayList<>();
+        // A bench killed by its timeout (SIGTERM) takes its node processes with it.
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> nodes.forEach(NodeProcess::close)));
         Path shm = Path.of("/dev/shm", "pegaflow-locate-bench-" + UUID.randomUUID());
         try (FabricClients clients = new FabricClients()) {
             for (int i = 1; i <= 3; i++) {
