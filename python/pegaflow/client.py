@@ -23,6 +23,7 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import grpc
 
@@ -33,7 +34,17 @@ from pegaflow.session import Session
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["EngineClient", "EngineError", "FabricClient", "PendingCall", "Session", "SessionEndedError", "pack_blocks"]
+__all__ = [
+    "BlockHolders",
+    "EngineClient",
+    "EngineError",
+    "FabricClient",
+    "Locations",
+    "PendingCall",
+    "Session",
+    "SessionEndedError",
+    "pack_blocks",
+]
 
 # A block: (block_id, hash) or a ready BlockRef.
 Block = tuple[int, bytes] | engine_pb2.BlockRef
@@ -364,13 +375,21 @@ class FabricClient(_GrpcClient):
         request = fabric_pb2.ShutdownRequest(reason=reason, confirm_node_id=node_id)
         return self._unary(self._stub, "Shutdown", request)
 
-    def locate(self, namespace: str, hashes: Iterable[bytes]) -> fabric_pb2.LocateResponse:
-        """Which nodes hold each block (``blocks[i].node_ids``), the cluster prefix and whether the answer is complete.
+    def locate(self, namespace: str, hashes: Iterable[bytes]) -> Locations:
+        """Which nodes hold each block (``holders(i)``), the cluster prefix and whether the answer is complete.
 
-        At most 8192 hashes of 1..64 bytes; any node answers for the whole cluster.
+        At most 8192 hashes of 1..64 bytes; any node answers for the whole cluster. The hashes go packed when they
+        have one length, and the node answers with its node-id table and one holder bitmask per hash (no message per
+        hash either way); ``Locations.blocks[i].node_ids`` reads as the previous release's reply did.
         """
-        request = fabric_pb2.LocateRequest(namespace=namespace, hashes=list(hashes))
-        return self._unary(self._stub, "Locate", request)
+        hashes = hashes if isinstance(hashes, list) else list(hashes)
+        request = fabric_pb2.LocateRequest(namespace=namespace, packed_reply=True)
+        packed = _pack_hashes(hashes)
+        if packed is not None:
+            request.packed_hashes.CopyFrom(packed)
+        else:
+            request.hashes.extend(hashes)
+        return Locations(self._unary(self._stub, "Locate", request))
 
     def watch_locations(
         self, namespace: str, after_sequence: int = 0, incarnation: int = 0, timeout_s: float | None = None
@@ -426,6 +445,72 @@ def _channel_parts(blocks: Blocks):
     if packed is None:
         return None
     return ids, packed.data, packed.hash_bytes
+
+
+class BlockHolders(NamedTuple):
+    """The holders of one block: topology node ids in topology order; empty = no holder known."""
+
+    node_ids: tuple[str, ...]
+
+
+class Locations:
+    """A Locate answer, hash by hash in request order.
+
+    ``holders(i)`` is the list of node ids holding hash ``i`` (``blocks[i].node_ids`` the same, as a tuple);
+    ``holder_masks[i]`` has bit ``k`` set when node ``holder_node_ids[k]`` holds it. ``prefix_length``: leading
+    hashes with a holder; ``complete``: False while a directory range rebuilds or did not answer (a hash without
+    holders may then be held somewhere); ``node_id``: the node that answered. Reads a reply of a node of the previous
+    release (per-hash ``blocks`` only) too.
+    """
+
+    __slots__ = ("_blocks", "complete", "holder_masks", "holder_node_ids", "node_id", "prefix_length")
+
+    def __init__(self, reply: fabric_pb2.LocateResponse):
+        self.node_id = reply.node_id
+        self.prefix_length = reply.prefix_length
+        self.complete = reply.complete
+        self._blocks = None
+        if len(reply.holder_masks) or not len(reply.blocks):
+            self.holder_node_ids = tuple(reply.holder_node_ids)
+            self.holder_masks = list(reply.holder_masks)
+            return
+        table: dict[str, int] = {}
+        masks = []
+        for block in reply.blocks:
+            mask = 0
+            for node in block.node_ids:
+                mask |= 1 << table.setdefault(node, len(table))
+            masks.append(mask)
+        self.holder_node_ids = tuple(table)
+        self.holder_masks = masks
+
+    def __len__(self) -> int:
+        return len(self.holder_masks)
+
+    def holders(self, i: int) -> list[str]:
+        """Ids of the nodes holding hash ``i``, in topology order."""
+        mask, ids = self.holder_masks[i], self.holder_node_ids
+        return [ids[k] for k in range(min(mask.bit_length(), len(ids))) if mask >> k & 1]
+
+    @property
+    def blocks(self) -> tuple[BlockHolders, ...]:
+        """One BlockHolders per hash (built once, one per distinct holder set)."""
+        if self._blocks is None:
+            by_mask: dict[int, BlockHolders] = {}
+            blocks = []
+            for i, mask in enumerate(self.holder_masks):
+                holders = by_mask.get(mask)
+                if holders is None:
+                    holders = by_mask[mask] = BlockHolders(tuple(self.holders(i)))
+                blocks.append(holders)
+            self._blocks = tuple(blocks)
+        return self._blocks
+
+    def __repr__(self) -> str:
+        return (
+            f"Locations(node_id={self.node_id!r}, hashes={len(self)}, prefix_length={self.prefix_length}, "
+            f"complete={self.complete})"
+        )
 
 
 def _as_proto(value, message_type):

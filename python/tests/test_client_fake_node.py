@@ -82,12 +82,29 @@ class FakeFabric(fabric_pb2_grpc.FabricServicer):
     def Shutdown(self, request, context):
         return fabric_pb2.ShutdownResponse(node_id="n1")
 
+    def __init__(self):
+        self.requests = []
+        self.previous_release = False  # answer with per-hash blocks only, as a node of the previous release
+
     def Locate(self, request, context):
-        if len(request.hashes) > 8192:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"hashes: {len(request.hashes)} hashes; at most 8192")
-        blocks = [fabric_pb2.BlockHolders(node_ids=["n1"] if h.startswith(b"held") else []) for h in request.hashes]
-        prefix = next((i for i, b in enumerate(blocks) if not b.node_ids), len(blocks))
-        return fabric_pb2.LocateResponse(blocks=blocks, prefix_length=prefix, complete=True, node_id="n1")
+        self.requests.append(request)
+        packed = request.packed_hashes
+        width = packed.hash_bytes
+        hashes = list(request.hashes) + [packed.data[i : i + width] for i in range(0, len(packed.data), width or 1)]
+        if len(hashes) > 8192:
+            field = "packed_hashes" if width else "hashes"
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field}: {len(hashes)} hashes; at most 8192")
+        held = [h.startswith(b"held") for h in hashes]
+        prefix = next((i for i, h in enumerate(held) if not h), len(held))
+        reply = fabric_pb2.LocateResponse(prefix_length=prefix, complete=True, node_id="n1")
+        if self.previous_release:
+            reply.blocks.extend(fabric_pb2.BlockHolders(node_ids=["n1", "n3"] if h else []) for h in held)
+            return reply
+        reply.holder_node_ids.extend(["n1", "n2", "n3"])
+        reply.holder_masks.extend(0b101 if h else 0 for h in held)
+        if not request.packed_reply:
+            reply.blocks.extend(fabric_pb2.BlockHolders(node_ids=["n1", "n3"] if h else []) for h in held)
+        return reply
 
     def WatchLocations(self, request, context):
         kind = fabric_pb2.LocationEvent
@@ -101,7 +118,8 @@ def fake_node():
     engine = FakeEngine()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     engine_pb2_grpc.add_EngineServicer_to_server(engine, server)
-    fabric_pb2_grpc.add_FabricServicer_to_server(FakeFabric(), server)
+    engine.fabric = FakeFabric()  # the fake Fabric service, for tests that look at its requests
+    fabric_pb2_grpc.add_FabricServicer_to_server(engine.fabric, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     yield engine, f"127.0.0.1:{port}"
@@ -265,12 +283,34 @@ def test_fabric_client_calls_against_the_fake_node(fake_node):
 def test_fabric_client_locates_and_watches_against_the_fake_node(fake_node):
     with FabricClient(fake_node[1], timeout_s=2.0) as fabric:
         reply = fabric.locate("ns", [b"held-0", b"held-1", b"cold", b"held-2"])
-        assert [list(b.node_ids) for b in reply.blocks] == [["n1"], ["n1"], [], ["n1"]]
-        assert reply.prefix_length == 2 and reply.complete
+        assert [list(b.node_ids) for b in reply.blocks] == [["n1", "n3"], ["n1", "n3"], [], ["n1", "n3"]]
+        assert reply.holders(2) == [] and reply.holders(3) == ["n1", "n3"] and len(reply) == 4
+        assert reply.prefix_length == 2 and reply.complete and reply.node_id == "n1"
         with pytest.raises(EngineError) as refused:
             fabric.locate("ns", [b"h"] * 8193)
-        assert "hashes: 8193" in str(refused.value)
+        assert "packed_hashes: 8193" in str(refused.value)
         events = list(fabric.watch_locations("ns", timeout_s=2.0))
         kinds = fabric_pb2.LocationEvent
         assert [e.kind for e in events] == [kinds.HELD, kinds.SNAPSHOT_END, kinds.REMOVED]
         assert events[-1].sequence == 8 and events[-1].incarnation == 42
+
+
+def test_fabric_client_sends_locate_hashes_packed_and_asks_for_the_packed_reply(fake_node):
+    engine, endpoint = fake_node
+    with FabricClient(endpoint, timeout_s=2.0) as fabric:
+        fabric.locate("ns", [b"held-0", b"cold-1"])
+        fabric.locate("ns", [b"held-00", b"cold"])  # two lengths: one bytes field per hash
+    same, mixed = engine.fabric.requests
+    assert same.packed_reply and list(same.hashes) == []
+    assert same.packed_hashes.hash_bytes == 6 and same.packed_hashes.data == b"held-0cold-1"
+    assert mixed.packed_reply and list(mixed.hashes) == [b"held-00", b"cold"] and not mixed.HasField("packed_hashes")
+
+
+def test_fabric_client_reads_the_per_hash_locate_reply_of_the_previous_release(fake_node):
+    engine, endpoint = fake_node
+    engine.fabric.previous_release = True
+    with FabricClient(endpoint, timeout_s=2.0) as fabric:
+        reply = fabric.locate("ns", [b"held-0", b"cold", b"held-1"])
+    assert [reply.holders(i) for i in range(len(reply))] == [["n1", "n3"], [], ["n1", "n3"]]
+    assert [b.node_ids for b in reply.blocks] == [("n1", "n3"), (), ("n1", "n3")]
+    assert reply.prefix_length == 1

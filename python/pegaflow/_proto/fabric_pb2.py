@@ -22,9 +22,10 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from pegaflow._proto import engine_pb2 as pegaflow_dot_engine__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\"2\n\rLocateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"|\n\x0eLocateResponse\x12\x30\n\x06\x62locks\x18\x01 \x03(\x0b\x32 .pegaflow.fabric.v1.BlockHolders\x12\x15\n\rprefix_length\x18\x02 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0f\n\x07node_id\x18\x04 \x01(\t\" \n\x0c\x42lockHolders\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"W\n\x15WatchLocationsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x03\"\xde\x01\n\rLocationEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.pegaflow.fabric.v1.LocationEvent.Kind\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0bincarnation\x18\x05 \x01(\x03\"Q\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x10\n\x0cSNAPSHOT_END\x10\x02\x12\n\n\x06STORED\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\"\x0f\n\rHealthRequest\"\xaa\x02\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\x12*\n\x05pools\x18\x07 \x03(\x0b\x32\x1b.pegaflow.fabric.v1.PoolUse\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"d\n\x07PoolUse\x12\x0c\n\x04pool\x18\x01 \x01(\r\x12\x11\n\tnuma_node\x18\x02 \x01(\x05\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04gpus\x18\x05 \x03(\t\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\":\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_node_id\x18\x02 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\xc9\x03\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponse\x12O\n\x06Locate\x12!.pegaflow.fabric.v1.LocateRequest\x1a\".pegaflow.fabric.v1.LocateResponse\x12`\n\x0eWatchLocations\x12).pegaflow.fabric.v1.WatchLocationsRequest\x1a!.pegaflow.fabric.v1.LocationEvent0\x01\x42)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\x1a\x15pegaflow/engine.proto\"\x81\x01\n\rLocateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\x12\x37\n\rpacked_hashes\x18\x03 \x01(\x0b\x32 .pegaflow.engine.v1.PackedHashes\x12\x14\n\x0cpacked_reply\x18\x04 \x01(\x08\"\xab\x01\n\x0eLocateResponse\x12\x30\n\x06\x62locks\x18\x01 \x03(\x0b\x32 .pegaflow.fabric.v1.BlockHolders\x12\x15\n\rprefix_length\x18\x02 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\x17\n\x0fholder_node_ids\x18\x05 \x03(\t\x12\x14\n\x0cholder_masks\x18\x06 \x03(\x04\" \n\x0c\x42lockHolders\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"W\n\x15WatchLocationsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x03\"\xde\x01\n\rLocationEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.pegaflow.fabric.v1.LocationEvent.Kind\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0bincarnation\x18\x05 \x01(\x03\"Q\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x10\n\x0cSNAPSHOT_END\x10\x02\x12\n\n\x06STORED\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\"\x0f\n\rHealthRequest\"\xaa\x02\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\x12*\n\x05pools\x18\x07 \x03(\x0b\x32\x1b.pegaflow.fabric.v1.PoolUse\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"d\n\x07PoolUse\x12\x0c\n\x04pool\x18\x01 \x01(\r\x12\x11\n\tnuma_node\x18\x02 \x01(\x05\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04gpus\x18\x05 \x03(\t\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\":\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_node_id\x18\x02 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\xc9\x03\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponse\x12O\n\x06Locate\x12!.pegaflow.fabric.v1.LocateRequest\x1a\".pegaflow.fabric.v1.LocateResponse\x12`\n\x0eWatchLocations\x12).pegaflow.fabric.v1.WatchLocationsRequest\x1a!.pegaflow.fabric.v1.LocationEvent0\x01\x42)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,36 +33,36 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pegaflow._proto.fabric_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\030io.pegaflow.proto.fabricB\013FabricProtoP\001'
-  _globals['_LOCATEREQUEST']._serialized_start=45
-  _globals['_LOCATEREQUEST']._serialized_end=95
-  _globals['_LOCATERESPONSE']._serialized_start=97
-  _globals['_LOCATERESPONSE']._serialized_end=221
-  _globals['_BLOCKHOLDERS']._serialized_start=223
-  _globals['_BLOCKHOLDERS']._serialized_end=255
-  _globals['_WATCHLOCATIONSREQUEST']._serialized_start=257
-  _globals['_WATCHLOCATIONSREQUEST']._serialized_end=344
-  _globals['_LOCATIONEVENT']._serialized_start=347
-  _globals['_LOCATIONEVENT']._serialized_end=569
-  _globals['_LOCATIONEVENT_KIND']._serialized_start=488
-  _globals['_LOCATIONEVENT_KIND']._serialized_end=569
-  _globals['_HEALTHREQUEST']._serialized_start=571
-  _globals['_HEALTHREQUEST']._serialized_end=586
-  _globals['_HEALTHRESPONSE']._serialized_start=589
-  _globals['_HEALTHRESPONSE']._serialized_end=887
-  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_start=810
-  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_end=887
-  _globals['_POOLUSE']._serialized_start=889
-  _globals['_POOLUSE']._serialized_end=989
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=991
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1013
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1016
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1195
-  _globals['_MEMBER']._serialized_start=1197
-  _globals['_MEMBER']._serialized_end=1270
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1272
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1330
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=1332
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=1367
-  _globals['_FABRIC']._serialized_start=1370
-  _globals['_FABRIC']._serialized_end=1827
+  _globals['_LOCATEREQUEST']._serialized_start=69
+  _globals['_LOCATEREQUEST']._serialized_end=198
+  _globals['_LOCATERESPONSE']._serialized_start=201
+  _globals['_LOCATERESPONSE']._serialized_end=372
+  _globals['_BLOCKHOLDERS']._serialized_start=374
+  _globals['_BLOCKHOLDERS']._serialized_end=406
+  _globals['_WATCHLOCATIONSREQUEST']._serialized_start=408
+  _globals['_WATCHLOCATIONSREQUEST']._serialized_end=495
+  _globals['_LOCATIONEVENT']._serialized_start=498
+  _globals['_LOCATIONEVENT']._serialized_end=720
+  _globals['_LOCATIONEVENT_KIND']._serialized_start=639
+  _globals['_LOCATIONEVENT_KIND']._serialized_end=720
+  _globals['_HEALTHREQUEST']._serialized_start=722
+  _globals['_HEALTHREQUEST']._serialized_end=737
+  _globals['_HEALTHRESPONSE']._serialized_start=740
+  _globals['_HEALTHRESPONSE']._serialized_end=1038
+  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_start=961
+  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_end=1038
+  _globals['_POOLUSE']._serialized_start=1040
+  _globals['_POOLUSE']._serialized_end=1140
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=1142
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1164
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1167
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1346
+  _globals['_MEMBER']._serialized_start=1348
+  _globals['_MEMBER']._serialized_end=1421
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1423
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1481
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=1483
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=1518
+  _globals['_FABRIC']._serialized_start=1521
+  _globals['_FABRIC']._serialized_end=1978
 # @@protoc_insertion_point(module_scope)

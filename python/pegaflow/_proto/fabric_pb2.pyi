@@ -1,3 +1,4 @@
+from pegaflow._proto import engine_pb2 as _engine_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -8,24 +9,32 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LocateRequest(_message.Message):
-    __slots__ = ("namespace", "hashes")
+    __slots__ = ("namespace", "hashes", "packed_hashes", "packed_reply")
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_HASHES_FIELD_NUMBER: _ClassVar[int]
+    PACKED_REPLY_FIELD_NUMBER: _ClassVar[int]
     namespace: str
     hashes: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    packed_hashes: _engine_pb2.PackedHashes
+    packed_reply: bool
+    def __init__(self, namespace: _Optional[str] = ..., hashes: _Optional[_Iterable[bytes]] = ..., packed_hashes: _Optional[_Union[_engine_pb2.PackedHashes, _Mapping]] = ..., packed_reply: _Optional[bool] = ...) -> None: ...
 
 class LocateResponse(_message.Message):
-    __slots__ = ("blocks", "prefix_length", "complete", "node_id")
+    __slots__ = ("blocks", "prefix_length", "complete", "node_id", "holder_node_ids", "holder_masks")
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     PREFIX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_MASKS_FIELD_NUMBER: _ClassVar[int]
     blocks: _containers.RepeatedCompositeFieldContainer[BlockHolders]
     prefix_length: int
     complete: bool
     node_id: str
-    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockHolders, _Mapping]]] = ..., prefix_length: _Optional[int] = ..., complete: _Optional[bool] = ..., node_id: _Optional[str] = ...) -> None: ...
+    holder_node_ids: _containers.RepeatedScalarFieldContainer[str]
+    holder_masks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, blocks: _Optional[_Iterable[_Union[BlockHolders, _Mapping]]] = ..., prefix_length: _Optional[int] = ..., complete: _Optional[bool] = ..., node_id: _Optional[str] = ..., holder_node_ids: _Optional[_Iterable[str]] = ..., holder_masks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BlockHolders(_message.Message):
     __slots__ = ("node_ids",)

@@ -89,7 +89,7 @@ class FabricServicer:
     def Locate(self, request, context):
         """Which nodes hold each block, from the cluster-sharded block directory. Any node answers for the whole cluster.
         INVALID_ARGUMENT naming the field: more than 8192 hashes, an empty hash or one over 64 bytes, a namespace over
-        256 bytes (UTF-8).
+        256 bytes (UTF-8), hashes and packed_hashes together, packed_hashes.data not a whole number of hash_bytes hashes.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -11,6 +11,7 @@ import io.pegaflow.config.Topology;
 import io.pegaflow.config.TopologyLoader;
 import io.pegaflow.fabric.cli.FabricClients;
 import io.pegaflow.fabric.cli.HostPort;
+import io.pegaflow.fabric.cli.LocateWire;
 import io.pegaflow.fabric.cli.Main;
 import io.pegaflow.fabric.cli.NodeProcess;
 import io.pegaflow.fabric.cli.StatusFormat;
@@ -19,6 +20,7 @@ import io.pegaflow.proto.engine.ByteSegment;
 import io.pegaflow.proto.engine.EngineClient;
 import io.pegaflow.proto.engine.LayerRegistration;
 import io.pegaflow.proto.engine.MemoryRegion;
+import io.pegaflow.proto.engine.PackedHashes;
 import io.pegaflow.proto.engine.RegisterContextRequest;
 import io.pegaflow.proto.engine.SaveRequest;
 import io.pegaflow.proto.engine.SharedMemoryRegion;
@@ -193,6 +195,49 @@ class LocateProcessTest {
             assertEquals(List.of("n1"), reply.getBlocks(i).getNodeIdsList());
         }
         assertEquals(List.of(), reply.getBlocks(4).getNodeIdsList());
+
+        // This release's clients: hashes packed, the packed reply (node-id table, one holder mask per hash) only.
+        LocateResponse packed = awaitLocate(
+                "n3",
+                LocateWire.request(NS, List.of(saved.get(0), saved.get(1), saved.get(2), saved.get(3), unknown)),
+                r -> r.getPrefixLength() == 4 && r.getComplete());
+        assertEquals(0, packed.getBlocksCount(), "no per-hash messages in a packed reply");
+        assertEquals(List.of("n1", "n2", "n3"), packed.getHolderNodeIdsList());
+        assertEquals(List.of(1L, 1L, 1L, 1L, 0L), packed.getHolderMasksList());
+        assertEquals(reply.getHolderMasksList(), packed.getHolderMasksList(), "both forms carry the masks");
+        for (int i = 0; i < 5; i++) {
+            assertEquals(reply.getBlocks(i).getNodeIdsList(), LocateWire.holders(packed, i));
+        }
+    }
+
+    @Test
+    @Order(3)
+    void shouldRefuseAMalformedPackedLocateRequestNamingTheField() {
+        LocateRequest both = LocateRequest.newBuilder(LocateWire.request(NS, List.of(saved.get(0))))
+                .addHashes(ByteString.copyFrom(saved.get(1)))
+                .build();
+        assertInvalid(both, "hashes and packed_hashes: a request sets one of them, not both");
+        LocateRequest ragged = LocateRequest.newBuilder()
+                .setNamespace(NS)
+                .setPackedHashes(PackedHashes.newBuilder()
+                        .setData(ByteString.copyFrom(new byte[10]))
+                        .setHashBytes(4))
+                .build();
+        assertInvalid(ragged, "packed_hashes.data: 10 bytes are not a whole number of hashes of 4 bytes (hash_bytes)");
+        LocateRequest wide = LocateRequest.newBuilder()
+                .setNamespace(NS)
+                .setPackedHashes(PackedHashes.newBuilder()
+                        .setData(ByteString.copyFrom(new byte[65]))
+                        .setHashBytes(65))
+                .build();
+        assertInvalid(wide, "packed_hashes.hash_bytes: 65; a hash has 1..64 bytes");
+        LocateRequest many = LocateRequest.newBuilder()
+                .setNamespace(NS)
+                .setPackedHashes(PackedHashes.newBuilder()
+                        .setData(ByteString.copyFrom(new byte[8193]))
+                        .setHashBytes(1))
+                .build();
+        assertInvalid(many, "packed_hashes: 8193 hashes; at most 8192 per request");
     }
 
     @Test

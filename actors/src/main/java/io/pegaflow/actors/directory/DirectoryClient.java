@@ -1,5 +1,6 @@
 package io.pegaflow.actors.directory;
 
+import io.pegaflow.store.HashList;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -9,8 +10,6 @@ import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CompletionStage;
 import java.util.concurrent.atomic.AtomicIntegerArray;
 import org.apache.pekko.actor.typed.ActorRef;
-import org.apache.pekko.actor.typed.Scheduler;
-import org.apache.pekko.actor.typed.javadsl.AskPattern;
 
 /**
  * The node-side way to ask the directory where blocks live, for the fabric's gRPC handlers and the transfer
@@ -18,7 +17,8 @@ import org.apache.pekko.actor.typed.javadsl.AskPattern;
  * prefix available in the cluster, and whether the answer is complete.
  *
  * <p>How it asks: a range whose host it has learnt (from earlier replies) is asked through that host's {@link
- * LookupRelay}, all of that host's ranges in one message; any other range directly, through its sharding {@link
+ * LookupRelay}, all of that host's ranges in one message, the reply coming back to this node's one {@link
+ * RelayReplies} actor under a request id; any other range directly, through its sharding {@link
  * org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef} (the ask pattern). A wrong guess costs an extra hop, never
  * a wrong answer; a relay that does not answer makes its ranges unknown again, so the next call asks them directly.
  *
@@ -34,18 +34,27 @@ public final class DirectoryClient {
     private final RangeRefs ranges;
     private final int maxPerMessage;
     private final RelayTable relays;
-    private final Scheduler scheduler;
+    private final RelayReplies replies;
+    private final ActorRef<LookupRelay.RelayReply> repliesRef;
     private final AtomicIntegerArray hostOf;
 
     /**
      * @param relays each node's relay, or null to ask every range directly
+     * @param replies where relay replies are awaited, and {@code repliesRef} its actor (null when {@code relays} is)
      */
-    DirectoryClient(DirectoryNodes nodes, RangeRefs ranges, int maxPerMessage, RelayTable relays, Scheduler scheduler) {
+    DirectoryClient(
+            DirectoryNodes nodes,
+            RangeRefs ranges,
+            int maxPerMessage,
+            RelayTable relays,
+            RelayReplies replies,
+            ActorRef<LookupRelay.RelayReply> repliesRef) {
         this.nodes = nodes;
         this.ranges = ranges;
         this.maxPerMessage = maxPerMessage;
         this.relays = relays;
-        this.scheduler = scheduler;
+        this.replies = replies;
+        this.repliesRef = repliesRef;
         this.hostOf = new AtomicIntegerArray(ranges.rangeCount());
         for (int r = 0; r < ranges.rangeCount(); r++) {
             hostOf.set(r, -1);
@@ -77,6 +86,31 @@ public final class DirectoryClient {
     }
 
     /**
+     * Holders of each block {@code (namespace, hashes[i])}, the hashes read in place (no array per hash): what the
+     * gRPC handler passes for a request of 1,000 packed hashes.
+     *
+     * @throws IllegalArgumentException naming the argument when {@code namespace} is null or empty, a hash is empty,
+     *     or {@code timeout} is not positive
+     */
+    public CompletionStage<LocateResult> locate(String namespace, HashList hashes, Duration timeout) {
+        if (namespace == null || namespace.isEmpty()) {
+            throw new IllegalArgumentException("namespace must be a non-empty string");
+        }
+        Objects.requireNonNull(hashes, "hashes");
+        long seed = Fingerprints.namespaceSeed(namespace);
+        byte[] data = hashes.data();
+        long[] fps = new long[hashes.size()];
+        for (int i = 0; i < fps.length; i++) {
+            int length = hashes.length(i);
+            if (length == 0) {
+                throw new IllegalArgumentException("hashes[" + i + "] must be a non-empty byte string");
+            }
+            fps[i] = Fingerprints.of(seed, data, hashes.start(i), length);
+        }
+        return locate(fps, timeout);
+    }
+
+    /**
      * Holders of each fingerprint ({@link Fingerprints#of}).
      *
      * @throws IllegalArgumentException when a fingerprint is 0 or {@code timeout} is not positive
@@ -97,6 +131,11 @@ public final class DirectoryClient {
         }
         return CompletableFuture.allOf(answers.toArray(CompletableFuture[]::new))
                 .thenApply(done -> assemble(plan, answers));
+    }
+
+    /** Relayed lookups waiting for their reply (tests: none is left behind). */
+    int relayRepliesWaiting() {
+        return replies == null ? 0 : replies.waiting();
     }
 
     /** Which fingerprints go to which range, and which ranges go together to one relay. */
@@ -227,13 +266,12 @@ public final class DirectoryClient {
             counts[s] = unit.to[s] - unit.from[s];
         }
         long relayTimeoutMs = Math.max(1, (long) (timeout.toMillis() * RELAY_SHARE));
-        CompletionStage<LookupRelay.RelayReply> reply = AskPattern.ask(
-                unit.relay,
-                replyTo -> new LookupRelay.Command.RelayLookup(unit.range, counts, batch, relayTimeoutMs, replyTo),
-                timeout,
-                scheduler);
-        return reply.toCompletableFuture()
-                .thenApply(r -> r.holderMasks().length != batch.length
+        RelayReplies.Waiter waiter = replies.register(timeout);
+        unit.relay.tell(new LookupRelay.Command.RelayLookup(
+                unit.range, counts, batch, relayTimeoutMs, waiter.requestId(), repliesRef));
+        return waiter.reply()
+                .thenApply(r -> r == null
+                                || r.holderMasks().length != batch.length
                                 || r.complete().length != counts.length
                                 || r.hostNodes().length != counts.length
                         ? null

@@ -2,6 +2,7 @@ package io.pegaflow.actors.directory;
 
 import io.pegaflow.config.Topology;
 import java.util.concurrent.Executor;
+import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
@@ -17,7 +18,8 @@ import org.apache.pekko.cluster.typed.Cluster;
  * no passivation, so a range keeps its state until its shard moves; least-shard allocation with the configured
  * rebalance limits), and spawns as system actors this node's {@link
  * HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
- * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, and the tracker of the other nodes' relays. The node feeds {@link #publisher()} from its store's events and
+ * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, the tracker of the other nodes' relays, and (always
+ * as a system actor) the {@link RelayReplies} collector of this node's relayed lookups. The node feeds {@link #publisher()} from its store's events and
  * answers lookups through {@link #client()}.
  */
 public final class DirectoryNode {
@@ -117,14 +119,19 @@ public final class DirectoryNode {
                 "pegaflow-directory-keeper",
                 RangeKeeper.Command.class);
         RelayTable relays = null;
+        RelayReplies replies = null;
+        ActorRef<LookupRelay.RelayReply> repliesRef = null;
         if (settings.lookupRelay()) {
             spawner.spawn(
                     LookupRelay.create(ranges, local), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
             spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
+            // A system actor, whatever the spawner: the client needs its ref now, and it only completes futures.
+            replies = new RelayReplies();
+            repliesRef = system.systemActorOf(replies.behavior(), "pegaflow-directory-relay-replies", Props.empty());
         }
         DirectoryClient client =
-                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, system.scheduler());
+                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, replies, repliesRef);
         return new DirectoryNode(nodes, self, settings, publisher, client, counters);
     }
 

@@ -35,8 +35,9 @@ public final class DirectorySerializer extends SerializerWithStringManifest impl
     private static final String LOOKUP_REPLY = "LR";
     private static final String RANGE_STATS = "RS";
     private static final String GET_HOLDINGS = "GH";
-    private static final String RELAY_LOOKUP = "RL";
-    private static final String RELAY_REPLY = "RR";
+    // "2": with the request id that routes the reply to one long-lived collector (the first forms had none).
+    private static final String RELAY_LOOKUP = "RL2";
+    private static final String RELAY_REPLY = "RR2";
 
     private final ExtendedActorSystem system;
     private volatile ActorRefResolver resolver;
@@ -125,8 +126,8 @@ public final class DirectorySerializer extends SerializerWithStringManifest impl
             case BlockRange.RangeStats s -> 4 + 4 + 4 + 8 + 1 + 4 + 8 + 8 + 8;
             case HoldingsProvider.Command.GetHoldings g -> 4 + 4 + 8 + ref(g.replyTo());
             case LookupRelay.Command.RelayLookup l ->
-                ints(l.ranges()) + ints(l.counts()) + longs(l.fingerprints()) + 8 + ref(l.replyTo());
-            case LookupRelay.RelayReply r -> longs(r.holderMasks()) + 4 + r.complete().length + ints(r.hostNodes());
+                ints(l.ranges()) + ints(l.counts()) + longs(l.fingerprints()) + 8 + 8 + ref(l.replyTo());
+            case LookupRelay.RelayReply r -> 8 + longs(r.holderMasks()) + 4 + r.complete().length + ints(r.hostNodes());
             default ->
                 throw new IllegalArgumentException(
                         "not a directory message: " + o.getClass().getName());
@@ -175,9 +176,11 @@ public final class DirectorySerializer extends SerializerWithStringManifest impl
                 putInts(buf, l.counts());
                 putLongs(buf, l.fingerprints());
                 buf.putLong(l.timeoutMs());
+                buf.putLong(l.requestId());
                 putRef(buf, l.replyTo());
             }
             case LookupRelay.RelayReply r -> {
+                buf.putLong(r.requestId());
                 putLongs(buf, r.holderMasks());
                 buf.putInt(r.complete().length);
                 for (boolean c : r.complete()) {
@@ -226,8 +229,9 @@ public final class DirectorySerializer extends SerializerWithStringManifest impl
                 new HoldingsProvider.Command.GetHoldings(buf.getInt(), buf.getInt(), buf.getLong(), getRef(buf));
             case RELAY_LOOKUP ->
                 new LookupRelay.Command.RelayLookup(
-                        getInts(buf), getInts(buf), getLongs(buf), buf.getLong(), getRef(buf));
-            case RELAY_REPLY -> new LookupRelay.RelayReply(getLongs(buf), getBooleans(buf), getInts(buf));
+                        getInts(buf), getInts(buf), getLongs(buf), buf.getLong(), buf.getLong(), getRef(buf));
+            case RELAY_REPLY ->
+                new LookupRelay.RelayReply(buf.getLong(), getLongs(buf), getBooleans(buf), getInts(buf));
             default -> throw new NotSerializableException("unknown directory message manifest " + manifest);
         };
         if (buf.hasRemaining()) {

@@ -4,6 +4,7 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
+import java.util.Objects;
 
 /**
  * The directory key of a block: a 64-bit fingerprint of (namespace, hash), and the range that owns it.
@@ -52,7 +53,16 @@ public final class Fingerprints {
 
     /** The fingerprint of {@code hash} under a seed from {@link #namespaceSeed}. */
     public static long of(long namespaceSeed, byte[] hash) {
-        long h = hash(namespaceSeed, hash, 0, hash.length);
+        return of(namespaceSeed, hash, 0, hash.length);
+    }
+
+    /**
+     * The fingerprint of the hash {@code data[offset, offset + length)} under a seed from {@link #namespaceSeed}: the
+     * same value as {@link #of(long, byte[])} of a copy of those bytes, for hashes packed back to back.
+     */
+    public static long of(long namespaceSeed, byte[] data, int offset, int length) {
+        Objects.checkFromIndexSize(offset, length, data.length);
+        long h = hash(namespaceSeed, data, offset, length);
         return h == 0 ? 1 : h;
     }
 

@@ -35,18 +35,38 @@ public final class LookupRelay {
          * Lookups for several ranges: range {@code ranges[i]} gets the next {@code counts[i]} fingerprints.
          *
          * @param timeoutMs how long the relay waits for each range (the caller waits a little longer)
+         * @param requestId echoed in the reply, so that one long-lived {@code replyTo} serves every lookup of a node
+         *     (a temporary ask actor per lookup cost its path's resolution on the relay's node at every call)
          */
         record RelayLookup(
-                int[] ranges, int[] counts, long[] fingerprints, long timeoutMs, ActorRef<RelayReply> replyTo)
-                implements Command, DirectoryWire {}
+                int[] ranges,
+                int[] counts,
+                long[] fingerprints,
+                long timeoutMs,
+                long requestId,
+                ActorRef<RelayReply> replyTo)
+                implements Command, DirectoryWire {
+            /** A lookup with request id 0 (for a replyTo of its own). */
+            public RelayLookup(
+                    int[] ranges, int[] counts, long[] fingerprints, long timeoutMs, ActorRef<RelayReply> replyTo) {
+                this(ranges, counts, fingerprints, timeoutMs, 0, replyTo);
+            }
+        }
     }
 
     /**
+     * @param requestId the lookup's {@code requestId}
      * @param holderMasks per fingerprint, in request order; 0 for a range that did not answer
      * @param complete per range: answered, and complete
      * @param hostNodes per range: the node it answered from, -1 when it did not answer
      */
-    public record RelayReply(long[] holderMasks, boolean[] complete, int[] hostNodes) implements DirectoryWire {}
+    public record RelayReply(long requestId, long[] holderMasks, boolean[] complete, int[] hostNodes)
+            implements DirectoryWire {
+        /** A reply with request id 0. */
+        public RelayReply(long[] holderMasks, boolean[] complete, int[] hostNodes) {
+            this(0, holderMasks, complete, hostNodes);
+        }
+    }
 
     /** A range's answer, through this relay's one adapter. */
     private record RangeAnswered(BlockRange.LookupReply reply) implements Command, NoSerializationVerificationNeeded {}
@@ -60,6 +80,7 @@ public final class LookupRelay {
      */
     private static final class Pending {
         final long base;
+        final long requestId;
         final ActorRef<RelayReply> replyTo;
         final int[] offset;
         final long[] masks;
@@ -68,9 +89,10 @@ public final class LookupRelay {
         final boolean[] answered;
         int remaining;
 
-        Pending(long base, ActorRef<RelayReply> replyTo, int[] offset) {
+        Pending(long base, long requestId, ActorRef<RelayReply> replyTo, int[] offset) {
             int n = offset.length - 1;
             this.base = base;
+            this.requestId = requestId;
             this.replyTo = replyTo;
             this.offset = offset;
             this.masks = new long[offset[n]];
@@ -96,7 +118,7 @@ public final class LookupRelay {
         }
 
         RelayReply reply() {
-            return new RelayReply(masks, complete, hosts);
+            return new RelayReply(requestId, masks, complete, hosts);
         }
     }
 
@@ -137,20 +159,16 @@ public final class LookupRelay {
 
         private Behavior<Command> onRelayLookup(Command.RelayLookup lookup) {
             int n = lookup.ranges().length;
-            if (lookup.counts().length != n
-                    || Arrays.stream(lookup.counts()).anyMatch(c -> c < 0)
-                    || Arrays.stream(lookup.counts()).asLongStream().sum() != lookup.fingerprints().length) {
+            int[] offset = offsets(lookup.counts(), n, lookup.fingerprints().length);
+            if (offset == null) {
                 lookup.replyTo()
-                        .tell(new RelayReply(new long[lookup.fingerprints().length], new boolean[n], filled(n)));
+                        .tell(new RelayReply(
+                                lookup.requestId(), new long[lookup.fingerprints().length], new boolean[n], filled(n)));
                 return Behaviors.same();
-            }
-            int[] offset = new int[n + 1];
-            for (int i = 0; i < n; i++) {
-                offset[i + 1] = offset[i] + lookup.counts()[i];
             }
             long base = nextId;
             nextId += Math.max(1, n);
-            Pending p = new Pending(base, lookup.replyTo(), offset);
+            Pending p = new Pending(base, lookup.requestId(), lookup.replyTo(), offset);
             for (int i = 0; i < n; i++) {
                 int range = lookup.ranges()[i];
                 if (range < 0 || range >= ranges.rangeCount()) {
@@ -205,6 +223,23 @@ public final class LookupRelay {
             }
             return Behaviors.same();
         }
+    }
+
+    /** Where each segment starts, or null when the counts are not {@code n} non-negative counts summing to total. */
+    private static int[] offsets(int[] counts, int n, int total) {
+        if (counts.length != n) {
+            return null;
+        }
+        int[] offset = new int[n + 1];
+        long sum = 0;
+        for (int i = 0; i < n; i++) {
+            if (counts[i] < 0) {
+                return null;
+            }
+            sum += counts[i];
+            offset[i + 1] = (int) Math.min(sum, Integer.MAX_VALUE);
+        }
+        return sum == total ? offset : null;
     }
 
     private static int[] filled(int n) {

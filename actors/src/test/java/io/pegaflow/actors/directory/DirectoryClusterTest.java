@@ -1,5 +1,6 @@
 package io.pegaflow.actors.directory;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -11,6 +12,7 @@ import io.pegaflow.config.NodeSpec;
 import io.pegaflow.config.Topology;
 import io.pegaflow.config.Transport;
 import io.pegaflow.store.BlockKey;
+import io.pegaflow.store.HashList;
 import io.pegaflow.store.StoreEvent;
 import java.io.IOException;
 import java.net.ServerSocket;
@@ -258,6 +260,18 @@ class DirectoryClusterTest {
                 java.lang.management.ManagementFactory.getOperatingSystemMXBean()
                         .getSystemLoadAverage());
         assertTrue(partial < runs / 10, partial + " partial answers");
+        LocateResult packed = client.locate(NS, HashList.of(hashes), ASK)
+                .toCompletableFuture()
+                .get(10, TimeUnit.SECONDS);
+        LocateResult each = client.locate(NS, hashes, ASK).toCompletableFuture().get(10, TimeUnit.SECONDS);
+        if (packed.complete() && each.complete()) {
+            assertArrayEquals(each.holderMasks(), packed.holderMasks(), "hashes read in place locate the same");
+        }
+        long waitUntil = System.nanoTime() + TimeUnit.SECONDS.toNanos(5); // a timed-out waiter leaves just after
+        while (client.relayRepliesWaiting() > 0 && System.nanoTime() < waitUntil) {
+            Thread.sleep(10);
+        }
+        assertEquals(0, client.relayRepliesWaiting(), "no relayed lookup is left waiting once answered");
     }
 
     @Test

@@ -60,7 +60,10 @@ class DirectorySerializerTest {
                 new BlockRange.RangeStats(1, 2, 3, 4L, false, 5, 6L, 7L, 8L),
                 new HoldingsProvider.Command.GetHoldings(7, 256, 99L, range.getRef()),
                 new LookupRelay.Command.RelayLookup(new int[] {4, 9}, new int[] {2, 3}, fps, 1600L, relay.getRef()),
-                new LookupRelay.RelayReply(fps, new boolean[] {true, false}, new int[] {1, -1}));
+                new LookupRelay.RelayReply(fps, new boolean[] {true, false}, new int[] {1, -1}),
+                new LookupRelay.Command.RelayLookup(
+                        new int[] {4}, new int[] {5}, fps, 1600L, Long.MIN_VALUE + 7, relay.getRef()),
+                new LookupRelay.RelayReply(-3L, fps, new boolean[] {true}, new int[] {0}));
         for (Object m : messages) {
             Serializer serializer = serialization.findSerializerFor(m);
             assertInstanceOf(DirectorySerializer.class, serializer, m.getClass().getName());

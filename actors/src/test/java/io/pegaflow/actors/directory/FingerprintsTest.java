@@ -2,6 +2,7 @@ package io.pegaflow.actors.directory;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
@@ -19,6 +20,18 @@ class FingerprintsTest {
         assertEquals(GOLDEN_32, Fingerprints.of("llama-3.1-8b/bf16/tp1", ascending(32)));
         assertEquals(GOLDEN_13, Fingerprints.of("ns", ascending(13)));
         assertEquals(GOLDEN_RANGE, Fingerprints.rangeOf(GOLDEN_32, 256));
+    }
+
+    @Test
+    void shouldGiveAHashReadInPlaceTheFingerprintOfItsCopy() {
+        byte[] packed = new byte[3 + 32 + 13];
+        System.arraycopy(ascending(32), 0, packed, 3, 32);
+        System.arraycopy(ascending(13), 0, packed, 35, 13);
+        assertEquals(GOLDEN_32, Fingerprints.of(Fingerprints.namespaceSeed("llama-3.1-8b/bf16/tp1"), packed, 3, 32));
+        assertEquals(GOLDEN_13, Fingerprints.of(Fingerprints.namespaceSeed("ns"), packed, 35, 13));
+        assertThrows(
+                IndexOutOfBoundsException.class,
+                () -> Fingerprints.of(Fingerprints.namespaceSeed("ns"), packed, 40, 9));
     }
 
     @Test

@@ -3,6 +3,7 @@ package io.pegaflow.bench.fabric;
 import com.google.protobuf.ByteString;
 import io.pegaflow.fabric.cli.FabricClients;
 import io.pegaflow.fabric.cli.HostPort;
+import io.pegaflow.fabric.cli.LocateWire;
 import io.pegaflow.fabric.cli.NodeProcess;
 import io.pegaflow.fabric.cli.StatusFormat;
 import io.pegaflow.proto.engine.BlockRef;
@@ -33,10 +34,13 @@ import java.util.concurrent.TimeUnit;
 /**
  * {@code Locate} of 1,000 hashes over gRPC on a 3-node loopback cluster (three node processes): a shm worker saves
  * 1,000 blocks on n1 through the engine's gRPC, then one client times {@code Locate} of those hashes against n3, one
- * call at a time. Prints p50/p90/p99/max in ms.
+ * call at a time. Prints p50/p90/p99/max in ms and the CPU each process spent per call.
  *
  * <p>Run: {@code java -cp bench/target/classes:$(cat bench/target/classpath.txt)
- * io.pegaflow.bench.fabric.LocateGrpcBench [calls=2000] [warmup=400]}
+ * io.pegaflow.bench.fabric.LocateGrpcBench [calls=2000] [warmup=400] [packed|legacy]}: {@code packed} (default) sends
+ * the hashes as {@code packed_hashes} and asks for the packed reply ({@link LocateWire}); {@code legacy} sends one
+ * {@code bytes} per hash and reads {@code blocks}, as clients of the previous release do. The system property
+ * {@code locate.bench.nodeFlags} adds JVM flags to the node processes (space-separated, e.g. a JFR recording).
  */
 public final class LocateGrpcBench {
     private static final int HASHES = 1000;
@@ -46,6 +50,15 @@ public final class LocateGrpcBench {
     public static void main(String[] args) throws Exception {
         int calls = args.length > 0 ? Integer.parseInt(args[0]) : 2000;
         int warmup = args.length > 1 ? Integer.parseInt(args[1]) : 400;
+        String form = args.length > 2 ? args[2] : "packed";
+        if (!form.equals("packed") && !form.equals("legacy")) {
+            throw new IllegalArgumentException("request form: packed or legacy, got " + form);
+        }
+        List<String> nodeFlags = new ArrayList<>(List.of("-Xmx512m"));
+        String extra = System.getProperty("locate.bench.nodeFlags", "").strip();
+        if (!extra.isEmpty()) {
+            nodeFlags.addAll(List.of(extra.split("\\s+")));
+        }
         Path dir = Files.createTempDirectory("pegaflow-locate-bench");
         int[] ports = freePorts(9);
         StringBuilder yaml = new StringBuilder("cluster: locate-bench\nnodes:\n");
@@ -56,13 +69,15 @@ public final class LocateGrpcBench {
         }
         Path topology = dir.resolve("cluster.yaml");
         Files.writeString(topology, yaml);
-        List<NodeProcess> nodes = new ArrayList<>();
+        List<NodeProcess> nodes = new java.util.concurrent.CopyOnWriteArrayList<>();
+        // A bench killed by its timeout (SIGTERM) takes its node processes with it.
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> nodes.forEach(NodeProcess::close)));
         Path shm = Path.of("/dev/shm", "pegaflow-locate-bench-" + UUID.randomUUID());
         try (FabricClients clients = new FabricClients()) {
             for (int i = 1; i <= 3; i++) {
                 nodes.add(NodeProcess.start(
                         "n" + i,
-                        List.of("-Xmx512m"),
+                        nodeFlags,
                         List.of("--topology", topology.toString(), "--node", "n" + i),
                         dir.resolve("logs")));
             }
@@ -93,14 +108,16 @@ public final class LocateGrpcBench {
                     .getContextId();
             SaveRequest.Builder save = SaveRequest.newBuilder().setContextId(context);
             LocateRequest.Builder locate = LocateRequest.newBuilder().setNamespace("bench");
+            List<byte[]> hashes = new ArrayList<>();
             for (int i = 0; i < HASHES; i++) {
                 byte[] h = new byte[32];
                 ByteBuffer.wrap(h).putLong(0xbe9cL).putInt(i);
                 save.addBlocks(BlockRef.newBuilder().setBlockId(i).setHash(ByteString.copyFrom(h)));
                 locate.addHashes(ByteString.copyFrom(h));
+                hashes.add(h);
             }
             n1.save(save.build()).toCompletableFuture().get(30, TimeUnit.SECONDS);
-            LocateRequest request = locate.build();
+            LocateRequest request = form.equals("legacy") ? locate.build() : LocateWire.request("bench", hashes);
             long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
             LocateResponse reply;
             do {
@@ -132,7 +149,9 @@ public final class LocateGrpcBench {
                 long took = System.nanoTime() - t;
                 if (i >= 0) {
                     ns[i] = took;
-                    if (!reply.getComplete() || reply.getPrefixLength() != HASHES) {
+                    if (!reply.getComplete()
+                            || reply.getPrefixLength() != HASHES
+                            || LocateWire.holders(reply, HASHES - 1).isEmpty()) {
                         partial++;
                     }
                 }
@@ -155,10 +174,11 @@ public final class LocateGrpcBench {
             double wallMs = (System.nanoTime() - wall0) / 1e6 / calls;
             Arrays.sort(ns);
             System.out.printf(
-                    "Locate of %d hashes over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
+                    "Locate of %d hashes (%s request) over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
                             + " partial answers %d; CPU (3 nodes + client) %.2f ms per call over %.2f ms wall;"
                             + " load average %.2f before, %.2f after, %d cores%n",
                     HASHES,
+                    form,
                     calls,
                     pct(ns, 50),
                     pct(ns, 90),

@@ -3,7 +3,6 @@ package io.pegaflow.fabric.cli;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import com.google.protobuf.ByteString;
 import io.pegaflow.proto.fabric.LocateRequest;
 import io.pegaflow.proto.fabric.LocateResponse;
 import java.io.PrintStream;
@@ -72,13 +71,11 @@ final class LocateCommand implements Callable<Integer> {
     public Integer call() {
         Main.setRootLogLevel("warn");
         Duration timeout = Duration.ofMillis(timeoutMs);
-        LocateRequest.Builder request = LocateRequest.newBuilder().setNamespace(namespace);
-        hashes.forEach(h -> request.addHashes(ByteString.copyFrom(h)));
+        LocateRequest request = LocateWire.request(namespace, hashes);
         try (FabricClients clients = new FabricClients()) {
             var client = clients.fabric(endpoint, timeout);
-            LocateResponse reply = client.locate(request.build())
-                    .toCompletableFuture()
-                    .get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
+            LocateResponse reply =
+                    client.locate(request).toCompletableFuture().get(timeout.toMillis() + 1000, TimeUnit.MILLISECONDS);
             out.print(json ? json(reply) : table(reply));
             client.close();
             return 0;
@@ -95,8 +92,8 @@ final class LocateCommand implements Callable<Integer> {
         s.append(": prefix ").append(reply.getPrefixLength()).append(" of ").append(hashes.size());
         s.append(reply.getComplete() ? " (complete)" : " (INCOMPLETE: a range is rebuilding or did not answer)");
         s.append('\n');
-        for (int i = 0; i < reply.getBlocksCount(); i++) {
-            List<String> holders = reply.getBlocks(i).getNodeIdsList();
+        for (int i = 0; i < LocateWire.size(reply); i++) {
+            List<String> holders = LocateWire.holders(reply, i);
             s.append(hex.formatHex(hashes.get(i)))
                     .append("  ")
                     .append(holders.isEmpty() ? "-" : String.join(",", holders))
@@ -113,10 +110,10 @@ final class LocateCommand implements Callable<Integer> {
         doc.put("prefixLength", reply.getPrefixLength());
         doc.put("complete", reply.getComplete());
         List<Map<String, Object>> blocks = new ArrayList<>();
-        for (int i = 0; i < reply.getBlocksCount(); i++) {
+        for (int i = 0; i < LocateWire.size(reply); i++) {
             Map<String, Object> block = new LinkedHashMap<>();
             block.put("hash", hex.formatHex(hashes.get(i)));
-            block.put("holders", reply.getBlocks(i).getNodeIdsList());
+            block.put("holders", LocateWire.holders(reply, i));
             blocks.add(block);
         }
         doc.put("blocks", blocks);

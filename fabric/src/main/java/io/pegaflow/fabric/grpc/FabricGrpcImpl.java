@@ -129,13 +129,13 @@ public final class FabricGrpcImpl implements Fabric {
     @Override
     public CompletionStage<LocateResponse> locate(LocateRequest in) {
         return metrics.timed("Locate", () -> {
-            byte[][] hashes = LocateMapper.hashes(in);
+            var hashes = LocateMapper.hashes(in);
             long startNs = System.nanoTime();
             return node.directoryClient()
                     .locate(in.getNamespace(), hashes, LOCATE_TIMEOUT)
                     .thenApply(result -> {
                         DirectoryMetrics.lookedUp(node.nodeId(), System.nanoTime() - startNs);
-                        return LocateMapper.reply(result, node.nodeId());
+                        return LocateMapper.reply(result, node.nodeId(), in.getPackedReply());
                     });
         });
     }
