@@ -368,7 +368,6 @@ class ChannelCall:
                     f"no reply within the client's timeout over the command channel (slot {self.slot})",
                     self.method,
                 )
-            return channel._reply(self), None
         except ChannelClosedError:
             channel._release(self.slot)
             if self._fallback is None:
@@ -378,8 +377,12 @@ class ChannelCall:
                 return self._fallback(), None
             except EngineError as e:
                 return None, e
-        except EngineError as e:
+        except EngineError as e:  # the node is gone: the slot stays the node's (abandoned)
             channel._release(self.slot, abandoned=True)
+            return None, e
+        try:
+            return channel._reply(self), None  # frees the slot, also when the reply is a refusal
+        except EngineError as e:
             return None, e
 
     def add_done_callback(self, fn: Callable[[ChannelCall], None]) -> None:

@@ -245,7 +245,7 @@ def test_a_node_killed_under_a_waiting_client_ends_the_wait_with_unavailable(sta
             else:
                 call.result()
         assert raised.value.code == grpc.StatusCode.UNAVAILABLE, raised.value
-        assert time.monotonic() - started < 6, "ended long before the 30 s timeout"
+        assert time.monotonic() - started < 15, "ended long before the 30 s timeout"
     finally:
         w.client.close()
         w.cache.close()
