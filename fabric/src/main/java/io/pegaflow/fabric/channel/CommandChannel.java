@@ -364,6 +364,7 @@ final class CommandChannel {
     }
 
     private void writeResult(MemorySegment slot, Object value) {
+        slot.set(U32, S_FAILED_COUNT, 0);
         switch (value) {
             case SaveResult r -> {
                 slot.set(U32, S_R0, r.stored());
