@@ -41,15 +41,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 
 import torch  # noqa: E402
+
 from pegaflow import channel as channel_module  # noqa: E402
 from pegaflow import cuda as pf_cuda  # noqa: E402
 from pegaflow.client import EngineClient, FabricClient  # noqa: E402
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402
 
 LAYERS, KV_HEADS, HEAD, BLOCK_SIZE = 32, 8, 128, 16
-PAGE = (
-    BLOCK_SIZE * KV_HEADS * 2 * HEAD * 2
-)  # bytes of one block of one layer (bf16): 64 KiB
+PAGE = BLOCK_SIZE * KV_HEADS * 2 * HEAD * 2  # bytes of one block of one layer (bf16): 64 KiB
 
 
 def free_port() -> int:
@@ -80,9 +79,7 @@ def cuda_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def start_node(
-    args, grpc_port: int, metrics_port: int, log_path: Path
-) -> subprocess.Popen:
+def start_node(args, grpc_port: int, metrics_port: int, log_path: Path) -> subprocess.Popen:
     node_args = [
         "node",
         "--devices",
@@ -110,9 +107,7 @@ def start_node(
     else:
         cmd = [str(ROOT / "pegaflow"), *node_args]
     with open(log_path, "w") as log:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
-        )
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
 def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s: float):
@@ -120,23 +115,17 @@ def wait_ready(endpoint: str, node: subprocess.Popen, log_path: Path, timeout_s:
     with FabricClient(endpoint, timeout_s=2) as fabric:
         while time.monotonic() - start < timeout_s:
             if node.poll() is not None:
-                raise SystemExit(
-                    f"node exited with {node.returncode}:\n{log_path.read_text()[-4000:]}"
-                )
+                raise SystemExit(f"node exited with {node.returncode}:\n{log_path.read_text()[-4000:]}")
             try:
                 health = fabric.health()
                 return time.monotonic() - start, health
             except Exception:  # noqa: BLE001 - not up yet, whatever the reason: poll until the deadline
                 time.sleep(0.2)
-    raise SystemExit(
-        f"node not ready after {timeout_s} s:\n{log_path.read_text()[-4000:]}"
-    )
+    raise SystemExit(f"node not ready after {timeout_s} s:\n{log_path.read_text()[-4000:]}")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", type=int, default=0)
     p.add_argument(
         "--blocks",
@@ -159,12 +148,8 @@ def main() -> int:
     p.add_argument("--pool-size", default="16gb")
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument(
-        "--java", help="java binary; default: start the node with ./pegaflow"
-    )
-    p.add_argument(
-        "--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*"
-    )
+    p.add_argument("--java", help="java binary; default: start the node with ./pegaflow")
+    p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
     p.add_argument(
         "--jvm-opt",
         action="append",
@@ -188,13 +173,8 @@ def main() -> int:
     args = p.parse_args()
     if args.blocks < 2 * args.save_blocks + 100:
         raise SystemExit("--blocks must be at least 2 * --save-blocks + 100")
-    if (
-        os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").find("expandable_segments:True")
-        >= 0
-    ):
-        raise SystemExit(
-            "unset PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: expandable segments cannot be shared"
-        )
+    if os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "").find("expandable_segments:True") >= 0:
+        raise SystemExit("unset PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True: expandable segments cannot be shared")
 
     torch.cuda.set_device(args.device)
     report: list[str] = []
@@ -215,9 +195,7 @@ def main() -> int:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    say(
-        f"GPU {args.device}: {props.name}, UUID GPU-{props.uuid}, driver {driver}, torch {torch.__version__}"
-    )
+    say(f"GPU {args.device}: {props.name}, UUID GPU-{props.uuid}, driver {driver}, torch {torch.__version__}")
 
     # ---- the node ----
     grpc_port = free_port()
@@ -229,17 +207,11 @@ def main() -> int:
     try:
         ready_s, health = wait_ready(endpoint, node, log_path, 180)
         log = log_path.read_text()
-        pool_line = re.search(
-            r"pinned pool (\S+ \S+) ready in ([0-9.]+) s \((.*)\)$", log, re.M
-        )
+        pool_line = re.search(r"pinned pool (\S+ \S+) ready in ([0-9.]+) s \((.*)\)$", log, re.M)
         # (the node's line also names its GPUs and each pool start step: mmap, populate, chunked registration)
-        say(
-            f"node ready in {ready_s:.1f} s (JVM start included), copy engine {health.copy_engine}"
-        )
+        say(f"node ready in {ready_s:.1f} s (JVM start included), copy engine {health.copy_engine}")
         if pool_line:
-            say(
-                f"pool start: {pool_line.group(1)} pinned in {pool_line.group(2)} s ({pool_line.group(3)})"
-            )
+            say(f"pool start: {pool_line.group(1)} pinned in {pool_line.group(2)} s ({pool_line.group(3)})")
         engine_line = re.search(r"CUDA copy engine: (.*)", log)
         if engine_line:
             say(f"engine: {engine_line.group(1)}")
@@ -259,24 +231,53 @@ def save_metric(metrics_port: int) -> tuple[float, float] | None:
     import urllib.request
 
     try:
-        text = (
-            urllib.request.urlopen(
-                f"http://127.0.0.1:{metrics_port}/metrics", timeout=5
-            )
-            .read()
-            .decode()
-        )
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
     except Exception:  # noqa: BLE001 - metrics are optional in this report
         return None
-    total = re.search(
-        r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M
-    )
+    total = re.search(r"^pegaflow_save_duration_seconds_sum(?:\{[^}]*\})? ([0-9.eE+-]+)$", text, re.M)
     count = re.search(
         r"^pegaflow_save_duration_seconds_count(?:\{[^}]*\})? ([0-9.eE+-]+)$",
         text,
         re.M,
     )
     return (float(total.group(1)), float(count.group(1))) if total and count else None
+
+
+def phase_metric(metrics_port: int, op: str) -> dict[str, tuple[float, float]]:
+    """{phase: (sum seconds, count)} of the node's pegaflow_<op>_phase_seconds histograms ({} if unreadable)."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+    except Exception:  # noqa: BLE001 - metrics are optional in this report
+        return {}
+    found: dict[str, list[float]] = {}
+    for kind, at in (("sum", 0), ("count", 1)):
+        for m in re.finditer(rf"^pegaflow_{op}_phase_seconds_{kind}\{{([^}}]*)\}} ([0-9.eE+-]+)$", text, re.M):
+            phase = re.search(r'phase="([^"]+)"', m.group(1))
+            if phase:
+                found.setdefault(phase.group(1), [0.0, 0.0])[at] += float(m.group(2))
+    return {k: (v[0], v[1]) for k, v in found.items()}
+
+
+def phase_line(op: str, before: dict, after: dict, calls: int, client_s: float) -> str:
+    """The mean of each phase per call between two snapshots, and what the client saw beyond their sum."""
+    parts, total = [], 0.0
+    for phase, (total_s, count) in after.items():
+        s0, c0 = before.get(phase, (0.0, 0.0))
+        if count - c0 <= 0:
+            continue
+        mean = (total_s - s0) / (count - c0)
+        total += mean * (count - c0) / calls
+        parts.append(f"{phase} {mean * 1e3:.3f} ms (n={round(count - c0)})")
+    if not parts:
+        return f"PHASES {op}: no pegaflow_{op}_phase_seconds on the node's metrics endpoint"
+    return (
+        f"PHASES {op} (node, mean per call over {calls} calls): "
+        + ", ".join(parts)
+        + f"; client-visible mean {client_s * 1e3:.3f} ms, of which outside these phases "
+        f"{(client_s - total) * 1e3:.3f} ms (client, wire, gRPC server)"
+    )
 
 
 def run(args, endpoint, metrics_port, say, report, log_path) -> int:
@@ -289,18 +290,10 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     for layer in range(LAYERS):
         raw = raws[layer // per_alloc]
         first = (layer % per_alloc) * nb * PAGE
-        physical = (
-            raw[first : first + nb * PAGE]
-            .view(torch.bfloat16)
-            .view(nb, BLOCK_SIZE, KV_HEADS, 2 * HEAD)
-        )
-        layers[f"model.layers.{layer}.self_attn.attn"] = physical.permute(
-            0, 2, 1, 3
-        )  # vLLM's logical view
+        physical = raw[first : first + nb * PAGE].view(torch.bfloat16).view(nb, BLOCK_SIZE, KV_HEADS, 2 * HEAD)
+        layers[f"model.layers.{layer}.self_attn.attn"] = physical.permute(0, 2, 1, 3)  # vLLM's logical view
     pages = [
-        raws[layer // per_alloc].view(-1, PAGE)[
-            (layer % per_alloc) * nb : (layer % per_alloc + 1) * nb
-        ]
+        raws[layer // per_alloc].view(-1, PAGE)[(layer % per_alloc) * nb : (layer % per_alloc + 1) * nb]
         for layer in range(LAYERS)
     ]  # [layer] -> (nb, 64 KiB) uint8 view of the same memory
     gib = n * LAYERS * PAGE / 2**30
@@ -316,9 +309,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         perm[n : 2 * n].tolist(),
         perm[2 * n : 2 * n + 100].tolist(),
     )
-    src_t, dst_t, un_t = (
-        torch.tensor(x, device="cuda") for x in (src_ids, dst_ids, untouched)
-    )
+    src_t, dst_t, un_t = (torch.tensor(x, device="cuda") for x in (src_ids, dst_ids, untouched))
     for pg in pages:
         pg.random_()
     reference = [pg[src_t].clone() for pg in pages]
@@ -327,13 +318,9 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
 
     uuid, registrations = pf_cuda.layer_registrations(layers)
     handles = {r.region.cuda_ipc.ipc_handle for r in registrations}
-    client = EngineClient(
-        endpoint, timeout_s=60
-    )  # its session opens the command channel (when the node has one)
+    client = EngineClient(endpoint, timeout_s=60)  # its session opens the command channel (when the node has one)
     grpc_client = EngineClient(endpoint, timeout_s=60, command_channel=False)
-    reg = client.register_context(
-        "e2e", "llama-3.1-8b/bf16/tp1", 0, 1, 0, LAYERS, uuid, registrations
-    )
+    reg = client.register_context("e2e", "llama-3.1-8b/bf16/tp1", 0, 1, 0, LAYERS, uuid, registrations)
     session = client.open_session(reg.context_id)
     ctx = reg.context_id
     say(
@@ -342,9 +329,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     )
     opened = re.findall(r"layers in (\d+) regions", log_path.read_text())
     if opened:
-        say(
-            f"node opened {opened[-1]} CUDA IPC allocations for {len(registrations)} layers"
-        )
+        say(f"node opened {opened[-1]} CUDA IPC allocations for {len(registrations)} layers")
 
     flags = LoadFlagFile(slots=4)
     try:
@@ -361,15 +346,9 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         assert not resp.failed_block_ids, resp
         state = slot.wait(60)
         assert state is LoadState.DONE, (state, slot.snapshot())
-        bad = [
-            layer
-            for layer, pg in enumerate(pages)
-            if not torch.equal(pg[dst_t], reference[layer])
-        ]
+        bad = [layer for layer, pg in enumerate(pages) if not torch.equal(pg[dst_t], reference[layer])]
         scribbled = all(bool((pg[src_t] == 0xA5).all()) for pg in pages)
-        intact = all(
-            torch.equal(pg[un_t], before) for pg, before in zip(pages, untouched_before)
-        )
+        intact = all(torch.equal(pg[un_t], before) for pg, before in zip(pages, untouched_before))
         ok = not bad and scribbled and intact
         say(
             f"check: {n} blocks x {LAYERS} layers saved, overwritten, loaded into other blocks: "
@@ -399,17 +378,14 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             for p in paths:
                 clients[p].save(
                     ctx,
-                    list(
-                        zip(
-                            src_ids, [block_hash(f"warm{rep}-{p}", i) for i in range(n)]
-                        )
-                    ),
+                    list(zip(src_ids, [block_hash(f"warm{rep}-{p}", i) for i in range(n)])),
                 )
                 slot.reset()
                 clients[p].load(ctx, list(zip(dst_ids, hashes)), slot)
                 assert slot.wait(60) is LoadState.DONE
         time.sleep(1.2)  # let the node's metrics tick close before the measured saves
         before = save_metric(metrics_port)
+        save_phases_before = phase_metric(metrics_port, "save")
         for rep in range(args.reps):
             for p in paths:  # interleaved: drift hits both paths alike
                 hs = [block_hash(f"bench{rep}-{p}", i) for i in range(n)]
@@ -423,6 +399,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
                 )
         time.sleep(1.2)
         after = save_metric(metrics_port)
+        save_phases = (save_phases_before, phase_metric(metrics_port, "save"))
         save_node_s = None
         if before and after and round(after[1] - before[1]) == args.reps * len(paths):
             save_node_s = (after[0] - before[0]) / (args.reps * len(paths))
@@ -430,9 +407,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         for _ in range(args.reps):
             for p in paths:
                 start = time.perf_counter()
-                r = clients[p].save(
-                    ctx, list(zip(src_ids, hashes))
-                )  # all sealed already: the call without a copy
+                r = clients[p].save(ctx, list(zip(src_ids, hashes)))  # all sealed already: the call without a copy
                 sealed[p].append(time.perf_counter() - start)
                 assert r.blocks_skipped == n, r
         from pegaflow._proto import engine_pb2, engine_pb2_grpc
@@ -441,9 +416,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         build = []
         for _ in range(args.reps):
             start = time.perf_counter()
-            engine_pb2.SaveRequest(
-                context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))
-            ).SerializeToString()
+            engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))).SerializeToString()
             build.append(time.perf_counter() - start)
         build_s = statistics.median(build)
         stub = engine_pb2_grpc.EngineStub(client._channel)
@@ -451,9 +424,7 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         for _ in range(args.reps):
             start = time.perf_counter()
             r = stub.Save(
-                engine_pb2.SaveRequest(
-                    context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))
-                ),
+                engine_pb2.SaveRequest(context_id=ctx, blocks=_block_refs(zip(src_ids, hashes))),
                 timeout=60,
             )
             rpc_refs.append(time.perf_counter() - start)
@@ -466,12 +437,9 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
             build_packed.append(time.perf_counter() - start)
         build_packed_s = statistics.median(build_packed)
 
-        kinds = [
-            (p, how)
-            for p in paths
-            for how in ("futex", "reply", "sleep")
-            if not (p == "shm" and how == "sleep")
-        ]
+        time.sleep(1.2)
+        load_phases_before = phase_metric(metrics_port, "load")
+        kinds = [(p, how) for p in paths for how in ("futex", "reply", "sleep") if not (p == "shm" and how == "sleep")]
         waits = {k: [] for k in kinds}
         waits_node = {k: [] for k in kinds}
         for _ in range(args.reps):
@@ -494,14 +462,14 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
                     runs.append(time.perf_counter() - start)
                     waits_node[(p, how)].append(slot.duration_ns / 1e9)
                 assert c.last_path == p, c.last_path
+        time.sleep(1.2)
+        load_phases = (load_phases_before, phase_metric(metrics_port, "load"))
         main_kind = (
             paths[0],
             args.load_wait if (paths[0], args.load_wait) in waits else "futex",
         )
         load_s, load_node_s = waits[main_kind], waits_node[main_kind]
-        ok = ok and all(
-            torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages)
-        )
+        ok = ok and all(torch.equal(pg[dst_t], reference[layer]) for layer, pg in enumerate(pages))
 
         def row(name, seconds, ref):
             return f"| {name} | {seconds * 1e3:.2f} | {nbytes / seconds / 1e9:.1f} | {100 * ref / seconds:.1f}% |"
@@ -552,42 +520,30 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
         say(row("load pool -> GPU, node-side copy time (load flag)", ln_med, h2d))
         for p in paths:
             say(
-                f"| (Save of {n} already-sealed blocks {via[p]}: no copy) | {statistics.median(sealed[p]) * 1e3:.2f} | | |"
+                f"| (Save of {n} already-sealed blocks {via[p]}: no copy) "
+                f"| {statistics.median(sealed[p]) * 1e3:.2f} | | |"
             )
-        say(
-            f"| (the same over gRPC with a BlockRef per block, the older form) | {save_rpc_refs_s * 1e3:.2f} | | |"
-        )
-        say(
-            f"| (client: build and serialize the packed SaveRequest, no call) | {build_packed_s * 1e3:.2f} | | |"
-        )
-        say(
-            f"| (client: build and serialize it with BlockRefs, no call) | {build_s * 1e3:.2f} | | |"
-        )
+        say(f"| (the same over gRPC with a BlockRef per block, the older form) | {save_rpc_refs_s * 1e3:.2f} | | |")
+        say(f"| (client: build and serialize the packed SaveRequest, no call) | {build_packed_s * 1e3:.2f} | | |")
+        say(f"| (client: build and serialize it with BlockRefs, no call) | {build_s * 1e3:.2f} | | |")
         say()
         for p in paths:
             say(f"save runs {p} (ms): {' '.join(f'{x * 1e3:.1f}' for x in save_s[p])}")
         for (p, how), runs in waits.items():
-            say(
-                f"load runs, {p} {how} (ms): {' '.join(f'{x * 1e3:.1f}' for x in runs)}"
-            )
+            say(f"load runs, {p} {how} (ms): {' '.join(f'{x * 1e3:.1f}' for x in runs)}")
         say(
             f"RATIOS: save {100 * d2h / s_med:.1f}% load {100 * h2d / l_med:.1f}% ({main_kind[0]} {main_kind[1]}) "
-            + " ".join(
-                f"save-{p} {100 * d2h / statistics.median(save_s[p]):.1f}%"
-                for p in paths
-            )
+            + " ".join(f"save-{p} {100 * d2h / statistics.median(save_s[p]):.1f}%" for p in paths)
             + " "
-            + " ".join(
-                f"load-{p}-{how} {100 * h2d / statistics.median(runs):.1f}%"
-                for (p, how), runs in waits.items()
-            )
+            + " ".join(f"load-{p}-{how} {100 * h2d / statistics.median(runs):.1f}%" for (p, how), runs in waits.items())
             + " "
-            + " ".join(
-                f"sealed-save-{p} {statistics.median(sealed[p]) * 1e3:.2f} ms"
-                for p in paths
-            )
+            + " ".join(f"sealed-save-{p} {statistics.median(sealed[p]) * 1e3:.2f} ms" for p in paths)
             + f" sealed-save-blockrefs {save_rpc_refs_s * 1e3:.2f} ms"
         )
+        all_saves = [x for runs in save_s.values() for x in runs]
+        say(phase_line("save", *save_phases, len(all_saves), statistics.mean(all_saves)))
+        all_loads = [x for runs in waits.values() for x in runs]
+        say(phase_line("load", *load_phases, len(all_loads), statistics.mean(all_loads)))
         say(f"RESULT: {'PASS' if ok else 'FAIL'}")
     finally:
         session.close()

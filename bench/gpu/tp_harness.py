@@ -25,6 +25,17 @@ blocks-first ``BLNHC``), registered as one group entry.
     python3 bench/gpu/tp_harness.py --java /tmp/jre/bin/java --classpath "$CP" --tp 1,2,4,8
     python3 bench/gpu/tp_harness.py --device cpu --endpoint 127.0.0.1:50055 --tp 1,2 --tokens 256 --layers 4
 
+One rank per GPU ([12 of 12]): ``--gpus 0,1,2,3`` runs TP = the number of GPUs with rank r on GPU r (each rank a
+process with its own CUDA context and IPC registrations) against one node started with ``--devices 0,1,2,3``: the
+same check and bench as above, plus each GPU's own contiguous pinned copy of its rank's share measured in the same
+run, one GPU at a time ("alone") and all GPUs at once ("together": they may share a PCIe switch or root port). It
+reports per rank and in aggregate the save and load ratios against both, the machine facts (``nvidia-smi topo -m``,
+the driver, each GPU's NUMA node) and which pool served each GPU (the node's Health). ``--gpus 0`` runs it on one
+GPU; with ``--device cpu`` the "GPUs" are stand-in ranks on shared memory and host memcpy baselines (CI).
+
+    python3 bench/gpu/tp_harness.py --gpus 0,1,2,3 --java /tmp/jre/bin/java --classpath "$CP"
+    python3 bench/gpu/tp_harness.py --device cpu --gpus 0,1 --tokens 256 --layers 4 --endpoint 127.0.0.1:50055
+
 Prints a markdown report (also to ``--out``) and exits 1 if any check failed.
 """
 
@@ -229,18 +240,78 @@ class RankCache:
             path.unlink(missing_ok=True)
 
 
+class Baseline:
+    """A rank's own contiguous copy of its share of the bytes: pinned host memory to and from its GPU (torch), or a
+    numpy memcpy on the host stand-in. Each repetition is timed on the rank's own clock (perf_counter, one clock for
+    every process), after a barrier when the ranks copy together, so an aggregate can be taken per repetition."""
+
+    def __init__(self, spec: RankSpec, nbytes: int):
+        self.cuda = spec.device == "cuda"
+        if self.cuda:
+            import torch
+
+            self.host = torch.empty(nbytes, dtype=torch.uint8, pin_memory=True)
+            self.dev = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
+        else:
+            import numpy as np
+
+            self.host, self.dev = (
+                np.ones(nbytes, dtype=np.uint8),
+                np.zeros(nbytes, dtype=np.uint8),
+            )
+
+    def _copy(self, to_device: bool) -> None:
+        if self.cuda:
+            import torch
+
+            (
+                self.dev.copy_(self.host, non_blocking=True)
+                if to_device
+                else self.host.copy_(self.dev, non_blocking=True)
+            )
+            torch.cuda.synchronize()
+        else:
+            import numpy as np
+
+            np.copyto(self.dev, self.host) if to_device else np.copyto(self.host, self.dev)
+
+    def run(self, reps: int, barrier) -> dict:
+        out = {}
+        for name, to_device in (("h2d", True), ("d2h", False)):
+            self._copy(to_device)  # warm
+            times = []
+            for _ in range(reps):
+                if barrier is not None:
+                    barrier.wait(60)
+                t0 = time.perf_counter_ns()
+                self._copy(to_device)
+                times.append((t0, time.perf_counter_ns()))
+            out[name] = times
+        return out
+
+    def close(self) -> None:
+        self.host = self.dev = None
+
+
 # ---------------------------------------------------------------- the rank process
 
 
 def rank_main(spec: RankSpec, conn, barrier) -> None:
     """Serves the coordinator's commands until "stop"; every reply is ("ok", value) or ("error", text)."""
-    cache = client = session = flags = None
+    cache = client = session = flags = baseline = None
     try:
         cache = RankCache(spec)
         client = EngineClient(spec.endpoint, timeout_s=120)
         device, regs = cache.registrations()
         reply = client.register_context(
-            spec.instance, spec.namespace, spec.tp_rank, spec.tp_size, 0, spec.shape.layers, device, regs
+            spec.instance,
+            spec.namespace,
+            spec.tp_rank,
+            spec.tp_size,
+            0,
+            spec.shape.layers,
+            device,
+            regs,
         )
         ctx = reply.context_id
         session = client.open_session(ctx)
@@ -249,7 +320,17 @@ def rank_main(spec: RankSpec, conn, barrier) -> None:
         src, dst, untouched = (cache.index(x) for x in (spec.src_ids, spec.dst_ids, spec.untouched_ids))
         reference = untouched_before = None
         n = len(spec.src_ids)
-        conn.send(("ok", {"entries": len(regs), "block_bytes": reply.block_bytes}))
+        conn.send(
+            (
+                "ok",
+                {
+                    "entries": len(regs),
+                    "block_bytes": reply.block_bytes,
+                    "device": device,
+                },
+            )
+        )
+        baseline = None
 
         def load(hashes) -> tuple[int, int, int]:
             slot.reset()
@@ -271,7 +352,10 @@ def rank_main(spec: RankSpec, conn, barrier) -> None:
                     return
                 if cmd == "fill":
                     cache.fill_random(1000 + spec.tp_rank)  # each rank its own bytes: a mix-up cannot pass
-                    reference, untouched_before = cache.gather(src), cache.gather(untouched)
+                    reference, untouched_before = (
+                        cache.gather(src),
+                        cache.gather(untouched),
+                    )
                     cache.sync()
                     conn.send(("ok", None))
                 elif cmd == "save":  # arg: (hash tag, all ranks together); returns (t0, t1, stored, skipped, sealed)
@@ -283,7 +367,23 @@ def rank_main(spec: RankSpec, conn, barrier) -> None:
                     t0 = time.perf_counter_ns()
                     r = client.save(ctx, list(zip(spec.src_ids, hashes)))
                     t1 = time.perf_counter_ns()
-                    conn.send(("ok", (t0, t1, r.blocks_stored, r.blocks_skipped, r.blocks_sealed)))
+                    conn.send(
+                        (
+                            "ok",
+                            (
+                                t0,
+                                t1,
+                                r.blocks_stored,
+                                r.blocks_skipped,
+                                r.blocks_sealed,
+                            ),
+                        )
+                    )
+                elif cmd == "baseline":  # arg: (reps, together); returns {"h2d": [(t0, t1)...], "d2h": [...]}
+                    reps, together = arg
+                    if baseline is None:
+                        baseline = Baseline(spec, n * spec.shape.layers * cache.page)
+                    conn.send(("ok", baseline.run(reps, barrier if together else None)))
                 elif cmd == "scribble":
                     cache.set(src, SCRIBBLE)
                     cache.sync()
@@ -313,6 +413,8 @@ def rank_main(spec: RankSpec, conn, barrier) -> None:
         if flags is not None:
             flags.close()
             flags.unlink()
+        if baseline is not None:
+            baseline.close()
         if cache is not None:
             cache.close()
 
@@ -328,7 +430,11 @@ class Ranks:
         self.conns, self.procs = [], []
         for spec in specs:
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=rank_main, args=(spec, child, barrier), name=f"tp-rank-{spec.tp_rank}")
+            proc = ctx.Process(
+                target=rank_main,
+                args=(spec, child, barrier),
+                name=f"tp-rank-{spec.tp_rank}",
+            )
             proc.start()
             self.conns.append(parent)
             self.procs.append(proc)
@@ -381,7 +487,10 @@ def contiguous_reference(device: str, cuda_index: int, nbytes: int, reps: int) -
             torch.cuda.synchronize()
             times = []
             for _ in range(reps):
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
                 start.record()
                 fn()
                 end.record()
@@ -430,7 +539,8 @@ def modes_between(before: dict[str, float], after: dict[str, float]) -> str:
     return " ".join(f"{k}={v:.0f}" for k, v in sorted(diff.items()))
 
 
-def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
+def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx, gpus: list[int] | None = None) -> dict:
+    """One TP size; with ``gpus``, rank r on GPU gpus[r] and each rank's own baselines measured too."""
     n, nb = args.blocks, args.num_blocks
     perm = list(range(nb))
     random.Random(7).shuffle(perm)
@@ -446,7 +556,7 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             tp_size=tp,
             shape=shape,
             device=args.device,
-            cuda_index=args.cuda_device,
+            cuda_index=gpus[r] if gpus else args.cuda_device,
             kv_alloc=args.kv_alloc,
             num_blocks=nb,
             src_ids=src,
@@ -474,21 +584,37 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             ranks.all("scribble")
             ranks.all("load", "check")
             verified = ranks.all("verify")
-            clean = {"bad_layers": [], "sources_untouched_by_load": True, "others_unchanged": True}
+            clean = {
+                "bad_layers": [],
+                "sources_untouched_by_load": True,
+                "others_unchanged": True,
+            }
             exact = all(v == clean for v in verified)
             # ---- bench ----
             for rep in range(args.warmup):
                 ranks.all("save", (f"warm{rep}", True))
                 ranks.all("load", "check")
+            baselines = per_gpu_baselines(ranks, tp, max(3, args.reps)) if gpus else None
             saves, loads = [], []
+            rank_saves, rank_loads = [[] for _ in range(tp)], [[] for _ in range(tp)]
             for rep in range(args.reps):
                 times = ranks.all("save", (f"bench{rep}", True))
                 if any(t[2] != n for t in times):
                     raise RuntimeError(f"a bench save stored fewer than {n} blocks: {times}")
                 saves.append(aggregate_s(times))
+                for r, t in enumerate(times):
+                    rank_saves[r].append((t[1] - t[0]) / 1e9)
             for _ in range(args.reps):
                 times = ranks.all("load", "check")
                 loads.append(aggregate_s(times))
+                for r, t in enumerate(times):
+                    rank_loads[r].append((t[1] - t[0]) / 1e9)
+            if gpus:  # again after the bench: the faster of the two is kept (conservative ratios)
+                again = per_gpu_baselines(ranks, tp, max(3, args.reps))
+                baselines = {
+                    k: min(v, again[k]) if isinstance(v, float) else [min(a, b) for a, b in zip(v, again[k])]
+                    for k, v in baselines.items()
+                }
             exact = exact and all(not v["bad_layers"] for v in ranks.all("verify"))
             client.release(lease.lease_id)
         return {
@@ -502,9 +628,140 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx) -> dict:
             "nbytes": n * shape.layers * shape.page(1),
             "save_runs": saves,
             "load_runs": loads,
+            "rank_save_s": [statistics.median(x) for x in rank_saves],
+            "rank_load_s": [statistics.median(x) for x in rank_loads],
+            "devices": [s["device"] for s in ranks.setup],
+            "baselines": baselines,
+            "pools": node_pools(endpoint),
         }
     finally:
         ranks.stop()
+
+
+def per_gpu_baselines(ranks: Ranks, tp: int, reps: int) -> dict:
+    """Each rank's contiguous copy of its share: alone (one GPU at a time) and together (all at once), seconds.
+
+    Per rank: the fastest repetition. Together, in aggregate: the fastest repetition from the first rank's start to
+    the last rank's end."""
+    alone = [ranks.one(r, "baseline", (reps, False)) for r in range(tp)]
+    together = ranks.all("baseline", (reps, True))
+    out = {}
+    for d in ("h2d", "d2h"):
+        out[f"alone_{d}"] = [min(t1 - t0 for t0, t1 in a[d]) / 1e9 for a in alone]
+        out[f"together_{d}"] = [min(t1 - t0 for t0, t1 in a[d]) / 1e9 for a in together]
+        per_rep = zip(*(a[d] for a in together))
+        out[f"together_{d}_aggregate"] = min(aggregate_s(list(rep)) for rep in per_rep)
+    return out
+
+
+def node_pools(endpoint: str) -> list:
+    """The node's pools from Health: (pool, NUMA node, used bytes, capacity bytes, GPU UUIDs)."""
+    try:
+        with FabricClient(endpoint, timeout_s=5) as fabric:
+            health = fabric.health()
+    except Exception:  # noqa: BLE001 - optional in the report
+        return []
+    return [(p.pool, p.numa_node, p.used_bytes, p.capacity_bytes, list(p.gpus)) for p in health.pools]
+
+
+def pool_of(device: str, pools: list) -> str:
+    """Which pool serves a rank's device: the one naming its GPU; with one pool, that pool."""
+
+    def canon(u: str) -> str:
+        u = u.strip().lower()
+        return u.removeprefix("gpu-").replace("-", "")
+
+    for pool, node, _used, _cap, gpus in pools:
+        if any(canon(g) == canon(device) for g in gpus):
+            return f"{pool} (NUMA node {node})"
+    if len(pools) == 1:
+        return "0 (the one pool)"
+    return "?"
+
+
+def machine_facts(gpus: list[int], device: str) -> list[str]:
+    """What a result file needs about the machine: GPUs, driver, topology, each GPU's NUMA node."""
+
+    def run(cmd: list[str]) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError) as e:
+            return f"({' '.join(cmd)}: {e})"
+
+    lines = []
+    if device != "cuda":
+        lines.append(f"stand-in GPUs {gpus}: shared-memory ranks, host memcpy baselines (no GPU)")
+    else:
+        query = "--query-gpu=index,name,driver_version,pci.bus_id,pcie.link.gen.current,pcie.link.width.current"
+        for line in run(["nvidia-smi", query, "--format=csv,noheader"]).splitlines():
+            fields = [f.strip() for f in line.split(",")]
+            numa = "?"
+            if len(fields) >= 4:
+                bdf = fields[3].lower()[-12:]  # nvidia-smi: 00000000:3B:00.0; sysfs: 0000:3b:00.0
+                with contextlib.suppress(OSError):
+                    numa = Path(f"/sys/bus/pci/devices/{bdf}/numa_node").read_text().strip()
+            lines.append(f"GPU {line} | NUMA node {numa}")
+        lines.append("nvidia-smi topo -m:")
+        lines += ["    " + x for x in run(["nvidia-smi", "topo", "-m"]).splitlines()]
+    nodes = sorted(p.name for p in Path("/sys/devices/system/node").glob("node[0-9]*"))
+    lines.append(f"host NUMA nodes: {', '.join(nodes) or 'none listed'}")
+    return lines
+
+
+def report_gpus(say, r: dict, gpus: list[int], shape: Shape) -> bool:
+    """The per-rank and aggregate table of a --gpus run; True when every rank met the 90% goal both ways."""
+    b, tp = r["baselines"], r["tp"]
+    share = r["nbytes"] / tp
+    say()
+    say(f"One rank per GPU: TP {tp} on GPUs {gpus}, {share / 2**20:.1f} MiB per rank per save or load")
+    say(
+        "pools (Health): "
+        + (
+            "; ".join(
+                f"pool {p} NUMA node {nd}: {u / 2**20:.0f} of {c / 2**20:.0f} MiB used, GPUs {g or 'all'}"
+                for p, nd, u, c, g in r["pools"]
+            )
+            or "not reported"
+        )
+    )
+    say()
+    say(
+        "| rank | GPU | pool | save ms | save GB/s | vs alone | vs together | load ms | load GB/s | vs alone |"
+        " vs together |"
+    )
+    say("|---|---|---|---|---|---|---|---|---|---|---|")
+    met = True
+    for k in range(tp):
+        s, lo = r["rank_save_s"][k], r["rank_load_s"][k]
+        sa, st = b["alone_d2h"][k] / s, b["together_d2h"][k] / s
+        la, lt = b["alone_h2d"][k] / lo, b["together_h2d"][k] / lo
+        met = met and sa >= 0.9 and la >= 0.9
+        say(
+            f"| {k} | {gpus[k]} | {pool_of(r['devices'][k], r['pools'])} | {s * 1e3:.2f} | {share / s / 1e9:.1f} |"
+            f" {100 * sa:.1f}% | {100 * st:.1f}% | {lo * 1e3:.2f} | {share / lo / 1e9:.1f} | {100 * la:.1f}% |"
+            f" {100 * lt:.1f}% |"
+        )
+    sa_agg = b["together_d2h_aggregate"] / r["save_s"]
+    la_agg = b["together_h2d_aggregate"] / r["load_s"]
+    say(
+        f"| all | {','.join(map(str, gpus))} | | {r['save_s'] * 1e3:.2f} | {r['nbytes'] / r['save_s'] / 1e9:.1f} | |"
+        f" {100 * sa_agg:.1f}% | {r['load_s'] * 1e3:.2f} | {r['nbytes'] / r['load_s'] / 1e9:.1f} | |"
+        f" {100 * la_agg:.1f}% |"
+    )
+    say()
+    for k in range(tp):
+        say(
+            f"GPU {gpus[k]} own contiguous copy of {share / 2**20:.1f} MiB: alone to device"
+            f" {share / b['alone_h2d'][k] / 1e9:.1f} GB/s, to host {share / b['alone_d2h'][k] / 1e9:.1f} GB/s;"
+            f" together to device {share / b['together_h2d'][k] / 1e9:.1f} GB/s,"
+            f" to host {share / b['together_d2h'][k] / 1e9:.1f} GB/s"
+        )
+    say(
+        f"all GPUs together, aggregate: to device {r['nbytes'] / b['together_h2d_aggregate'] / 1e9:.1f} GB/s,"
+        f" to host {r['nbytes'] / b['together_d2h_aggregate'] / 1e9:.1f} GB/s"
+    )
+    say(f"goal >= 90% per rank against its GPU's own copy alone, both directions: {'MET' if met else 'NOT MET'}")
+    return met
 
 
 def free_port() -> int:
@@ -515,13 +772,36 @@ def free_port() -> int:
 
 def start_node(args) -> tuple[subprocess.Popen, str, str]:
     grpc_port, metrics_port = free_port(), free_port()
-    node_args = ["node", "--pool-size", args.pool_size, "--addr", f"127.0.0.1:{grpc_port}"]
-    node_args += ["--cluster-port", str(free_port()), "--metrics-port", str(metrics_port)]
+    node_args = [
+        "node",
+        "--pool-size",
+        args.pool_size,
+        "--addr",
+        f"127.0.0.1:{grpc_port}",
+    ]
+    node_args += [
+        "--cluster-port",
+        str(free_port()),
+        "--metrics-port",
+        str(metrics_port),
+    ]
     if args.device == "cuda":
-        node_args += ["--device", str(args.cuda_device)]
+        node_args += ["--devices", ",".join(map(str, args.gpu_list))] if args.gpu_list else []
+        node_args += [] if args.gpu_list else ["--device", str(args.cuda_device)]
     if args.java:
-        flags = ["--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow", *args.jvm_opt]
-        cmd = [args.java, *flags, "-cp", args.classpath, "io.pegaflow.fabric.cli.Main", *node_args]
+        flags = [
+            "--enable-native-access=ALL-UNNAMED",
+            "--sun-misc-unsafe-memory-access=allow",
+            *args.jvm_opt,
+        ]
+        cmd = [
+            args.java,
+            *flags,
+            "-cp",
+            args.classpath,
+            "io.pegaflow.fabric.cli.Main",
+            *node_args,
+        ]
     else:
         cmd = [str(ROOT / "pegaflow"), *node_args]
     with open(args.node_log, "w") as log:  # the child keeps its own descriptor
@@ -552,10 +832,28 @@ def stop_node(node: subprocess.Popen, endpoint: str) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tp", default="1,2,4,8", help="TP sizes, comma-separated (each must divide --kv-heads)")
-    p.add_argument("--device", choices=["cuda", "cpu"], help="default: cuda if torch sees a GPU, else cpu")
+    p.add_argument(
+        "--tp",
+        default="1,2,4,8",
+        help="TP sizes, comma-separated (each must divide --kv-heads)",
+    )
+    p.add_argument(
+        "--device",
+        choices=["cuda", "cpu"],
+        help="default: cuda if torch sees a GPU, else cpu",
+    )
     p.add_argument("--cuda-device", type=int, default=0)
-    p.add_argument("--tokens", type=int, default=10_000, help="tokens moved per save/load, all ranks together")
+    p.add_argument(
+        "--gpus",
+        help="one rank per GPU, e.g. 0,1,2,3: TP = their number, rank r on the r-th (the node gets --devices ...);"
+        " with --device cpu, stand-in ranks",
+    )
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=10_000,
+        help="tokens moved per save/load, all ranks together",
+    )
     p.add_argument("--layers", type=int, default=32)
     p.add_argument("--kv-heads", type=int, default=8)
     p.add_argument("--head-size", type=int, default=128)
@@ -564,11 +862,19 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--endpoint", help="use this node (else one is started)")
-    p.add_argument("--metrics-url", help="with --endpoint: the node's /metrics, for the copy modes in the report")
+    p.add_argument(
+        "--metrics-url",
+        help="with --endpoint: the node's /metrics, for the copy modes in the report",
+    )
     p.add_argument("--pool-size", help="default 16gb on a GPU, 256mb on the host")
     p.add_argument("--java", help="java binary for the node; default ./pegaflow")
     p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
-    p.add_argument("--jvm-opt", action="append", default=[], help="e.g. -Dpegaflow.cuda.mode=kernel")
+    p.add_argument(
+        "--jvm-opt",
+        action="append",
+        default=[],
+        help="e.g. -Dpegaflow.cuda.mode=kernel",
+    )
     p.add_argument("--node-log", default="/tmp/pegaflow-node-tp-harness.log")
     p.add_argument("--out", help="also write the report here")
     args = p.parse_args(argv)
@@ -579,10 +885,11 @@ def parse_args(argv=None):
             args.device = "cuda" if torch.cuda.is_available() else "cpu"
         except ImportError:
             args.device = "cpu"
-    args.tp_sizes = [int(x) for x in args.tp.split(",") if x.strip()]
+    args.gpu_list = [int(x) for x in args.gpus.split(",") if x.strip()] if args.gpus else []
+    args.tp_sizes = [len(args.gpu_list)] if args.gpu_list else [int(x) for x in args.tp.split(",") if x.strip()]
     for tp in args.tp_sizes:
         if tp < 1 or args.kv_heads % tp:
-            p.error(f"TP {tp} does not divide {args.kv_heads} KV heads")
+            p.error(f"TP {tp} does not divide {args.kv_heads} KV heads" + (" (one rank per GPU)" if args.gpus else ""))
     args.blocks = -(-args.tokens // args.block_size)
     args.num_blocks = 2 * args.blocks + 100
     if args.pool_size is None:
@@ -604,11 +911,20 @@ def main(argv=None) -> int:
         import torch
 
         props = torch.cuda.get_device_properties(args.cuda_device)
-        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", "-i", str(args.cuda_device)]
+        query = [
+            "nvidia-smi",
+            "--query-gpu=driver_version",
+            "--format=csv,noheader",
+            "-i",
+            str(args.cuda_device),
+        ]
         driver = subprocess.run(query, capture_output=True, text=True, check=False).stdout.strip()
         say(f"GPU {args.cuda_device}: {props.name}, driver {driver}, torch {torch.__version__}")
     else:
         say("host memory: shared-memory files, the node's host copy engine")
+    if args.gpu_list:
+        for line in machine_facts(args.gpu_list, args.device):
+            say(line)
     say(
         f"KV: {shape.layers} layers x {shape.kv_heads} KV heads x head {shape.head}, {shape.block_size}-token blocks,"
         f" bf16, one allocation per {args.kv_alloc}; {args.blocks} blocks ({args.tokens} tokens) ="
@@ -624,7 +940,7 @@ def main(argv=None) -> int:
         before = contiguous_reference(args.device, args.cuda_device, nbytes, max(3, args.reps))
         for tp in args.tp_sizes:
             modes_before = copy_modes(metrics_url)
-            r = run_tp(args, tp, endpoint, shape, ctx)
+            r = run_tp(args, tp, endpoint, shape, ctx, args.gpu_list or None)
             r["modes"] = modes_between(modes_before, copy_modes(metrics_url))
             results.append(r)
             say(
@@ -635,7 +951,10 @@ def main(argv=None) -> int:
     finally:
         if node is not None:
             stop_node(node, endpoint)
-    h2d, d2h = min(before[0], after[0]), min(before[1], after[1])  # the faster reference: conservative ratios
+    h2d, d2h = (
+        min(before[0], after[0]),
+        min(before[1], after[1]),
+    )  # the faster reference: conservative ratios
     say()
     say(
         f"contiguous copy of the same {nbytes / 2**30:.3f} GiB: to device {nbytes / h2d / 1e9:.1f} GB/s,"
@@ -659,6 +978,14 @@ def main(argv=None) -> int:
         say(f"TP {r['tp']} load runs (ms): {' '.join(f'{x * 1e3:.1f}' for x in r['load_runs'])}")
         if r["modes"]:
             say(f"TP {r['tp']} copy modes: {r['modes']}")
+    for r in results:
+        if args.gpu_list:
+            report_gpus(say, r, args.gpu_list, shape)
+    if node is not None and args.gpu_list:
+        log = Path(args.node_log).read_text(errors="replace").splitlines()
+        for line in log:
+            if "pool per NUMA node" in line or "one pool serves every GPU" in line or "pinned pool" in line:
+                say("node: " + line.strip()[-400:])
     say(f"RESULT: {'PASS' if ok else 'FAIL'}")
     if args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")

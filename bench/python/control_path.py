@@ -95,16 +95,12 @@ class Worker:
         self.fabric = FabricClient(endpoint, timeout_s=30)
         self.src = list(range(blocks))
         self.dst = list(range(blocks, 2 * blocks))
-        self.hashes = [
-            hashlib.sha256(f"{tag}/{i}".encode()).digest() for i in range(blocks)
-        ]
+        self.hashes = [hashlib.sha256(f"{tag}/{i}".encode()).digest() for i in range(blocks)]
         self.cache.fill_random(self.src, seed=1)
 
     # The older client: a message per block, built per call, through the raw stub.
     def save_refs(self):
-        request = engine_pb2.SaveRequest(
-            context_id=self.ctx, blocks=_block_refs(zip(self.src, self.hashes))
-        )
+        request = engine_pb2.SaveRequest(context_id=self.ctx, blocks=_block_refs(zip(self.src, self.hashes)))
         return self.stub.Save(request, timeout=30)
 
     def query_repeated(self):
@@ -134,22 +130,16 @@ class Worker:
     # The same calls over the same-host command channel.
     def save_shm(self):
         reply = self.shm.save(self.ctx, list(zip(self.src, self.hashes)))
-        assert self.shm.last_path == "shm" and reply.blocks_skipped == len(
-            self.hashes
-        ), reply
+        assert self.shm.last_path == "shm" and reply.blocks_skipped == len(self.hashes), reply
         return reply
 
     def query_shm(self):
         reply = self.shm.query(NAMESPACE, self.hashes)
-        assert self.shm.last_path == "shm" and reply.hit_blocks == len(self.hashes), (
-            reply
-        )
+        assert self.shm.last_path == "shm" and reply.hit_blocks == len(self.hashes), reply
         return reply
 
     def load_shm_reply_when_done(self):
-        reply = self.shm.load(
-            self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True
-        )
+        reply = self.shm.load(self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True)
         assert self.shm.last_path == "shm", self.shm.last_path
         assert reply.done_state == 1 and reply.blocks_loaded == len(self.hashes), reply
 
@@ -166,9 +156,7 @@ class Worker:
         assert self.slot.wait(30, strategy=strategy) is LoadState.DONE
 
     def load_reply_when_done(self):
-        reply = self.client.load(
-            self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True
-        )
+        reply = self.client.load(self.ctx, list(zip(self.dst, self.hashes)), reply_when_done=True)
         assert reply.done_state == 1 and reply.blocks_loaded == len(self.hashes), reply
 
     def health(self):
@@ -196,9 +184,7 @@ def _handler_sum_count(metrics_url: str, method: str) -> tuple[float, float] | N
     found = {}
     for kind in ("sum", "count"):
         for line in text.splitlines():
-            if line.startswith(
-                f"pegaflow_grpc_request_duration_seconds_{kind}{{"
-            ) and all(
+            if line.startswith(f"pegaflow_grpc_request_duration_seconds_{kind}{{") and all(
                 f'{k}="{v}"' in line
                 for k, v in (
                     ("service", "Engine"),
@@ -223,10 +209,25 @@ def handler_mean_us(metrics_url: str, method: str, call, n: int) -> float | None
     return (after[0] - before[0]) / (after[1] - before[1]) * 1e6
 
 
+def _all_rows(new: Worker) -> dict[str, tuple]:
+    return {
+        "Save, BlockRef per block (older form)": (new.save_refs,),
+        "Save, packed (EngineClient.save)": (new.save_packed,),
+        "Query, repeated bytes (older form)": (new.query_repeated,),
+        "Query, packed (EngineClient.query)": (new.query_packed,),
+        "Load, BlockRefs, flag polled with sleeps (older client)": (new.load_refs_sleep_poll,),
+        "Load, packed, flag, futex wait": (lambda: new.load_flag("futex"),),
+        "Load, packed, flag, spin then sleeps": (lambda: new.load_flag("spin"),),
+        "Load, packed, flag, sleeps only": (lambda: new.load_flag("sleep"),),
+        "Load, packed, reply_when_done (one RPC, no flag)": (new.load_reply_when_done,),
+        "Fabric.Health (the floor)": (new.health,),
+        "client: build + serialize the BlockRef SaveRequest (no call)": (lambda: build_refs(new),),
+        "client: build + serialize the packed SaveRequest (no call)": (lambda: build_packed(new),),
+    }
+
+
 def build_refs(w: Worker) -> bytes:
-    return engine_pb2.SaveRequest(
-        context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))
-    ).SerializeToString()
+    return engine_pb2.SaveRequest(context_id=w.ctx, blocks=_block_refs(zip(w.src, w.hashes))).SerializeToString()
 
 
 def build_packed(w: Worker) -> bytes:
@@ -278,18 +279,14 @@ class JavaNode:
         with FabricClient(self.endpoint, timeout_s=1) as fabric:
             while True:
                 if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"node exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}"
-                    )
+                    raise RuntimeError(f"node exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}")
                 try:
                     fabric.health()
                     return
                 except Exception:  # noqa: BLE001 - not up yet: retry until the deadline
                     if time.monotonic() > deadline:
                         self.process.kill()
-                        raise RuntimeError(
-                            f"node not serving after 120 s:\n{log_path.read_text()[-3000:]}"
-                        ) from None
+                        raise RuntimeError(f"node not serving after 120 s:\n{log_path.read_text()[-3000:]}") from None
                     time.sleep(0.2)
 
     def stop(self) -> None:
@@ -317,9 +314,7 @@ def start_node(args):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--blocks", type=int, default=625)
     p.add_argument("--iterations", type=int, default=300)
     p.add_argument("--warmup", type=int, default=100)
@@ -329,16 +324,22 @@ def main() -> int:
         default=200,
         help="calls per kind for the node-side handler times",
     )
+    p.add_argument("--before-root", help="a checkout (built) whose node serves the 'before' rows")
     p.add_argument(
-        "--before-root", help="a checkout (built) whose node serves the 'before' rows"
+        "--before-packed",
+        action="store_true",
+        help="the before node speaks packed blocks (a newer main): time it with the same packed calls as this one",
+    )
+    p.add_argument(
+        "--core-rows",
+        action="store_true",
+        help="only Health, the packed Save, Query and Load (futex, reply_when_done) and the packed build",
     )
     p.add_argument(
         "--java",
         help="start the node with this java binary (and --classpath) instead of ./pegaflow",
     )
-    p.add_argument(
-        "--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*"
-    )
+    p.add_argument("--classpath", default="fabric/target/pegaflow-fabric.jar:fabric/target/lib/*")
     p.add_argument(
         "--node-log",
         default="/tmp/pegaflow-node-control-path.log",
@@ -354,65 +355,48 @@ def main() -> int:
         if args.before_root:
             from pegaflow_testing.localnode import LocalNode
 
-            nodes["before"] = LocalNode.start(
-                pool_size="64mb", log_level="warn", root=Path(args.before_root)
-            )
+            nodes["before"] = LocalNode.start(pool_size="64mb", log_level="warn", root=Path(args.before_root))
         for name, node in nodes.items():
             workers[name] = Worker(node.endpoint, args.blocks, name)
         new = workers["new"]
         for name, w in workers.items():
             saved = w.save_refs()
             assert saved.blocks_sealed == args.blocks, (name, saved)
-            check = w.save_refs() if name == "before" else w.save_packed()
+            check = w.save_refs() if name == "before" and not args.before_packed else w.save_packed()
             assert check.blocks_skipped == args.blocks, check
         new.load_reply_when_done()
-        assert all(
-            new.cache.block_bytes(0, d) == new.cache.block_bytes(0, s)
-            for s, d in zip(new.src, new.dst)
-        )
+        assert all(new.cache.block_bytes(0, d) == new.cache.block_bytes(0, s) for s, d in zip(new.src, new.dst))
 
         series: dict[str, tuple] = {}
-        if "before" in workers:
+        if "before" in workers and args.before_packed:
+            b = workers["before"]
+            series["before node: Fabric.Health"] = (b.health,)
+            series["before node: Save, packed"] = (b.save_packed,)
+            series["before node: Query, packed"] = (b.query_packed,)
+            series["before node: Load, packed, flag, futex wait"] = (lambda: b.load_flag("futex"),)
+            series["before node: Load, packed, reply_when_done"] = (b.load_reply_when_done,)
+        elif "before" in workers:
             b = workers["before"]
             series["before node: Save, BlockRef per block"] = (b.save_refs,)
             series["before node: Query, repeated bytes"] = (b.query_repeated,)
-            series["before node: Load, BlockRefs, flag polled with sleeps"] = (
-                b.load_refs_sleep_poll,
-            )
+            series["before node: Load, BlockRefs, flag polled with sleeps"] = (b.load_refs_sleep_poll,)
             series["before node: Fabric.Health"] = (b.health,)
-        series["Save, BlockRef per block (older form)"] = (new.save_refs,)
-        series["Save, packed (EngineClient.save)"] = (new.save_packed,)
-        series["Query, repeated bytes (older form)"] = (new.query_repeated,)
-        series["Query, packed (EngineClient.query)"] = (new.query_packed,)
-        series["Load, BlockRefs, flag polled with sleeps (older client)"] = (
-            new.load_refs_sleep_poll,
-        )
-        series["Load, packed, flag, futex wait"] = (lambda: new.load_flag("futex"),)
-        series["Load, packed, flag, spin then sleeps"] = (
-            lambda: new.load_flag("spin"),
-        )
-        series["Load, packed, flag, sleeps only"] = (lambda: new.load_flag("sleep"),)
-        series["Load, packed, reply_when_done (one RPC, no flag)"] = (
-            new.load_reply_when_done,
-        )
+        if args.core_rows:
+            series["Fabric.Health (the floor)"] = (new.health,)
+            series["Save, packed (EngineClient.save)"] = (new.save_packed,)
+            series["Query, packed (EngineClient.query)"] = (new.query_packed,)
+            series["Load, packed, flag, futex wait"] = (lambda: new.load_flag("futex"),)
+            series["Load, packed, reply_when_done (one RPC, no flag)"] = (new.load_reply_when_done,)
+            series["client: build + serialize the packed SaveRequest (no call)"] = (lambda: build_packed(new),)
+        else:
+            series.update(_all_rows(new))
         if new.has_channel:
-            series["shm: Save, sealed (EngineClient.save over the command channel)"] = (
-                new.save_shm,
-            )
+            series["shm: Save, sealed (EngineClient.save over the command channel)"] = (new.save_shm,)
             series["shm: Query (command channel)"] = (new.query_shm,)
-            series[
-                "shm: Load, reply_when_done: the end seen by the client (command channel)"
-            ] = (new.load_shm_reply_when_done,)
-            series["shm: Load, flag, futex wait (command channel)"] = (
-                new.load_shm_flag,
+            series["shm: Load, reply_when_done: the end seen by the client (command channel)"] = (
+                new.load_shm_reply_when_done,
             )
-        series["Fabric.Health (the floor)"] = (new.health,)
-        series["client: build + serialize the BlockRef SaveRequest (no call)"] = (
-            lambda: build_refs(new),
-        )
-        series["client: build + serialize the packed SaveRequest (no call)"] = (
-            lambda: build_packed(new),
-        )
+            series["shm: Load, flag, futex wait (command channel)"] = (new.load_shm_flag,)
 
         samples: dict[str, list[int]] = {name: [] for name in series}
         clock = time.perf_counter_ns
@@ -426,14 +410,12 @@ def main() -> int:
         for name, node in nodes.items():
             w = workers[name]
             phases = {"Save, BlockRef per block": ("Save", w.save_refs)}
-            if name != "before":
+            if name != "before" or args.before_packed:
                 phases["Save, packed"] = ("Save", w.save_packed)
                 phases["Query, packed"] = ("Query", w.query_packed)
             phases["Query, repeated bytes"] = ("Query", w.query_repeated)
             for label, (method, call) in phases.items():
-                node_side[f"{name} node: {label}"] = handler_mean_us(
-                    node.metrics_url, method, call, args.node_calls
-                )
+                node_side[f"{name} node: {label}"] = handler_mean_us(node.metrics_url, method, call, args.node_calls)
         wire_refs, wire_packed = len(build_refs(new)), len(build_packed(new))
         load_avg = os.getloadavg()
     finally:
@@ -454,11 +436,7 @@ def main() -> int:
         "|---|---:|",
     ]
     for label, us in node_side.items():
-        lines.append(
-            f"| {label} | {us:.0f} |"
-            if us is not None
-            else f"| {label} | (no metrics) |"
-        )
+        lines.append(f"| {label} | {us:.0f} |" if us is not None else f"| {label} | (no metrics) |")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).write_text(text)
@@ -476,17 +454,9 @@ def _short_argv(argv: list[str]) -> list[str]:
 
 
 def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]:
-    java_bin = args.java or os.path.join(
-        os.environ.get("JAVA_HOME", "/usr"), "bin", "java"
-    )
-    java = subprocess.run(
-        [java_bin, "-version"], capture_output=True, text=True, check=False
-    ).stderr.splitlines()[:1]
-    java = (
-        ("node JVM: " + java[0])
-        if java and args.java
-        else "node JVM: the ./pegaflow launcher's JDK"
-    )
+    java_bin = args.java or os.path.join(os.environ.get("JAVA_HOME", "/usr"), "bin", "java")
+    java = subprocess.run([java_bin, "-version"], capture_output=True, text=True, check=False).stderr.splitlines()[:1]
+    java = ("node JVM: " + java[0]) if java and args.java else "node JVM: the ./pegaflow launcher's JDK"
     import google.protobuf
     import grpc
 
@@ -503,10 +473,7 @@ def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]
         "",
         "Command:",
         "",
-        "    "
-        + shlex.join(
-            ["python3", "bench/python/control_path.py", *_short_argv(sys.argv[1:])]
-        ),
+        "    " + shlex.join(["python3", "bench/python/control_path.py", *_short_argv(sys.argv[1:])]),
         "",
         (
             f"{args.blocks} blocks of 32-byte hashes, {LAYERS} layers of 32 bytes per block (a host stand-in: the copy "
@@ -520,9 +487,7 @@ def report(args, stats, wire_refs: int, wire_packed: int, load_avg) -> list[str]
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, s in stats.items():
-        lines.append(
-            f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |"
-        )
+        lines.append(f"| {name} | {s['n']} | {s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} | {s['mean']:.0f} |")
     return lines
 
 

@@ -231,6 +231,8 @@ class CommandChannel:
             state = self._state(slot)
             if state == DONE:
                 return True
+            if call._cancelled:
+                raise EngineError(grpc.StatusCode.CANCELLED, "cancelled by the client", call.method)
             now = time.monotonic()
             node_state = self._node_state()
             if state == REQUEST and node_state == NODE_CLOSED:
@@ -334,6 +336,7 @@ class ChannelCall:
         self._lock = threading.Lock()
         self._outcome = None  # (response, error) once read
         self._fallback: Callable[[], object] | None = None  # set by EngineClient: the same call over gRPC
+        self._cancelled = False  # set by cancel(): the waiter gives the slot up (abandoned) and ends CANCELLED
 
     def done(self) -> bool:
         with self._lock:
@@ -381,12 +384,12 @@ class ChannelCall:
                 return self._fallback(), None
             except EngineError as e:
                 return None, e
-        except EngineError as e:  # the node is gone: the slot stays the node's (abandoned)
+        except EngineError as e:  # the wait ended without a reply (node gone, cancelled): the node may still write
             channel._release(self.slot, abandoned=True)
             return None, e
         try:
-            return channel._reply(self), None  # frees the slot, also when the reply is a refusal
-        except EngineError as e:
+            return channel._reply(self), None
+        except EngineError as e:  # the node's own error reply: _reply has freed the slot already
             return None, e
 
     def add_done_callback(self, fn: Callable[[ChannelCall], None]) -> None:
@@ -400,7 +403,12 @@ class ChannelCall:
         threading.Thread(target=run, name="pegaflow-channel-callback", daemon=True).start()
 
     def cancel(self) -> bool:
-        return False
+        """Stops waiting for the reply: the call ends CANCELLED at once (a waiter wakes within a wait slice) and its
+        slot is reused only after the node has answered it. The node may still carry the call out."""
+        if self._outcome is not None or self._cancelled:
+            return False
+        self._cancelled = True
+        return True
 
 
 def _status_code(number: int) -> grpc.StatusCode:

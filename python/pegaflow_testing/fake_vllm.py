@@ -30,10 +30,12 @@ installable on this machine).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import enum
 import hashlib
 import multiprocessing
+import threading
 import time
 import traceback
 import uuid
@@ -44,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from pegaflow._shmfile import map_file, shm_path
+from pegaflow.client import PendingCall
 from pegaflow.groups import layers_covered
 from pegaflow.shm import KV_PLANES, PACKED, SharedKVCache
 from pegaflow.vllm.block_hash import block_hashes as _block_hashes
@@ -680,16 +683,26 @@ class FakeWorker:
         return self.connector.worker_side.saves_idle(timeout_s)
 
     def delay_saves(self, seconds: float) -> None:
-        """Makes every Save call wait first (a slow copy engine), so that a preemption finds a save in flight."""
+        """Makes every Save call wait first (a slow copy engine), so that a preemption finds a save in flight: the
+        call is still submitted at once (``save_async``) and sent to the real node after ``seconds``."""
         side = self.connector.worker_side
         client = side._save_client
         original = client.save
 
-        def slow_save(*args, **kwargs):
-            time.sleep(seconds)
-            return original(*args, **kwargs)
+        def slow_save_async(*args, **kwargs):
+            future = concurrent.futures.Future()
 
-        client.save = slow_save
+            def later():
+                time.sleep(seconds)
+                try:
+                    future.set_result(original(*args, **kwargs))
+                except BaseException as e:  # noqa: BLE001 - the caller sees it from the PendingCall
+                    future.set_exception(e)
+
+            threading.Thread(target=later, name="pegaflow-test-slow-save", daemon=True).start()
+            return PendingCall(future, "Save")
+
+        client.save_async = slow_save_async
 
     def disable_preemption_fence(self) -> None:
         """Negative control: pretend the connector ignores preemptions (the tests must then see corruption)."""

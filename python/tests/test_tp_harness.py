@@ -30,3 +30,22 @@ def test_tp_ranks_as_processes_save_and_load_byte_exact_and_blocks_seal_after_th
             in report
         ), report
     assert "RESULT: PASS" in report
+
+
+@pytest.mark.timeout(180)
+def test_one_rank_per_stand_in_gpu_reports_per_rank_ratios_against_each_gpus_own_copy(node):
+    args = ["--device", "cpu", "--endpoint", node.endpoint, "--metrics-url", node.metrics_url, "--gpus", "0,1"]
+    args += ["--tokens", "256", "--layers", "4", "--reps", "1", "--warmup", "0"]
+    result = subprocess.run(
+        [sys.executable, str(HARNESS), *args], capture_output=True, text=True, timeout=170, check=False
+    )
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    assert "TP 2: PASS (visible only after the last rank saved: True, byte-exact: True" in report, report
+    assert "One rank per GPU: TP 2 on GPUs [0, 1]" in report, report
+    for rank in (0, 1):
+        assert f"| {rank} | {rank} | 0 (the one pool) |" in report, report
+    assert "| all | 0,1 |" in report, report
+    assert "own contiguous copy" in report and "all GPUs together, aggregate" in report, report
+    assert "pools (Health): pool 0 NUMA node -1" in report, report
+    assert "RESULT: PASS" in report

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\"2\n\rLocateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"|\n\x0eLocateResponse\x12\x30\n\x06\x62locks\x18\x01 \x03(\x0b\x32 .pegaflow.fabric.v1.BlockHolders\x12\x15\n\rprefix_length\x18\x02 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0f\n\x07node_id\x18\x04 \x01(\t\" \n\x0c\x42lockHolders\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"W\n\x15WatchLocationsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x03\"\xde\x01\n\rLocationEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.pegaflow.fabric.v1.LocationEvent.Kind\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0bincarnation\x18\x05 \x01(\x03\"Q\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x10\n\x0cSNAPSHOT_END\x10\x02\x12\n\n\x06STORED\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\"\x0f\n\rHealthRequest\"\xfe\x01\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\":\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_node_id\x18\x02 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\xc9\x03\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponse\x12O\n\x06Locate\x12!.pegaflow.fabric.v1.LocateRequest\x1a\".pegaflow.fabric.v1.LocateResponse\x12`\n\x0eWatchLocations\x12).pegaflow.fabric.v1.WatchLocationsRequest\x1a!.pegaflow.fabric.v1.LocationEvent0\x01\x42)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15pegaflow/fabric.proto\x12\x12pegaflow.fabric.v1\"2\n\rLocateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"|\n\x0eLocateResponse\x12\x30\n\x06\x62locks\x18\x01 \x03(\x0b\x32 .pegaflow.fabric.v1.BlockHolders\x12\x15\n\rprefix_length\x18\x02 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0f\n\x07node_id\x18\x04 \x01(\t\" \n\x0c\x42lockHolders\x12\x10\n\x08node_ids\x18\x01 \x03(\t\"W\n\x15WatchLocationsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x03\"\xde\x01\n\rLocationEvent\x12\x34\n\x04kind\x18\x01 \x01(\x0e\x32&.pegaflow.fabric.v1.LocationEvent.Kind\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0c\n\x04hash\x18\x03 \x01(\x0c\x12\x10\n\x08sequence\x18\x04 \x01(\x04\x12\x13\n\x0bincarnation\x18\x05 \x01(\x03\"Q\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x08\n\x04HELD\x10\x01\x12\x10\n\x0cSNAPSHOT_END\x10\x02\x12\n\n\x06STORED\x10\x03\x12\x0b\n\x07REMOVED\x10\x04\"\x0f\n\rHealthRequest\"\xaa\x02\n\x0eHealthResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12@\n\x06status\x18\x02 \x01(\x0e\x32\x30.pegaflow.fabric.v1.HealthResponse.ServingStatus\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x11\n\tuptime_ms\x18\x04 \x01(\x03\x12\x13\n\x0b\x63opy_engine\x18\x05 \x01(\t\x12\x11\n\ttransport\x18\x06 \x01(\t\x12*\n\x05pools\x18\x07 \x03(\x0b\x32\x1b.pegaflow.fabric.v1.PoolUse\"M\n\rServingStatus\x12\x1e\n\x1aSERVING_STATUS_UNSPECIFIED\x10\x00\x12\x0b\n\x07SERVING\x10\x01\x12\x0f\n\x0bNOT_SERVING\x10\x02\"d\n\x07PoolUse\x12\x0c\n\x04pool\x18\x01 \x01(\r\x12\x11\n\tnuma_node\x18\x02 \x01(\x05\x12\x16\n\x0e\x63\x61pacity_bytes\x18\x03 \x01(\x04\x12\x12\n\nused_bytes\x18\x04 \x01(\x04\x12\x0c\n\x04gpus\x18\x05 \x03(\t\"\x16\n\x14\x43lusterStatusRequest\"\xb3\x01\n\x15\x43lusterStatusResponse\x12\x14\n\x0c\x63luster_name\x18\x01 \x01(\t\x12\x14\n\x0cself_node_id\x18\x02 \x01(\t\x12\x14\n\x0cself_address\x18\x03 \x01(\t\x12+\n\x07members\x18\x04 \x03(\x0b\x32\x1a.pegaflow.fabric.v1.Member\x12\x13\n\x0bunreachable\x18\x05 \x03(\t\x12\x16\n\x0eleader_address\x18\x06 \x01(\t\"I\n\x06Member\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\r\n\x05roles\x18\x04 \x03(\t\":\n\x0fShutdownRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x17\n\x0f\x63onfirm_node_id\x18\x02 \x01(\t\"#\n\x10ShutdownResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t2\xc9\x03\n\x06\x46\x61\x62ric\x12O\n\x06Health\x12!.pegaflow.fabric.v1.HealthRequest\x1a\".pegaflow.fabric.v1.HealthResponse\x12\x64\n\rClusterStatus\x12(.pegaflow.fabric.v1.ClusterStatusRequest\x1a).pegaflow.fabric.v1.ClusterStatusResponse\x12U\n\x08Shutdown\x12#.pegaflow.fabric.v1.ShutdownRequest\x1a$.pegaflow.fabric.v1.ShutdownResponse\x12O\n\x06Locate\x12!.pegaflow.fabric.v1.LocateRequest\x1a\".pegaflow.fabric.v1.LocateResponse\x12`\n\x0eWatchLocations\x12).pegaflow.fabric.v1.WatchLocationsRequest\x1a!.pegaflow.fabric.v1.LocationEvent0\x01\x42)\n\x18io.pegaflow.proto.fabricB\x0b\x46\x61\x62ricProtoP\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,19 +47,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HEALTHREQUEST']._serialized_start=571
   _globals['_HEALTHREQUEST']._serialized_end=586
   _globals['_HEALTHRESPONSE']._serialized_start=589
-  _globals['_HEALTHRESPONSE']._serialized_end=843
-  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_start=766
-  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_end=843
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=845
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=867
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=870
-  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1049
-  _globals['_MEMBER']._serialized_start=1051
-  _globals['_MEMBER']._serialized_end=1124
-  _globals['_SHUTDOWNREQUEST']._serialized_start=1126
-  _globals['_SHUTDOWNREQUEST']._serialized_end=1184
-  _globals['_SHUTDOWNRESPONSE']._serialized_start=1186
-  _globals['_SHUTDOWNRESPONSE']._serialized_end=1221
-  _globals['_FABRIC']._serialized_start=1224
-  _globals['_FABRIC']._serialized_end=1681
+  _globals['_HEALTHRESPONSE']._serialized_end=887
+  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_start=810
+  _globals['_HEALTHRESPONSE_SERVINGSTATUS']._serialized_end=887
+  _globals['_POOLUSE']._serialized_start=889
+  _globals['_POOLUSE']._serialized_end=989
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=991
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=1013
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_start=1016
+  _globals['_CLUSTERSTATUSRESPONSE']._serialized_end=1195
+  _globals['_MEMBER']._serialized_start=1197
+  _globals['_MEMBER']._serialized_end=1270
+  _globals['_SHUTDOWNREQUEST']._serialized_start=1272
+  _globals['_SHUTDOWNREQUEST']._serialized_end=1330
+  _globals['_SHUTDOWNRESPONSE']._serialized_start=1332
+  _globals['_SHUTDOWNRESPONSE']._serialized_end=1367
+  _globals['_FABRIC']._serialized_start=1370
+  _globals['_FABRIC']._serialized_end=1827
 # @@protoc_insertion_point(module_scope)

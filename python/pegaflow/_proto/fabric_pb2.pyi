@@ -74,7 +74,7 @@ class HealthRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class HealthResponse(_message.Message):
-    __slots__ = ("node_id", "status", "version", "uptime_ms", "copy_engine", "transport")
+    __slots__ = ("node_id", "status", "version", "uptime_ms", "copy_engine", "transport", "pools")
     class ServingStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         SERVING_STATUS_UNSPECIFIED: _ClassVar[HealthResponse.ServingStatus]
@@ -89,13 +89,29 @@ class HealthResponse(_message.Message):
     UPTIME_MS_FIELD_NUMBER: _ClassVar[int]
     COPY_ENGINE_FIELD_NUMBER: _ClassVar[int]
     TRANSPORT_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     status: HealthResponse.ServingStatus
     version: str
     uptime_ms: int
     copy_engine: str
     transport: str
-    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[HealthResponse.ServingStatus, str]] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., copy_engine: _Optional[str] = ..., transport: _Optional[str] = ...) -> None: ...
+    pools: _containers.RepeatedCompositeFieldContainer[PoolUse]
+    def __init__(self, node_id: _Optional[str] = ..., status: _Optional[_Union[HealthResponse.ServingStatus, str]] = ..., version: _Optional[str] = ..., uptime_ms: _Optional[int] = ..., copy_engine: _Optional[str] = ..., transport: _Optional[str] = ..., pools: _Optional[_Iterable[_Union[PoolUse, _Mapping]]] = ...) -> None: ...
+
+class PoolUse(_message.Message):
+    __slots__ = ("pool", "numa_node", "capacity_bytes", "used_bytes", "gpus")
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    NUMA_NODE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    GPUS_FIELD_NUMBER: _ClassVar[int]
+    pool: int
+    numa_node: int
+    capacity_bytes: int
+    used_bytes: int
+    gpus: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, pool: _Optional[int] = ..., numa_node: _Optional[int] = ..., capacity_bytes: _Optional[int] = ..., used_bytes: _Optional[int] = ..., gpus: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterStatusRequest(_message.Message):
     __slots__ = ()

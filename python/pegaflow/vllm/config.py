@@ -123,6 +123,13 @@ OPTIONS: dict[str, _Option] = {
     "pegaflow.max_blocks_per_save": _Option(
         1024, int, 1, "a step's blocks are saved in Save calls of at most this many"
     ),
+    "pegaflow.max_saves_in_flight": _Option(
+        4,
+        int,
+        1,
+        "Save calls a worker keeps in flight at once (the node copies them in parallel); at the bound the saver"
+        " thread waits for one to end, never vLLM's forward; 1 = one Save after another",
+    ),
     "pegaflow.load_flag_slots": _Option(
         256, int, 1, "load-completion flags per shared-memory flag file (more files are added when needed)"
     ),
@@ -148,6 +155,7 @@ class ConnectorSettings:
     retry_interval_s: float
     session_timeout_s: float
     max_blocks_per_save: int
+    max_saves_in_flight: int
     load_flag_slots: int
 
     @classmethod
@@ -199,6 +207,7 @@ class ConnectorSettings:
             retry_interval_s=values["pegaflow.retry_interval_ms"] / 1e3,
             session_timeout_s=values["pegaflow.session_timeout_ms"] / 1e3,
             max_blocks_per_save=values["pegaflow.max_blocks_per_save"],
+            max_saves_in_flight=values["pegaflow.max_saves_in_flight"],
             load_flag_slots=values["pegaflow.load_flag_slots"],
         )
 

@@ -59,6 +59,11 @@ COUNTER_KEYS = (
     "save_skipped_blocks",  # already in the pool
     "save_failures",  # Save RPCs that failed
     "save_failed_blocks",
+    "save_failed_requests",  # requests with blocks in a failed Save (WorkerSide.failed_save_requests names them)
+    "save_in_flight_max",  # most Save calls in flight at once (at most pegaflow.max_saves_in_flight)
+    "save_backpressure_waits",  # the saver thread waited for a free in-flight place (vLLM's forward never does)
+    "save_backpressure_seconds_sum",
+    "save_backpressure_seconds_max",
     "save_dropped_blocks",  # not sent: node down, preempted before its chunk was sent, or the save queue was full
     "save_queue_drops",  # queued save jobs dropped unstarted because the queue was at its cap
     "save_unresolved",  # Save calls with no clear answer (deadline, cancelled, connection lost): blocks kept held

@@ -4,15 +4,30 @@ Per step, in vLLM's order (VLLM.md): ``handle_preemptions`` fences in-flight sav
 ``start_load_kv`` queues one request-level Load per request for the loader thread (the node copies in the background
 and flips a 32-byte shared-memory flag); the forward runs (per-layer hooks do nothing, so full CUDA graphs lose
 nothing); ``wait_for_save`` queues the step's full blocks for the saver thread, with a CUDA event recorded on the
-forward's stream (CUDA tensors): the saver waits on that event, then sends them in Save calls, so the node reads
-what the step's kernels wrote and vLLM's forward thread never synchronises the device; ``get_finished`` polls the
-load flags (``finished_recving``) and reports held requests whose saves are done (``finished_sending``);
+forward's stream (CUDA tensors): the saver waits on that event, then submits them as asynchronous Save calls, at most
+``pegaflow.max_saves_in_flight`` at once, so the node reads what the step's kernels wrote, copies several chunks in
+parallel, and vLLM's forward thread never synchronises the device; ``get_finished`` polls the load flags
+(``finished_recving``) and reports held requests whose saves all ended (``finished_sending``);
 ``get_block_ids_with_load_errors`` hands vLLM the blocks that did not load, in the same step the request appears in
 ``finished_recving``.
 
+Where a save is awaited (vLLM's contract, VLLM.md): the node reads vLLM's blocks while a Save runs, so only a block
+vLLM may write again needs the Save to have ended. A running request's full blocks are never rewritten, and vLLM
+reuses a block only after freeing it, which happens (1) when a request finishes or is aborted: ``request_finished``
+returns True for a request with saves, so vLLM keeps the blocks until ``get_finished`` reports the request in
+``finished_sending``, which happens only once none of its Saves is queued, in flight, or unanswered; (2) on
+preemption: vLLM frees the victim's blocks and may hand them to another request in the same step, so
+``handle_preemptions`` (before that step's forward) drops the victim's unsent chunks and waits for its Saves in
+flight; (3) at shutdown, where vLLM frees the whole cache: ``shutdown`` waits (bounded) for every Save, then cancels
+what is left. ``wait_for_save`` does not wait: no block is freed at the end of a forward, and nothing of ours needs
+per-layer hooks (``save_kv_layer`` is a no-op, so there is no per-layer save to overlap; the saver overlaps the node's
+copy with the next steps' forwards instead).
+
 Threads: vLLM's forward thread calls every public method and never waits on the node (except a preemption fence
-for a save being copied); the loader thread sends Load calls, the saver thread Save calls; the link's keeper thread
-reconnects and may mark loads lost. Shared state is guarded by one condition variable.
+for a save being copied, and shutdown); the loader thread sends Load calls; the saver thread submits Save calls
+(waiting only for the CUDA event and for a free in-flight place); gRPC's threads run each Save's completion; the
+link's keeper thread reconnects and may mark loads lost and Saves ended. Shared state is guarded by one condition
+variable.
 """
 
 from __future__ import annotations
@@ -20,11 +35,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from pegaflow._proto import engine_pb2
-from pegaflow.client import EngineClient
+from pegaflow.client import EngineClient, PendingCall
 from pegaflow.errors import EngineError
 from pegaflow.flag import LoadFlagFile, LoadFlagSlot, LoadState
 from pegaflow.groups import coalesce_layer_groups
@@ -42,8 +57,12 @@ _warn = LimitedLog(_log)
 # Finished request ids vLLM told us about that are not (yet) held: kept this many steps, then forgotten.
 _FINISHED_MEMORY_STEPS = 64
 
-# Queued (unstarted) save jobs beyond this many are dropped, oldest first (the node cannot keep up).
+# Queued (unstarted) save jobs beyond this many are dropped, oldest first (the node cannot keep up). With the
+# in-flight bound this caps a worker's save memory: never more than this many steps' block lists wait.
 MAX_QUEUED_SAVE_JOBS = 64
+
+# The last this many requests whose Save failed (with why), for logs and tests (``failed_save_requests``).
+_FAILED_SAVES_REMEMBERED = 1024
 
 # Errors by which the node clearly refused a call before touching any block (a Load's flag slot can be reused, a
 # Save's blocks are not being read). Every other failure (DEADLINE_EXCEEDED, CANCELLED, UNAVAILABLE, UNKNOWN,
@@ -145,6 +164,18 @@ class _UnresolvedSave:
     generation: int
 
 
+@dataclass(eq=False)
+class _SaveCall:
+    """One Save call submitted to the node and not yet ended (its blocks are counted in ``_save_reading``)."""
+
+    req_ids: set[str]
+    blocks: int
+    generation: int
+    began_s: float
+    pending: PendingCall | None = None
+    resolved: bool = False  # its requests' reading counts were already dropped (the node is known gone)
+
+
 class WorkerSide:
     def __init__(
         self,
@@ -184,6 +215,8 @@ class WorkerSide:
         # req id -> Save chunks the node may be reading now (sent or unresolved)
         self._save_reading: dict[str, int] = {}
         self._unresolved_saves: list[_UnresolvedSave] = []
+        self._save_calls: set[_SaveCall] = set()  # submitted, not ended
+        self.failed_save_requests: OrderedDict[str, str] = OrderedDict()  # req id -> why (the last ones)
         self._gone_generation = 0  # the node of every generation <= this is known gone
         self._save_queue: deque[_SaveJob] = deque()
         self._saver: threading.Thread | None = None
@@ -611,7 +644,16 @@ class WorkerSide:
                 else:
                     still.append(save)
             self._unresolved_saves = still
+            # Saves still in flight to the gone node cannot read anything any more: their blocks are vLLM's again
+            # now (not after gRPC notices the lost connection, or the Save's deadline); they end as failures.
+            gone_calls = [c for c in self._save_calls if c.generation <= generation and not c.resolved]
+            for call in gone_calls:
+                call.resolved = True
+                self._reading_done(call.req_ids)
             self._cond.notify_all()
+        for call in gone_calls:
+            if call.pending is not None:
+                call.pending.cancel()  # its completion then counts it failed
 
     # ---- the saver thread ----
 
@@ -627,16 +669,20 @@ class WorkerSide:
             try:
                 if job.ready is not None:
                     self.cuda_events.wait(job.ready)
-                self._run_save(job)
+                self._submit_job(job)
             except Exception:  # noqa: BLE001 - never let the thread die: the fences and finished_sending depend on it
                 _log.exception("%s: save failed unexpectedly", self.name)
             with self._cond:
                 self._save_queue.popleft()
                 for entry in job.entries:
+                    # Every chunk of the entry was submitted (counted in _save_reading) or skipped: the request's
+                    # blocks stay held through _save_reading alone until its Saves end.
                     self._entry_done(entry.req_id)
                 self._cond.notify_all()
 
-    def _run_save(self, job: _SaveJob) -> None:
+    def _submit_job(self, job: _SaveJob) -> None:
+        """Submits the job's blocks as Save calls of at most max_blocks_per_save blocks; returns once every chunk is
+        submitted (or skipped), not when the node is done: each call ends in ``_save_call_done``."""
         owners: dict[tuple[int, bytes], set[str]] = {}  # (block id, hash) -> requests it was queued for
         for entry in job.entries:  # entries no longer change once the job started
             for block_id, block_hash in zip(entry.block_ids, entry.hashes):
@@ -649,62 +695,139 @@ class WorkerSide:
             return
         pairs = list(owners)
         step = self.settings.max_blocks_per_save
+        bound = self.settings.max_saves_in_flight
         for start in range(0, len(pairs), step):
-            with self._cond:  # a request preempted since the job started: its blocks are vLLM's again
-                chunk = [p for p in pairs[start : start + step] if owners[p] - job.dropped]
-                reqs = set().union(*(owners[p] for p in chunk)) if chunk else set()
-                for req_id in reqs:
-                    self._save_reading[req_id] = self._save_reading.get(req_id, 0) + 1
-            if len(chunk) < len(pairs[start : start + step]):
-                self.counters.add("save_dropped_blocks", len(pairs[start : start + step]) - len(chunk))
-            if not chunk:
-                continue
-            began = time.perf_counter()
-            reply, error = None, None
-            try:
-                reply = self._save_client.save(context_id, chunk)
-            except Exception as e:  # noqa: BLE001 - any failure: decide whether the node may still read the blocks
-                error = e
+            planned = pairs[start : start + step]
             with self._cond:
-                if error is None or _clear_rejection(error):
-                    self._reading_done(reqs)
+                # Back-pressure: at most `bound` Saves in flight; the saver waits here, vLLM's forward never does
+                # (its wait_for_save only queues, and the queue is capped by MAX_QUEUED_SAVE_JOBS).
+                if len(self._save_calls) >= bound and not self._closing:
+                    waited_from = time.perf_counter()
+                    while len(self._save_calls) >= bound and not self._closing:
+                        self._cond.wait()
+                    self.counters.add("save_backpressure_waits")
+                    self.counters.observe_seconds("save_backpressure", time.perf_counter() - waited_from)
+                if self._closing:  # shutdown gave up waiting: the rest is not sent
+                    self.counters.add("save_dropped_blocks", len(pairs) - start)
+                    return
+                # A request preempted since the job started: its blocks are vLLM's again.
+                chunk = [p for p in planned if owners[p] - job.dropped]
+                reqs = set().union(*(owners[p] for p in chunk)) if chunk else set()
+                call = None
+                if chunk:
+                    call = _SaveCall(reqs, len(chunk), generation, time.perf_counter())
+                    for req_id in reqs:
+                        self._save_reading[req_id] = self._save_reading.get(req_id, 0) + 1
+                    self._save_calls.add(call)
+                    self.counters.add("save_in_flight_max", len(self._save_calls))
+            if len(chunk) < len(planned):
+                self.counters.add("save_dropped_blocks", len(planned) - len(chunk))
+            if call is None:
+                continue
+            try:
+                pending = self._save_client.save_async(context_id, chunk)
+            except Exception as e:  # noqa: BLE001 - not submitted: nothing reached the node
+                self._save_ended(call, None, e, sent=False)
+                continue
+            with self._cond:
+                call.pending = pending
+            pending.add_done_callback(lambda done, c=call: self._save_call_done(c, done))
+        _log.debug(
+            "%s: submitted %d blocks of %d requests", self.name, len(pairs), len({e.req_id for e in job.entries})
+        )
+
+    def _save_call_done(self, call: _SaveCall, pending: PendingCall) -> None:
+        """gRPC's thread: a Save call ended (reply, failure, or cancelled)."""
+        reply, error = None, None
+        try:
+            reply = pending.result(0)
+        except Exception as e:  # noqa: BLE001 - EngineError, or a cancelled future
+            error = e
+        self._save_ended(call, reply, error, sent=True)
+
+    def _save_ended(self, call: _SaveCall, reply, error: Exception | None, *, sent: bool) -> None:
+        with self._cond:
+            self._save_calls.discard(call)
+            if not call.resolved:
+                call.resolved = True
+                if error is None or not sent or _clear_rejection(error) or call.generation <= self._gone_generation:
+                    self._reading_done(call.req_ids)
                 else:
                     # No clear answer (deadline, cancelled, connection lost, ...): the node may still be copying
                     # from these blocks and seal them later. Keep them counted as read until the node is known gone
                     # (the link reports it); until then vLLM does not get them back (fence, finished_sending).
-                    self._unresolved_saves.append(_UnresolvedSave(reqs, generation))
+                    self._unresolved_saves.append(_UnresolvedSave(call.req_ids, call.generation))
                     self.counters.add("save_unresolved")
-                self._cond.notify_all()
             if error is not None:
-                self.counters.add("save_failures")
-                self.counters.add("save_failed_blocks", len(chunk))
-                _warn.warning("save-failed", "%s: saving %d blocks failed: %s", self.name, len(chunk), error)
-                continue
-            self.counters.add("saves")
-            self.counters.observe_seconds("save", time.perf_counter() - began)
-            self.counters.add("save_requested_blocks", len(chunk))
-            self.counters.add("saved_blocks", reply.blocks_stored)
-            self.counters.add("save_skipped_blocks", reply.blocks_skipped)
-        _log.debug("%s: saved %d blocks of %d requests", self.name, len(pairs), len({e.req_id for e in job.entries}))
+                for req_id in call.req_ids:
+                    self.failed_save_requests[req_id] = str(error)
+                    self.failed_save_requests.move_to_end(req_id)
+                while len(self.failed_save_requests) > _FAILED_SAVES_REMEMBERED:
+                    self.failed_save_requests.popitem(last=False)
+            self._cond.notify_all()
+        if error is not None:
+            self.counters.add("save_failures")
+            self.counters.add("save_failed_blocks", call.blocks)
+            self.counters.add("save_failed_requests", len(call.req_ids))
+            _warn.warning(
+                "save-failed",
+                "%s: saving %d blocks of requests %s failed: %s",
+                self.name,
+                call.blocks,
+                sorted(call.req_ids)[:8],
+                error,
+            )
+            return
+        self.counters.add("saves")
+        self.counters.observe_seconds("save", time.perf_counter() - call.began_s)
+        self.counters.add("save_requested_blocks", call.blocks)
+        self.counters.add("saved_blocks", reply.blocks_stored)
+        self.counters.add("save_skipped_blocks", reply.blocks_skipped)
 
     # ---- lifetime ----
 
     def saves_idle(self, timeout_s: float) -> bool:
-        """Waits until no save is queued or running (tests, shutdown)."""
+        """Waits until no save is queued or in flight (tests, shutdown); unanswered Saves do not count."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._save_queue:
+            while self._save_queue or self._save_calls:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(remaining)
         return True
 
+    def saves_in_flight(self) -> int:
+        """Save calls submitted and not ended."""
+        with self._cond:
+            return len(self._save_calls)
+
     def shutdown(self) -> None:
-        self.saves_idle(self.settings.save_timeout_s)
+        """Waits (up to the Save deadline) for queued and in-flight saves, then drops what is still queued and
+        cancels what is in flight, so that no call or thread outlives the connector."""
+        idle = self.saves_idle(self.settings.save_timeout_s)
         with self._cond:
             self._closing = True
+            dropped = 0
+            for job in list(self._save_queue):
+                if not job.started:
+                    self._save_queue.remove(job)
+                    for entry in job.entries:
+                        self._entry_done(entry.req_id)
+                        dropped += len(entry.block_ids)
+            calls = [c.pending for c in self._save_calls if c.pending is not None]
             self._cond.notify_all()
+        if not idle:
+            _log.warning(
+                "%s: shutting down with %d Save calls in flight and %d blocks unsent after %.0f s; cancelling them",
+                self.name,
+                len(calls),
+                dropped,
+                self.settings.save_timeout_s,
+            )
+            self.counters.add("save_dropped_blocks", dropped)
+        for pending in calls:
+            pending.cancel()
         for thread in (self._saver, self._loader):
             if thread is not None:
                 thread.join(5.0)

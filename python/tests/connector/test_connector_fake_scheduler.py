@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from connector_support import leases_settled, wait_until
@@ -224,9 +225,10 @@ def test_preemption_without_the_fence_would_corrupt_the_pool(node, engines):
 
 
 def test_preemption_fence_waits_for_a_save_being_copied_and_drops_queued_ones(node, engines):
-    """The fence's two cases made deterministic: one save is being copied (slowly), one is queued behind it."""
+    """The fence's two cases made deterministic: one save is being copied (slowly), one is queued behind it (one
+    Save in flight at a time, so the second waits for a place)."""
     shape = _shape(engines)
-    engine = engines(node, shape)
+    engine = engines(node, shape, extra={"pegaflow.max_saves_in_flight": 1})
     worker = engine.workers[0].worker
     side = worker.connector.worker_side
     worker.delay_saves(0.4)
@@ -237,7 +239,7 @@ def test_preemption_fence_waits_for_a_save_being_copied_and_drops_queued_ones(no
         worker.connector.bind_connector_metadata(meta)
         worker.connector.wait_for_save()
         worker.connector.clear_connector_metadata()
-    wait_until(lambda: side._save_queue and side._save_queue[0].started, 5, "the first save started")
+    wait_until(lambda: side.saves_in_flight() == 1, 5, "the first save in flight")
     started = time.monotonic()
     worker.connector.handle_preemptions(PegaConnectorMetadata(preempted_req_ids=["victim"]))
     waited = time.monotonic() - started
@@ -247,6 +249,32 @@ def test_preemption_fence_waits_for_a_save_being_copied_and_drops_queued_ones(no
     with EngineClient(node.endpoint) as client:
         assert client.query(engine.namespace, hashes[:2]).hit_blocks == 2  # the copied save landed
         assert client.query(engine.namespace, hashes[2:]).hit_blocks == 0  # the queued one was never sent
+
+
+def test_preemption_fence_waits_for_every_save_of_the_victim_in_flight(node, engines):
+    """Several Saves in flight (the default): the fence returns only once all of the victim's have ended."""
+    shape = _shape(engines)
+    engine = engines(node, shape)
+    worker = engine.workers[0].worker
+    side = worker.connector.worker_side
+    worker.delay_saves(0.4)
+    hashes = [bytes([0x40 + i]) * 32 for i in range(4)]
+    for meta in (
+        PegaConnectorMetadata(saves=[BlockTransfer("victim", [1, 2], hashes[:2])]),
+        PegaConnectorMetadata(saves=[BlockTransfer("victim", [3, 4], hashes[2:])]),
+    ):
+        worker.connector.bind_connector_metadata(meta)
+        worker.connector.wait_for_save()
+        worker.connector.clear_connector_metadata()
+    wait_until(lambda: side.saves_in_flight() == 2, 5, "both saves in flight")
+    started = time.monotonic()
+    worker.connector.handle_preemptions(PegaConnectorMetadata(preempted_req_ids=["victim"]))
+    waited = time.monotonic() - started
+    assert 0.1 < waited < 5 and side.saves_in_flight() == 0 and not side._save_reading
+    totals = worker.connector.counters.totals()
+    assert totals["preemption_fence_waits"] == 1 and not totals.get("save_dropped_blocks")
+    with EngineClient(node.endpoint) as client:
+        assert client.query(engine.namespace, hashes).hit_blocks == 4  # both landed before the fence returned
 
 
 def test_tp2_with_two_worker_processes(node, engines):
@@ -319,6 +347,7 @@ def test_producer_saves_only_and_consumer_loads_only(node, engines):
 def test_demo_module_runs_through_the_connector(node):
     result = subprocess.run(
         [sys.executable, "-m", "pegaflow_testing.vllm_demo", "--endpoint", node.endpoint, "--prompt-tokens", "128"],
+        cwd=Path(__file__).resolve().parents[2],  # python/: pegaflow_testing is imported from the checkout
         capture_output=True,
         text=True,
         timeout=100,

@@ -4,6 +4,7 @@ ScriptedQueryClient: they record calls and answer as each test scripts, nothing 
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ import grpc
 import pytest
 from connector_support import wait_until
 
+from pegaflow.client import PendingCall
 from pegaflow.errors import EngineError
 from pegaflow.flag import _COUNTERS, _INT64, LoadState
 from pegaflow.vllm import scheduler as scheduler_module
@@ -68,20 +70,32 @@ class FakeLink:
 
 
 class ScriptedSaveClient:
+    """Answers ``save_async`` as scripted: each call is recorded when submitted and answered on a thread of its own
+    (as gRPC does) once its gate, if any, opens."""
+
     def __init__(self):
         self.calls = []
         self.answers = []  # per call: an exception to raise, or None
         self.gates: list[threading.Event] = []  # per call: wait for it before answering
 
-    def save(self, context_id, pairs):
+    def save_async(self, context_id, pairs):
         self.calls.append(list(pairs))
         gate = self.gates.pop(0) if self.gates else None
-        if gate is not None:
-            gate.wait(10)
         answer = self.answers.pop(0) if self.answers else None
-        if isinstance(answer, BaseException):
-            raise answer
-        return SimpleNamespace(blocks_stored=len(pairs), blocks_skipped=0)
+        future = concurrent.futures.Future()
+
+        def answer_call():
+            if gate is not None:
+                gate.wait(10)
+            if not future.set_running_or_notify_cancel():
+                return  # cancelled by the connector meanwhile
+            if isinstance(answer, BaseException):
+                future.set_exception(answer)
+            else:
+                future.set_result(SimpleNamespace(blocks_stored=len(pairs), blocks_skipped=0))
+
+        threading.Thread(target=answer_call, daemon=True).start()
+        return PendingCall(future, "Save")
 
 
 @pytest.fixture
@@ -168,7 +182,7 @@ def test_fence_of_an_unresolved_save_times_out_loudly(worker, caplog):
 
 
 def test_fence_waits_for_the_chunk_being_sent_and_skips_the_preempted_requests_later_chunks(worker):
-    side = worker(max_blocks_per_save=2)
+    side = worker(max_blocks_per_save=2, max_saves_in_flight=1)  # one Save at a time: [3, 4] waits unsent
     gate = threading.Event()
     side._save_client.gates = [gate]  # the first chunk is being copied until the gate opens
     _save(side, BlockTransfer("r1", *_blocks([1, 2, 3, 4])), BlockTransfer("r2", *_blocks([5, 6])))
@@ -183,25 +197,60 @@ def test_fence_waits_for_the_chunk_being_sent_and_skips_the_preempted_requests_l
     assert side.counters.totals()["save_dropped_blocks"] == 2
 
 
+def test_fence_waits_for_every_save_of_the_preempted_request_in_flight(worker):
+    side = worker(max_blocks_per_save=2, max_saves_in_flight=4)
+    gates = [threading.Event(), threading.Event(), threading.Event()]
+    side._save_client.gates = list(gates)
+    _save(side, BlockTransfer("r1", *_blocks([1, 2, 3, 4])), BlockTransfer("r2", *_blocks([5, 6])))
+    wait_until(lambda: len(side._save_client.calls) == 3, 5, "all three chunks in flight at once")
+    assert side.saves_in_flight() == 3
+    gates[0].set()  # r1's first chunk ends, its second is still being copied
+    gates[2].set()  # r2's ends
+    threading.Timer(0.3, gates[1].set).start()
+    began = time.monotonic()
+    side.handle_preemptions({"r1"})
+    assert time.monotonic() - began >= 0.25  # waited for r1's second chunk, not only for the first
+    assert side.saves_idle(5)
+    assert side.counters.totals()["save_in_flight_max"] == 3
+
+
+def test_shutdown_cancels_a_save_that_outlives_the_save_deadline_and_leaves_no_thread(worker):
+    side = worker(save_timeout_ms=200)
+    side._save_client.gates = [threading.Event()]  # never opens: a call that does not end by its deadline
+    _save(side, BlockTransfer("r1", *_blocks([1, 2])))
+    wait_until(lambda: side.saves_in_flight() == 1, 5, "the Save in flight")
+    began = time.monotonic()
+    side.shutdown()
+    assert time.monotonic() - began < 3
+    assert side.saves_in_flight() == 0 and not side._saver.is_alive()
+    totals = side.counters.totals()
+    assert totals["save_failures"] == 1 and totals["save_failed_blocks"] == 2
+    assert list(side.failed_save_requests) == ["r1"]
+
+
 # ---- finding 7: the save queue is bounded ----
 
 
 def test_save_queue_drops_the_oldest_unstarted_jobs_beyond_its_cap(worker, monkeypatch):
     monkeypatch.setattr(worker_module, "MAX_QUEUED_SAVE_JOBS", 3)
-    side = worker()
+    side = worker(max_saves_in_flight=1)  # the first Save holds the only place: later jobs wait in the queue
     gate = threading.Event()
     side._save_client.gates = [gate]
     _save(side, BlockTransfer("r0", *_blocks([0])))
-    wait_until(lambda: len(side._save_client.calls) == 1, 5, "first save started")
-    for i in range(1, 6):
+    wait_until(lambda: len(side._save_client.calls) == 1, 5, "first save in flight")
+    _save(side, BlockTransfer("r1", *_blocks([1])))
+    # The saver took r1's job and waits for a free place (back-pressure): a started job is never dropped.
+    wait_until(lambda: side._save_queue and side._save_queue[0].started, 5, "r1's job started, waiting for a place")
+    for i in range(2, 7):
         _save(side, BlockTransfer(f"r{i}", *_blocks([i])))
     gate.set()
     assert side.saves_idle(5)
     sent = [pair[0] for call in side._save_client.calls for pair in call]
-    assert sent == [0, 3, 4, 5]
+    assert sent == [0, 1, 4, 5, 6]
     totals = side.counters.totals()
     assert totals["save_queue_drops"] == 2 and totals["save_dropped_blocks"] == 2
-    assert _finish(side, "r1") == {"r1"}  # dropped saves no longer hold the request
+    assert totals["save_backpressure_waits"] == 1
+    assert _finish(side, "r2") == {"r2"}  # dropped saves no longer hold the request
 
 
 # ---- findings 2-4: loads ----

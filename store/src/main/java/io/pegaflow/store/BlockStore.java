@@ -28,6 +28,16 @@ import java.util.function.LongSupplier;
  * when that is sure to succeed, never a pinned block, and does work proportional to the blocks it evicts (plus one
  * pass over the slabs, not the blocks, when other classes' slabs are needed).
  *
+ * <p>Pools: the pool may have several partitions ({@link BlockPool#partitions()}), one per NUMA node on a node whose
+ * GPUs sit on several; this class calls them pools. A save names the pool it prefers (its GPU's local one,
+ * {@link #reserveForSave(NamespaceLayout, int[], HashList, int[], int)}); its new blocks go there, and making room
+ * there evicts only that pool's blocks, by the rules above applied within the pool. Only when the preferred pool
+ * cannot make room for all of them even after eviction do the rest go to the other pools (in index order, each
+ * evicting within itself as needed), counted in {@link StoreCounters#remotePoolBlocks()}; only when all pools
+ * together cannot hold them is the save refused ({@link PoolFullException}, nothing changed). A block is one
+ * contiguous piece of one pool; queries, loads, leases and transfers find it wherever it is. With one pool all of this
+ * is the behaviour above.
+ *
  * <p>Leases are random non-zero 64-bit ids from a {@link SecureRandom}, bound to the namespace they were taken in.
  *
  * <p>Events: with a {@link StoreListener} set, every change of the sealed set is recorded under the lock, in order,
@@ -80,17 +90,22 @@ public final class BlockStore implements AutoCloseable {
 
     record Lease(long id, String namespace, BlockEntry[] entries, long expiresNs) {}
 
-    /** The evictable blocks of one size class, least recently used at the head. */
+    /** The evictable blocks of one size class in one pool, least recently used at the head. */
     static final class ClassLru {
         final long sizeClassBytes;
+        final int pool;
         BlockEntry head;
         BlockEntry tail;
         int count;
 
-        ClassLru(long sizeClassBytes) {
+        ClassLru(long sizeClassBytes, int pool) {
             this.sizeClassBytes = sizeClassBytes;
+            this.pool = pool;
         }
     }
+
+    /** A save or incoming block with no preferred pool: the one with the most room for its size goes first. */
+    public static final int ANY_POOL = -1;
 
     /** The sealed blocks of one namespace, pinned or not, in no particular order. */
     static final class NamespaceBlocks {
@@ -155,6 +170,21 @@ public final class BlockStore implements AutoCloseable {
     /** Pool figures read together, so used + free never disagree in one sample. */
     public synchronized PoolSnapshot poolSnapshot() {
         return new PoolSnapshot(pool.capacityBytes(), pool.usedBytes(), pool.largestFreeBytes());
+    }
+
+    /** Each pool's figures (one per {@link BlockPool#partitions() partition}), read together. */
+    public synchronized List<PoolSnapshot> poolSnapshots() {
+        List<PoolSnapshot> each = new ArrayList<>(pool.partitions());
+        for (int p = 0; p < pool.partitions(); p++) {
+            each.add(new PoolSnapshot(
+                    pool.partitionCapacityBytes(p), pool.partitionUsedBytes(p), pool.largestFreeBytes(p)));
+        }
+        return each;
+    }
+
+    /** The pool (partition) a block at {@code offset} lies in. */
+    public int poolOf(long offset) {
+        return pool.partitionOfSlab(pool.slabOf(offset));
     }
 
     // ---- events ----
@@ -258,6 +288,24 @@ public final class BlockStore implements AutoCloseable {
     }
 
     /**
+     * A save's fast path: whether every block of {@code hashes} is already sealed in {@code namespace}, in which case
+     * {@link #reserveForSave} would reserve nothing and the save has nothing to do. The sealed blocks looked at count
+     * as used, as they do in {@link #reserveForSave} (that path moves them to the most recently used end too).
+     * Allocates nothing; never evicts.
+     */
+    public synchronized boolean touchIfAllSealed(String namespace, HashList hashes) {
+        int n = hashes.size();
+        for (int i = 0; i < n; i++) {
+            BlockEntry entry = index.get(probe.set(namespace, hashes, i));
+            if (entry == null || !entry.sealed) {
+                return false;
+            }
+            touch(entry);
+        }
+        return n > 0;
+    }
+
+    /**
      * Reserves pool space and marks slots in flight for one save. Blocks already sealed, incoming blocks (another
      * node's copy is arriving: the save leaves them to it; if that transfer is aborted the block is simply missing, as
      * after an eviction), and slots already present or being copied by another request, are left out. Either every
@@ -270,8 +318,20 @@ public final class BlockStore implements AutoCloseable {
      * @param slotsPerBlock the slot indices this request fills in each block
      * @return targets to copy (pinned until {@link #completeSave})
      */
-    public synchronized SaveReservation reserveForSave(
+    public SaveReservation reserveForSave(
             NamespaceLayout layout, int[] blockIds, HashList hashes, int[] slotsPerBlock) {
+        return reserveForSave(layout, blockIds, hashes, slotsPerBlock, ANY_POOL);
+    }
+
+    /**
+     * As {@link #reserveForSave(NamespaceLayout, int[], HashList, int[])}, placing new blocks in pool {@code
+     * preferredPool} first (see the class documentation for when they go elsewhere).
+     *
+     * @param preferredPool a pool index in [0, {@link BlockPool#partitions()}), or {@link #ANY_POOL}
+     */
+    public synchronized SaveReservation reserveForSave(
+            NamespaceLayout layout, int[] blockIds, HashList hashes, int[] slotsPerBlock, int preferredPool) {
+        checkPool(preferredPool);
         if (blockIds.length != hashes.size()) {
             throw new IllegalArgumentException(blockIds.length + " block ids but " + hashes.size() + " hashes");
         }
@@ -297,8 +357,9 @@ public final class BlockStore implements AutoCloseable {
             }
         }
         boolean room;
+        int preferred = preferredPool == ANY_POOL ? roomiestPool(blockBytes) : preferredPool;
         try {
-            room = newBlocks == 0 || ensureRoom(blockBytes, newBlocks);
+            room = newBlocks == 0 || ensureRoom(blockBytes, newBlocks, preferred);
         } finally {
             for (BlockEntry existing : found) {
                 if (existing != null) {
@@ -317,7 +378,10 @@ public final class BlockStore implements AutoCloseable {
             }
             BlockEntry entry = found[i];
             if (entry == null) {
-                entry = allocateEntry(new BlockKey(namespace, hashes, i), layout, now);
+                entry = allocateEntry(new BlockKey(namespace, hashes, i), layout, now, preferred);
+                if (preferredPool != ANY_POOL && entry.classLru.pool != preferredPool) {
+                    counters.remotePoolBlocks++;
+                }
                 unsealed.add(entry);
             } else if (entry.sealed || entry.incoming) {
                 continue;
@@ -384,6 +448,18 @@ public final class BlockStore implements AutoCloseable {
     }
 
     private PoolFullException poolFull(int blocks, long blockBytes) {
+        StringBuilder each = new StringBuilder();
+        if (pool.partitions() > 1) {
+            each.append("; per pool");
+            for (int p = 0; p < pool.partitions(); p++) {
+                each.append(p == 0 ? " " : ", ")
+                        .append(p)
+                        .append(": ")
+                        .append(pool.partitionUsedBytes(p))
+                        .append(" of ")
+                        .append(pool.partitionCapacityBytes(p));
+            }
+        }
         return new PoolFullException("pool cannot hold "
                 + blocks
                 + " more blocks of "
@@ -392,7 +468,26 @@ public final class BlockStore implements AutoCloseable {
                 + pool.capacityBytes()
                 + ", used "
                 + pool.usedBytes()
+                + each
                 + ")");
+    }
+
+    private void checkPool(int preferredPool) {
+        if (preferredPool != ANY_POOL && (preferredPool < 0 || preferredPool >= pool.partitions())) {
+            throw new IllegalArgumentException(
+                    "pool " + preferredPool + " must be in [0, " + pool.partitions() + ") or ANY_POOL");
+        }
+    }
+
+    /** The pool with the most free slots for {@code blockBytes} now (the first on a tie). */
+    private int roomiestPool(long blockBytes) {
+        int best = 0;
+        for (int p = 1; p < pool.partitions(); p++) {
+            if (pool.freeSlotsFor(blockBytes, p) > pool.freeSlotsFor(blockBytes, best)) {
+                best = p;
+            }
+        }
+        return best;
     }
 
     private static final int[] NO_SLOTS = new int[0];
@@ -525,11 +620,12 @@ public final class BlockStore implements AutoCloseable {
         if (index.containsKey(key)) {
             return Optional.empty();
         }
-        if (!ensureRoom(layout.blockBytes(), 1)) {
+        int preferred = roomiestPool(layout.blockBytes());
+        if (!ensureRoom(layout.blockBytes(), 1, preferred)) {
             counters.incomingRejectedFull++;
             throw poolFull(1, layout.blockBytes());
         }
-        BlockEntry entry = allocateEntry(key, layout, clockNs.getAsLong());
+        BlockEntry entry = allocateEntry(key, layout, clockNs.getAsLong(), preferred);
         entry.incoming = true;
         incomingCount++;
         return Optional.of(new IncomingBlock(this, entry));
@@ -815,34 +911,40 @@ public final class BlockStore implements AutoCloseable {
 
     // ---- internals: entries ----
 
-    private BlockEntry allocateEntry(BlockKey key, NamespaceLayout layout, long now) {
+    /** Allocates in {@code preferred} if it has a free slot, else in the first other pool that has (ensureRoom made it). */
+    private BlockEntry allocateEntry(BlockKey key, NamespaceLayout layout, long now, int preferred) {
         long blockBytes = layout.blockBytes();
-        long offset = pool.allocate(blockBytes);
+        long offset = pool.allocate(blockBytes, preferred);
+        for (int p = 0; offset < 0 && p < pool.partitions(); p++) {
+            if (p != preferred) {
+                offset = pool.allocate(blockBytes, p);
+            }
+        }
         if (offset < 0) {
             throw new IllegalStateException("pool refused an allocation that ensureRoom promised");
         }
+        int slab = pool.slabOf(offset);
         BlockEntry entry = new BlockEntry(
-                key, layout, offset, pool.slabOf(offset), classLru(pool.sizeClassBytes(blockBytes)), now);
+                key, layout, offset, slab, classLru(pool.sizeClassBytes(blockBytes), pool.partitionOfSlab(slab)), now);
         index.put(key, entry);
         return entry;
     }
 
-    private ClassLru classLru(long sizeClassBytes) {
-        for (int i = 0; i < classes.size(); i++) {
-            ClassLru c = classes.get(i);
-            if (c.sizeClassBytes == sizeClassBytes) {
-                return c;
-            }
+    private ClassLru classLru(long sizeClassBytes, int poolIndex) {
+        ClassLru found = findClassLru(sizeClassBytes, poolIndex);
+        if (found != null) {
+            return found;
         }
-        ClassLru c = new ClassLru(sizeClassBytes);
+        ClassLru c = new ClassLru(sizeClassBytes, poolIndex);
         classes.add(c);
         return c;
     }
 
-    private ClassLru findClassLru(long sizeClassBytes) {
+    private ClassLru findClassLru(long sizeClassBytes, int poolIndex) {
         for (int i = 0; i < classes.size(); i++) {
-            if (classes.get(i).sizeClassBytes == sizeClassBytes) {
-                return classes.get(i);
+            ClassLru c = classes.get(i);
+            if (c.sizeClassBytes == sizeClassBytes && c.pool == poolIndex) {
+                return c;
             }
         }
         return null;
@@ -945,29 +1047,81 @@ public final class BlockStore implements AutoCloseable {
      * live blocks are all evictable (a slab changes class only once it is empty), the fewest-blocks slabs first and
      * only as many slabs as needed.
      */
-    private boolean ensureRoom(long blockBytes, int count) {
-        long free = pool.freeSlotsFor(blockBytes);
+    /**
+     * Makes room for {@code count} blocks of {@code blockBytes} in pool {@code preferred} ({@link #ensureRoomIn}); when
+     * it cannot make room for all of them, makes room in it for as many as it can and for the rest in the other pools,
+     * in index order. Evicts nothing unless the pools together are sure to make room for all.
+     */
+    private boolean ensureRoom(long blockBytes, int count, int preferred) {
+        if (ensureRoomIn(blockBytes, count, preferred)) {
+            return true;
+        }
+        int pools = pool.partitions();
+        if (pools == 1) {
+            return false;
+        }
+        long total = 0;
+        long[] obtainable = new long[pools];
+        for (int p = 0; p < pools; p++) {
+            obtainable[p] = obtainable(blockBytes, p);
+            total += obtainable[p];
+        }
+        if (total < count) {
+            return false;
+        }
+        long missing = count;
+        for (int i = -1; i < pools && missing > 0; i++) {
+            int p = i < 0 ? preferred : i;
+            if (i == preferred || obtainable[p] == 0) {
+                continue;
+            }
+            int here = (int) Math.min(missing, obtainable[p]);
+            if (!ensureRoomIn(blockBytes, here, p)) {
+                return false; // obtainable() promised it: cannot happen under the lock
+            }
+            missing -= here;
+        }
+        return true;
+    }
+
+    /** How many blocks of {@code blockBytes} pool {@code p} could take after evicting all it may; changes nothing. */
+    private long obtainable(long blockBytes, int p) {
+        long sizeClass = pool.sizeClassBytes(blockBytes);
+        ClassLru same = findClassLru(sizeClass, p);
+        return pool.freeSlotsFor(blockBytes, p)
+                + (same == null ? 0 : same.count)
+                + (long) drainableSlabs(sizeClass, p).length * pool.slotsPerSlab(blockBytes);
+    }
+
+    /**
+     * Makes room for {@code count} blocks of {@code blockBytes} in pool {@code p}, evicting only its blocks and only if
+     * that is sure to succeed: first the least recently used unpinned blocks of the same size class, then every block
+     * of slabs of other classes whose live blocks are all evictable (a slab changes class only once it is empty), the
+     * fewest-blocks slabs first and only as many slabs as needed.
+     */
+    private boolean ensureRoomIn(long blockBytes, int count, int p) {
+        long free = pool.freeSlotsFor(blockBytes, p);
         if (free >= count) {
             return true;
         }
-        ClassLru same = findClassLru(pool.sizeClassBytes(blockBytes));
+        ClassLru same = findClassLru(pool.sizeClassBytes(blockBytes), p);
         long sameEvictable = same == null ? 0 : same.count;
         if (free + sameEvictable >= count) {
-            while (pool.freeSlotsFor(blockBytes) < count) {
+            while (pool.freeSlotsFor(blockBytes, p) < count) {
                 evict(same.head); // each frees one slot of the class
             }
             return true;
         }
         long sizeClass = pool.sizeClassBytes(blockBytes);
         int slotsPerSlab = pool.slotsPerSlab(blockBytes);
-        long[] drainable = drainableSlabs(sizeClass); // live blocks << 32 | slab, sorted: fewest blocks first
+        long[] drainable = drainableSlabs(sizeClass, p); // live blocks << 32 | slab, sorted: fewest blocks first
         if (free + sameEvictable + (long) drainable.length * slotsPerSlab < count) {
             return false;
         }
         while (same != null && same.head != null) {
             evict(same.head);
         }
-        long missing = count - pool.freeSlotsFor(blockBytes);
+        long missing = count - pool.freeSlotsFor(blockBytes, p);
         long slabsNeeded = (missing + slotsPerSlab - 1) / slotsPerSlab;
         for (int i = 0; i < slabsNeeded; i++) {
             int slab = (int) drainable[i];
@@ -975,14 +1129,16 @@ public final class BlockStore implements AutoCloseable {
                 evict(slabEvictableHead[slab]);
             }
         }
-        return pool.freeSlotsFor(blockBytes) >= count;
+        return pool.freeSlotsFor(blockBytes, p) >= count;
     }
 
-    /** Slabs of other classes whose every live block could be evicted now, fewest live blocks first. */
-    private long[] drainableSlabs(long sizeClass) {
+    /** Slabs of pool {@code p} of other classes whose every live block could be evicted now, fewest live first. */
+    private long[] drainableSlabs(long sizeClass, int p) {
         int n = 0;
-        long[] found = new long[evictableInSlab.length];
-        for (int slab = 0; slab < evictableInSlab.length; slab++) {
+        int first = pool.firstSlab(p);
+        int end = first + pool.slabsIn(p);
+        long[] found = new long[end - first];
+        for (int slab = first; slab < end; slab++) {
             long slabClass = pool.slabClassBytes(slab);
             int live = pool.slabLiveBlocks(slab);
             if (slabClass != 0 && slabClass != sizeClass && live > 0 && evictableInSlab[slab] == live) {

@@ -19,6 +19,15 @@ public final class StoreCounters {
     volatile long incomingRejectedFull;
     volatile long cleared;
     volatile long listenerFailures;
+    volatile long remotePoolBlocks;
+
+    /**
+     * New blocks of saves that named a preferred pool (their GPU's NUMA-local one) and went to another pool because
+     * the preferred one could not make room even after evicting its own blocks.
+     */
+    public long remotePoolBlocks() {
+        return remotePoolBlocks;
+    }
 
     public long hits() {
         return hits;

@@ -2,6 +2,7 @@ package io.pegaflow.store;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.lang.management.ManagementFactory;
@@ -60,6 +61,29 @@ class BlockStoreAllocationTest {
             assertTrue(save <= perRequest, "a save of sealed blocks allocated " + save + " bytes");
             assertTrue(query <= perRequest, "a query allocated " + query + " bytes");
             assertTrue(pin <= perRequest, "a pin for load allocated " + pin + " bytes");
+        }
+    }
+
+    @Test
+    void shouldAnswerAllSealedWithoutAllocatingAndNotWhenOneBlockIsMissingOrUnsealed() {
+        try (StoreFixture f = new StoreFixture(BLOCKS / 16 + 4)) {
+            int[] ids = IntStream.range(0, BLOCKS).toArray();
+            HashList hashes = packedHashes(BLOCKS, 11);
+            f.store.completeSave(f.store.reserveForSave(TINY, ids, hashes, new int[] {0}), true);
+            for (int warm = 0; warm < 300; warm++) {
+                assertTrue(f.store.touchIfAllSealed("ns", hashes));
+            }
+            long check = allocatedBytes(() -> assertTrue(f.store.touchIfAllSealed("ns", hashes)));
+            assertTrue(check <= 1024, "the all-sealed check allocated " + check + " bytes");
+            assertFalse(f.store.touchIfAllSealed("other-ns", hashes));
+            assertFalse(f.store.touchIfAllSealed("ns", HashList.of(new byte[0][])), "no blocks: not a fast path");
+            HashList withNew = packedHashes(BLOCKS + 1, 11); // the same hashes and one more
+            assertFalse(f.store.touchIfAllSealed("ns", withNew));
+            SaveReservation open =
+                    f.store.reserveForSave(TINY, new int[] {0}, HashList.of(withNew.copy(BLOCKS)), new int[] {0});
+            assertFalse(f.store.touchIfAllSealed("ns", HashList.of(withNew.copy(BLOCKS))), "in flight is not sealed");
+            f.store.completeSave(open, true);
+            assertTrue(f.store.touchIfAllSealed("ns", withNew));
         }
     }
 

@@ -1,7 +1,6 @@
 package io.pegaflow.fabric.engine;
 
 import io.pegaflow.gpu.CopyEngine;
-import java.util.Locale;
 
 /**
  * Which CUDA IPC regions this node takes: only on a node whose copy engines serve the worker's GPU (one of them), with a
@@ -44,10 +43,6 @@ final class CudaIpcPolicy {
     }
 
     private static String canonicalGpu(String uuid) {
-        String t = uuid.trim().toLowerCase(Locale.ROOT);
-        if (t.startsWith("gpu-")) {
-            t = t.substring(4);
-        }
-        return t.replace("-", "");
+        return DevicePools.canonicalGpu(uuid);
     }
 }

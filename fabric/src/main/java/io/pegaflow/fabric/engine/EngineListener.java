@@ -8,6 +8,9 @@ public interface EngineListener {
 
     void contextsChanged(int registered);
 
+    /** One phase of one Save or Load took {@code durationNs}; called once per phase per call, never per block. */
+    default void phase(CallPhase phase, long durationNs) {}
+
     /**
      * Work an executor refused or put off.
      *

@@ -38,6 +38,7 @@ public final class KvEngine {
     private final SaveOperation saves;
     private final LoadPipeline loads;
     private final long sessionlessIdleNs;
+    private final DevicePools devicePools;
 
     private KvEngine(Builder b) {
         this.store = b.store;
@@ -56,8 +57,9 @@ public final class KvEngine {
                 task -> cleanupThreads.executeEventually("unmap", task),
                 s,
                 b.files);
-        this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener);
+        this.saves = new SaveOperation(store, poolRegion, copyEngine, copyThreads, b.listener, b.devicePools);
         this.loads = new LoadPipeline(store, poolRegion, copyEngine, copyThreads, b.remote, b.listener);
+        this.devicePools = b.devicePools;
         this.sessionlessIdleNs = TimeUnit.MILLISECONDS.toNanos(s.sessionlessIdleMs());
         this.sweeper = Executors.newSingleThreadScheduledExecutor(BoundedExecutor.named("pegaflow-store-sweeper"));
         sweeper.scheduleWithFixedDelay(this::sweepSafely, 100, 100, TimeUnit.MILLISECONDS);
@@ -75,6 +77,7 @@ public final class KvEngine {
         private EngineListener listener = EngineListener.NONE;
         private RemoteBlockSource remote = RemoteBlockSource.NONE;
         private SharedMemoryMapper files = SharedMemoryMapper.FILES;
+        private DevicePools devicePools = DevicePools.NONE;
 
         private Builder(BlockStore store, CopyEngine copyEngine) {
             this.store = store;
@@ -103,6 +106,12 @@ public final class KvEngine {
             return this;
         }
 
+        /** Which pool a save from each GPU lands in first ({@link DevicePools#NONE}, any pool, by default). */
+        public Builder devicePools(DevicePools devicePools) {
+            this.devicePools = java.util.Objects.requireNonNull(devicePools, "devicePools");
+            return this;
+        }
+
         public KvEngine build() {
             return new KvEngine(this);
         }
@@ -110,6 +119,11 @@ public final class KvEngine {
 
     public BlockStore store() {
         return store;
+    }
+
+    /** Which pool serves each GPU (for Health and the logs). */
+    public DevicePools devicePools() {
+        return devicePools;
     }
 
     public String copyEngineName() {

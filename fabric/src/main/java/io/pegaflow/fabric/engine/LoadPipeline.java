@@ -68,6 +68,11 @@ final class LoadPipeline {
         boolean handedOff;
         /** Completed by {@link #finish} with the flag's figures; only for a load with {@code replyWhenDone}. */
         final CompletableFuture<LoadStarted.LoadDone> done;
+        /** Phase clocks ({@link CallPhase}): the handler's start, the hand-off to a copy thread, the commit's end. */
+        final long startNs = System.nanoTime();
+
+        long handedOffNs;
+        long committedNs;
 
         LoadJob(WorkerContext context, LoadBlocks request) {
             this.context = context;
@@ -110,8 +115,10 @@ final class LoadPipeline {
             return reply;
         }
         // The reply waits, without a thread, for the copy's end (finish completes job.done).
-        return reply.thenCompose(started ->
-                job.done.thenApply(done -> new LoadStarted(started.failedBlockIds(), started.scheduled(), done)));
+        return reply.thenCompose(started -> job.done.thenApply(done -> {
+            listener.phase(CallPhase.LOAD_REPLY, System.nanoTime() - job.committedNs);
+            return new LoadStarted(started.failedBlockIds(), started.scheduled(), done);
+        }));
     }
 
     /** Stage 1: the slot in the flag file, set pending. */
@@ -176,6 +183,8 @@ final class LoadPipeline {
             finish(job, 0, 0, false);
             return new LoadStarted(job.failed, 0);
         }
+        job.handedOffNs = System.nanoTime();
+        listener.phase(CallPhase.LOAD_PIN, job.handedOffNs - job.startNs);
         EngineException refused = copyThreads.tryExecute("load", () -> copyAndFinish(job));
         if (refused != null) {
             job.handedOff = false; // the task never ran: the failure path ends the load
@@ -187,6 +196,7 @@ final class LoadPipeline {
     /** Stage 5, on a copy thread: copies, then unpins and sets the flag whatever happened. */
     private void copyAndFinish(LoadJob job) {
         long startNs = System.nanoTime();
+        listener.phase(CallPhase.LOAD_QUEUE, startNs - job.handedOffNs);
         long bytes = 0;
         boolean ok = false;
         try {
@@ -207,12 +217,18 @@ final class LoadPipeline {
         int total = job.request.blockIds().length;
         int loaded = copied ? total - job.failed.length : 0;
         int failedCount = total - loaded;
+        long commitNs = System.nanoTime();
         store.unpinAll(job.entries);
         if (job.flag != null) {
             writeFinalFlag(job, loaded, failedCount, durationNs);
         }
+        job.committedNs = System.nanoTime();
         job.context.releaseRef();
         listener.loaded(bytes, durationNs, loaded, failedCount);
+        if (copied) {
+            listener.phase(CallPhase.LOAD_COPY, durationNs);
+            listener.phase(CallPhase.LOAD_COMMIT, job.committedNs - commitNs);
+        }
         if (job.done != null) {
             job.done.complete(new LoadStarted.LoadDone(failedCount != 0, loaded, failedCount, durationNs));
         }

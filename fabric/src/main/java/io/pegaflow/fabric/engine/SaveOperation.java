@@ -9,7 +9,8 @@ import java.lang.foreign.MemorySegment;
 import java.util.concurrent.CompletableFuture;
 
 /**
- * Save: checks on the caller's thread; then, on a copy thread, reserves pool space (the store's bookkeeping, which
+ * Save: checks on the caller's thread (and, when every block is sealed already, the answer: nothing to do); then, on
+ * a copy thread, reserves pool space (the store's bookkeeping, which
  * may evict), copies worker memory into the pool and seals. A save waiting in the copy queue holds no pool space;
  * a full queue refuses it with nothing reserved. The reply waits, without a thread, for concurrent copies of the
  * same slots by other saves.
@@ -20,6 +21,7 @@ final class SaveOperation {
     private final CopyEngine copyEngine;
     private final BoundedExecutor copyThreads;
     private final EngineListener listener;
+    private final DevicePools devicePools;
     /** One batch per copy thread, reused: a save allocates no copy descriptors per block. */
     private final ThreadLocal<CopyBatch> batches = ThreadLocal.withInitial(() -> new CopyBatch(4096));
 
@@ -28,7 +30,9 @@ final class SaveOperation {
             MemorySegment[] poolRegion,
             CopyEngine copyEngine,
             BoundedExecutor copyThreads,
-            EngineListener listener) {
+            EngineListener listener,
+            DevicePools devicePools) {
+        this.devicePools = devicePools;
         this.store = store;
         this.poolRegion = poolRegion;
         this.copyEngine = copyEngine;
@@ -36,8 +40,8 @@ final class SaveOperation {
         this.listener = listener;
     }
 
-    /** What the copy thread did, and the other saves' copies the reply must wait for. */
-    private record Copied(SaveResult result, SaveReservation reservation) {}
+    /** What the copy thread did, the other saves' copies the reply must wait for, and when the thread was done. */
+    private record Copied(SaveResult result, SaveReservation reservation, long doneNs) {}
 
     CompletableFuture<SaveResult> save(WorkerContext context, SaveBlocks request) {
         int[] slots;
@@ -55,34 +59,58 @@ final class SaveOperation {
             context.releaseRef();
             return CompletableFuture.completedFuture(new SaveResult(0, 0, 0));
         }
+        // Every block already sealed (a prefix saved before, or another rank's save): nothing to reserve or copy, so
+        // the reply goes out from here, without two thread hand-offs (to a copy thread and back). The check is a
+        // lookup per block under the store's lock, as a Query's is on this thread.
+        long checkNs = System.nanoTime();
+        if (store.touchIfAllSealed(context.layout.namespace(), request.hashes())) {
+            context.releaseRef();
+            listener.phase(CallPhase.SAVE_RESERVE, System.nanoTime() - checkNs);
+            return CompletableFuture.completedFuture(new SaveResult(0, request.blockIds().length, 0));
+        }
         // A refused task never ran and reserved nothing: only the context reference is to give back.
+        long handedOffNs = System.nanoTime();
         return copyThreads
-                .supply("save", () -> reserveCopySeal(context, request, slots), context::releaseRef)
-                .thenCompose(this::afterOthersLanded);
+                .supply("save", () -> reserveCopySeal(context, request, slots, handedOffNs), context::releaseRef)
+                .thenCompose(this::afterOthersLanded)
+                .thenApply(this::replied);
     }
 
     /** Runs on a copy thread: reserves, copies, then seals or rolls back exactly once whatever is thrown. */
-    private Copied reserveCopySeal(WorkerContext context, SaveBlocks request, int[] slots) {
+    private Copied reserveCopySeal(WorkerContext context, SaveBlocks request, int[] slots, long handedOffNs) {
+        long reserveNs = System.nanoTime();
+        listener.phase(CallPhase.SAVE_QUEUE, reserveNs - handedOffNs);
         try {
             SaveReservation reservation;
             try {
-                reservation = store.reserveForSave(context.layout, request.blockIds(), request.hashes(), slots);
+                // New blocks go to the pool local to this context's GPU (one pool: any, i.e. that one).
+                reservation = store.reserveForSave(
+                        context.layout,
+                        request.blockIds(),
+                        request.hashes(),
+                        slots,
+                        devicePools.poolFor(context.device));
             } catch (PoolFullException e) {
                 throw EngineException.exhausted(e.getMessage());
             }
             int targets = reservation.count();
             int skipped = request.blockIds().length - targets;
-            if (targets == 0) {
-                return new Copied(new SaveResult(0, skipped, 0), reservation);
-            }
             long startNs = System.nanoTime();
+            listener.phase(CallPhase.SAVE_RESERVE, startNs - reserveNs);
+            if (targets == 0) {
+                return new Copied(new SaveResult(0, skipped, 0), reservation, startNs);
+            }
             boolean landed = false;
             try {
                 long bytes = copy(context, reservation);
                 landed = true;
+                long copiedNs = System.nanoTime();
                 int sealed = store.completeSave(reservation, true);
-                listener.saved(bytes, System.nanoTime() - startNs, targets);
-                return new Copied(new SaveResult(targets, skipped, sealed), reservation);
+                long sealedNs = System.nanoTime();
+                listener.saved(bytes, sealedNs - startNs, targets);
+                listener.phase(CallPhase.SAVE_COPY, copiedNs - startNs);
+                listener.phase(CallPhase.SAVE_SEAL, sealedNs - copiedNs);
+                return new Copied(new SaveResult(targets, skipped, sealed), reservation, sealedNs);
             } catch (EngineException e) {
                 throw e;
             } catch (RuntimeException e) {
@@ -104,14 +132,20 @@ final class SaveOperation {
         }
     }
 
+    /** The reply, timed from the copy thread's end (a refused or failed save has no reply phase). */
+    private SaveResult replied(Copied copied) {
+        listener.phase(CallPhase.SAVE_REPLY, System.nanoTime() - copied.doneNs());
+        return copied.result();
+    }
+
     /**
      * Some slots this request names were being copied by another request: the reply must not say they are stored
      * until that copy has landed (a caller may free its blocks on our reply).
      */
-    private CompletableFuture<SaveResult> afterOthersLanded(Copied copied) {
+    private CompletableFuture<Copied> afterOthersLanded(Copied copied) {
         SaveReservation reservation = copied.reservation();
         if (reservation.othersInFlight().isEmpty()) {
-            return CompletableFuture.completedFuture(copied.result());
+            return CompletableFuture.completedFuture(copied);
         }
         return CompletableFuture.allOf(reservation.othersInFlight().toArray(CompletableFuture[]::new))
                 .thenApply(landed -> {
@@ -119,7 +153,7 @@ final class SaveOperation {
                         throw EngineException.unavailable(
                                 "a concurrent save of some of these blocks failed; save them again");
                     }
-                    return copied.result();
+                    return copied;
                 });
     }
 

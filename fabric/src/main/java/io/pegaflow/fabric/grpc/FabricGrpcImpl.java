@@ -61,6 +61,11 @@ public final class FabricGrpcImpl implements Fabric {
 
         /** Starts a graceful stop (leave the cluster, exit 0) shortly after the reply has gone out. */
         void requestShutdown(String reason);
+
+        /** The node's engine, whose pools Health reports (null: none to report). */
+        default io.pegaflow.fabric.engine.KvEngine engine() {
+            return null;
+        }
     }
 
     /** How long a Locate waits for the directory's ranges; a silent range's hashes come back empty, incomplete. */
@@ -161,6 +166,7 @@ public final class FabricGrpcImpl implements Fabric {
                 .setUptimeMs(node.uptimeMs())
                 .setCopyEngine(node.copyEngine())
                 .setTransport(node.transport())
+                .addAllPools(node.engine() == null ? java.util.List.of() : PoolUseMapper.of(node.engine()))
                 .build();
     }
 

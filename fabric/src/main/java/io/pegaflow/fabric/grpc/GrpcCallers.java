@@ -1,21 +1,20 @@
 package io.pegaflow.fabric.grpc;
 
-import org.apache.pekko.http.javadsl.model.AttributeKeys;
-import org.apache.pekko.http.javadsl.model.HttpRequest;
+import io.grpc.Grpc;
+import io.grpc.ServerCall;
+import java.net.InetSocketAddress;
+import java.net.SocketAddress;
 
-/** Who sent a request, for the log: the peer's address as Pekko HTTP saw it. Stateless. */
+/** Who sent a request, for the log: the peer's address as the transport saw it. Stateless. */
 public final class GrpcCallers {
     private GrpcCallers() {}
 
-    /**
-     * "host:port" of the connection the request came on, or "an unknown address" when the server does not record it
-     * ({@code pekko.http.server.remote-address-attribute = on} makes it).
-     */
-    public static String describe(HttpRequest request) {
-        return request.getAttribute(AttributeKeys.remoteAddress)
-                .map(a -> a.getAddress()
-                        .map(ip -> ip.getHostAddress() + ":" + a.getPort())
-                        .orElse("an unknown address"))
-                .orElse("an unknown address");
+    /** "host:port" of the connection the call came on, or "an unknown address" when the transport does not say. */
+    public static String describe(ServerCall<?, ?> call) {
+        SocketAddress a = call.getAttributes().get(Grpc.TRANSPORT_ATTR_REMOTE_ADDR);
+        if (a instanceof InetSocketAddress inet && inet.getAddress() != null) {
+            return inet.getAddress().getHostAddress() + ":" + inet.getPort();
+        }
+        return "an unknown address";
     }
 }

@@ -5,16 +5,12 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutionException;
-import org.apache.pekko.actor.ActorSystem;
-import org.apache.pekko.grpc.Trailers;
-import org.apache.pekko.http.scaladsl.model.http2.PeerClosedStreamException;
-import org.apache.pekko.japi.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * The exception handler of the node's gRPC services (Pekko gRPC's {@code eHandler}): what a failed call answers,
- * including failures before a handler runs. Bytes that do not decode as the method's message (or carry invalid UTF-8
+ * What a failed call of the node's gRPC services answers ({@link NodeCalls} asks), including failures before a
+ * handler runs. Bytes that do not decode as the method's message (or carry invalid UTF-8
  * in a string) are INVALID_ARGUMENT with a short reason, a request over the size limit RESOURCE_EXHAUSTED; neither
  * logs a stack trace. Every description is cut to {@link #DESCRIPTION_CHARS} characters (gRPC carries it in a
  * header with a size limit). Repeated failures are logged at most once per {@link #LOG_INTERVAL_MS} per kind.
@@ -31,11 +27,6 @@ public final class GrpcErrors {
     private static final RateLimitedLog unexpected = new RateLimitedLog(log, LOG_INTERVAL_MS, System::nanoTime);
 
     private GrpcErrors() {}
-
-    /** For {@code XxxHandlerFactory.partial(impl, prefix, materializer, handler(), system)}. */
-    public static Function<ActorSystem, Function<Throwable, Trailers>> handler() {
-        return system -> error -> new Trailers(statusOf(error));
-    }
 
     /** The status a failed call answers with. */
     static Status statusOf(Throwable error) {
@@ -54,9 +45,6 @@ public final class GrpcErrors {
         if (large != null) {
             tooLarge.warn("refused a request: " + large.getMessage(), null);
             return Status.RESOURCE_EXHAUSTED.withDescription("request: " + large.getMessage());
-        }
-        if (t instanceof PeerClosedStreamException) {
-            return Status.CANCELLED.withDescription("the client closed the stream");
         }
         unexpected.warn("unexpected failure of a gRPC call: " + t, t);
         return Status.INTERNAL.withDescription(shorten(String.valueOf(t)));

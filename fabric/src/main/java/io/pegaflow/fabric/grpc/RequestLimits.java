@@ -1,61 +1,32 @@
 package io.pegaflow.fabric.grpc;
 
-import java.util.Optional;
-import java.util.concurrent.CompletionStage;
-import org.apache.pekko.http.javadsl.model.HttpEntities;
-import org.apache.pekko.http.javadsl.model.HttpRequest;
-import org.apache.pekko.http.javadsl.model.HttpResponse;
-import org.apache.pekko.japi.Pair;
-import org.apache.pekko.japi.function.Function;
-import org.apache.pekko.stream.javadsl.Flow;
-import org.apache.pekko.util.ByteString;
-
 /**
- * The size limit on a request's bytes, applied in front of the generated gRPC handlers: a body longer than {@link
- * #MAX_REQUEST_BYTES} is refused while it streams in (nothing larger is ever buffered) and the call answers
- * RESOURCE_EXHAUSTED ({@link GrpcErrors}). Stateless.
+ * The size limit on a request message. The transport refuses a message longer than {@link #TRANSPORT_MAX_BYTES}
+ * from its length prefix (gRPC's own RESOURCE_EXHAUSTED text, nothing buffered); one between {@link
+ * #MAX_REQUEST_BYTES} and that is read, then refused by {@link NodeCalls} with our RESOURCE_EXHAUSTED ({@link
+ * GrpcErrors}) before it is parsed. Stateless.
  */
 public final class RequestLimits {
-    /** The largest request body (gRPC framing included): 4 MiB, gRPC's usual message limit. */
+    /** The largest request (gRPC framing included): 4 MiB, gRPC's usual message limit. */
     public static final int MAX_REQUEST_BYTES = 4 << 20;
-    /** How far past the limit a body is still read (and dropped) before the stream is cut off. */
-    static final long DRAIN_FACTOR = 32;
+    /** How far past the limit a message is still read (and dropped) so that the client gets our reason. */
+    static final int DRAIN_FACTOR = 32;
+    /** The transport's own limit: past it a message is refused from its length prefix alone. */
+    public static final int TRANSPORT_MAX_BYTES = MAX_REQUEST_BYTES * DRAIN_FACTOR;
+    /** gRPC's length-prefixed framing: a flag byte and a 4-byte length before each message. */
+    static final int FRAME_HEADER_BYTES = 5;
 
     private RequestLimits() {}
 
-    /** A request body over the limit. */
+    /** Whether a message of {@code messageBytes} (framing not included) is over the node's limit. */
+    static boolean tooLarge(int messageBytes) {
+        return messageBytes + FRAME_HEADER_BYTES > MAX_REQUEST_BYTES;
+    }
+
+    /** A request over the limit. */
     static final class TooLarge extends RuntimeException {
         TooLarge(long limit) {
             super("larger than the node's limit of " + limit + " bytes", null, false, false);
         }
-    }
-
-    /**
-     * {@code handler} with every request's body limited to {@code maxBytes}. Past the limit the rest of the body is
-     * read and dropped (nothing more is kept), up to {@link #DRAIN_FACTOR} times the limit, so that the client gets
-     * the RESOURCE_EXHAUSTED reply rather than a reset stream; a body longer still is cut off at once.
-     */
-    public static Function<HttpRequest, CompletionStage<HttpResponse>> limited(
-            Function<HttpRequest, CompletionStage<HttpResponse>> handler, long maxBytes) {
-        Flow<ByteString, ByteString, ?> limit = Flow.<ByteString>create()
-                .statefulMap(
-                        () -> new long[1],
-                        (seen, chunk) -> {
-                            seen[0] += chunk.size();
-                            if (seen[0] > maxBytes * DRAIN_FACTOR) {
-                                throw new TooLarge(maxBytes);
-                            }
-                            return Pair.create(seen, seen[0] > maxBytes ? ByteString.emptyByteString() : chunk);
-                        },
-                        seen -> {
-                            if (seen[0] > maxBytes) {
-                                throw new TooLarge(maxBytes);
-                            }
-                            return Optional.empty();
-                        })
-                .filter(chunk -> !chunk.isEmpty());
-        return request -> handler.apply(request.withEntity(HttpEntities.create(
-                request.entity().getContentType(),
-                request.entity().getDataBytes().via(limit))));
     }
 }

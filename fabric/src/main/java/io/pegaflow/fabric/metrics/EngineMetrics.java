@@ -1,5 +1,6 @@
 package io.pegaflow.fabric.metrics;
 
+import io.pegaflow.fabric.engine.CallPhase;
 import io.pegaflow.fabric.engine.EngineListener;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.store.BlockStore;
@@ -9,6 +10,7 @@ import java.util.HashMap;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicInteger;
 import kamon.Kamon;
+import kamon.metric.Histogram;
 import kamon.metric.MeasurementUnit;
 import kamon.tag.TagSet;
 
@@ -22,27 +24,47 @@ import kamon.tag.TagSet;
  * pegaflow_block_hits_total}, {@code pegaflow_block_misses_total}, {@code pegaflow_block_insertions_total}, {@code
  * pegaflow_block_evictions_total}, {@code pegaflow_block_partial_dropped_total}, {@code
  * pegaflow_save_rejected_total}, {@code pegaflow_save_size_bytes}, {@code pegaflow_save_duration_seconds}, {@code
+ * pegaflow_save_phase_seconds{phase}} and {@code pegaflow_load_phase_seconds{phase}} (one call's phases, {@link
+ * CallPhase}: queue, reserve, copy, seal, reply; pin, queue, copy, commit, reply), {@code
  * pegaflow_load_size_bytes}, {@code pegaflow_load_duration_seconds}, {@code pegaflow_load_blocks_total{outcome}},
  * {@code pegaflow_leases_active}, {@code pegaflow_leases_total{event}}, {@code pegaflow_engine_contexts}, {@code
  * pegaflow_engine_rejected_total{op,reason}} (work an engine executor refused: {@code queue_full}, {@code stopping},
  * or put off: {@code deferred}), {@code pegaflow_engine_queued_tasks{executor}} and {@code
  * pegaflow_engine_active_tasks{executor}} (copy, mapping, cleanup), {@code pegaflow_copy_mode_total{direction,mode}}
- * (the mode each GPU copy ran in).
+ * (the mode each GPU copy ran in), {@code pegaflow_pool_part_capacity_bytes{pool}} and {@code
+ * pegaflow_pool_part_used_bytes{pool}} (each pool of a node with one per NUMA node; pool "0" alone otherwise), {@code
+ * pegaflow_pool_remote_numa_saves_total} (blocks a save put in another NUMA node's pool because its GPU's own pool
+ * could not make room).
  */
 public final class EngineMetrics implements EngineListener {
     private static final MeasurementUnit BYTES = MeasurementUnit.information().bytes();
     private static final MeasurementUnit NANOS = MeasurementUnit.time().nanoseconds();
 
     private final TagSet engineTag;
+    /** One histogram per {@link CallPhase}, resolved once: recording a phase looks nothing up. */
+    private final Histogram[] phases = new Histogram[CallPhase.values().length];
+
     private final AtomicInteger contexts = new AtomicInteger();
     private volatile BlockStore store;
     private volatile KvEngine engine;
-    private final long[] last = new long[9];
+    private final long[] last = new long[10];
     /** Only the sampler thread touches it. */
     private final Map<String, Long> lastCopyModes = new HashMap<>();
 
     public EngineMetrics(String copyEngine) {
         this.engineTag = TagSet.of("copy_engine", copyEngine);
+        for (CallPhase p : CallPhase.values()) {
+            phases[p.ordinal()] = Kamon.histogram(
+                            "pegaflow." + p.op() + ".phase",
+                            "Time of one phase of a " + p.op() + " (queue, reserve/pin, copy, seal/commit, reply)",
+                            NANOS)
+                    .withTags(engineTag.withTag("phase", p.phase()));
+        }
+    }
+
+    @Override
+    public void phase(CallPhase phase, long durationNs) {
+        phases[phase.ordinal()].record(Math.max(0, durationNs));
     }
 
     /** The engine (and its store) to sample; set once the engine exists. */
@@ -105,6 +127,16 @@ public final class EngineMetrics implements EngineListener {
         Kamon.gauge("pegaflow.pool.largest.free", "Largest block the pool can take now", BYTES)
                 .withoutTags()
                 .update(pool.largestFreeBytes());
+        java.util.List<PoolSnapshot> pools = s.poolSnapshots();
+        for (int p = 0; p < pools.size(); p++) {
+            String tag = Integer.toString(p);
+            Kamon.gauge("pegaflow.pool.part.capacity", "Size of each pool (one per NUMA node)", BYTES)
+                    .withTag("pool", tag)
+                    .update(pools.get(p).capacityBytes());
+            Kamon.gauge("pegaflow.pool.part.used", "Bytes allocated to blocks in each pool (one per NUMA node)", BYTES)
+                    .withTag("pool", tag)
+                    .update(pools.get(p).usedBytes());
+        }
         Kamon.gauge("pegaflow.store.blocks", "Blocks in the pool by state")
                 .withTag("state", "sealed")
                 .update(s.sealedBlocks());
@@ -169,6 +201,13 @@ public final class EngineMetrics implements EngineListener {
                 8,
                 c.leasesExpired(),
                 Kamon.counter("pegaflow.leases", "Lease events").withTag("event", "expired"));
+        bump(
+                9,
+                c.remotePoolBlocks(),
+                Kamon.counter(
+                                "pegaflow.pool.remote.numa.saves",
+                                "Blocks saved into another NUMA node's pool: the GPU's own pool was full")
+                        .withoutTags());
     }
 
     /** {@code pegaflow_copy_mode_total{direction,mode}}: which mode each copy ran in (AUTO picks per copy). */

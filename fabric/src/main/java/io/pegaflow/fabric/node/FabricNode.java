@@ -12,12 +12,13 @@ import io.pegaflow.actors.transfer.TransferCoordinator;
 import io.pegaflow.actors.transfer.TransferCounters;
 import io.pegaflow.config.ByteSize;
 import io.pegaflow.fabric.channel.CommandChannels;
+import io.pegaflow.fabric.engine.DevicePools;
 import io.pegaflow.fabric.engine.EngineSettings;
 import io.pegaflow.fabric.engine.KvEngine;
 import io.pegaflow.fabric.grpc.EngineGrpcImpl;
 import io.pegaflow.fabric.grpc.FabricGrpcImpl;
 import io.pegaflow.fabric.grpc.LocationWatch;
-import io.pegaflow.fabric.grpc.NodeGrpcHandler;
+import io.pegaflow.fabric.grpc.NodeGrpcServer;
 import io.pegaflow.fabric.metrics.DirectoryMetrics;
 import io.pegaflow.fabric.metrics.EngineMetrics;
 import io.pegaflow.fabric.metrics.MetricsEndpoint;
@@ -48,8 +49,7 @@ import org.apache.pekko.actor.typed.ActorRef;
 import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.javadsl.AskPattern;
 import org.apache.pekko.actor.typed.javadsl.Behaviors;
-import org.apache.pekko.http.javadsl.Http;
-import org.apache.pekko.http.javadsl.ServerBinding;
+import org.apache.pekko.stream.SystemMaterializer;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -257,7 +257,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                     launch.self().id(), gpus, launch.poolSizeBytes(), System.getProperties(), Path.of("/sys"));
             gpuOut[0] = gpu;
             pool = BlockPool.wrap(
-                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()));
+                    gpu.pool().memory(), BlockPool.defaultSlabBytes(gpu.pool().sizeBytes()), gpu.poolCount());
             copyEngine = gpu.copyEngine();
         } else {
             long start = System.nanoTime();
@@ -283,6 +283,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
                 .settings(settings)
                 .remoteSource(new CoordinatorBlockSource(store, coordinator, system.scheduler(), REMOTE_FETCH_TIMEOUT))
                 .listener(metrics)
+                .devicePools(gpuOut[0] == null ? DevicePools.NONE : gpuOut[0].devicePools())
                 .build();
         metrics.attach(engine);
         return engine;
@@ -314,16 +315,14 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
     }
 
     private void bindGrpc(CoordinatedShutdown shutdown) {
-        var handler = NodeGrpcHandler.create(
-                new FabricGrpcImpl(this, VERSION),
-                new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster, commandChannels),
-                system);
-        CompletionStage<ServerBinding> binding = Http.get(system)
-                .newServerAt(launch.grpcBindHost(), launch.self().grpcPort())
-                .bind(handler);
-        ServerBinding bound;
+        NodeGrpcServer server;
         try {
-            bound = binding.toCompletableFuture().get(BIND_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS);
+            server = NodeGrpcServer.start(
+                    launch.grpcBindHost(),
+                    launch.self().grpcPort(),
+                    new FabricGrpcImpl(this, VERSION),
+                    new EngineGrpcImpl(engine, this::uptimeMs, this::heldInCluster, commandChannels),
+                    SystemMaterializer.get(system).materializer());
         } catch (Exception e) {
             system.terminate();
             throw new NodeStartException(
@@ -335,11 +334,11 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         shutdown.addTask(
                 CoordinatedShutdown.PhaseServiceUnbind(),
                 "grpc-unbind",
-                () -> bound.unbind().thenApply(done -> Done.getInstance()));
+                () -> server.stopAccepting().thenApply(done -> Done.getInstance()));
         shutdown.addTask(
                 CoordinatedShutdown.PhaseServiceRequestsDone(),
                 "grpc-drain",
-                () -> bound.terminate(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
+                () -> server.drain(Duration.ofSeconds(3)).thenApply(t -> Done.getInstance()));
     }
 
     /** For cluster-scope queries: the prefix of {@code hashes} some node holds, per the directory. */
@@ -386,6 +385,7 @@ public final class FabricNode implements FabricGrpcImpl.NodeState {
         return engine.copyEngineName();
     }
 
+    @Override
     public KvEngine engine() {
         return engine;
     }

@@ -1,6 +1,7 @@
 package io.pegaflow.fabric.node;
 
 import io.pegaflow.config.ByteSize;
+import io.pegaflow.fabric.engine.DevicePools;
 import io.pegaflow.gpu.CopyEngine;
 import io.pegaflow.gpu.MultiGpuCopyEngine;
 import io.pegaflow.gpu.cuda.CudaCopyEngine;
@@ -8,6 +9,8 @@ import io.pegaflow.gpu.cuda.CudaCopySettings;
 import io.pegaflow.gpu.cuda.CudaDevice;
 import io.pegaflow.gpu.cuda.CudaProbe;
 import io.pegaflow.gpu.cuda.PinnedHostMemory;
+import io.pegaflow.store.memory.HostMemory;
+import io.pegaflow.store.pool.BlockPool;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -27,8 +30,10 @@ final class GpuBackend implements AutoCloseable {
     private final PinnedPool pool;
     private final List<CudaCopyEngine> engines;
     private final CopyEngine copyEngine;
+    private final NumaPoolPlan numa;
 
-    private GpuBackend(List<CudaDevice> devices, PinnedPool pool, List<CudaCopyEngine> engines) {
+    private GpuBackend(List<CudaDevice> devices, PinnedPool pool, List<CudaCopyEngine> engines, NumaPoolPlan numa) {
+        this.numa = numa;
         this.devices = devices;
         this.pool = pool;
         this.engines = engines;
@@ -69,9 +74,16 @@ final class GpuBackend implements AutoCloseable {
                     throw new NodeStartException("node " + nodeId + ": GPU " + ordinal + ": " + e.getMessage(), e);
                 }
             }
-            logNuma(nodeId, devices, sysfs);
+            long size = (poolBytes + HostMemory.HUGE_PAGE_BYTES - 1) & -HostMemory.HUGE_PAGE_BYTES;
+            long slab = BlockPool.defaultSlabBytes(size);
+            NumaPoolPlan numa = planNuma(devices, sysfs).fit(size, slab);
+            if (numa.crossesSockets()) {
+                log.warn("node {}: {}", nodeId, numa.why());
+            } else {
+                log.info("node {}: {}", nodeId, numa.why());
+            }
             long start = System.nanoTime();
-            pool = PinnedPool.start(devices, poolBytes, poolSettings);
+            pool = PinnedPool.start(devices, poolBytes, poolSettings, numa.ranges(size, slab));
             log.info(
                     "GPUs {} (driver CUDA {}): pinned pool {} ready in {} s ({})",
                     devices.stream()
@@ -87,7 +99,7 @@ final class GpuBackend implements AutoCloseable {
                 log.info("CUDA copy engine: {}", engine.describe());
                 engine.kernelProblem().ifPresent(p -> log.warn("CUDA copy engine: {}", p));
             }
-            return new GpuBackend(List.copyOf(devices), pool, List.copyOf(engines));
+            return new GpuBackend(List.copyOf(devices), pool, List.copyOf(engines), numa);
         } catch (RuntimeException e) {
             engines.forEach(CudaCopyEngine::close);
             if (pool != null) {
@@ -104,25 +116,39 @@ final class GpuBackend implements AutoCloseable {
         }
     }
 
-    private static void logNuma(String nodeId, List<CudaDevice> devices, Path sysfs) {
-        List<GpuNumaNodes.Gpu> gpus = new ArrayList<>();
+    private static NumaPoolPlan planNuma(List<CudaDevice> devices, Path sysfs) {
+        Map<Integer, String> bdfs = new java.util.LinkedHashMap<>();
         for (CudaDevice d : devices) {
+            String bdf;
             try {
-                gpus.add(new GpuNumaNodes.Gpu(d.ordinal(), d.pciBusId()));
+                bdf = d.pciBusId();
             } catch (RuntimeException e) {
-                gpus.add(new GpuNumaNodes.Gpu(d.ordinal(), "unknown"));
+                bdf = "unknown";
             }
+            bdfs.put(d.ordinal(), bdf);
         }
-        var groups = GpuNumaNodes.group(gpus, sysfs);
-        if (groups.size() > 1) {
-            log.warn(
-                    "node {}: the GPUs sit on several NUMA nodes ({}); one pool serves them all (a pool per NUMA node"
-                            + " is not built yet), so some copies cross sockets",
-                    nodeId,
-                    GpuNumaNodes.describe(groups));
-        } else {
-            log.info("node {}: GPUs by NUMA node: {}", nodeId, GpuNumaNodes.describe(groups));
+        return NumaPoolPlan.read(bdfs, sysfs);
+    }
+
+    /** How many pools the pinned region is split into (one per NUMA node where the GPUs sit on several). */
+    int poolCount() {
+        return numa.pools();
+    }
+
+    /** Which pool serves each GPU, by UUID, for the engine's save placement; none with one pool. */
+    DevicePools devicePools() {
+        if (numa.pools() == 1) {
+            return DevicePools.NONE;
         }
+        Map<String, Integer> byUuid = new java.util.LinkedHashMap<>();
+        for (CudaDevice d : devices) {
+            byUuid.put(d.uuid(), numa.poolByOrdinal().get(d.ordinal()));
+        }
+        return DevicePools.of(byUuid, numa.poolNodes());
+    }
+
+    NumaPoolPlan numa() {
+        return numa;
     }
 
     PinnedHostMemory pool() {

@@ -12,9 +12,8 @@ import java.util.TreeMap;
  * Groups a node's GPUs by the NUMA node their PCI slot hangs off, read from {@code
  * <sysfs>/bus/pci/devices/<bdf>/numa_node} (the kernel writes -1 where the firmware gives no affinity, as on
  * single-socket machines and most VMs; such GPUs form the group {@link #UNKNOWN}). The node logs the grouping at start.
- * With one group (or unknown affinity) one pool serves every GPU, as it should. With several, today the one pool still
- * serves them all (the store has one pool; a pool per NUMA node, each GPU served from its own, is not built yet) and
- * the node warns. Stateless.
+ * {@link NumaPoolPlan} turns the grouping into the node's pools: one per NUMA node where there are several, one
+ * otherwise. Stateless.
  */
 final class GpuNumaNodes {
     /** The group of GPUs whose NUMA node is not known (numa_node -1, missing or unreadable). */

@@ -104,6 +104,15 @@ public final class PinnedPool implements AutoCloseable {
      * @throws RuntimeException from mapping, populating or the driver; nothing stays mapped or pinned then
      */
     public static PinnedPool start(List<CudaDevice> devices, long bytes, Settings s) {
+        return start(devices, bytes, s, List.of());
+    }
+
+    /**
+     * As {@link #start(List, long, Settings)}, each of {@code numaRanges} bound to its NUMA node before it is
+     * populated and pinned (one pool per NUMA node: {@link NumaPoolPlan}).
+     */
+    public static PinnedPool start(
+            List<CudaDevice> devices, long bytes, Settings s, List<HostMemory.NodeRange> numaRanges) {
         long t0 = System.nanoTime();
         CudaDevice lead = devices.getFirst();
         ChunkedHostRegistration registration = new ChunkedHostRegistration(lead);
@@ -130,7 +139,7 @@ public final class PinnedPool implements AutoCloseable {
                         registration.abandon();
                     }
                 };
-        HostMemory host = HostMemory.allocate(bytes, s.populateThreads(), s.hugePages(), sink);
+        HostMemory host = HostMemory.allocate(bytes, s.populateThreads(), s.hugePages(), sink, numaRanges);
         long populatedAt = System.nanoTime();
         PinnedHostMemory pinned;
         try {

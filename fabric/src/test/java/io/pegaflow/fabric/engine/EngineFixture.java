@@ -239,9 +239,17 @@ final class EngineFixture implements AutoCloseable {
         }
     }
 
-    /** Records the refusals the engine reports. */
+    /** Records the refusals and the call phases the engine reports. */
     static final class RecordingListener implements EngineListener {
         final List<String> rejected = new CopyOnWriteArrayList<>();
+        final List<CallPhase> phases = new CopyOnWriteArrayList<>();
+
+        @Override
+        public void phase(CallPhase phase, long durationNs) {
+            if (durationNs >= 0) {
+                phases.add(phase);
+            }
+        }
 
         @Override
         public void saved(long bytes, long durationNs, int blocksStored) {}

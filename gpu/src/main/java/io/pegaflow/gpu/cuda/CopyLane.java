@@ -23,6 +23,8 @@ final class CopyLane implements AutoCloseable {
     static final long DESC_BYTES = 24;
     /** cuMemcpyBatchAsync calls take at most this many copies. */
     static final int MAX_BATCH = 4096;
+    /** A batched copy gives each further stream at least this many bytes: smaller shares gain less than they cost. */
+    static final long MIN_STREAM_SHARE = 1 << 20;
 
     private final CudaDevice device;
     private final CopyKernels kernels;
@@ -30,6 +32,11 @@ final class CopyLane implements AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final MemorySegment dmaStream;
     private final MemorySegment kernelStream;
+    /** BATCH: stream k > 0 carries the k-th share of a copy's DMAs (stream 0 is the DMA stream). */
+    private final MemorySegment[] batchStreams;
+    /** BATCH: recorded on batch stream k after its share, waited for on the DMA stream before the copy finishes. */
+    private final MemorySegment[] batchJoined;
+
     private final MemorySegment done;
     private final MemorySegment[] dmaDone;
     private final MemorySegment[] kernelDone;
@@ -56,6 +63,14 @@ final class CopyLane implements AutoCloseable {
         device.makeCurrent();
         dmaStream = stream(settings);
         kernelStream = stream(settings);
+        int streams = Cu.hasMemcpyBatch() ? settings.batchStreams() : 1;
+        batchStreams = new MemorySegment[streams];
+        batchJoined = new MemorySegment[streams];
+        batchStreams[0] = dmaStream;
+        for (int k = 1; k < streams; k++) {
+            batchStreams[k] = stream(settings);
+            batchJoined[k] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
+        }
         done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
         int ring = settings.stagingChunks();
         dmaDone = new MemorySegment[ring];
@@ -95,6 +110,11 @@ final class CopyLane implements AutoCloseable {
         return new int[] {Cu.streamPriority(dmaStream), Cu.streamPriority(kernelStream)};
     }
 
+    /** The streams a batched copy is split over (1 without cuMemcpyBatchAsync). */
+    int batchStreamCount() {
+        return batchStreams.length;
+    }
+
     /** The largest grid (CTAs) this lane has launched a kernel with; 0 before the first launch (for tests). */
     int largestGridLaunched() {
         return largestGrid;
@@ -124,7 +144,7 @@ final class CopyLane implements AutoCloseable {
                         runStagedSave(srcBase, dstBase, batch);
                     }
                 }
-                case MEMCPY -> runMemcpy(srcBase, dstBase, batch);
+                case MEMCPY -> runMemcpy(srcBase, srcDevice, dstBase, dstDevice, batch);
                 case BATCH -> runBatch(srcBase, srcDevice, dstBase, dstDevice, batch);
                 case AUTO -> throw new IllegalStateException("AUTO must be resolved per copy before the lane runs it");
             }
@@ -135,6 +155,11 @@ final class CopyLane implements AutoCloseable {
             int kernel = Cu.streamSynchronize(kernelStream);
             if (dma != CUDA_SUCCESS || kernel != CUDA_SUCCESS) {
                 broken = true;
+            }
+            for (int k = 1; k < batchStreams.length; k++) {
+                if (Cu.streamSynchronize(batchStreams[k]) != CUDA_SUCCESS) {
+                    broken = true;
+                }
             }
             throw failure;
         }
@@ -238,11 +263,13 @@ final class CopyLane implements AutoCloseable {
         finish(dmaStream);
     }
 
-    private void runMemcpy(long[] srcBase, long[] dstBase, CopyBatch batch) {
-        for (int i = 0; i < batch.runCount(); i++) {
-            long dst = dstBase[batch.dstPart(i)] + batch.dstOffset(i);
-            long src = srcBase[batch.srcPart(i)] + batch.srcOffset(i);
-            long len = batch.length(i);
+    private void runMemcpy(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
+        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice);
+        long[] dma = plan.dma;
+        for (int d = 0; d < plan.dmaCount; d++) {
+            long dst = dma[d * 3];
+            long src = dma[d * 3 + 1];
+            long len = dma[d * 3 + 2];
             int rc = Cu.memcpyAsync(dst, src, len, dmaStream);
             if (rc != CUDA_SUCCESS) {
                 throw new CudaException("cuMemcpyAsync", rc, copyArgs(dst, src, len));
@@ -251,7 +278,13 @@ final class CopyLane implements AutoCloseable {
         finish(dmaStream);
     }
 
+    /**
+     * The plan's DMAs as {@code cuMemcpyBatchAsync} submissions: the bytes split into equal shares (4 KiB multiples,
+     * at least {@link #MIN_STREAM_SHARE}; a range that straddles a share's end is cut there), share k on batch stream k, so several copy
+     * engines may work at once; the DMA stream waits for the others before the copy finishes.
+     */
     private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
+        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice);
         MemorySegment a = batchAttrs;
         a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
         a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
@@ -260,22 +293,62 @@ final class CopyLane implements AutoCloseable {
         a.set(JAVA_INT, 16, dstDevice ? device.ordinal() : 0);
         a.set(JAVA_INT, 20, CudaDriver.CU_MEMCPY_FLAG_DEFAULT);
         batchAttrIdx.set(JAVA_LONG, 0, 0L);
-        int runs = batch.runCount();
-        for (int first = 0; first < runs; first += MAX_BATCH) {
-            int n = Math.min(MAX_BATCH, runs - first);
-            for (int j = 0; j < n; j++) {
-                int i = first + j;
-                batchDsts.setAtIndex(JAVA_LONG, j, dstBase[batch.dstPart(i)] + batch.dstOffset(i));
-                batchSrcs.setAtIndex(JAVA_LONG, j, srcBase[batch.srcPart(i)] + batch.srcOffset(i));
-                batchSizes.setAtIndex(JAVA_LONG, j, batch.length(i));
-            }
-            int rc = Cu.memcpyBatchAsync(
-                    batchDsts, batchSrcs, batchSizes, n, batchAttrs, batchAttrIdx, 1, batchFailIdx, dmaStream);
-            if (rc != CUDA_SUCCESS) {
-                throw new CudaException("cuMemcpyBatchAsync", rc, "count=" + n + ", first run " + first);
+        int streams = batchStreams.length;
+        long share = Math.max(MIN_STREAM_SHARE, ((plan.dmaBytes + streams - 1) / streams + 4095) & ~4095L);
+        long shareEnd = share;
+        long issued = 0;
+        int stream = 0;
+        int n = 0;
+        long[] dma = plan.dma;
+        for (int d = 0; d < plan.dmaCount; d++) {
+            long dst = dma[d * 3];
+            long src = dma[d * 3 + 1];
+            long len = dma[d * 3 + 2];
+            while (len > 0) {
+                long take = stream == streams - 1 ? len : Math.min(len, shareEnd - issued);
+                batchDsts.setAtIndex(JAVA_LONG, n, dst);
+                batchSrcs.setAtIndex(JAVA_LONG, n, src);
+                batchSizes.setAtIndex(JAVA_LONG, n, take);
+                n++;
+                dst += take;
+                src += take;
+                len -= take;
+                issued += take;
+                boolean shareDone = stream < streams - 1 && issued == shareEnd;
+                if (n == MAX_BATCH || shareDone) {
+                    submitBatch(n, batchStreams[stream], d);
+                    n = 0;
+                }
+                if (shareDone) {
+                    stream++;
+                    shareEnd += share;
+                }
             }
         }
+        submitBatch(n, batchStreams[stream], plan.dmaCount);
+        for (int k = 1; k <= stream; k++) {
+            record(batchJoined[k], batchStreams[k]);
+            waitEvent(dmaStream, batchJoined[k]);
+        }
         finish(dmaStream);
+    }
+
+    /** Submits the first {@code n} entries of the batch arrays on {@code stream}; the driver reads them in the call. */
+    private void submitBatch(int n, MemorySegment stream, int lastRange) {
+        if (n == 0) {
+            return;
+        }
+        int rc = Cu.memcpyBatchAsync(
+                batchDsts, batchSrcs, batchSizes, n, batchAttrs, batchAttrIdx, 1, batchFailIdx, stream);
+        if (rc != CUDA_SUCCESS) {
+            throw new CudaException(
+                    "cuMemcpyBatchAsync",
+                    rc,
+                    "count=" + n + ", ending at DMA range " + lastRange + " of " + plan.dmaCount + ", first 0x"
+                            + Long.toHexString(batchDsts.getAtIndex(JAVA_LONG, 0)) + " <- 0x"
+                            + Long.toHexString(batchSrcs.getAtIndex(JAVA_LONG, 0)) + " ("
+                            + batchSizes.getAtIndex(JAVA_LONG, 0) + " bytes)");
+        }
     }
 
     // ---- helpers ----
@@ -377,6 +450,11 @@ final class CopyLane implements AutoCloseable {
         Cu.streamSynchronize(kernelStream);
         Cu.streamDestroy(dmaStream);
         Cu.streamDestroy(kernelStream);
+        for (int k = 1; k < batchStreams.length; k++) {
+            Cu.streamSynchronize(batchStreams[k]);
+            Cu.streamDestroy(batchStreams[k]);
+            Cu.eventDestroy(batchJoined[k]);
+        }
         Cu.eventDestroy(done);
         for (int i = 0; i < dmaDone.length; i++) {
             Cu.eventDestroy(dmaDone[i]);

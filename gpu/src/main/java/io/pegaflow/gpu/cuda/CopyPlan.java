@@ -12,7 +12,7 @@ import java.util.Arrays;
  * <p>Staged, host to device (load): for chunk {@code c} the DMAs copy host ranges into staging buffer {@code c %
  * ring}, then the kernel descriptors of {@code c} copy from that buffer to the GPU blocks. Device to host (save):
  * the kernel gathers into the buffer, the DMAs copy the buffer out to the host. Adjacent host ranges within a
- * chunk merge into one DMA. Each piece lands in the buffer at the same address mod 16 as its GPU side, so the
+ * chunk merge into one DMA. {@link #planDma} makes the DMA list of the modes without a kernel. Each piece lands in the buffer at the same address mod 16 as its GPU side, so the
  * kernel can use 16-byte vectors.
  *
  * <p>Not thread-safe: owned by one lane.
@@ -29,6 +29,8 @@ final class CopyPlan {
     long[] dma = new long[3 * 256];
 
     int dmaCount;
+    /** {@link #planDma}: the bytes of all DMA ranges. */
+    long dmaBytes;
     /** Chunk c owns descriptors [chunkDesc[c], chunkDesc[c+1]) and DMAs [chunkDma[c], chunkDma[c+1]). */
     int[] chunkDesc = new int[64];
 
@@ -38,7 +40,50 @@ final class CopyPlan {
     void clear() {
         descCount = 0;
         dmaCount = 0;
+        dmaBytes = 0;
         chunkCount = 0;
+    }
+
+    /**
+     * DMA ranges (dst, src, length) for the modes that hand host ranges to the driver ({@link CudaCopyMode#BATCH},
+     * {@link CudaCopyMode#MEMCPY}): one per run, cut where a host side crosses a multiple of {@link
+     * ChunkedHostRegistration#BOUNDARY_BYTES} (the driver refuses a range spanning two registrations) and merged where
+     * a run continues the previous one on both sides (fewer descriptors), never across such a boundary.
+     *
+     * @param srcHost the sources are pinned host memory
+     * @param dstHost the destinations are pinned host memory
+     */
+    void planDma(CopyBatch batch, long[] srcBases, boolean srcHost, long[] dstBases, boolean dstHost) {
+        clear();
+        for (int i = 0; i < batch.runCount(); i++) {
+            long src = srcBases[batch.srcPart(i)] + batch.srcOffset(i);
+            long dst = dstBases[batch.dstPart(i)] + batch.dstOffset(i);
+            long len = batch.length(i);
+            while (len > 0) {
+                long take = len;
+                if (srcHost) {
+                    take = Math.min(take, BOUNDARY - (src & (BOUNDARY - 1)));
+                }
+                if (dstHost) {
+                    take = Math.min(take, BOUNDARY - (dst & (BOUNDARY - 1)));
+                }
+                boolean atBoundary =
+                        (srcHost && (src & (BOUNDARY - 1)) == 0) || (dstHost && (dst & (BOUNDARY - 1)) == 0);
+                int last = (dmaCount - 1) * 3;
+                if (dmaCount > 0
+                        && !atBoundary
+                        && dma[last] + dma[last + 2] == dst
+                        && dma[last + 1] + dma[last + 2] == src) {
+                    dma[last + 2] += take;
+                } else {
+                    appendDma(dst, src, take);
+                }
+                dmaBytes += take;
+                src += take;
+                dst += take;
+                len -= take;
+            }
+        }
     }
 
     /**
@@ -226,6 +271,10 @@ final class CopyPlan {
                 return;
             }
         }
+        appendDma(dst, src, len);
+    }
+
+    private void appendDma(long dst, long src, long len) {
         if ((dmaCount + 1) * 3 > dma.length) {
             dma = Arrays.copyOf(dma, dma.length * 2);
         }

@@ -190,6 +190,10 @@ public final class CudaCopyEngine implements CopyEngine {
                 + "x"
                 + settings.threadsPerCta()
                 + (settings.lowPriorityStreams() ? ", streams at the lowest priority" : ", streams at default priority")
+                + (Cu.hasMemcpyBatch()
+                        ? ", batched DMA split over " + settings.batchStreams() + " stream"
+                                + (settings.batchStreams() == 1 ? "" : "s") + " (batch-streams)"
+                        : "")
                 + (settings.stages()
                         ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20)
                                 + " MiB per lane (a copy's chunks ramp up from "

@@ -25,6 +25,9 @@ import java.util.Map;
  * @param lowPriorityStreams the lanes' streams at the context's lowest priority ({@code cuStreamCreateWithPriority}),
  *     so that the GPU dispatches other work of the same context, or of other MPS clients, ahead of the copies' CTAs;
  *     without MPS the node's context and the model's are time-sliced and priorities cannot reach across them
+ * @param batchStreams BATCH: a copy's DMAs are split by bytes into this many {@code cuMemcpyBatchAsync} submissions,
+ *     each on its own stream (so the driver may spread them over several copy engines), joined with events before
+ *     the copy completes; 1 submits everything on one stream
  */
 public record CudaCopySettings(
         CudaCopyMode gatherMode,
@@ -38,7 +41,8 @@ public record CudaCopySettings(
         long autoStagedMinBytes,
         long stagingFirstChunkBytes,
         boolean lowPriorityStreams,
-        long autoBatchMinBytes) {
+        long autoBatchMinBytes,
+        int batchStreams) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -70,6 +74,10 @@ public record CudaCopySettings(
         if (autoBatchMinBytes < 0) {
             throw new IllegalArgumentException("auto-batch-min-bytes: " + autoBatchMinBytes + " must be >= 0");
         }
+        if (batchStreams < 1 || batchStreams > MAX_BATCH_STREAMS) {
+            throw new IllegalArgumentException(
+                    "batch-streams: " + batchStreams + " is out of range 1.." + MAX_BATCH_STREAMS);
+        }
         if (autoStagedMinBytes < 0) {
             throw new IllegalArgumentException("auto-staged-min-bytes: " + autoStagedMinBytes + " must be >= 0");
         }
@@ -93,7 +101,8 @@ public record CudaCopySettings(
                 DEFAULT_AUTO_STAGED_MIN_BYTES,
                 4L << 20,
                 true,
-                DEFAULT_AUTO_BATCH_MIN_BYTES);
+                DEFAULT_AUTO_BATCH_MIN_BYTES,
+                DEFAULT_BATCH_STREAMS);
     }
 
     /** True when a copy of either direction may be staged: the lanes then need a staging ring. */
@@ -106,6 +115,12 @@ public record CudaCopySettings(
 
     /** AUTO's default run size from which a copy is one batched DMA submission (bench/results/gpu-h200.md). */
     public static final long DEFAULT_AUTO_BATCH_MIN_BYTES = 64 * 1024;
+
+    /** BATCH's default number of streams per copy (to be set from an H200 A/B of 1, 2 and 4). */
+    public static final int DEFAULT_BATCH_STREAMS = 2;
+
+    /** The most streams one batched copy may be split over. */
+    public static final int MAX_BATCH_STREAMS = 8;
 
     /** AUTO's default boundary between kernel and staged copies. */
     public static final long DEFAULT_AUTO_STAGED_MIN_BYTES = 128 * 1024;
@@ -123,7 +138,8 @@ public record CudaCopySettings(
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
                 lowPriorityStreams,
-                autoBatchMinBytes);
+                autoBatchMinBytes,
+                batchStreams);
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
@@ -139,7 +155,8 @@ public record CudaCopySettings(
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
                 lowPriorityStreams,
-                autoBatchMinBytes);
+                autoBatchMinBytes,
+                batchStreams);
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
@@ -155,7 +172,25 @@ public record CudaCopySettings(
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
                 lowPriorityStreams,
-                autoBatchMinBytes);
+                autoBatchMinBytes,
+                batchStreams);
+    }
+
+    public CudaCopySettings withBatchStreams(int streams) {
+        return new CudaCopySettings(
+                gatherMode,
+                scatterMode,
+                lanes,
+                gridCtas,
+                threadsPerCta,
+                pieceBytes,
+                stagingChunkBytes,
+                stagingChunks,
+                autoStagedMinBytes,
+                stagingFirstChunkBytes,
+                lowPriorityStreams,
+                autoBatchMinBytes,
+                streams);
     }
 
     public CudaCopySettings withLowPriorityStreams(boolean low) {
@@ -171,7 +206,8 @@ public record CudaCopySettings(
                 autoStagedMinBytes,
                 stagingFirstChunkBytes,
                 low,
-                autoBatchMinBytes);
+                autoBatchMinBytes,
+                batchStreams);
     }
 
     /**
@@ -179,7 +215,7 @@ public record CudaCopySettings(
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
      * {@code staging-chunks}, {@code auto-staged-min-bytes}, {@code auto-batch-min-bytes}, {@code staging-first-chunk-bytes}, {@code
-     * stream-priority} ({@code low} or {@code default}).
+     * batch-streams}, {@code stream-priority} ({@code low} or {@code default}).
      *
      * @throws IllegalArgumentException naming the key for a bad value
      */
@@ -200,7 +236,8 @@ public record CudaCopySettings(
                 number(properties, "auto-staged-min-bytes", d.autoStagedMinBytes),
                 number(properties, "staging-first-chunk-bytes", d.stagingFirstChunkBytes),
                 lowPriority(properties, d.lowPriorityStreams),
-                number(properties, "auto-batch-min-bytes", d.autoBatchMinBytes));
+                number(properties, "auto-batch-min-bytes", d.autoBatchMinBytes),
+                (int) number(properties, "batch-streams", d.batchStreams));
     }
 
     private static boolean lowPriority(Map<?, ?> p, boolean fallback) {

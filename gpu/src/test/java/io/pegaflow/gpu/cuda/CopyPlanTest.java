@@ -271,4 +271,130 @@ class CopyPlanTest {
         assertEquals(0, plan.descCount);
         assertEquals(0, plan.dmaCount);
     }
+
+    private static final long B = ChunkedHostRegistration.BOUNDARY_BYTES;
+
+    /** The plan's DMA ranges as {dst, src, length} rows. */
+    private static List<long[]> ranges(CopyPlan plan) {
+        List<long[]> out = new ArrayList<>();
+        for (int d = 0; d < plan.dmaCount; d++) {
+            out.add(new long[] {plan.dma[d * 3], plan.dma[d * 3 + 1], plan.dma[d * 3 + 2]});
+        }
+        return out;
+    }
+
+    @Test
+    void shouldCutADmaRunWhereItsHostSideCrossesARegistrationBoundary() {
+        CopyPlan plan = new CopyPlan();
+        CopyBatch save = new CopyBatch(1);
+        long gpu = 0x7f00_0000_0000L;
+        long pool = 4 * B; // a pool that starts at a boundary
+        save.add(0, B - (1 << 19), 1 << 20); // the failing H200 test's run: 512 KiB either side of the boundary
+        plan.planDma(save, new long[] {gpu}, false, new long[] {pool}, true);
+        assertEquals(2, plan.dmaCount);
+        assertArrayEquals(
+                new long[] {pool + B - (1 << 19), gpu, 1 << 19}, ranges(plan).get(0));
+        assertArrayEquals(
+                new long[] {pool + B, gpu + (1 << 19), 1 << 19}, ranges(plan).get(1));
+        assertEquals(1 << 20, plan.dmaBytes);
+
+        // A load, the host side being the source; 600 MiB spans three registrations.
+        CopyBatch load = new CopyBatch(1);
+        load.add(B - 4096, 0, 600L << 20);
+        plan.planDma(load, new long[] {pool}, true, new long[] {gpu}, false);
+        List<long[]> r = ranges(plan);
+        assertEquals(4, r.size());
+        assertArrayEquals(new long[] {gpu, pool + B - 4096, 4096}, r.get(0));
+        assertArrayEquals(new long[] {gpu + 4096, pool + B, B}, r.get(1));
+        assertArrayEquals(new long[] {gpu + 4096 + B, pool + 2 * B, B}, r.get(2));
+        assertEquals((600L << 20) - 4096 - 2 * B, r.get(3)[2]);
+        assertEquals(pool + 3 * B, r.get(3)[1]);
+    }
+
+    @Test
+    void shouldNeverCutADeviceSideRangeAndCutAtEitherHostSidesBoundary() {
+        CopyPlan plan = new CopyPlan();
+        CopyBatch batch = new CopyBatch(1);
+        batch.add(B - 100, 0, 1000);
+        plan.planDma(batch, new long[] {0}, false, new long[] {0}, false);
+        assertEquals(1, plan.dmaCount, "device to device: nothing to cut");
+        // Host to host with the two sides' boundaries at different places: cut at each.
+        CopyBatch both = new CopyBatch(1);
+        both.add(B - 100, B - 300, 1000);
+        plan.planDma(both, new long[] {0}, true, new long[] {0}, true);
+        List<long[]> r = ranges(plan);
+        assertEquals(3, r.size());
+        assertEquals(List.of(100L, 200L, 700L), r.stream().map(x -> x[2]).toList());
+    }
+
+    @Test
+    void shouldMergeRunsContiguousOnBothSidesButNotAcrossABoundary() {
+        CopyPlan plan = new CopyPlan();
+        long gpu = 0x7f00_0000_0000L;
+        // Four 64 KiB runs contiguous on both sides (a group layout's adjacent blocks): one range.
+        CopyBatch adjacent = new CopyBatch(4);
+        for (int i = 0; i < 4; i++) {
+            adjacent.add(i * 65_536L, B - 2 * 65_536 + i * 65_536L, 65_536);
+        }
+        plan.planDma(adjacent, new long[] {gpu}, false, new long[] {0}, true);
+        // ... but the boundary after run 1 stays a cut.
+        assertEquals(2, plan.dmaCount);
+        assertArrayEquals(
+                new long[] {B - 2 * 65_536, gpu, 2 * 65_536}, ranges(plan).get(0));
+        assertArrayEquals(
+                new long[] {B, gpu + 2 * 65_536, 2 * 65_536}, ranges(plan).get(1));
+        // Contiguous in the pool, strided on the GPU (layer runs of one block): one range per run.
+        CopyBatch strided = new CopyBatch(4);
+        for (int i = 0; i < 4; i++) {
+            strided.add(i * 2 * 65_536L, i * 65_536L, 65_536);
+        }
+        plan.planDma(strided, new long[] {gpu}, false, new long[] {0}, true);
+        assertEquals(4, plan.dmaCount);
+    }
+
+    @Test
+    void shouldCoverEveryByteOfRandomBatchesInOrderWithNoHostRangeAcrossABoundary() {
+        Random random = new Random(7);
+        CopyPlan plan = new CopyPlan();
+        for (int trial = 0; trial < 200; trial++) {
+            boolean hostIsDst = random.nextBoolean();
+            CopyBatch batch = new CopyBatch(8);
+            long host = B - random.nextInt(1 << 22);
+            long gpu = 0;
+            for (int i = 0; i < 1 + random.nextInt(40); i++) {
+                long len = 1 + random.nextInt(1 << 19);
+                if (hostIsDst) {
+                    batch.add(gpu, host, len);
+                } else {
+                    batch.add(host, gpu, len);
+                }
+                host += len + (random.nextBoolean() ? 0 : random.nextInt(4096));
+                gpu += len + (random.nextBoolean() ? 0 : random.nextInt(4096));
+            }
+            plan.planDma(batch, new long[] {0}, !hostIsDst, new long[] {0}, hostIsDst);
+            // Replay: the ranges, in order, are exactly the runs' bytes.
+            int d = 0;
+            long done = 0;
+            long total = 0;
+            for (int i = 0; i < batch.runCount(); i++) {
+                for (long off = 0; off < batch.length(i); ) {
+                    long[] r = ranges(plan).get(d);
+                    long h = hostIsDst ? r[0] : r[1];
+                    assertEquals(h & -B, (h + r[2] - 1) & -B, "trial " + trial + ": range " + d + " crosses");
+                    assertEquals(batch.srcOffset(i) + off, r[1] + done);
+                    assertEquals(batch.dstOffset(i) + off, r[0] + done);
+                    long take = Math.min(r[2] - done, batch.length(i) - off);
+                    off += take;
+                    done += take;
+                    if (done == r[2]) {
+                        d++;
+                        done = 0;
+                    }
+                }
+                total += batch.length(i);
+            }
+            assertEquals(plan.dmaCount, d, "trial " + trial + ": every range used");
+            assertEquals(total, plan.dmaBytes);
+        }
+    }
 }

@@ -106,4 +106,21 @@ class CudaCopySettingsTest {
                 () -> CudaCopySettings.from(Map.of("pegaflow.cuda.staging-first-chunk-bytes", "1000")));
         assertTrue(e.getMessage().startsWith("staging-first-chunk-bytes: 1000"), e.getMessage());
     }
+
+    @Test
+    void shouldSplitBatchedCopiesOverTwoStreamsByDefaultAndTakeTheBatchStreamsProperty() {
+        assertEquals(2, CudaCopySettings.defaults().batchStreams());
+        assertEquals(
+                4,
+                CudaCopySettings.from(Map.of("pegaflow.cuda.batch-streams", "4"))
+                        .batchStreams());
+        assertEquals(1, CudaCopySettings.defaults().withBatchStreams(1).batchStreams());
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.from(Map.of("pegaflow.cuda.batch-streams", "0")));
+        assertEquals("batch-streams: 0 is out of range 1..8", e.getMessage());
+        assertThrows(
+                IllegalArgumentException.class,
+                () -> CudaCopySettings.defaults().withBatchStreams(9));
+    }
 }

@@ -108,6 +108,105 @@ class MultiGpuCudaTest {
     }
 
     @Test
+    void shouldCopyOneRunThatStraddlesTheChunkBoundaryInEveryMode() {
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment memory = arena.allocate(2 * BOUNDARY, BOUNDARY);
+            try (PinnedHostMemory pool = pinnedInTwoChunks(memory);
+                    DeviceBuffer gpu = first.allocate(4L << 20)) {
+                Random random = new Random(3);
+                for (CudaCopyMode mode : CudaCopyMode.values()) {
+                    try (CudaCopyEngine engine = CudaCopyEngine.create(
+                            first, CudaCopySettings.defaults().withModes(mode, mode))) {
+                        // One 1 MiB + 4 KiB run with 512 KiB before the boundary (the H200 failure, BATCH chosen by
+                        // AUTO).
+                        long len = (1 << 20) + 4096;
+                        long poolOffset = BOUNDARY - (1 << 19);
+                        CopyBatch save = new CopyBatch(1);
+                        save.add(0, poolOffset, len);
+                        CopyBatch load = new CopyBatch(1);
+                        load.add(poolOffset, 2L << 20, len);
+                        byte[] data = new byte[(int) len];
+                        random.nextBytes(data);
+                        MemorySegment host = arena.allocate(4L << 20, 4096);
+                        MemorySegment.copy(data, 0, host, ValueLayout.JAVA_BYTE, 0, data.length);
+                        first.copySync(gpu.address(), host.address(), len);
+                        engine.copy(gpu.memory(), pool.memory(), save);
+                        assertArrayEquals(
+                                data,
+                                pool.memory().asSlice(poolOffset, len).toArray(ValueLayout.JAVA_BYTE),
+                                mode + ": saved");
+                        engine.copy(pool.memory(), gpu.memory(), load);
+                        first.copySync(host.address(), gpu.address() + (2L << 20), len);
+                        assertArrayEquals(data, host.asSlice(0, len).toArray(ValueLayout.JAVA_BYTE), mode + ": loaded");
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void shouldCopyByteExactWhenABatchedCopyIsSplitOverOneToEightStreams() {
+        assumeTrue(Cu.hasMemcpyBatch(), "no cuMemcpyBatchAsync in this driver");
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment memory = arena.allocate(2 * BOUNDARY, BOUNDARY);
+            int gpuBytes = 64 << 20;
+            try (PinnedHostMemory pool = pinnedInTwoChunks(memory);
+                    DeviceBuffer gpu = first.allocate(2L * gpuBytes)) {
+                // Layer runs strided on the GPU, contiguous per block in the pool, odd sizes, some runs adjacent on
+                // both sides (merged), one across the pool's chunk boundary; ~37 MiB in all.
+                Random random = new Random(11);
+                CopyBatch save = new CopyBatch(600);
+                CopyBatch load = new CopyBatch(600);
+                long poolAt = BOUNDARY - (16L << 20) - 12_345;
+                long gpuAt = 0;
+                while (gpuAt < gpuBytes - (1 << 20) && save.runCount() < 600) {
+                    long len = random.nextInt(4) == 0 ? 1 + random.nextInt(200_000) : 65_536;
+                    save.add(gpuAt, poolAt, len);
+                    load.add(poolAt, gpuBytes + gpuAt, len);
+                    poolAt += len;
+                    gpuAt += len + (random.nextBoolean() ? 0 : 65_536);
+                }
+                long poolStart = BOUNDARY - (16L << 20) - 12_345;
+                long poolBytes = poolAt - poolStart;
+                assertTrue(poolAt > BOUNDARY, "the batch crosses the boundary");
+                byte[] data = new byte[gpuBytes];
+                MemorySegment host = arena.allocate(gpuBytes, 4096);
+                for (int streams : new int[] {1, 2, 3, 4, 8}) {
+                    CudaCopySettings settings = CudaCopySettings.defaults()
+                            .withModes(CudaCopyMode.BATCH, CudaCopyMode.BATCH)
+                            .withBatchStreams(streams);
+                    try (CudaCopyEngine engine = CudaCopyEngine.create(first, settings)) {
+                        assertTrue(engine.describe().contains("split over " + streams + " stream"), engine.describe());
+                        random.nextBytes(data);
+                        MemorySegment.copy(data, 0, host, ValueLayout.JAVA_BYTE, 0, data.length);
+                        first.copySync(gpu.address(), host.address(), gpuBytes);
+                        pool.memory().asSlice(poolStart, poolBytes).fill((byte) 0);
+                        engine.copy(gpu.memory(), pool.memory(), save);
+                        for (int i = 0; i < save.runCount(); i++) {
+                            int g = (int) save.srcOffset(i);
+                            int n = (int) save.length(i);
+                            assertArrayEquals(
+                                    java.util.Arrays.copyOfRange(data, g, g + n),
+                                    pool.memory().asSlice(save.dstOffset(i), n).toArray(ValueLayout.JAVA_BYTE),
+                                    streams + " streams: saved run " + i);
+                        }
+                        engine.copy(pool.memory(), gpu.memory(), load);
+                        first.copySync(host.address(), gpu.address() + gpuBytes, gpuBytes);
+                        for (int i = 0; i < save.runCount(); i++) {
+                            int g = (int) save.srcOffset(i);
+                            int n = (int) save.length(i);
+                            assertArrayEquals(
+                                    java.util.Arrays.copyOfRange(data, g, g + n),
+                                    host.asSlice(g, n).toArray(ValueLayout.JAVA_BYTE),
+                                    streams + " streams: loaded run " + i);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
     void shouldRefuseChunksThatDoNotTileTheRegionAndUnregisterThem() {
         try (Arena arena = Arena.ofShared()) {
             MemorySegment memory = arena.allocate(2 * BOUNDARY, BOUNDARY);

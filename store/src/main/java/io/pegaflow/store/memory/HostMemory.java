@@ -28,6 +28,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * the {@link #memory()} segment stops being accessible then.
  */
 public final class HostMemory implements AutoCloseable {
+    private static final System.Logger log = System.getLogger(HostMemory.class.getName());
     /** Sizes are rounded up to this (the huge page size); a transparent-huge-page mapping starts at a multiple of it. */
     public static final long HUGE_PAGE_BYTES = 2L << 20;
 
@@ -65,6 +66,7 @@ public final class HostMemory implements AutoCloseable {
     private final long populateNs;
     private final long sinkTailNs;
     private final int sinkChunks;
+    private final String bound;
     private final Arena arena = Arena.ofShared();
     private final MemorySegment memory;
     private boolean closed;
@@ -81,7 +83,9 @@ public final class HostMemory implements AutoCloseable {
             long mapNs,
             long populateNs,
             long sinkTailNs,
-            int sinkChunks) {
+            int sinkChunks,
+            String bound) {
+        this.bound = bound;
         this.sinkTailNs = sinkTailNs;
         this.sinkChunks = sinkChunks;
         this.mappingAddress = mappingAddress;
@@ -163,6 +167,33 @@ public final class HostMemory implements AutoCloseable {
      * is populated; returns once every chunk was handed over. {@link #report()} then also names the sink's time.
      */
     public static HostMemory allocate(long bytes, int populateThreads, boolean hugePages, ChunkSink sink) {
+        return allocate(bytes, populateThreads, hugePages, sink, List.of());
+    }
+
+    /**
+     * A part of the region to bind to one NUMA node before it is populated.
+     *
+     * @param offset where it starts in the region (rounded down to {@link #HUGE_PAGE_BYTES} when bound)
+     * @param length how far it runs (its end is rounded down the same way, the region's end excepted)
+     */
+    public record NodeRange(long offset, long length, int node) {
+        public NodeRange {
+            if (offset < 0 || length < 1 || node < 0) {
+                throw new IllegalArgumentException(
+                        "NUMA range [" + offset + ", +" + length + ") on node " + node + ": out of range");
+            }
+        }
+    }
+
+    /**
+     * {@link #allocate(long, int, boolean, ChunkSink)}, with each of {@code ranges} bound to its NUMA node ({@link
+     * Numa#bind}, {@code MPOL_BIND}) after mapping and before populating, so that its pages come from that node. A
+     * range whose node this host does not have is left unbound, with a warning in the log and in {@link #report()}.
+     *
+     * @throws IllegalStateException when the kernel refuses a binding (nothing stays mapped then)
+     */
+    public static HostMemory allocate(
+            long bytes, int populateThreads, boolean hugePages, ChunkSink sink, List<NodeRange> ranges) {
         if (bytes < 1 || bytes > Long.MAX_VALUE - 2 * HUGE_PAGE_BYTES) {
             throw new IllegalArgumentException(
                     "bytes " + bytes + " must be in [1, " + (Long.MAX_VALUE - 2 * HUGE_PAGE_BYTES) + "]");
@@ -207,6 +238,13 @@ public final class HostMemory implements AutoCloseable {
         long mappedAt = System.nanoTime();
         Populate how;
         Populator populator = null;
+        String bound;
+        try {
+            bound = bind(address, size, ranges);
+        } catch (RuntimeException | Error e) {
+            Libc.munmap(mapping, mappingBytes);
+            throw e;
+        }
         try {
             populator = new Populator(address, size, sink);
             how = populator.run(populateThreads);
@@ -234,7 +272,32 @@ public final class HostMemory implements AutoCloseable {
                 mappedAt - start,
                 populatedAt - mappedAt,
                 sink == null ? 0 : populator.sinkDoneAt - populatedAt,
-                sink == null ? 0 : populator.chunks);
+                sink == null ? 0 : populator.chunks,
+                bound);
+    }
+
+    /** Binds each range (boundaries on huge pages, so hugetlb mappings take it too); returns what it did, for the report. */
+    private static String bind(long address, long size, List<NodeRange> ranges) {
+        List<String> done = new ArrayList<>();
+        for (NodeRange r : ranges) {
+            long from = Math.min(r.offset() & -HUGE_PAGE_BYTES, size);
+            long end = r.offset() + r.length() >= size ? size : (r.offset() + r.length()) & -HUGE_PAGE_BYTES;
+            if (end <= from) {
+                continue;
+            }
+            String what = String.format("[%d MiB, %d MiB) on NUMA node %d", from >> 20, end >> 20, r.node());
+            if (!Numa.nodeExists(r.node())) {
+                log.log(
+                        System.Logger.Level.WARNING,
+                        "host memory " + what + ": this host has no NUMA node " + r.node()
+                                + " (/sys/devices/system/node); left unbound");
+                done.add(what + " left unbound (no such node)");
+                continue;
+            }
+            Numa.bind(address + from, end - from, r.node());
+            done.add(what + " bound");
+        }
+        return done.isEmpty() ? "" : ", " + String.join(", ", done);
     }
 
     /**
@@ -486,7 +549,8 @@ public final class HostMemory implements AutoCloseable {
                         ? ""
                         : String.format(
                                 ", %d chunks handed over while populating, the last done %.2f s after populate",
-                                sinkChunks, sinkTailNs / 1e9));
+                                sinkChunks, sinkTailNs / 1e9))
+                + bound;
     }
 
     /**

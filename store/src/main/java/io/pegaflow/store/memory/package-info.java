@@ -1,6 +1,8 @@
 /**
  * Host memory for the block pool: anonymous mappings with hugetlb or transparent huge pages, populated in parallel at
- * start-up, through a small FFM binding to libc ({@code mmap}, {@code madvise}, {@code munmap}). Needs
+ * start-up, through a small FFM binding to libc ({@code mmap}, {@code madvise}, {@code munmap}); parts of it can be
+ * bound to NUMA nodes before populating ({@link io.pegaflow.store.memory.Numa}: {@code mbind} and {@code
+ * get_mempolicy} through {@code syscall}, stateless). Needs
  * {@code --enable-native-access} for the module or class path that holds it.
  *
  * <p>Threading: {@link io.pegaflow.store.memory.HostMemory} is immutable once allocated and thread-safe; allocation

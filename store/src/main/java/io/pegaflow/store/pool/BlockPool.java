@@ -22,6 +22,12 @@ import java.util.Objects;
  * map from {@code size / ALIGNMENT}. When a slab's last block is freed the slab goes back to the free-slab stack, so
  * any class can take it.
  *
+ * <p>Partitions: a pool may be split into a few partitions of whole slabs, each a contiguous range of the region
+ * ({@link #partitionOffset}), with free slabs and per-class free-slot lists of their own, so that an owner can place a
+ * block in the partition it wants ({@link #allocate(long, int)}) and count what is free there. The node uses one
+ * partition per NUMA node, each bound to its node's memory. A block never straddles two partitions. With one
+ * partition (the default) everything is as before.
+ *
  * <p>Not thread-safe: see the package documentation.
  */
 public final class BlockPool implements AutoCloseable {
@@ -43,9 +49,16 @@ public final class BlockPool implements AutoCloseable {
     private final long slabBytes;
     private final int slabCount;
     private final long capacityBytes;
+    private final int partitions;
+    /** Slabs of each partition but the last, which also takes the remainder. */
+    private final int partitionSlabs;
 
+    /** Per partition p, a stack of its free slabs at [firstSlab(p), firstSlab(p) + freeSlabTop[p]). */
     private final int[] freeSlabs;
-    private int freeSlabTop;
+
+    private final int[] freeSlabTop;
+    private int freeSlabTotal;
+    private final long[] partitionUsedBytes;
 
     private final int[] slabClass; // class index, NONE when the slab is free
     private final int[] slabUsed;
@@ -59,8 +72,10 @@ public final class BlockPool implements AutoCloseable {
     private int classCount;
     private long[] classBytes = new long[INITIAL_CLASSES];
     private int[] classSlotsPerSlab = new int[INITIAL_CLASSES];
-    private int[] classHead = new int[INITIAL_CLASSES]; // first slab with a free slot, NONE if none
-    private long[] classFreeSlots = new long[INITIAL_CLASSES]; // free slots in the slabs on the class's list
+    /** Per class and partition (index class * partitions + partition): the first slab with a free slot, or NONE. */
+    private int[] classHead;
+    /** Per class and partition: free slots in the slabs on that list. */
+    private long[] classFreeSlots;
 
     private int[] mapKeys = new int[2 * INITIAL_CLASSES]; // size / ALIGNMENT, 0 = empty
     private int[] mapClasses = new int[2 * INITIAL_CLASSES];
@@ -68,17 +83,32 @@ public final class BlockPool implements AutoCloseable {
     private long usedBytes;
     private boolean closed;
 
-    private BlockPool(MemorySegment memory, long slabBytes, int slabCount, Arena arena) {
+    private BlockPool(MemorySegment memory, long slabBytes, int slabCount, int partitions, Arena arena) {
+        if (partitions < 1 || partitions > slabCount) {
+            throw new IllegalArgumentException(
+                    "partitions " + partitions + " must be in [1, " + slabCount + "] (the pool's slabs)");
+        }
         this.slabBytes = slabBytes;
         this.slabCount = slabCount;
         this.capacityBytes = slabBytes * slabCount;
         this.memory = memory.asSlice(0, capacityBytes);
         this.arena = arena;
+        this.partitions = partitions;
+        this.partitionSlabs = slabCount / partitions;
         this.freeSlabs = new int[slabCount];
-        for (int i = 0; i < slabCount; i++) {
-            freeSlabs[i] = slabCount - 1 - i; // slab 0 is taken first
+        this.freeSlabTop = new int[partitions];
+        this.partitionUsedBytes = new long[partitions];
+        for (int p = 0; p < partitions; p++) {
+            int first = firstSlab(p);
+            int n = slabsIn(p);
+            for (int i = 0; i < n; i++) {
+                freeSlabs[first + i] = first + n - 1 - i; // the partition's first slab is taken first
+            }
+            freeSlabTop[p] = n;
         }
-        this.freeSlabTop = slabCount;
+        this.freeSlabTotal = slabCount;
+        this.classHead = new int[INITIAL_CLASSES * partitions];
+        this.classFreeSlots = new long[INITIAL_CLASSES * partitions];
         this.slabClass = new int[slabCount];
         Arrays.fill(slabClass, NONE);
         this.slabUsed = new int[slabCount];
@@ -103,7 +133,7 @@ public final class BlockPool implements AutoCloseable {
         Arena arena = Arena.ofShared();
         try {
             MemorySegment memory = arena.allocate(slab * slabs, ALIGNMENT);
-            return new BlockPool(memory, slab, slabs, arena);
+            return new BlockPool(memory, slab, slabs, 1, arena);
         } catch (RuntimeException | Error e) {
             arena.close();
             throw e;
@@ -118,6 +148,17 @@ public final class BlockPool implements AutoCloseable {
      * @param slabBytes a positive multiple of {@link #ALIGNMENT}, at most {@code memory.byteSize()}
      */
     public static BlockPool wrap(MemorySegment memory, long slabBytes) {
+        return wrap(memory, slabBytes, 1);
+    }
+
+    /**
+     * As {@link #wrap(MemorySegment, long)}, split into {@code partitions} partitions of whole slabs: partition p
+     * starts at {@code p * (slabs / partitions) * slabBytes} and the last takes the remainder
+     * ({@link #partitionRanges} gives the same split before the pool exists, e.g. to bind each range to a NUMA node).
+     *
+     * @param partitions in [1, the number of whole slabs]
+     */
+    public static BlockPool wrap(MemorySegment memory, long slabBytes, int partitions) {
         Objects.requireNonNull(memory, "memory");
         if (!memory.isNative()) {
             throw new IllegalArgumentException("memory must be a native segment (off-heap), got a heap segment");
@@ -137,7 +178,26 @@ public final class BlockPool implements AutoCloseable {
                     + " and at most the memory size "
                     + memory.byteSize());
         }
-        return new BlockPool(memory, slabBytes, slabCount(memory.byteSize(), slabBytes), null);
+        return new BlockPool(memory, slabBytes, slabCount(memory.byteSize(), slabBytes), partitions, null);
+    }
+
+    /**
+     * The byte ranges {@link #wrap(MemorySegment, long, int)} gives each partition of a region of {@code bytes}:
+     * {@code [offset, length]} pairs, the last running to the end of the whole slabs.
+     */
+    public static long[][] partitionRanges(long bytes, long slabBytes, int partitions) {
+        int slabs = slabCount(bytes, slabBytes);
+        if (partitions < 1 || partitions > slabs) {
+            throw new IllegalArgumentException(
+                    "partitions " + partitions + " must be in [1, " + slabs + "] (whole slabs of " + slabBytes + ")");
+        }
+        int per = slabs / partitions;
+        long[][] ranges = new long[partitions][];
+        for (int p = 0; p < partitions; p++) {
+            int n = p == partitions - 1 ? slabs - p * per : per;
+            ranges[p] = new long[] {(long) p * per * slabBytes, (long) n * slabBytes};
+        }
+        return ranges;
     }
 
     /** Whole slabs in {@code bytes}; slab ids and slots per slab are ints. */
@@ -177,19 +237,43 @@ public final class BlockPool implements AutoCloseable {
     public long allocate(long blockBytes) {
         ensureOpen();
         int c = classOf(blockBytes);
-        int slab = classHead[c];
+        for (int p = 0; p < partitions; p++) {
+            if (classHead[c * partitions + p] != NONE || freeSlabTop[p] > 0) {
+                return allocateIn(c, p);
+            }
+        }
+        return -1;
+    }
+
+    /**
+     * Allocates one block of at least {@code blockBytes} in partition {@code partition} only.
+     *
+     * @return the block's offset in {@link #memory()}, or -1 if that partition has no room for it
+     * @throws IllegalArgumentException if {@code blockBytes} or {@code partition} is out of range
+     */
+    public long allocate(long blockBytes, int partition) {
+        ensureOpen();
+        checkPartition(partition);
+        return allocateIn(classOf(blockBytes), partition);
+    }
+
+    private long allocateIn(int c, int p) {
+        int h = c * partitions + p;
+        int slab = classHead[h];
         if (slab == NONE) {
-            if (freeSlabTop == 0) {
+            if (freeSlabTop[p] == 0) {
                 return -1;
             }
-            slab = freeSlabs[--freeSlabTop];
+            slab = freeSlabs[firstSlab(p) + --freeSlabTop[p]];
+            freeSlabTotal--;
             assignSlab(slab, c);
         }
         int slot = slabFreeTop[slab] > 0 ? slabFreeSlots[slab][--slabFreeTop[slab]] : slabBump[slab]++;
         slabLive[slab][slot >>> 6] |= 1L << slot;
         long size = classBytes[c];
         usedBytes += size;
-        classFreeSlots[c]--;
+        partitionUsedBytes[p] += size;
+        classFreeSlots[h]--;
         if (++slabUsed[slab] == classSlotsPerSlab[c]) {
             unlink(slab, c);
         }
@@ -208,21 +292,25 @@ public final class BlockPool implements AutoCloseable {
         int slab = (int) (ref >>> 32);
         int slot = (int) ref;
         int c = slabClass[slab];
+        int p = partitionOfSlab(slab);
+        int h = c * partitions + p;
         int slotsPerSlab = classSlotsPerSlab[c];
         slabLive[slab][slot >>> 6] &= ~(1L << slot);
         usedBytes -= classBytes[c];
+        partitionUsedBytes[p] -= classBytes[c];
         int usedBefore = slabUsed[slab]--;
         if (usedBefore == 1) {
             // the slab is empty: give it back so that any class can take it
             if (usedBefore != slotsPerSlab) {
                 unlink(slab, c);
             }
-            classFreeSlots[c] -= slotsPerSlab - 1;
+            classFreeSlots[h] -= slotsPerSlab - 1;
             slabClass[slab] = NONE;
-            freeSlabs[freeSlabTop++] = slab;
+            freeSlabs[firstSlab(p) + freeSlabTop[p]++] = slab;
+            freeSlabTotal++;
         } else {
             slabFreeSlots[slab][slabFreeTop[slab]++] = slot;
-            classFreeSlots[c]++;
+            classFreeSlots[h]++;
             if (usedBefore == slotsPerSlab) {
                 linkFirst(slab, c);
             }
@@ -249,9 +337,20 @@ public final class BlockPool implements AutoCloseable {
      * @param blockBytes in [1, {@link #slabBytes()}]
      */
     public int freeSlotsFor(long blockBytes) {
+        long free = 0;
+        for (int p = 0; p < partitions; p++) {
+            free += freeSlotsFor(blockBytes, p);
+        }
+        return (int) Math.min(free, Integer.MAX_VALUE);
+    }
+
+    /** As {@link #freeSlotsFor(long)}, in partition {@code partition} only. */
+    public int freeSlotsFor(long blockBytes, int partition) {
+        checkPartition(partition);
         long size = sizeClass(blockBytes);
         int c = findClass((int) (size >>> ALIGNMENT_SHIFT));
-        long free = (long) freeSlabTop * (slabBytes / size) + (c == NONE ? 0 : classFreeSlots[c]);
+        long free = (long) freeSlabTop[partition] * (slabBytes / size)
+                + (c == NONE ? 0 : classFreeSlots[c * partitions + partition]);
         return (int) Math.min(free, Integer.MAX_VALUE);
     }
 
@@ -295,16 +394,73 @@ public final class BlockPool implements AutoCloseable {
      * slot, else 0. O(size classes).
      */
     public long largestFreeBytes() {
-        if (freeSlabTop > 0) {
+        long largest = 0;
+        for (int p = 0; p < partitions; p++) {
+            largest = Math.max(largest, largestFreeBytes(p));
+        }
+        return largest;
+    }
+
+    /** As {@link #largestFreeBytes()}, in partition {@code partition} only. */
+    public long largestFreeBytes(int partition) {
+        checkPartition(partition);
+        if (freeSlabTop[partition] > 0) {
             return slabBytes;
         }
         long largest = 0;
         for (int c = 0; c < classCount; c++) {
-            if (classFreeSlots[c] > 0) {
+            if (classFreeSlots[c * partitions + partition] > 0) {
                 largest = Math.max(largest, classBytes[c]);
             }
         }
         return largest;
+    }
+
+    // ---- partitions ----
+
+    /** How many partitions the pool has (1 unless made by {@link #wrap(MemorySegment, long, int)}). */
+    public int partitions() {
+        return partitions;
+    }
+
+    /** Where partition {@code partition} starts in {@link #memory()}. */
+    public long partitionOffset(int partition) {
+        checkPartition(partition);
+        return firstSlab(partition) * slabBytes;
+    }
+
+    /** Usable bytes of partition {@code partition}. */
+    public long partitionCapacityBytes(int partition) {
+        checkPartition(partition);
+        return slabsIn(partition) * slabBytes;
+    }
+
+    /** Sum of the size classes of the live allocations in partition {@code partition}. */
+    public long partitionUsedBytes(int partition) {
+        checkPartition(partition);
+        return partitionUsedBytes[partition];
+    }
+
+    /** The partition slab {@code slab} belongs to. */
+    public int partitionOfSlab(int slab) {
+        return Math.min(slab / partitionSlabs, partitions - 1);
+    }
+
+    /** The first slab of partition {@code partition}. */
+    public int firstSlab(int partition) {
+        return partition * partitionSlabs;
+    }
+
+    /** How many slabs partition {@code partition} has. */
+    public int slabsIn(int partition) {
+        return partition == partitions - 1 ? slabCount - partition * partitionSlabs : partitionSlabs;
+    }
+
+    private void checkPartition(int partition) {
+        if (partition < 0 || partition >= partitions) {
+            throw new IllegalArgumentException(
+                    "partition " + partition + " must be in [0, " + partitions + ") (the pool's partitions)");
+        }
     }
 
     public long slabBytes() {
@@ -316,7 +472,7 @@ public final class BlockPool implements AutoCloseable {
     }
 
     public int freeSlabCount() {
-        return freeSlabTop;
+        return freeSlabTotal;
     }
 
     // ---- slab facts, for an owner planning eviction across size classes ----
@@ -369,8 +525,10 @@ public final class BlockPool implements AutoCloseable {
                 + slabBytes
                 + ", slabs="
                 + slabCount
+                + ", partitions="
+                + partitions
                 + ", freeSlabs="
-                + freeSlabTop
+                + freeSlabTotal
                 + ", usedBytes="
                 + usedBytes
                 + ", sizeClasses="
@@ -432,25 +590,26 @@ public final class BlockPool implements AutoCloseable {
         slabUsed[slab] = 0;
         slabBump[slab] = 0;
         slabFreeTop[slab] = 0;
-        classFreeSlots[c] += slots;
+        classFreeSlots[c * partitions + partitionOfSlab(slab)] += slots;
         linkFirst(slab, c);
     }
 
     private void linkFirst(int slab, int c) {
-        int head = classHead[c];
+        int h = c * partitions + partitionOfSlab(slab);
+        int head = classHead[h];
         slabPrev[slab] = NONE;
         slabNext[slab] = head;
         if (head != NONE) {
             slabPrev[head] = slab;
         }
-        classHead[c] = slab;
+        classHead[h] = slab;
     }
 
     private void unlink(int slab, int c) {
         int prev = slabPrev[slab];
         int next = slabNext[slab];
         if (prev == NONE) {
-            classHead[c] = next;
+            classHead[c * partitions + partitionOfSlab(slab)] = next;
         } else {
             slabNext[prev] = next;
         }
@@ -487,14 +646,16 @@ public final class BlockPool implements AutoCloseable {
             int n = classCount * 2;
             classBytes = Arrays.copyOf(classBytes, n);
             classSlotsPerSlab = Arrays.copyOf(classSlotsPerSlab, n);
-            classHead = Arrays.copyOf(classHead, n);
-            classFreeSlots = Arrays.copyOf(classFreeSlots, n);
+            classHead = Arrays.copyOf(classHead, n * partitions);
+            classFreeSlots = Arrays.copyOf(classFreeSlots, n * partitions);
         }
         int c = classCount++;
         classBytes[c] = size;
         classSlotsPerSlab[c] = (int) (slabBytes / size);
-        classHead[c] = NONE;
-        classFreeSlots[c] = 0;
+        for (int p = 0; p < partitions; p++) {
+            classHead[c * partitions + p] = NONE;
+            classFreeSlots[c * partitions + p] = 0;
+        }
         if (2 * classCount > mapKeys.length) {
             int[] oldKeys = mapKeys;
             int[] oldClasses = mapClasses;
