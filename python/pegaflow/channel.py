@@ -19,7 +19,9 @@ session ends or the node's heartbeat word stops moving (a node that died). A req
 closed the channel is sent again over gRPC.
 
 Threading: one channel per (endpoint, context) in a process (``lookup``); any thread may call; slots are handed out
-under a lock, and the doorbell is bumped under it (this process is its only writer, so no bump is lost).
+under a lock, and the doorbell is bumped under it (this process is its only writer, so no bump is lost). A process
+forked from the one that opened a channel does not see it (its calls go over gRPC): two processes must never hand out
+the same slots.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import mmap
+import os
 import struct
 import threading
 import time
@@ -117,6 +120,7 @@ class CommandChannel:
         self._seq = [0] * self.slot_count
         self._in_flight = 0
         self._closing = False
+        self._pid = os.getpid()  # a forked child must not share this process's slots: lookup() hides it there
 
     # ---- what fits ----
 
@@ -436,12 +440,13 @@ def unregister(endpoint: str, channel: CommandChannel) -> None:
 
 
 def lookup(endpoint: str, context_id: str) -> CommandChannel | None:
-    return _registry.get((endpoint, context_id))
+    channel = _registry.get((endpoint, context_id))
+    return channel if channel is not None and channel._pid == os.getpid() else None
 
 
 def any_for(endpoint: str) -> CommandChannel | None:
     """Some open channel to ``endpoint`` (a Query names a namespace, not a context: any of the node's will do)."""
     for (ep, _), channel in list(_registry.items()):
-        if ep == endpoint and channel.open:
+        if ep == endpoint and channel._pid == os.getpid() and channel.open:
             return channel
     return None

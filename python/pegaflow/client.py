@@ -436,15 +436,16 @@ def _channel_parts(blocks: Blocks):
             return ids, data, width
         if not blocks:
             return array("I"), b"", 0
-        if any(isinstance(b, engine_pb2.BlockRef) for b in blocks):
-            return None
-        ids = array("I", [b[0] for b in blocks])
-        packed = _pack_hashes([b[1] for b in blocks])
+        ids, hashes = zip(*blocks)  # a BlockRef (not a pair) raises TypeError: gRPC carries those
+        data = b"".join(hashes)
+        ids = array("I", ids)
     except (OverflowError, TypeError, ValueError):
         return None
-    if packed is None:
+    width = len(hashes[0])
+    # The total alone is not enough: 31 + 33 bytes would shift every later hash.
+    if not 0 < width <= MAX_HASH_BYTES or len(data) != width * len(hashes) or len(set(map(len, hashes))) != 1:
         return None
-    return ids, packed.data, packed.hash_bytes
+    return ids, data, width
 
 
 class BlockHolders(NamedTuple):

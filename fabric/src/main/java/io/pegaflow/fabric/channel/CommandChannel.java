@@ -223,7 +223,6 @@ final class CommandChannel {
             finish(i, seq, opName, startNs, problem);
             return;
         }
-        lastSeq[i] = seq;
         holds.incrementAndGet();
         CompletionStage<?> stage;
         try {
@@ -245,25 +244,27 @@ final class CommandChannel {
         });
     }
 
-    /** Why the slot cannot be served (its code and message), or null. Reads the slot only. */
+    /** Why the slot cannot be served (its code and message), or null; a fresh sequence number is used up. */
     private SlotCodes.Failure check(int i, MemorySegment slot, int op, long seq) {
-        String problem = problem(i, slot, op, seq);
+        if (Long.compareUnsigned(seq, lastSeq[i]) <= 0) {
+            return new SlotCodes.Failure(
+                    SlotCodes.FAILED_PRECONDITION,
+                    "command channel slot " + i + ": seq " + Long.toUnsignedString(seq)
+                            + " is stale (this slot's last request had " + Long.toUnsignedString(lastSeq[i])
+                            + "): every request needs a higher sequence number");
+        }
+        lastSeq[i] = seq; // a fresh number is used up by its request, served or refused
+        String problem = problem(slot, op);
         if (problem == null) {
             return null;
         }
-        int code = problem.startsWith("context_id")
-                ? SlotCodes.NOT_FOUND
-                : problem.startsWith("seq") ? SlotCodes.FAILED_PRECONDITION : SlotCodes.INVALID_ARGUMENT;
+        int code = problem.startsWith("context_id") ? SlotCodes.NOT_FOUND : SlotCodes.INVALID_ARGUMENT;
         return new SlotCodes.Failure(code, "command channel slot " + i + ": " + problem);
     }
 
-    private String problem(int i, MemorySegment slot, int op, long seq) {
+    private String problem(MemorySegment slot, int op) {
         if (op != OP_SAVE && op != OP_LOAD && op != OP_QUERY) {
             return "op " + Integer.toUnsignedString(op) + " is not Save (1), Load (2) or Query (3)";
-        }
-        if (Long.compareUnsigned(seq, lastSeq[i]) <= 0) {
-            return "seq " + Long.toUnsignedString(seq) + " is stale (this slot's last request had "
-                    + Long.toUnsignedString(lastSeq[i]) + "): every request needs a higher sequence number";
         }
         long blocks = Integer.toUnsignedLong(slot.get(U32, S_BLOCK_COUNT));
         if (blocks > layout.maxBlocks) {
@@ -364,6 +365,7 @@ final class CommandChannel {
     }
 
     private void writeResult(MemorySegment slot, Object value) {
+        slot.set(U32, S_FAILED_COUNT, 0);
         switch (value) {
             case SaveResult r -> {
                 slot.set(U32, S_R0, r.stored());

@@ -48,6 +48,7 @@ class CommandChannelTest {
     private static final int BLOCKS = 32;
     private static final int BLOCK_BYTES = 4096;
 
+    private final GatedCopies copies = new GatedCopies();
     private BlockStore store;
     private KvEngine engine;
     private CommandChannels channels;
@@ -60,7 +61,7 @@ class CommandChannelTest {
     @BeforeEach
     void setUp() throws Exception {
         store = new BlockStore(BlockPool.allocateOffHeap(64L << 20), 30_000_000_000L, System::nanoTime);
-        engine = KvEngine.builder(store, new HostCopyEngine()).build();
+        engine = KvEngine.builder(store, copies).build();
         channels = new CommandChannels(engine, new CommandChannels.Settings(true, Path.of("/dev/shm"), 4, 64, 8, 2));
         arena = Arena.ofShared();
         kvFile = Path.of("/dev/shm", "pegaflow-test-chan-kv-" + UUID.randomUUID());
@@ -143,6 +144,22 @@ class CommandChannelTest {
                 s -> s.set(U32, S_FLAGS, FLAG_REPLY_WHEN_DONE));
         assertEquals(2, missing.r1, "done_state: failed");
         assertEquals(1, missing.failedCount);
+    }
+
+    @Test
+    void shouldKeepServingWhileACopyRunsBecauseTheChannelThreadNeverWaitsForOne() throws Exception {
+        Client client = open(contextId);
+        copies.gate = new java.util.concurrent.CountDownLatch(1);
+        byte[][] hashes = hashes("held", 2);
+        client.post(0, OP_SAVE, contextId, ids(0, 2), hashes, s -> {});
+        assertTrue(copies.entered.await(10, TimeUnit.SECONDS), "the save's copy started");
+        Reply hits = client.call(1, OP_QUERY, "chan/ns", new int[2], hashes, s -> {});
+        assertEquals(0, hits.status, hits.message);
+        assertEquals(0, hits.r0, "answered while the save's copy is held: nothing sealed yet");
+        assertFalse(copies.thread.startsWith("pegaflow-channel-"), "copied on " + copies.thread);
+        copies.gate.countDown();
+        Reply saved = client.await(0);
+        assertEquals(2, saved.r2, "sealed once the copy ran");
     }
 
     @Test
@@ -285,6 +302,37 @@ class CommandChannelTest {
         return h;
     }
 
+    /** Host copies; held at their start while {@link #gate} is set, recording the copying thread. */
+    private static final class GatedCopies implements io.pegaflow.gpu.CopyEngine {
+        final HostCopyEngine host = new HostCopyEngine();
+        final java.util.concurrent.CountDownLatch entered = new java.util.concurrent.CountDownLatch(1);
+        volatile java.util.concurrent.CountDownLatch gate;
+        volatile String thread = "";
+
+        @Override
+        public String name() {
+            return "host";
+        }
+
+        @Override
+        public void copy(MemorySegment[] srcs, MemorySegment[] dsts, io.pegaflow.gpu.CopyBatch batch) {
+            thread = Thread.currentThread().getName();
+            java.util.concurrent.CountDownLatch g = gate;
+            if (g != null) {
+                entered.countDown();
+                try {
+                    if (!g.await(20, TimeUnit.SECONDS)) {
+                        throw new IllegalStateException("the test never released the copy");
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException(e);
+                }
+            }
+            host.copy(srcs, dsts, batch);
+        }
+    }
+
     private record Reply(int status, String message, int r0, int r1, int r2, int failedCount) {}
 
     /** The client's half, as channel.py writes it: request fields, state REQUEST last, doorbell, futex wake. */
@@ -309,6 +357,11 @@ class CommandChannelTest {
 
         Reply call(int i, int op, String name, int[] ids, byte[][] hashes, Consumer<MemorySegment> tweak)
                 throws InterruptedException {
+            post(i, op, name, ids, hashes, tweak);
+            return await(i);
+        }
+
+        void post(int i, int op, String name, int[] ids, byte[][] hashes, Consumer<MemorySegment> tweak) {
             MemorySegment slot = header.asSlice(layout.slotAt(i), layout.slotBytes);
             byte[] nameBytes = name.getBytes(StandardCharsets.UTF_8);
             MemorySegment.copy(nameBytes, 0, slot, ValueLayout.JAVA_BYTE, S_NAME, nameBytes.length);
@@ -330,6 +383,10 @@ class CommandChannelTest {
             slot.set(U32, S_STATE, REQUEST);
             header.set(U32, H_DOORBELL, header.get(U32, H_DOORBELL) + 1);
             FutexWake.wakeAll(header.asSlice(H_DOORBELL, 4));
+        }
+
+        Reply await(int i) throws InterruptedException {
+            MemorySegment slot = header.asSlice(layout.slotAt(i), layout.slotBytes);
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             while (slot.get(U32, S_STATE) != DONE) {
                 if (System.nanoTime() > deadline) {
