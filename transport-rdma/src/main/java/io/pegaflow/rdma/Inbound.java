@@ -28,6 +28,7 @@ final class Inbound implements Runnable {
     private DataOutputStream out;
     private volatile boolean announcing;
     private boolean closed;
+    private volatile boolean inVerbs;
     String peerId = "?";
 
     Inbound(RdmaTransport transport, Socket socket) {
@@ -69,10 +70,12 @@ final class Inbound implements Runnable {
                     qp = QueuePair.create(nic, null, 1, 0);
                     qps.add(qp);
                 }
+                inVerbs = true;
                 qp.connect(
                         hello.qps().get(i),
                         transport.rdma().ackTimeoutExponent(),
                         transport.rdma().retryCount());
+                inVerbs = false;
                 mine.add(qp.params());
             }
             synchronized (this) {
@@ -131,6 +134,14 @@ final class Inbound implements Runnable {
 
     /** Closes the socket and frees the responder queue pairs (they post nothing: no drain needed). */
     synchronized void close() {
+        if (inVerbs) {
+            LOG.log(
+                    System.Logger.Level.WARNING,
+                    "transport=rdma LIFETIME: node={0}: inbound from {1} closed while its handshake modifies a queue"
+                            + " pair",
+                    transport.localNodeId(),
+                    peerId);
+        }
         closed = true;
         announcing = false;
         try {

@@ -199,6 +199,14 @@ final class Nic implements Runnable {
             wake();
             Thread.onSpinWait();
         }
+        if (epoch == seen && thread != null && thread.isAlive()) {
+            LOG.log(
+                    System.Logger.Level.WARNING,
+                    "transport=rdma LIFETIME: poller {0} did not pass a loop in 200 ms; queue pair {1} is destroyed"
+                            + " while the poller may still hold it",
+                    thread.getName(),
+                    qp.qpn);
+        }
     }
 
     // ------------------------------------------------------------------------------------------ poller thread
@@ -439,6 +447,13 @@ final class Nic implements Runnable {
                 t.join(5_000);
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
+            }
+            if (t.isAlive()) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "transport=rdma LIFETIME: poller {0} still runs 5 s after stop; its CQ, PD and context are"
+                                + " freed under it",
+                        t.getName());
             }
         }
         close();

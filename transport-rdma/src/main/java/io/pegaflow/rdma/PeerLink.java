@@ -317,6 +317,14 @@ final class PeerLink {
                 Thread.onSpinWait();
                 Thread.yield();
             }
+            if (!c.drained()) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "transport=rdma LIFETIME: node={0} peer={1}: queue pairs not drained by the close deadline;"
+                                + " destroying them undrained",
+                        transport.localNodeId(),
+                        nodeId);
+            }
             teardown(c);
             connection = null;
         }

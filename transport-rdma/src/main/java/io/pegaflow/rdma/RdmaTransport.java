@@ -333,6 +333,15 @@ public final class RdmaTransport implements Transport {
             wakeConnector();
             join(connector);
             join(acceptor);
+            for (Thread t : new Thread[] {connector, acceptor}) {
+                if (t != null && t.isAlive()) {
+                    LOG.log(
+                            Level.WARNING,
+                            "transport=rdma LIFETIME: {0} still runs 5 s after close began; closing under it at {1}",
+                            t.getName(),
+                            java.util.Arrays.toString(t.getStackTrace()));
+                }
+            }
             long deadline = System.nanoTime() + 10_000_000_000L;
             for (PeerLink link : links) {
                 link.close(deadline);
