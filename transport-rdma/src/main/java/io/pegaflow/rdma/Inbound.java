@@ -28,7 +28,6 @@ final class Inbound implements Runnable {
     private DataOutputStream out;
     private volatile boolean announcing;
     private boolean closed;
-    private volatile boolean inVerbs;
     String peerId = "?";
 
     Inbound(RdmaTransport transport, Socket socket) {
@@ -62,21 +61,20 @@ final class Inbound implements Runnable {
             List<Handshake.QpParams> mine = new ArrayList<>();
             for (int i = 0; i < hello.qps().size(); i++) {
                 Nic nic = nics.get(i / hello.qpsPerNic());
-                QueuePair qp;
+                // Create and connect under the lock close() takes: close() never destroys a queue pair this thread
+                // is still modifying (ibv_modify_qp on a freed QP reads freed memory and hands it to the kernel).
                 synchronized (this) {
                     if (closed || transport.isClosing()) {
                         throw new IOException("transport closing");
                     }
-                    qp = QueuePair.create(nic, null, 1, 0);
+                    QueuePair qp = QueuePair.create(nic, null, 1, 0);
                     qps.add(qp);
+                    qp.connect(
+                            hello.qps().get(i),
+                            transport.rdma().ackTimeoutExponent(),
+                            transport.rdma().retryCount());
+                    mine.add(qp.params());
                 }
-                inVerbs = true;
-                qp.connect(
-                        hello.qps().get(i),
-                        transport.rdma().ackTimeoutExponent(),
-                        transport.rdma().retryCount());
-                inVerbs = false;
-                mine.add(qp.params());
             }
             synchronized (this) {
                 Handshake.writeReply(
@@ -134,14 +132,6 @@ final class Inbound implements Runnable {
 
     /** Closes the socket and frees the responder queue pairs (they post nothing: no drain needed). */
     synchronized void close() {
-        if (inVerbs) {
-            LOG.log(
-                    System.Logger.Level.WARNING,
-                    "transport=rdma LIFETIME: node={0}: inbound from {1} closed while its handshake modifies a queue"
-                            + " pair",
-                    transport.localNodeId(),
-                    peerId);
-        }
         closed = true;
         announcing = false;
         try {
