@@ -60,7 +60,7 @@ final class Inbound implements Runnable {
             }
             List<Handshake.QpParams> mine = new ArrayList<>();
             for (int i = 0; i < hello.qps().size(); i++) {
-                Nic nic = nics.get(i / hello.qpsPerNic());
+                Nic nic = nics.get(hello.nicOf(i));
                 // Create and connect under the lock close() takes: close() never destroys a queue pair this thread
                 // is still modifying (ibv_modify_qp on a freed QP reads freed memory and hands it to the kernel).
                 synchronized (this) {

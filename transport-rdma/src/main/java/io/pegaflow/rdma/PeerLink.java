@@ -215,18 +215,20 @@ final class PeerLink {
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
             DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
             List<Handshake.QpParams> mine = new ArrayList<>();
+            List<Integer> qpsPerNic = new ArrayList<>();
             for (Nic nic : transport.nics()) {
-                for (int i = 0; i < rdma.qpsPerPeer(); i++) {
+                qpsPerNic.add(rdma.qpsPerPeer(nic.index));
+                for (int i = 0; i < rdma.qpsPerPeer(nic.index); i++) {
                     QueuePair qp = QueuePair.create(
-                            nic, this, rdma.queueDepth(), transport.settings().maxInFlightPerPeer());
+                            nic,
+                            this,
+                            rdma.queueDepth(nic.index),
+                            transport.settings().maxInFlightPerPeer());
                     created.add(qp);
                     mine.add(qp.params());
                 }
             }
-            Handshake.writeHello(
-                    out,
-                    new Handshake.Hello(
-                            transport.localNodeId(), transport.nics().size(), rdma.qpsPerPeer(), mine));
+            Handshake.writeHello(out, new Handshake.Hello(transport.localNodeId(), qpsPerNic, mine));
             Handshake.Reply reply;
             try {
                 reply = Handshake.readReply(in);

@@ -115,9 +115,9 @@ public final class RdmaTransport implements Transport {
                 .verbs()
                 .orElseThrow(() -> new TransportException(
                         "RDMA unavailable: " + Verbs.load().reason()));
-        int maxParts = rdma.qpsPerPeer() * rdma.nics().size();
+        int maxParts = rdma.totalQpsPerPeer();
         int peerCount = settings.peers().size();
-        int cqe = Math.max(1024, (peerCount + 1) * maxParts * rdma.queueDepth() * 2);
+        int cqe = Math.max(1024, (peerCount + 1) * maxParts * rdma.maxQueueDepth() * 2);
         int submitCapacity = Math.max(64, (peerCount + 1) * settings.maxInFlightPerPeer() * maxParts);
         nics = openNics(verbs, devices, cqe, submitCapacity);
         long chunk = rdma.maxRegistrationBytes() == 0 ? Long.MAX_VALUE : rdma.maxRegistrationBytes();
@@ -276,12 +276,22 @@ public final class RdmaTransport implements Transport {
                 .start(this::tend);
         LOG.log(
                 Level.INFO,
-                "transport=rdma node={0} listening on {1}:{2,number,#} with {3}, {4} queue pairs per peer" + " per NIC",
+                "transport=rdma node={0} listening on {1}:{2,number,#} with {3}, queue pairs per peer per NIC {4},"
+                        + " queue depth per NIC {5}",
                 localNodeId(),
                 settings.bindHost(),
                 listener.getLocalPort(),
                 deviceNames(),
-                rdma.qpsPerPeer());
+                perNic(rdma::qpsPerPeer),
+                perNic(rdma::queueDepth));
+    }
+
+    private List<Integer> perNic(java.util.function.IntUnaryOperator value) {
+        List<Integer> out = new ArrayList<>(nics.size());
+        for (int n = 0; n < nics.size(); n++) {
+            out.add(value.applyAsInt(n));
+        }
+        return out;
     }
 
     private void accept() {

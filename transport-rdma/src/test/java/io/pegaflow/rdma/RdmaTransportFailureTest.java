@@ -190,6 +190,32 @@ class RdmaTransportFailureTest {
     }
 
     @Test
+    void shouldOpenEachNicsOwnQueuePairCountAndStripeOverAllOfThem() throws Exception {
+        // Per-NIC counts from the topology: 1 queue pair (depth 8) on the first NIC entry, 3 on the second.
+        UnaryOperator<RdmaSettings> uneven = r -> {
+            RdmaNic nic = r.nics().get(0);
+            return r.withNics(List.of(
+                            new RdmaNic(nic.device(), nic.port(), nic.gidIndex(), 1, 8),
+                            new RdmaNic(nic.device(), nic.port(), nic.gidIndex(), 3, 0)))
+                    .withStripeMinBytes(64 << 10);
+        };
+        Node b = node("b", 8 << 20, uneven, 0);
+        Node a = node("a", 8 << 20, uneven, 0, b);
+        pattern(b.memory, 8);
+        Done done = new Done(null);
+
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, 8 << 20, 128 << 10), WAIT_MS, 1, done));
+        assertEquals(TransferStatus.OK, done.next().status());
+
+        assertEquals(-1, MemorySegment.mismatch(b.memory, 0, 8 << 20, a.memory, 0, 8 << 20));
+        long[] posted = ((RdmaTransport) a.transport).postedPerQueuePair("b");
+        assertEquals(4, posted.length, "1 + 3 queue pairs");
+        for (long p : posted) {
+            assertTrue(p > 0, "every queue pair carried a part: " + java.util.Arrays.toString(posted));
+        }
+    }
+
+    @Test
     void shouldCompleteAnInFlightTransferAsClosedBeforeCloseReturns() throws Exception {
         long size = 32L << 20;
         UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4);
