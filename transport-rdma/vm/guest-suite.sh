@@ -25,10 +25,32 @@ TOP_PID=$!
   >"$SOFTROCE_OUT/ss.log") &
 SS_PID=$!
 # /tmp is a tmpfs in the guest: shared memory files, the node's temp files and the layout test's C program go there.
-# One JVM run of the suite; $1: where its hs_err report goes. SUITE_JAVA_OPTS adds JVM options (diagnostics).
+# One JVM run of the suite; $1: where its hs_err report goes, $2: where the stacks of a stuck run go. SUITE_JAVA_OPTS
+# adds JVM options (diagnostics). A JVM still running SUITE_STUCK_DUMP_S (SUITE_TIMEOUT - 45) seconds in gets its
+# native stacks (gdb, every thread) and Java stacks (jstack) written to $2 before the timeout kills it: a JVM that
+# does not answer its own watchdog's thread dump (a lock held in native code) still shows where it is.
 run_suite_jvm() {
+  run_suite_jvm_now "$1" &
+  local pid=$! stuck_after=$((${SUITE_TIMEOUT:-480} - 45))
+  [ -n "${SUITE_STUCK_DUMP_S:-}" ] && stuck_after=$SUITE_STUCK_DUMP_S
+  (
+    sleep "$stuck_after"
+    jvm=$(pgrep -P "$pid" -f 'io.pegaflow.fabric.softroce.SoftRoceSuite' | head -1)
+    [ -z "$jvm" ] && jvm=$(pgrep -f 'io.pegaflow.fabric.softroce.SoftRoceSuite' | head -1)
+    [ -n "$jvm" ] || exit 0
+    echo "== STUCK: the suite JVM ($jvm) still runs after ${stuck_after}s; its stacks: $2"
+    { echo "== gdb: native stacks of pid $jvm"; timeout 30 gdb -p "$jvm" -batch -ex 'thread apply all bt 25' 2>&1
+      echo "== jstack"; timeout 20 "$(dirname "$JAVA")/jstack" "$jvm" 2>&1; } >"$2"
+  ) &
+  local watcher=$!
+  wait "$pid"
+  local r=$?
+  kill "$watcher" 2>/dev/null
+  return "$r"
+}
+run_suite_jvm_now() {
   # shellcheck disable=SC2086
-  timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
+  exec timeout "${SUITE_TIMEOUT:-480}" "$JAVA" --enable-native-access=ALL-UNNAMED --sun-misc-unsafe-memory-access=allow \
     -Xmx1g -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.io.tmpdir=/tmp -XX:ErrorFile="$1" ${SUITE_JAVA_OPTS:-} \
     -Dpegaflow.softroce.transport=rdma -Dpegaflow.softroce.device=rxe0 -Dpegaflow.softroce.gidIndex=1 \
     -Dpegaflow.rdma.pollerIdleSpins=${SUITE_POLLER_IDLE_SPINS:-0} -Dpegaflow.rdma.pollerIdleParkUs=${SUITE_POLLER_IDLE_PARK_US:-2000} \
@@ -53,7 +75,7 @@ if [ "${SUITE_REPEAT:-1}" -gt 1 ]; then
     run=$((run + 1))
     started=$(cut -d. -f1 /proc/uptime)
     echo "== REPEAT run $run of $SUITE_REPEAT starts (uptime ${started}s)"
-    run_suite_jvm "$SOFTROCE_OUT/hs_err-run$run-pid%p.log"
+    run_suite_jvm "$SOFTROCE_OUT/hs_err-run$run-pid%p.log" "$SOFTROCE_OUT/stuck-run$run.txt"
     r=$?
     echo "== REPEAT run $run of $SUITE_REPEAT: exit $r ($(($(cut -d. -f1 /proc/uptime) - started)) s)"
     if [ "$r" = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); [ "$rc" = 0 ] && rc=$r; fi
@@ -64,7 +86,7 @@ if [ "${SUITE_REPEAT:-1}" -gt 1 ]; then
   done
   echo "== REPEAT SUMMARY: $run runs, $passed passed, $failed failed (first failure exit $rc)"
 else
-  run_suite_jvm "$SOFTROCE_OUT/hs_err_pid%p.log"
+  run_suite_jvm "$SOFTROCE_OUT/hs_err_pid%p.log" "$SOFTROCE_OUT/stuck.txt"
   rc=$?
 fi
 kill "$TOP_PID" "$SS_PID" 2>/dev/null

@@ -25,7 +25,7 @@ if [ "$REPEAT" -gt 1 ]; then
   export SUITE_REPEAT="$REPEAT" SUITE_REPEAT_BUDGET_S="${PEGAFLOW_SOFTROCE_REPEAT_BUDGET_S:-3000}"
   # The budget bounds the runs started; the last may take SUITE_TIMEOUT (480 s) more, plus the boot.
   export VM_TIMEOUT="${VM_TIMEOUT:-$((SUITE_REPEAT_BUDGET_S + ${SUITE_TIMEOUT:-480} + 120))}"
-  rm -f "$OUT"/hs_err-run*.log
+  rm -f "$OUT"/hs_err-run*.log "$OUT"/stuck-run*.txt
 fi
 # fabric's test class path (the jars in the local Maven repository, which the guest reads through the host's root).
 (cd "$ROOT" && mvn -B -ntp -q -o dependency:build-classpath -pl fabric -Dmdep.includeScope=test \
@@ -39,7 +39,8 @@ fi
 # crash was seen once in the cross-node check under qemu TCG (SIGSEGV in JIT-compiled LongAdder.add, 2026-12-01,
 # not reproduced; docs/rdma.md). Its hs_err report is kept and the retry is printed, never silent.
 for attempt in 1 2; do
-  rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/hs_err-run*.log "$WORK"/out/top.log "$WORK"/out/ss.log
+  rm -f "$WORK"/out/hs_err_pid*.log "$WORK"/out/hs_err-run*.log "$WORK"/out/stuck*.txt "$WORK"/out/top.log \
+    "$WORK"/out/ss.log
   set +e
   "$HERE/softroce-run.sh" --guest "$HERE/guest-suite.sh" --log "$OUT/suite.log"
   rc=$?
@@ -53,6 +54,11 @@ for attempt in 1 2; do
     [ -e "$crash" ] || continue
     cp "$crash" "$OUT/"
     echo "[softroce] the JVM crashed in a repeat run: $OUT/$(basename "$crash")" >&2
+  done
+  for stuck in "$WORK"/out/stuck*.txt; do
+    [ -e "$stuck" ] || continue
+    cp "$stuck" "$OUT/"
+    echo "[softroce] a suite JVM was stuck; its native and Java stacks: $OUT/$(basename "$stuck")" >&2
   done
   cp "$WORK"/out/top.log "$WORK"/out/ss.log "$OUT/" 2>/dev/null || true
   if [ "$attempt" = 1 ] && [ "$REPEAT" = 1 ] && { [ "$rc" = 134 ] || [ "$rc" = 139 ]; }; then
