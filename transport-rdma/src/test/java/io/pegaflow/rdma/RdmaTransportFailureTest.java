@@ -119,16 +119,27 @@ class RdmaTransportFailureTest {
         int transfers = 16;
         int perTransfer = 32;
         int blockBytes = 5000; // odd size: blocks straddle the 64 KiB registration chunks on both sides
+        // Every list is built before the first submission: the 17 submissions then follow each other closely, so the
+        // first transfer cannot finish (and free its slot) while the test thread is still building lists (seen once
+        // on a guest starved by a host at load 35).
+        DescriptorList[] lists = new DescriptorList[transfers];
         for (int t = 0; t < transfers; t++) {
-            DescriptorList list = new DescriptorList(perTransfer);
+            lists[t] = new DescriptorList(perTransfer);
             for (int k = 0; k < perTransfer; k++) {
                 long off = ((long) t * perTransfer + k) * blockBytes;
-                list.add(b.remote(), off + 3, a.region, off, blockBytes);
+                lists[t].add(b.remote(), off + 3, a.region, off, blockBytes);
             }
-            assertEquals(TransferStatus.OK, a.transport.read(list, WAIT_MS, t, handler));
         }
         DescriptorList extra = new DescriptorList(1).add(b.remote(), 0, a.region, 0, 64);
-        assertEquals(TransferStatus.BACK_PRESSURED, a.transport.read(extra, WAIT_MS, 99, handler));
+        TransferStatus[] submitted = new TransferStatus[transfers];
+        for (int t = 0; t < transfers; t++) {
+            submitted[t] = a.transport.read(lists[t], WAIT_MS, t, handler);
+        }
+        TransferStatus extraStatus = a.transport.read(extra, WAIT_MS, 99, handler);
+        for (int t = 0; t < transfers; t++) {
+            assertEquals(TransferStatus.OK, submitted[t], "transfer " + t);
+        }
+        assertEquals(TransferStatus.BACK_PRESSURED, extraStatus);
 
         for (int t = 0; t < transfers; t++) {
             assertEquals(TransferStatus.OK, statuses.poll(WAIT_MS, TimeUnit.MILLISECONDS));
