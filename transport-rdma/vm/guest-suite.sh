@@ -2,7 +2,8 @@
 # transport's tests (contract suite, failure tests, probe, layouts) and the two-node cross-node load over RDMA
 # (RdmaCrossNodeLoadCheck: two nodes in that JVM, transport rdma on rxe0). SUITE_SELECTORS replaces that list.
 # Two pekko nodes on two emulated CPUs (qemu TCG) starve: the run caps pekko's dispatcher threads, lengthens the
-# cluster failure detector's pause and artery's bind timeout (3 s: "Future timed out" binding a cluster port) and
+# cluster failure detector's pause, artery's bind timeout (3 s: "Future timed out" binding a cluster port) and the
+# extension creation timeout (20 s: "Initialization of Cluster took more than 20000 ms" at host load ~25), and
 # has the RDMA pollers park at once when idle (docs/rdma.md). The class path
 # comes from the host (run-suite.sh writes $SOFTROCE_OUT/classpath.txt).
 set -u
@@ -57,6 +58,7 @@ run_suite_jvm_now() {
     -Dpekko.actor.default-dispatcher.fork-join-executor.parallelism-max=${SUITE_PEKKO_THREADS:-3} \
     -Dpekko.cluster.failure-detector.acceptable-heartbeat-pause=${SUITE_HEARTBEAT_PAUSE:-60s} \
     -Dpekko.remote.artery.bind.bind-timeout=${SUITE_BIND_TIMEOUT:-30s} \
+    -Dpekko.actor.creation-timeout=${SUITE_CREATION_TIMEOUT:-120s} \
     -Dpegaflow.rdma.device=rxe0 -Dpegaflow.rdma.gidIndex=1 -Dpegaflow.softroce.dumpAfterS=${SUITE_DUMP_AFTER_S:-300} \
     -cp "$CP" io.pegaflow.fabric.softroce.SoftRoceSuite --require-device --nic rxe0:1:1 \
     ${SUITE_SELECTORS:-io.pegaflow.rdma io.pegaflow.fabric.softroce.RdmaCrossNodeLoadCheck}
