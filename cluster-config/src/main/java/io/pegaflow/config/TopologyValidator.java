@@ -34,7 +34,8 @@ final class TopologyValidator {
             "gpus",
             "rdma",
             "transportFallback");
-    static final List<String> NIC_KEYS = List.of("device", "port", "gidIndex");
+    static final List<String> NIC_REQUIRED_KEYS = List.of("device", "port", "gidIndex");
+    static final List<String> NIC_KEYS = List.of("device", "port", "gidIndex", "qpsPerPeer", "queueDepth");
 
     /**
      * Cluster names become Pekko ActorSystem names, which allow word characters plus a non-leading
@@ -324,7 +325,7 @@ final class TopologyValidator {
                 problems.add(
                         itemPath,
                         lineOr(item, YamlNodes.keyLine(entry)),
-                        "expected a mapping with keys " + String.join(", ", NIC_KEYS) + ", found "
+                        "expected a mapping with keys " + String.join(", ", NIC_REQUIRED_KEYS) + ", found "
                                 + YamlNodes.kind(item));
                 continue;
             }
@@ -360,7 +361,25 @@ final class TopologyValidator {
                         MAX_GID_INDEX,
                         "is not a GID index (0.." + MAX_GID_INDEX + ")");
             }
-            if (device == null || port == null || gidIndex == null) {
+            Integer qpsPerPeer = optionalIntIn(
+                    nic,
+                    itemPath,
+                    "qpsPerPeer",
+                    RdmaNic.DEFAULT_QPS_PER_PEER,
+                    RdmaNic.MIN_QPS_PER_PEER,
+                    RdmaNic.MAX_QPS_PER_PEER,
+                    "is not a queue pair count per peer (" + RdmaNic.MIN_QPS_PER_PEER + ".." + RdmaNic.MAX_QPS_PER_PEER
+                            + ")");
+            Integer queueDepth = optionalIntIn(
+                    nic,
+                    itemPath,
+                    "queueDepth",
+                    RdmaNic.DEFAULT_QUEUE_DEPTH,
+                    RdmaNic.MIN_QUEUE_DEPTH,
+                    RdmaNic.MAX_QUEUE_DEPTH,
+                    "is not a queue depth (" + RdmaNic.MIN_QUEUE_DEPTH + ".." + RdmaNic.MAX_QUEUE_DEPTH
+                            + " send work requests per queue pair)");
+            if (device == null || port == null || gidIndex == null || qpsPerPeer == null || queueDepth == null) {
                 continue;
             }
             Integer first = firstIndexOfNic.putIfAbsent(device + " " + port, i);
@@ -370,10 +389,20 @@ final class TopologyValidator {
                         YamlNodes.line(nic),
                         "duplicate NIC " + device + " port " + port + " (also rdma[" + first + "])");
             } else {
-                nics.add(new RdmaNic(device, port, gidIndex));
+                nics.add(new RdmaNic(device, port, gidIndex, qpsPerPeer, queueDepth));
             }
         }
         return list.getValue().size();
+    }
+
+    /** An optional integer key of a NIC entry: its value in [min, max], {@code absent} without it, null if bad. */
+    private Integer optionalIntIn(
+            MappingNode nic, String itemPath, String key, int absent, int min, int max, String rangeProblem) {
+        NodeTuple entry = optional(nic, key);
+        if (entry == null) {
+            return absent;
+        }
+        return intIn(entry.getValueNode(), itemPath + "." + key, YamlNodes.keyLine(entry), min, max, rangeProblem);
     }
 
     // ---- keys ----

@@ -594,7 +594,7 @@ class TopologyLoaderTest {
     void shouldRejectBadNics() {
         assertEquals(
                 List.of(
-                        "nodes[0].rdma[0].speed: unknown key (allowed: device, port, gidIndex) (line 7)",
+                        "nodes[0].rdma[0].speed: unknown key (allowed: device, port, gidIndex, qpsPerPeer, queueDepth) (line 7)",
                         "nodes[0].rdma[0].port: 0 is not a NIC port (1..255) (line 5)",
                         "nodes[0].rdma[0].gidIndex: 256 is not a GID index (0..255) (line 6)",
                         "nodes[0].rdma[1].device: missing (line 8)",
@@ -612,6 +612,40 @@ class TopologyLoaderTest {
                        {device: mlx5_1, port: 1, gidIndex: 0},
                        {device: mlx5_1, port: 1, gidIndex: 1},
                        mlx5_2]}
+                """));
+    }
+
+    @Test
+    void shouldReadEachNicsQueuePairsPerPeerAndQueueDepthWithDefaults() throws TopologyException {
+        Topology topology = parse("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb, transport: rdma,
+                     rdma: [{device: mlx5_0, port: 1, gidIndex: 3, qpsPerPeer: 8, queueDepth: 1024},
+                            {device: mlx5_1, port: 1, gidIndex: 3}]}
+                """);
+
+        assertEquals(
+                List.of(
+                        new RdmaNic("mlx5_0", 1, 3, 8, 1024),
+                        new RdmaNic("mlx5_1", 1, 3, RdmaNic.DEFAULT_QPS_PER_PEER, RdmaNic.DEFAULT_QUEUE_DEPTH)),
+                topology.requireNode("n1").rdmaNics());
+    }
+
+    @Test
+    void shouldRejectQueuePairCountsAndQueueDepthsOutOfRange() {
+        assertEquals(
+                List.of(
+                        "nodes[0].rdma[0].qpsPerPeer: 0 is not a queue pair count per peer (1..64) (line 4)",
+                        "nodes[0].rdma[0].queueDepth: 100000 is not a queue depth (4..16384 send work requests per"
+                                + " queue pair) (line 4)",
+                        "nodes[0].rdma[1].qpsPerPeer: \"many\" is not an integer (line 5)"),
+                problemsOf("""
+                cluster: c
+                nodes:
+                  - {id: n1, host: h, clusterPort: 1, grpcPort: 2, metricsPort: 3, poolSize: 1gb, transport: rdma,
+                     rdma: [{device: mlx5_0, port: 1, gidIndex: 3, qpsPerPeer: 0, queueDepth: 100000},
+                            {device: mlx5_1, port: 1, gidIndex: 3, qpsPerPeer: many}]}
                 """));
     }
 

@@ -19,7 +19,9 @@ final class Handshake {
     private Handshake() {}
 
     static final int MAGIC = 0x5046_5244; // "PFRD"
-    static final int VERSION = 1;
+    /** 2: the hello gives each NIC's queue pair count (1 gave one count for all). */
+    static final int VERSION = 2;
+
     static final int MAX_QPS = 1024;
     static final int MAX_REGIONS = 65_536;
     static final int MAX_CHUNKS = 1 << 20;
@@ -31,8 +33,29 @@ final class Handshake {
     /** One queue pair's connection parameters. */
     record QpParams(int qpn, int psn, int lid, byte[] gid, int mtu) {}
 
-    /** The dialler's opening: who it is and its queue pairs, {@code qps[nic * qpsPerNic + i]}. */
-    record Hello(String nodeId, int nics, int qpsPerNic, List<QpParams> qps) {}
+    /**
+     * The dialler's opening: who it is and its queue pairs, NIC by NIC: {@code qpsPerNic.get(n)} of them on NIC
+     * {@code n} (each NIC of the topology may have its own count).
+     */
+    record Hello(String nodeId, List<Integer> qpsPerNic, List<QpParams> qps) {
+        Hello {
+            qpsPerNic = List.copyOf(qpsPerNic);
+            qps = List.copyOf(qps);
+        }
+
+        int nics() {
+            return qpsPerNic.size();
+        }
+
+        /** The NIC queue pair {@code i} of {@link #qps} is on. */
+        int nicOf(int i) {
+            int n = 0;
+            for (int seen = qpsPerNic.get(0); i >= seen; seen += qpsPerNic.get(n)) {
+                n++;
+            }
+            return n;
+        }
+    }
 
     /** The listener's answer: its queue pairs (same shape) and every region it has registered now. */
     record Reply(String nodeId, List<QpParams> qps, List<RegionAdvert> regions) {}
@@ -62,7 +85,9 @@ final class Handshake {
         out.writeInt(VERSION);
         out.writeUTF(hello.nodeId());
         out.writeInt(hello.nics());
-        out.writeInt(hello.qpsPerNic());
+        for (int count : hello.qpsPerNic()) {
+            out.writeInt(count);
+        }
         writeQps(out, hello.qps());
         out.flush();
     }
@@ -71,12 +96,18 @@ final class Handshake {
         readMagic(in);
         String nodeId = readNodeId(in);
         int nics = bounded(in.readInt(), 1, 64, "NIC count");
-        int qpsPerNic = bounded(in.readInt(), 1, 64, "queue pairs per NIC");
-        List<QpParams> qps = readQps(in);
-        if (qps.size() != nics * qpsPerNic) {
-            throw new BadHandshake("hello lists " + qps.size() + " queue pairs, expected " + nics * qpsPerNic);
+        List<Integer> qpsPerNic = new java.util.ArrayList<>(nics);
+        int expected = 0;
+        for (int n = 0; n < nics; n++) {
+            int count = bounded(in.readInt(), 1, 64, "queue pairs of NIC " + n);
+            qpsPerNic.add(count);
+            expected += count;
         }
-        return new Hello(nodeId, nics, qpsPerNic, qps);
+        List<QpParams> qps = readQps(in);
+        if (qps.size() != expected) {
+            throw new BadHandshake("hello lists " + qps.size() + " queue pairs, expected " + expected);
+        }
+        return new Hello(nodeId, qpsPerNic, qps);
     }
 
     static void writeReply(DataOutputStream out, Reply reply) throws IOException {

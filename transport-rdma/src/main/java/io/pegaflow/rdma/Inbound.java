@@ -60,20 +60,21 @@ final class Inbound implements Runnable {
             }
             List<Handshake.QpParams> mine = new ArrayList<>();
             for (int i = 0; i < hello.qps().size(); i++) {
-                Nic nic = nics.get(i / hello.qpsPerNic());
-                QueuePair qp;
+                Nic nic = nics.get(hello.nicOf(i));
+                // Create and connect under the lock close() takes: close() never destroys a queue pair this thread
+                // is still modifying (ibv_modify_qp on a freed QP reads freed memory and hands it to the kernel).
                 synchronized (this) {
                     if (closed || transport.isClosing()) {
                         throw new IOException("transport closing");
                     }
-                    qp = QueuePair.create(nic, null, 1, 0);
+                    QueuePair qp = QueuePair.create(nic, null, 1, 0);
                     qps.add(qp);
+                    qp.connect(
+                            hello.qps().get(i),
+                            transport.rdma().ackTimeoutExponent(),
+                            transport.rdma().retryCount());
+                    mine.add(qp.params());
                 }
-                qp.connect(
-                        hello.qps().get(i),
-                        transport.rdma().ackTimeoutExponent(),
-                        transport.rdma().retryCount());
-                mine.add(qp.params());
             }
             synchronized (this) {
                 Handshake.writeReply(

@@ -180,8 +180,11 @@ final class Nic implements Runnable {
         }
     }
 
-    /** Removes a drained queue pair, then waits for the poller to pass one loop so it holds no reference to use. */
-    void removeQp(QueuePair qp) {
+    /**
+     * Removes a drained queue pair, then waits (at most {@code waitNs}) for the poller to pass one loop or end, so it
+     * holds no reference to the queue pair. False when the poller did neither: the caller must not destroy it then.
+     */
+    boolean removeQp(QueuePair qp, long waitNs) {
         synchronized (qpsLock) {
             QueuePair[] old = qps;
             int n = 0;
@@ -194,11 +197,27 @@ final class Nic implements Runnable {
             qps = java.util.Arrays.copyOf(now, n);
         }
         long seen = epoch;
-        long deadline = System.nanoTime() + 200_000_000L;
-        while (epoch == seen && thread != null && thread.isAlive() && System.nanoTime() < deadline) {
+        long deadline = System.nanoTime() + waitNs;
+        while (epoch == seen && pollerAlive()) {
+            if (System.nanoTime() - deadline > 0) {
+                LOG.log(
+                        System.Logger.Level.WARNING,
+                        "transport=rdma poller {0} did not pass a loop in {1} ms: queue pair {2} is left allocated,"
+                                + " not destroyed under it",
+                        thread.getName(),
+                        waitNs / 1_000_000L,
+                        qp.qpn);
+                return false;
+            }
             wake();
-            Thread.onSpinWait();
+            LockSupport.parkNanos(100_000L);
         }
+        return true;
+    }
+
+    private boolean pollerAlive() {
+        Thread t = thread;
+        return t != null && t.isAlive();
     }
 
     // ------------------------------------------------------------------------------------------ poller thread
@@ -429,19 +448,49 @@ final class Nic implements Runnable {
         }
     }
 
-    /** Stops the poller (after every queue pair is drained) and frees the CQ, PD and context. */
-    void stop() {
+    /**
+     * Stops the poller and waits at most {@code waitMs} for its thread to end. True once it has ended (or never
+     * started): from then on no thread polls the CQ or touches the WC array, and {@link #free} may run. The poller
+     * runs completion handlers, so a handler that blocks keeps it alive: then false, and nothing may be freed.
+     */
+    boolean stopPoller(long waitMs) {
         running = false;
         Thread t = thread;
-        if (t != null) {
+        if (t == null) {
+            return true;
+        }
+        long deadline = System.nanoTime() + waitMs * 1_000_000L;
+        while (t.isAlive() && System.nanoTime() - deadline < 0) {
             LockSupport.unpark(t);
             try {
-                t.join(5_000);
+                t.join(Math.max(1, Math.min(50, (deadline - System.nanoTime()) / 1_000_000L)));
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
+                break;
             }
         }
+        return !t.isAlive();
+    }
+
+    /** The poller's thread name (logs). */
+    String pollerName() {
+        Thread t = thread;
+        return t == null ? "pegaflow-rdma-poll-?-" + name : t.getName();
+    }
+
+    /**
+     * Frees the CQ, PD, context and the WC array. Only after {@link #stopPoller} returned true and every queue pair
+     * on this NIC is destroyed and every registration deregistered (children before parents).
+     */
+    void free() {
         close();
+    }
+
+    /** Stops a poller that may have started and frees everything (start-up failures: nothing was connected). */
+    void stop() {
+        if (stopPoller(10_000)) {
+            free();
+        }
     }
 
     private void close() {

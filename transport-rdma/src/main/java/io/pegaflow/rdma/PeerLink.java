@@ -10,6 +10,8 @@ import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.EOFException;
 import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.util.ArrayList;
@@ -17,6 +19,7 @@ import java.util.List;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.locks.LockSupport;
 
 /**
  * This node's side of one peer of the static list: its in-flight slots, counters and the current connection (a
@@ -27,6 +30,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  */
 final class PeerLink {
     private static final System.Logger LOG = System.getLogger(PeerLink.class.getName());
+    /** How long the connector waits for a poller to let go of a queue pair before leaving it allocated. */
+    private static final long REMOVE_WAIT_NS = 10_000_000_000L;
 
     final RdmaTransport transport;
     final PeerAddress address;
@@ -38,6 +43,9 @@ final class PeerLink {
     volatile Connection connection;
     long nextAttemptNs;
     long backoffMs = 10;
+    /** The socket of the connection attempt in progress (connector thread), for close to cut a blocked handshake. */
+    private volatile Socket dialling;
+
     private int stripe;
 
     /** One connection attempt's resources. */
@@ -195,7 +203,11 @@ final class PeerLink {
         Socket socket = new Socket();
         List<QueuePair> created = new ArrayList<>();
         boolean ok = false;
+        dialling = socket;
         try {
+            if (transport.isClosing()) {
+                throw new IOException("transport closing"); // close may have looked at dialling before it was set
+            }
             int timeout = (int) Math.min(Integer.MAX_VALUE, transport.settings().connectTimeoutMs());
             socket.connect(new InetSocketAddress(address.host(), address.port()), timeout);
             socket.setTcpNoDelay(true);
@@ -203,18 +215,20 @@ final class PeerLink {
             DataOutputStream out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream()));
             DataInputStream in = new DataInputStream(new BufferedInputStream(socket.getInputStream()));
             List<Handshake.QpParams> mine = new ArrayList<>();
+            List<Integer> qpsPerNic = new ArrayList<>();
             for (Nic nic : transport.nics()) {
-                for (int i = 0; i < rdma.qpsPerPeer(); i++) {
+                qpsPerNic.add(rdma.qpsPerPeer(nic.index));
+                for (int i = 0; i < rdma.qpsPerPeer(nic.index); i++) {
                     QueuePair qp = QueuePair.create(
-                            nic, this, rdma.queueDepth(), transport.settings().maxInFlightPerPeer());
+                            nic,
+                            this,
+                            rdma.queueDepth(nic.index),
+                            transport.settings().maxInFlightPerPeer());
                     created.add(qp);
                     mine.add(qp.params());
                 }
             }
-            Handshake.writeHello(
-                    out,
-                    new Handshake.Hello(
-                            transport.localNodeId(), transport.nics().size(), rdma.qpsPerPeer(), mine));
+            Handshake.writeHello(out, new Handshake.Hello(transport.localNodeId(), qpsPerNic, mine));
             Handshake.Reply reply;
             try {
                 reply = Handshake.readReply(in);
@@ -259,11 +273,24 @@ final class PeerLink {
                     nodeId,
                     created.size());
         } finally {
+            dialling = null;
             if (!ok) {
                 for (QueuePair qp : created) {
-                    qp.destroy();
+                    qp.destroy(); // never added to a poller: no thread but this one has seen them
                 }
                 socket.close();
+            }
+        }
+    }
+
+    /** Close: cuts a handshake the connector is blocked in (connect, or the peer's reply), so the connector ends. */
+    void abortDial() {
+        Socket s = dialling;
+        if (s != null) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // closing anyway
             }
         }
     }
@@ -289,16 +316,29 @@ final class PeerLink {
         }
     }
 
+    /**
+     * Connector thread, once {@code c} is drained: frees its queue pairs once their poller has let go of them (a queue
+     * pair the poller may still hold is left allocated rather than freed under it).
+     */
     private void teardown(Connection c) {
+        closeSocket(c);
+        for (QueuePair qp : c.qps) {
+            if (qp.nic.removeQp(qp, REMOVE_WAIT_NS)) {
+                qp.destroy();
+            }
+        }
+        joinReader(c);
+    }
+
+    private static void closeSocket(Connection c) {
         try {
             c.socket.close();
         } catch (IOException ignored) {
             // closing anyway
         }
-        for (QueuePair qp : c.qps) {
-            qp.nic.removeQp(qp);
-            qp.destroy();
-        }
+    }
+
+    private static void joinReader(Connection c) {
         if (c.reader != null) {
             try {
                 c.reader.join(1_000);
@@ -308,18 +348,59 @@ final class PeerLink {
         }
     }
 
-    /** Close: break, wait (bounded) for the pollers to drain, tear down. */
-    void close(long deadlineNs) {
+    /**
+     * Close, step 1 (the connector has ended): break the connection and wait, until {@code deadlineNs}, for the
+     * pollers to drain it (its transfers complete there, CLOSED). False when it did not drain in time.
+     */
+    boolean drainForClose(long deadlineNs) {
         breakConnection("transport closed");
         Connection c = connection;
-        if (c != null) {
-            while (!c.drained() && System.nanoTime() - deadlineNs < 0) {
-                Thread.onSpinWait();
-                Thread.yield();
-            }
-            teardown(c);
-            connection = null;
+        while (c != null && !c.drained() && System.nanoTime() - deadlineNs < 0) {
+            LockSupport.parkNanos(200_000L);
         }
         state = PeerState.CLOSED;
+        return c == null || c.drained();
+    }
+
+    /**
+     * Close, step 2, once every poller thread has ended: destroys the connection's queue pairs (drained or not: no
+     * thread uses them any more, and once destroyed the NIC writes nothing more into the transfers' memory), then
+     * completes what never drained as CLOSED. Only then may registrations and the pool go.
+     */
+    void destroyAfterPollersEnded() {
+        Connection c = connection;
+        if (c != null) {
+            closeSocket(c);
+            for (QueuePair qp : c.qps) {
+                qp.destroy();
+            }
+            joinReader(c);
+            connection = null;
+        }
+        for (Transfer t : slots) {
+            if (t.live) {
+                t.fail(TransferStatus.CLOSED);
+                t.partsLeft.set(0);
+                complete(t);
+            }
+        }
+    }
+
+    /**
+     * Close when a thread that may still use the queue pairs did not end (a completion handler that blocks the
+     * poller): nothing is freed, but the queue pairs go to ERR so the NIC stops writing into the transfers' memory.
+     */
+    void stopNicWritesForLeak() {
+        Connection c = connection;
+        if (c == null) {
+            return;
+        }
+        closeSocket(c);
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment attr = a.allocate(io.pegaflow.rdma.verbs.VerbsLayout.SIZEOF_QP_ATTR, 8);
+            for (QueuePair qp : c.qps) {
+                qp.moveToError(attr);
+            }
+        }
     }
 }

@@ -7,8 +7,10 @@ import java.util.List;
  * takes.
  *
  * @param nics the NIC ports to use (at least one); a transfer is striped over every NIC's queue pairs to a peer
- * @param qpsPerPeer RC queue pairs per peer per NIC (one QP flow tops out well below a 400G NIC's line rate)
- * @param queueDepth send work requests each queue pair may have outstanding (its preallocated WR ring)
+ * @param qpsPerPeer RC queue pairs per peer per NIC (one QP flow tops out well below a 400G NIC's line rate), for
+ *     the NICs that do not give their own ({@link RdmaNic#qpsPerPeer()})
+ * @param queueDepth send work requests each queue pair may have outstanding (its preallocated WR ring), for the NICs
+ *     that do not give their own ({@link RdmaNic#queueDepth()})
  * @param stripeMinBytes a transfer smaller than this goes to one queue pair; larger ones are split across all of
  *     the peer's queue pairs in runs of at least this size
  * @param maxRegistrationBytes the longest single memory registration (0: the device's {@code max_mr_size}); a longer
@@ -65,6 +67,36 @@ public record RdmaSettings(
                 0,
                 14,
                 7);
+    }
+
+    /** Queue pairs per peer on NIC {@code nic} (its own value, else {@link #qpsPerPeer()}). */
+    public int qpsPerPeer(int nic) {
+        int own = nics.get(nic).qpsPerPeer();
+        return own == 0 ? qpsPerPeer : own;
+    }
+
+    /** Queue depth on NIC {@code nic} (its own value, else {@link #queueDepth()}). */
+    public int queueDepth(int nic) {
+        int own = nics.get(nic).queueDepth();
+        return own == 0 ? queueDepth : own;
+    }
+
+    /** Queue pairs per peer over every NIC: the most parts one transfer is striped into. */
+    public int totalQpsPerPeer() {
+        int total = 0;
+        for (int n = 0; n < nics.size(); n++) {
+            total += qpsPerPeer(n);
+        }
+        return total;
+    }
+
+    /** The deepest queue pair of any NIC. */
+    public int maxQueueDepth() {
+        int max = 0;
+        for (int n = 0; n < nics.size(); n++) {
+            max = Math.max(max, queueDepth(n));
+        }
+        return max;
     }
 
     public RdmaSettings withNics(List<RdmaNic> newNics) {

@@ -94,6 +94,10 @@ public final class RdmaTransport implements Transport {
     private final SecureRandom keys = new SecureRandom();
     private final long chunkBytes;
     private volatile boolean closing;
+    private volatile boolean leakedOnClose;
+    /** Each bounded wait of close: the connector, the drain, the pollers. */
+    private static final long CLOSE_WAIT_MS = 10_000;
+
     private ServerSocket listener;
     private Thread acceptor;
     private Thread connector;
@@ -111,9 +115,9 @@ public final class RdmaTransport implements Transport {
                 .verbs()
                 .orElseThrow(() -> new TransportException(
                         "RDMA unavailable: " + Verbs.load().reason()));
-        int maxParts = rdma.qpsPerPeer() * rdma.nics().size();
+        int maxParts = rdma.totalQpsPerPeer();
         int peerCount = settings.peers().size();
-        int cqe = Math.max(1024, (peerCount + 1) * maxParts * rdma.queueDepth() * 2);
+        int cqe = Math.max(1024, (peerCount + 1) * maxParts * rdma.maxQueueDepth() * 2);
         int submitCapacity = Math.max(64, (peerCount + 1) * settings.maxInFlightPerPeer() * maxParts);
         nics = openNics(verbs, devices, cqe, submitCapacity);
         long chunk = rdma.maxRegistrationBytes() == 0 ? Long.MAX_VALUE : rdma.maxRegistrationBytes();
@@ -272,12 +276,22 @@ public final class RdmaTransport implements Transport {
                 .start(this::tend);
         LOG.log(
                 Level.INFO,
-                "transport=rdma node={0} listening on {1}:{2,number,#} with {3}, {4} queue pairs per peer" + " per NIC",
+                "transport=rdma node={0} listening on {1}:{2,number,#} with {3}, queue pairs per peer per NIC {4},"
+                        + " queue depth per NIC {5}",
                 localNodeId(),
                 settings.bindHost(),
                 listener.getLocalPort(),
                 deviceNames(),
-                rdma.qpsPerPeer());
+                perNic(rdma::qpsPerPeer),
+                perNic(rdma::queueDepth));
+    }
+
+    private List<Integer> perNic(java.util.function.IntUnaryOperator value) {
+        List<Integer> out = new ArrayList<>(nics.size());
+        for (int n = 0; n < nics.size(); n++) {
+            out.add(value.applyAsInt(n));
+        }
+        return out;
     }
 
     private void accept() {
@@ -317,8 +331,20 @@ public final class RdmaTransport implements Transport {
         return new PeerAddress(localNodeId(), settings.bindHost(), l.getLocalPort());
     }
 
+    /**
+     * Ends every transfer (CLOSED) and frees every native resource, in an order that never frees memory a thread or
+     * the NIC may still use: the connector and acceptor end first (a blocked handshake is cut); the connections drain
+     * (bounded); the inbound responder queue pairs go; the pollers end; only then the queue pairs, the
+     * registrations, and the CQs, PDs and contexts. If a thread does not end within the bound (a completion handler
+     * that blocks the poller), nothing is freed: the queue pairs go to ERR and the resources are leaked, logged.
+     */
     @Override
     public void close() {
+        closeWithin(CLOSE_WAIT_MS);
+    }
+
+    /** {@link #close} with each bounded wait at most {@code waitMs} (tests make the leak case fast). */
+    void closeWithin(long waitMs) {
         int was = lifecycle.getAndSet(CLOSED);
         if (was == CLOSED) {
             return;
@@ -330,15 +356,49 @@ public final class RdmaTransport implements Transport {
             } catch (IOException ignored) {
                 // closing anyway
             }
-            wakeConnector();
-            join(connector);
-            join(acceptor);
-            long deadline = System.nanoTime() + 10_000_000_000L;
             for (PeerLink link : links) {
-                link.close(deadline);
+                link.abortDial();
+            }
+            wakeConnector();
+            List<String> alive = new ArrayList<>();
+            joinOrName(connector, waitMs, alive);
+            joinOrName(acceptor, waitMs, alive);
+            long deadline = System.nanoTime() + waitMs * 1_000_000L;
+            for (PeerLink link : links) {
+                if (!link.drainForClose(deadline)) {
+                    LOG.log(
+                            Level.WARNING,
+                            "transport=rdma node={0} peer={1}: the connection did not drain within {2} ms of close",
+                            localNodeId(),
+                            link.nodeId,
+                            waitMs);
+                }
             }
             for (Inbound inbound : inbounds) {
                 inbound.close();
+            }
+            for (Nic nic : nics) {
+                if (!nic.stopPoller(waitMs)) {
+                    alive.add(nic.pollerName());
+                }
+            }
+            if (!alive.isEmpty()) {
+                leakedOnClose = true;
+                for (PeerLink link : links) {
+                    link.stopNicWritesForLeak();
+                }
+                LOG.log(
+                        Level.WARNING,
+                        "transport=rdma node={0} closed WITHOUT freeing its queue pairs, registrations, CQs and"
+                                + " devices: {1} did not end within {2} ms (a completion handler that blocks?); freeing"
+                                + " them under a live thread could corrupt memory",
+                        localNodeId(),
+                        alive,
+                        waitMs);
+                return;
+            }
+            for (PeerLink link : links) {
+                link.destroyAfterPollersEnded();
             }
         } else {
             for (PeerLink link : links) {
@@ -351,18 +411,27 @@ public final class RdmaTransport implements Transport {
         }
         regions.clear();
         for (Nic nic : nics) {
-            nic.stop();
+            nic.free();
         }
         LOG.log(Level.INFO, "transport=rdma node={0} closed", localNodeId());
     }
 
-    private static void join(Thread t) {
-        if (t != null) {
-            try {
-                t.join(5_000);
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-            }
+    /** True when close could not free the native resources because a thread using them did not end (tests). */
+    boolean leakedOnClose() {
+        return leakedOnClose;
+    }
+
+    private static void joinOrName(Thread t, long waitMs, List<String> alive) {
+        if (t == null) {
+            return;
+        }
+        try {
+            t.join(waitMs);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        if (t.isAlive()) {
+            alive.add(t.getName());
         }
     }
 

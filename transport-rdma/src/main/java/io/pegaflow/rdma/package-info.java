@@ -13,6 +13,8 @@
  * and offer its parts to the pollers' queues. A transfer striped over several NICs completes on whichever poller
  * finishes its last part (atomic part count; the peer's counters are written under its lock). The connector thread
  * dials, and tears down connections only after the pollers have drained their queue pairs; one thread per side
- * channel reads announcements; one thread per inbound connection answers handshakes.
+ * channel reads announcements; one thread per inbound connection answers handshakes (its verbs under the lock that
+ * closing it takes). {@code close()} ends the connector, the acceptor and the pollers before it frees any queue
+ * pair, registration, CQ, PD or context; if one of them does not end in time it frees none.
  */
 package io.pegaflow.rdma;

@@ -27,7 +27,7 @@ class HandshakeTest {
                 List.of(new Handshake.QpParams(17, 0xABCDE, 0, GID, 3), new Handshake.QpParams(18, 5, 0, GID, 3));
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
         DataOutputStream out = new DataOutputStream(bytes);
-        Handshake.writeHello(out, new Handshake.Hello("a", 1, 2, qps));
+        Handshake.writeHello(out, new Handshake.Hello("a", List.of(2), qps));
         Handshake.RegionAdvert region =
                 new Handshake.RegionAdvert(3, 99L, 0x7f00_0000_0000L, 3 << 20, 1 << 20, new int[][] {{11, 12, 13}});
         Handshake.writeReply(out, new Handshake.Reply("b", qps, List.of(region)));
@@ -44,6 +44,38 @@ class HandshakeTest {
         assertArrayEquals(new int[] {11, 12, 13}, back.rkeys()[0]);
         assertTrue(back.matches(new RemoteRegion("b", 3, 0x7f00_0000_0000L, 3 << 20, 99L)));
         assertTrue(!back.matches(new RemoteRegion("b", 3, 0x7f00_0000_0000L, 3 << 20, 100L)), "stale key");
+    }
+
+    @Test
+    void shouldCarryEachNicsQueuePairCountAndPlaceEveryQueuePairOnItsNic() throws Exception {
+        List<Handshake.QpParams> qps = new java.util.ArrayList<>();
+        for (int i = 0; i < 4; i++) {
+            qps.add(new Handshake.QpParams(20 + i, i, 0, GID, 3));
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        Handshake.writeHello(new DataOutputStream(bytes), new Handshake.Hello("a", List.of(1, 3), qps));
+
+        Handshake.Hello hello = Handshake.readHello(new DataInputStream(new ByteArrayInputStream(bytes.toByteArray())));
+
+        assertEquals(List.of(1, 3), hello.qpsPerNic());
+        assertEquals(2, hello.nics());
+        assertEquals(
+                List.of(0, 1, 1, 1),
+                java.util.stream.IntStream.range(0, 4).map(hello::nicOf).boxed().toList());
+    }
+
+    @Test
+    void shouldRefuseAHelloWhosePerNicCountsDoNotAddUpToItsQueuePairs() throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        List<Handshake.QpParams> three = List.of(
+                new Handshake.QpParams(1, 1, 0, GID, 3),
+                new Handshake.QpParams(2, 2, 0, GID, 3),
+                new Handshake.QpParams(3, 3, 0, GID, 3));
+        Handshake.writeHello(new DataOutputStream(bytes), new Handshake.Hello("a", List.of(2, 2), three));
+        Handshake.BadHandshake bad = assertThrows(
+                Handshake.BadHandshake.class,
+                () -> Handshake.readHello(new DataInputStream(new ByteArrayInputStream(bytes.toByteArray()))));
+        assertEquals("hello lists 3 queue pairs, expected 4", bad.getMessage());
     }
 
     @Test

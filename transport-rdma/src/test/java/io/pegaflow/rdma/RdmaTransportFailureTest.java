@@ -119,16 +119,27 @@ class RdmaTransportFailureTest {
         int transfers = 16;
         int perTransfer = 32;
         int blockBytes = 5000; // odd size: blocks straddle the 64 KiB registration chunks on both sides
+        // Every list is built before the first submission: the 17 submissions then follow each other closely, so the
+        // first transfer cannot finish (and free its slot) while the test thread is still building lists (seen once
+        // on a guest starved by a host at load 35).
+        DescriptorList[] lists = new DescriptorList[transfers];
         for (int t = 0; t < transfers; t++) {
-            DescriptorList list = new DescriptorList(perTransfer);
+            lists[t] = new DescriptorList(perTransfer);
             for (int k = 0; k < perTransfer; k++) {
                 long off = ((long) t * perTransfer + k) * blockBytes;
-                list.add(b.remote(), off + 3, a.region, off, blockBytes);
+                lists[t].add(b.remote(), off + 3, a.region, off, blockBytes);
             }
-            assertEquals(TransferStatus.OK, a.transport.read(list, WAIT_MS, t, handler));
         }
         DescriptorList extra = new DescriptorList(1).add(b.remote(), 0, a.region, 0, 64);
-        assertEquals(TransferStatus.BACK_PRESSURED, a.transport.read(extra, WAIT_MS, 99, handler));
+        TransferStatus[] submitted = new TransferStatus[transfers];
+        for (int t = 0; t < transfers; t++) {
+            submitted[t] = a.transport.read(lists[t], WAIT_MS, t, handler);
+        }
+        TransferStatus extraStatus = a.transport.read(extra, WAIT_MS, 99, handler);
+        for (int t = 0; t < transfers; t++) {
+            assertEquals(TransferStatus.OK, submitted[t], "transfer " + t);
+        }
+        assertEquals(TransferStatus.BACK_PRESSURED, extraStatus);
 
         for (int t = 0; t < transfers; t++) {
             assertEquals(TransferStatus.OK, statuses.poll(WAIT_MS, TimeUnit.MILLISECONDS));
@@ -190,6 +201,32 @@ class RdmaTransportFailureTest {
     }
 
     @Test
+    void shouldOpenEachNicsOwnQueuePairCountAndStripeOverAllOfThem() throws Exception {
+        // Per-NIC counts from the topology: 1 queue pair (depth 8) on the first NIC entry, 3 on the second.
+        UnaryOperator<RdmaSettings> uneven = r -> {
+            RdmaNic nic = r.nics().get(0);
+            return r.withNics(List.of(
+                            new RdmaNic(nic.device(), nic.port(), nic.gidIndex(), 1, 8),
+                            new RdmaNic(nic.device(), nic.port(), nic.gidIndex(), 3, 0)))
+                    .withStripeMinBytes(64 << 10);
+        };
+        Node b = node("b", 8 << 20, uneven, 0);
+        Node a = node("a", 8 << 20, uneven, 0, b);
+        pattern(b.memory, 8);
+        Done done = new Done(null);
+
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, 8 << 20, 128 << 10), WAIT_MS, 1, done));
+        assertEquals(TransferStatus.OK, done.next().status());
+
+        assertEquals(-1, MemorySegment.mismatch(b.memory, 0, 8 << 20, a.memory, 0, 8 << 20));
+        long[] posted = ((RdmaTransport) a.transport).postedPerQueuePair("b");
+        assertEquals(4, posted.length, "1 + 3 queue pairs");
+        for (long p : posted) {
+            assertTrue(p > 0, "every queue pair carried a part: " + java.util.Arrays.toString(posted));
+        }
+    }
+
+    @Test
     void shouldCompleteAnInFlightTransferAsClosedBeforeCloseReturns() throws Exception {
         long size = 32L << 20;
         UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4);
@@ -205,6 +242,132 @@ class RdmaTransportFailureTest {
         assertTrue(r.status() == TransferStatus.CLOSED || r.status() == TransferStatus.OK, "" + r.status());
         assertEquals(TransferStatus.CLOSED, a.transport.read(wholeRegion(b, a, 4096, 4096), WAIT_MS, 2, done));
         assertEquals(PeerState.CLOSED, a.transport.peerState("b"));
+    }
+
+    @Test
+    void shouldLeaveTheMemoryUnchangedOnceCloseReturnsWithATransferInFlight() throws Exception {
+        // Close frees the queue pairs and registrations only once the NIC can no longer write: nothing lands after.
+        long size = 32L << 20;
+        UnaryOperator<RdmaSettings> shallow = r -> r.withQueueDepth(4);
+        Node b = node("b", size, shallow, 0);
+        Node a = node("a", size, shallow, -4096, b);
+        pattern(b.memory, 6);
+        a.memory.fill(UNTOUCHED);
+        Done done = new Done(null);
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, size, 8 << 10), WAIT_MS, 1, done));
+
+        a.transport.close();
+        byte[] afterClose = a.memory.toArray(ValueLayout.JAVA_BYTE);
+
+        assertNotNull(done.queue.poll(), "the in-flight transfer completed before close returned");
+        assertTrue(!((RdmaTransport) a.transport).leakedOnClose(), "close freed what it owns");
+        Thread.sleep(500); // a READ response the NIC still had would land now
+        assertArrayEquals(afterClose, a.memory.toArray(ValueLayout.JAVA_BYTE), "memory changed after close returned");
+    }
+
+    @Test
+    void shouldEndTheConnectorBeforeFreeingTheNicWhenClosingDuringAHandshakeThePeerNeverAnswers() throws Exception {
+        // The peer accepts and stays silent: the connector blocks in the handshake (30 s connect timeout). Close cuts
+        // it; the device may be freed only once the connector, which frees its new queue pairs, has ended.
+        try (ServerSocket silent = new ServerSocket()) {
+            silent.bind(new InetSocketAddress(LOOPBACK, 0));
+            LinkedBlockingQueue<Socket> accepted = new LinkedBlockingQueue<>();
+            Thread.ofPlatform().daemon().start(() -> {
+                while (!silent.isClosed()) {
+                    try {
+                        accepted.add(silent.accept()); // held open, never answered
+                    } catch (Exception e) {
+                        return;
+                    }
+                }
+            });
+            TransportSettings base = TransportSettings.of(
+                    "silentdial", LOOPBACK, 0, List.of(new PeerAddress("c", LOOPBACK, silent.getLocalPort())));
+            TransportSettings s = new TransportSettings(
+                    base.localNodeId(),
+                    base.bindHost(),
+                    0,
+                    base.peers(),
+                    base.maxInFlightPerPeer(),
+                    base.maxDescriptorsPerTransfer(),
+                    30_000,
+                    100,
+                    false);
+            Node a = new Node(s, TestNic.settings().orElseThrow(), 1 << 20);
+            nodes.add(a);
+            Socket held = accepted.poll(WAIT_MS, TimeUnit.MILLISECONDS);
+            assertNotNull(held, "the connector dialled the silent peer");
+
+            long t0 = System.nanoTime();
+            a.transport.close();
+            long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0);
+
+            assertTrue(tookMs < 5_000, "close took " + tookMs + " ms: it waited out the handshake");
+            assertTrue(threadsNamed("pegaflow-rdma-connect-silentdial").isEmpty(), "the connector ended");
+            assertTrue(!((RdmaTransport) a.transport).leakedOnClose(), "close freed what it owns");
+            held.close();
+        }
+    }
+
+    @Test
+    void shouldFreeNothingThePollerUsesWhileACompletionHandlerBlocksIt() throws Exception {
+        // The poller runs completion handlers: one that blocks keeps it alive past close's bound. Close must then
+        // leave the CQ, WC array and queue pairs allocated (freeing them would let the poller, once the handler
+        // returns, poll a freed CQ), and the poller must still end cleanly afterwards.
+        Node b = node("b", 1 << 20, r -> r, 0);
+        Node a = node("a", 1 << 20, r -> r, 0, b);
+        java.util.concurrent.CountDownLatch entered = new java.util.concurrent.CountDownLatch(1);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        CompletionHandler blocking = (id, status, bytes) -> {
+            entered.countDown();
+            try {
+                release.await(WAIT_MS, TimeUnit.MILLISECONDS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        };
+        assertEquals(TransferStatus.OK, a.transport.read(wholeRegion(b, a, 64 << 10, 4 << 10), WAIT_MS, 1, blocking));
+        assertTrue(entered.await(WAIT_MS, TimeUnit.MILLISECONDS), "the handler runs");
+        List<Thread> pollers = threadsNamed("pegaflow-rdma-poll-a-");
+        assertEquals(1, pollers.size(), "" + pollers);
+
+        ((RdmaTransport) a.transport).closeWithin(300);
+
+        assertTrue(((RdmaTransport) a.transport).leakedOnClose(), "close did not free under the blocked poller");
+        assertTrue(pollers.get(0).isAlive());
+        release.countDown();
+        pollers.get(0).join(WAIT_MS);
+        assertTrue(!pollers.get(0).isAlive(), "the poller ended once its handler returned");
+        assertEquals(
+                TransferStatus.CLOSED, a.transport.read(wholeRegion(b, a, 4096, 4096), WAIT_MS, 2, new Done(null)));
+    }
+
+    @Test
+    void shouldSurviveClosingBothSidesWhileTheyConnect() throws Exception {
+        // Close races the handshake on both sides (the dialler's connector, the listener's serve thread): no verb
+        // may run on a queue pair or device the other thread has freed. Eight rounds, each side closed at once.
+        for (int round = 0; round < 8; round++) {
+            Node b = startUnchecked("b", 1 << 20, r -> r, 0, 0);
+            Node a = startUnchecked("a", 1 << 20, r -> r, 0, b.transport.localAddress());
+            if (round % 4 == 3) {
+                Thread.sleep(round); // sometimes let the handshake get further
+            }
+            Thread closeB = Thread.ofPlatform().start(b::close);
+            a.close();
+            closeB.join(WAIT_MS);
+            assertTrue(!closeB.isAlive(), "b closed");
+            assertTrue(!((RdmaTransport) a.transport).leakedOnClose(), "round " + round + ": a leaked");
+            assertTrue(!((RdmaTransport) b.transport).leakedOnClose(), "round " + round + ": b leaked");
+            nodes.remove(a);
+            nodes.remove(b);
+        }
+        assertTrue(threadsNamed("pegaflow-rdma-poll-a-").isEmpty(), "no poller left running");
+    }
+
+    private static List<Thread> threadsNamed(String prefix) {
+        return Thread.getAllStackTraces().keySet().stream()
+                .filter(t -> t.getName().startsWith(prefix) && t.isAlive())
+                .toList();
     }
 
     @Test

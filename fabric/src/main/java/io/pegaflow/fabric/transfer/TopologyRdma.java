@@ -10,8 +10,8 @@ import io.pegaflow.transport.TransportSettings;
 import java.util.List;
 
 /**
- * From a node's topology entry to {@code transport-rdma}: its {@code rdma} NICs (device, port, GID index) become {@link
- * RdmaSettings} with the transport's defaults, and "RDMA unavailable" becomes {@link RdmaUnavailableException}.
+ * From a node's topology entry to {@code transport-rdma}: its {@code rdma} NICs (device, port, GID index, queue pairs
+ * per peer, queue depth) become {@link RdmaSettings} with the transport's other defaults, and "RDMA unavailable" becomes {@link RdmaUnavailableException}.
  */
 public final class TopologyRdma {
     /** How {@link RdmaTransports#create}'s messages start when the machine cannot run what the settings name. */
@@ -27,7 +27,7 @@ public final class TopologyRdma {
     /** {@code self}'s NICs as {@code transport-rdma} names them, possibly none. */
     public static List<RdmaNic> nics(NodeSpec self) {
         return self.rdmaNics().stream()
-                .map(n -> new RdmaNic(n.device(), n.port(), n.gidIndex()))
+                .map(n -> new RdmaNic(n.device(), n.port(), n.gidIndex(), n.qpsPerPeer(), n.queueDepth()))
                 .toList();
     }
 

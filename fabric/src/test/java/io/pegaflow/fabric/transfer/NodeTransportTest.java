@@ -31,6 +31,29 @@ class NodeTransportTest {
     }
 
     @Test
+    void shouldGiveTheTransportEachNicsQueuePairsPerPeerAndQueueDepthFromTheTopology() {
+        NodeSpec self = new NodeSpec(
+                "n1",
+                "127.0.0.1",
+                0,
+                0,
+                0,
+                List.of(),
+                List.of(new RdmaNic("mlx5_0", 1, 3, 8, 1024), new RdmaNic("mlx5_1", 1, 3)),
+                1 << 20,
+                Transport.RDMA,
+                TestPorts.free(1)[0],
+                TransportFallback.NONE);
+
+        io.pegaflow.rdma.RdmaSettings settings = TopologyRdma.settings(self);
+
+        assertEquals(8, settings.qpsPerPeer(0));
+        assertEquals(1024, settings.queueDepth(0));
+        assertEquals(RdmaNic.DEFAULT_QPS_PER_PEER, settings.qpsPerPeer(1));
+        assertEquals(RdmaNic.DEFAULT_QUEUE_DEPTH, settings.queueDepth(1));
+    }
+
+    @Test
     void shouldRefuseRdmaWithoutADeviceNamingTheReasonAndTheFallbackSetting() {
         NodeSpec self = node("n1", Transport.RDMA);
         Topology topology = new Topology("c", 16, List.of(self));
