@@ -109,12 +109,12 @@ class CudaCopySettingsTest {
 
     @Test
     void shouldSplitBatchedCopiesOverTwoStreamsByDefaultAndTakeTheBatchStreamsProperty() {
-        assertEquals(2, CudaCopySettings.defaults().batchStreams());
+        assertEquals(1, CudaCopySettings.defaults().batchStreams());
         assertEquals(
                 4,
                 CudaCopySettings.from(Map.of("pegaflow.cuda.batch-streams", "4"))
                         .batchStreams());
-        assertEquals(1, CudaCopySettings.defaults().withBatchStreams(1).batchStreams());
+        assertEquals(2, CudaCopySettings.defaults().withBatchStreams(2).batchStreams());
         IllegalArgumentException e = assertThrows(
                 IllegalArgumentException.class,
                 () -> CudaCopySettings.from(Map.of("pegaflow.cuda.batch-streams", "0")));
