@@ -135,7 +135,8 @@ class CommandChannel:
 
     @property
     def open(self) -> bool:
-        return self._mmap is not None and not self._closing and self._node_state() == NODE_OPEN
+        with self._lock:  # close() may unmap meanwhile
+            return self._mmap is not None and not self._closing and self._node_state() == NODE_OPEN
 
     # ---- calls ----
 
@@ -228,13 +229,16 @@ class CommandChannel:
         beat, beat_seen_s = self._heartbeat(), time.monotonic()
         address = self._base + self.header_bytes + slot * self.slot_bytes + _S_STATE
         while True:
+            # The node's state first, then the slot's: the node marks a slot TAKEN before it marks the channel
+            # CLOSED, so CLOSED with the slot still REQUEST means the node never took it (x86 keeps loads in order)
+            # and only then may the call go over gRPC instead without running twice.
+            node_state = self._node_state()
             state = self._state(slot)
             if state == DONE:
                 return True
             if call._cancelled:
                 raise EngineError(grpc.StatusCode.CANCELLED, "cancelled by the client", call.method)
             now = time.monotonic()
-            node_state = self._node_state()
             if state == REQUEST and node_state == NODE_CLOSED:
                 raise ChannelClosedError(self.path)
             current = self._heartbeat()
@@ -305,6 +309,8 @@ class CommandChannel:
 
     def close(self) -> None:
         """Tells the node the channel is done (it removes the file) and unmaps once no call is in flight."""
+        if self._pid != os.getpid():  # a forked child's copy: the channel is its parent's to close
+            return
         with self._lock:
             if self._closing or self._mmap is None:
                 return
@@ -339,10 +345,11 @@ class ChannelCall:
         self._cancelled = False  # set by cancel(): the waiter gives the slot up (abandoned) and ends CANCELLED
 
     def done(self) -> bool:
-        with self._lock:
-            if self._outcome is not None:
-                return True
-            return self._channel._mmap is not None and self._channel._state(self.slot) == DONE
+        if self._outcome is not None:  # never waits for result()'s lock, which a waiter holds for the whole wait
+            return True
+        channel = self._channel
+        with channel._lock:
+            return channel._mmap is not None and channel._state(self.slot) == DONE
 
     def result(self, timeout_s: float | None = None):
         """The response, or EngineError: the node's status, DEADLINE_EXCEEDED when ``timeout_s`` passes first (the
@@ -408,6 +415,14 @@ class ChannelCall:
         if self._outcome is not None or self._cancelled:
             return False
         self._cancelled = True
+        if self._lock.acquire(blocking=False):  # no waiter: end it here, else the slot would never come back
+            try:
+                if self._outcome is None:
+                    self._channel._release(self.slot, abandoned=True)
+                    cancelled = EngineError(grpc.StatusCode.CANCELLED, "cancelled by the client", self.method)
+                    self._outcome = (None, cancelled)
+            finally:
+                self._lock.release()
         return True
 
 

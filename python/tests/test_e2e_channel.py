@@ -303,3 +303,41 @@ def test_malformed_slots_written_by_hand_get_their_code_and_change_nothing(worke
     status, message = _raw_call(ch, slot, op=1, seq=7, name=ctx, count=2, hash_bytes=32)
     assert status == 0, message
     assert worker.client.query(worker.namespace, hashes).hit_blocks == 2, "and a well-formed one in that slot does"
+
+
+def test_a_cancelled_call_nobody_waits_for_ends_cancelled_and_its_slot_comes_back(node):
+    w = Worker(node.endpoint, blocks=48, head_size=16384)  # 128 KiB per block and layer: loads that take a while
+    try:
+        hashes = random_hashes(24)
+        w.client.save(w.ctx, list(zip(range(24), hashes)))
+        slots = w.channel.slot_count
+        calls = [w.client.load_async(w.ctx, list(zip(range(24, 48), hashes))) for _ in range(slots)]
+        assert all(c.path == "shm" for c in calls), "every slot taken"
+        assert all(c.cancel() for c in calls)
+        for call in calls:
+            with pytest.raises(EngineError) as ended:
+                call.result()
+            assert ended.value.code == grpc.StatusCode.CANCELLED
+        # The node still answers them; once it has, the slots serve new calls again (none leaked to gRPC).
+        wait_until(lambda: all(w.channel._state(c.slot) == channel.DONE for c in calls), 20, "the node answered all")
+        for _ in range(slots):
+            reply = w.client.load(w.ctx, list(zip(range(24, 48), hashes)), reply_when_done=True)
+            assert reply.done_state == 1
+            assert w.client.last_path == "shm"
+    finally:
+        w.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_closing_its_copy_leaves_the_parents_channel_open(node, worker):
+    pid = os.fork()
+    if pid == 0:  # the child: its inherited channel object is its parent's, not to be closed from here
+        try:
+            worker.channel.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    time.sleep(0.3)  # longer than the node thread's wake-up: a close request would have been seen
+    assert Path(worker.channel.path).exists()
+    worker.client.save(worker.ctx, [(0, b"f" * 32)])
+    assert worker.client.last_path == "shm"

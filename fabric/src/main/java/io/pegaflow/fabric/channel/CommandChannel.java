@@ -101,9 +101,23 @@ final class CommandChannel {
         }
         stopping = true;
         MemorySegment m = memory;
-        if (m != null && holds.get() > 0) {
-            FutexWake.wakeAll(m.asSlice(H_DOORBELL, 4));
+        if (m != null && tryHold()) {
+            try { // held: the mapping cannot be unmapped under the wake
+                FutexWake.wakeAll(m.asSlice(H_DOORBELL, 4));
+            } finally {
+                release();
+            }
         }
+    }
+
+    /** Takes a hold on the mapping unless it is already let go (holds at 0 means unmapped or about to be). */
+    private boolean tryHold() {
+        for (int h = holds.get(); h > 0; h = holds.get()) {
+            if (holds.compareAndSet(h, h + 1)) {
+                return true;
+            }
+        }
+        return false;
     }
 
     boolean join(long millis) throws InterruptedException {

@@ -156,41 +156,44 @@ public final class EngineGrpcImpl implements Engine {
     public CompletionStage<SaveResponse> save(SaveRequest in) {
         return onGrpcPath(
                 "Save",
-                metrics.timed(
+                () -> metrics.timed(
                         "Save",
                         async(() -> engine.save(EngineProtoMapper.save(in)).thenApply(EngineProtoMapper::saved))));
     }
 
     @Override
     public CompletionStage<QueryResponse> query(QueryRequest in) {
-        return onGrpcPath("Query", metrics.timed("Query", async(() -> {
-            PrefixQuery query = EngineProtoMapper.query(in);
-            PrefixHits local = engine.query(query);
-            QueryResponse localReply = EngineProtoMapper.hits(local);
-            int rest = query.hashes().size() - local.hitBlocks();
-            if (in.getScope() != QueryScope.QUERY_SCOPE_CLUSTER || rest == 0) {
-                return CompletableFuture.completedFuture(localReply);
-            }
-            // The local prefix is leased (if asked); the rest is only counted: a Load fetches it from its holders.
-            byte[][] remaining =
-                    query.hashes().copies(local.hitBlocks(), query.hashes().size());
-            return clusterPrefix
-                    .heldPrefix(query.namespace(), remaining)
-                    .handle((held, error) -> {
-                        int elsewhere = error != null || held == null ? 0 : Math.min(held, rest);
-                        return localReply.toBuilder()
-                                .setHitBlocks(local.hitBlocks() + elsewhere)
-                                .build();
-                    })
-                    .toCompletableFuture();
-        })));
+        return onGrpcPath(
+                "Query",
+                () -> metrics.timed("Query", async(() -> {
+                    PrefixQuery query = EngineProtoMapper.query(in);
+                    PrefixHits local = engine.query(query);
+                    QueryResponse localReply = EngineProtoMapper.hits(local);
+                    int rest = query.hashes().size() - local.hitBlocks();
+                    if (in.getScope() != QueryScope.QUERY_SCOPE_CLUSTER || rest == 0) {
+                        return CompletableFuture.completedFuture(localReply);
+                    }
+                    // The local prefix is leased (if asked); the rest is only counted: a Load fetches it from its
+                    // holders.
+                    byte[][] remaining = query.hashes()
+                            .copies(local.hitBlocks(), query.hashes().size());
+                    return clusterPrefix
+                            .heldPrefix(query.namespace(), remaining)
+                            .handle((held, error) -> {
+                                int elsewhere = error != null || held == null ? 0 : Math.min(held, rest);
+                                return localReply.toBuilder()
+                                        .setHitBlocks(local.hitBlocks() + elsewhere)
+                                        .build();
+                            })
+                            .toCompletableFuture();
+                })));
     }
 
     @Override
     public CompletionStage<LoadResponse> load(LoadRequest in) {
         return onGrpcPath(
                 "Load",
-                metrics.timed(
+                () -> metrics.timed(
                         "Load",
                         async(() -> engine.load(EngineProtoMapper.load(in)).thenApply(EngineProtoMapper::started))));
     }
@@ -218,13 +221,14 @@ public final class EngineGrpcImpl implements Engine {
     }
 
     /** Counts a Save, Load or Query as taken over gRPC ({@link EngineCallMetrics}, path "grpc"). */
-    private static <T> CompletionStage<T> onGrpcPath(String op, CompletionStage<T> stage) {
-        long startNs = System.nanoTime();
-        return stage.whenComplete((value, error) -> EngineCallMetrics.record(
-                op,
-                EngineCallMetrics.GRPC,
-                error == null ? "OK" : GrpcMetrics.statusOf(error),
-                System.nanoTime() - startNs));
+    private static <T> CompletionStage<T> onGrpcPath(String op, Supplier<CompletionStage<T>> call) {
+        long startNs = System.nanoTime(); // before the call: its parsing and synchronous part count too
+        return call.get()
+                .whenComplete((value, error) -> EngineCallMetrics.record(
+                        op,
+                        EngineCallMetrics.GRPC,
+                        error == null ? "OK" : GrpcMetrics.statusOf(error),
+                        System.nanoTime() - startNs));
     }
 
     @Override
