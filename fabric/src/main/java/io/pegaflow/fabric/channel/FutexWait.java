@@ -1,12 +1,10 @@
 package io.pegaflow.fabric.channel;
 
+import io.pegaflow.fabric.engine.FutexSyscall;
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
-import java.util.Locale;
 
 /**
  * {@code futex(FUTEX_WAIT)} on a 32-bit word of a shared mapping through FFM: the channel's thread sleeps in the
@@ -16,37 +14,8 @@ import java.util.Locale;
  */
 final class FutexWait implements AutoCloseable {
     private static final int FUTEX_WAIT = 0; // shared (not FUTEX_PRIVATE_FLAG): the waker is another process
-    private static final MethodHandle SYSCALL;
-    private static final long SYS_FUTEX;
-
-    static {
-        long number = switch (System.getProperty("os.arch", "").toLowerCase(Locale.ROOT)) {
-            case "amd64", "x86_64" -> 202;
-            case "aarch64", "arm64" -> 98;
-            default -> -1;
-        };
-        MethodHandle handle = null;
-        if (number > 0
-                && System.getProperty("os.name", "").toLowerCase(Locale.ROOT).contains("linux")) {
-            try {
-                Linker linker = Linker.nativeLinker();
-                handle = linker.downcallHandle(
-                        linker.defaultLookup().find("syscall").orElseThrow(),
-                        FunctionDescriptor.of(
-                                ValueLayout.JAVA_LONG,
-                                ValueLayout.JAVA_LONG,
-                                ValueLayout.ADDRESS,
-                                ValueLayout.JAVA_INT,
-                                ValueLayout.JAVA_INT,
-                                ValueLayout.ADDRESS),
-                        Linker.Option.firstVariadicArg(1));
-            } catch (RuntimeException | LinkageError e) {
-                handle = null;
-            }
-        }
-        SYSCALL = handle;
-        SYS_FUTEX = number;
-    }
+    private static final MethodHandle SYSCALL = FutexSyscall.handle(ValueLayout.ADDRESS); // + the timeout
+    private static final long SYS_FUTEX = FutexSyscall.NUMBER;
 
     private final Arena arena = Arena.ofConfined();
     private final MemorySegment timespec = arena.allocate(16, 8);

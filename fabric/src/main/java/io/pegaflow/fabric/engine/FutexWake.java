@@ -1,11 +1,7 @@
 package io.pegaflow.fabric.engine;
 
-import java.lang.foreign.FunctionDescriptor;
-import java.lang.foreign.Linker;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.lang.invoke.MethodHandle;
-import java.util.Locale;
 
 /**
  * Wakes the processes waiting on a load flag's state word (Linux {@code futex(FUTEX_WAKE)} on the shared mapping, so a
@@ -15,36 +11,8 @@ import java.util.Locale;
  */
 public final class FutexWake {
     private static final int FUTEX_WAKE = 1; // shared (not FUTEX_PRIVATE_FLAG): the waiter is another process
-    private static final MethodHandle SYSCALL;
-    private static final long SYS_FUTEX;
-
-    static {
-        long number = switch (System.getProperty("os.arch", "").toLowerCase(Locale.ROOT)) {
-            case "amd64", "x86_64" -> 202;
-            case "aarch64", "arm64" -> 98;
-            default -> -1;
-        };
-        MethodHandle handle = null;
-        if (number > 0
-                && System.getProperty("os.name", "").toLowerCase(Locale.ROOT).contains("linux")) {
-            try {
-                Linker linker = Linker.nativeLinker();
-                handle = linker.downcallHandle(
-                        linker.defaultLookup().find("syscall").orElseThrow(),
-                        FunctionDescriptor.of(
-                                ValueLayout.JAVA_LONG,
-                                ValueLayout.JAVA_LONG,
-                                ValueLayout.ADDRESS,
-                                ValueLayout.JAVA_INT,
-                                ValueLayout.JAVA_INT),
-                        Linker.Option.firstVariadicArg(1));
-            } catch (RuntimeException | LinkageError e) {
-                handle = null;
-            }
-        }
-        SYSCALL = handle;
-        SYS_FUTEX = number;
-    }
+    private static final MethodHandle SYSCALL = FutexSyscall.handle();
+    private static final long SYS_FUTEX = FutexSyscall.NUMBER;
 
     private FutexWake() {}
 
