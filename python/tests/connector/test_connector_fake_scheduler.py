@@ -243,7 +243,10 @@ def test_preemption_fence_waits_for_a_save_being_copied_and_drops_queued_ones(no
     started = time.monotonic()
     worker.connector.handle_preemptions(PegaConnectorMetadata(preempted_req_ids=["victim"]))
     waited = time.monotonic() - started
-    assert 0.1 < waited < 5 and not side._saves_in_flight  # returned once the copy being made was done
+    # Returned once the copy being made was done: nothing reads the victim's blocks any more.
+    assert 0.1 < waited < 5 and not side._save_reading.get("victim")
+    # The saver thread, woken by the same reply, then skips the queued job's dropped chunk and forgets its entry.
+    wait_until(lambda: not side._saves_in_flight, 2, "the dropped job's entry gone")
     totals = worker.connector.counters.totals()
     assert totals["preemption_fence_waits"] == 1 and totals["save_dropped_blocks"] == 2
     with EngineClient(node.endpoint) as client:
