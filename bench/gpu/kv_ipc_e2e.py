@@ -146,6 +146,12 @@ def main() -> int:
         help="backing allocations the 32 layers are views into (vLLM: one per layer)",
     )
     p.add_argument("--pool-size", default="16gb")
+    p.add_argument(
+        "--ids",
+        choices=["random", "sorted"],
+        default="random",
+        help="the worker's block ids: a random permutation (default) or ascending (where 2D DMAs apply)",
+    )
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--java", help="java binary; default: start the node with ./pegaflow")
@@ -299,11 +305,13 @@ def run(args, endpoint, metrics_port, say, report, log_path) -> int:
     gib = n * LAYERS * PAGE / 2**30
     say(
         f"KV cache: {LAYERS} layers x {nb} blocks x {PAGE // 1024} KiB = {LAYERS * nb * PAGE / 2**30:.2f} GiB in "
-        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy"
+        f"{args.allocations} allocations; moving {n} blocks = {n * BLOCK_SIZE} tokens = {gib:.3f} GiB per copy; "
+        f"block ids {args.ids}"
     )
 
     gen = torch.Generator(device="cpu").manual_seed(1)
-    perm = torch.randperm(nb, generator=gen)
+    # random: a permutation (vLLM's free list after churn); sorted: ascending ids (a fresh engine's free list)
+    perm = torch.randperm(nb, generator=gen) if args.ids == "random" else torch.arange(nb)
     src_ids, dst_ids, untouched = (
         perm[:n].tolist(),
         perm[n : 2 * n].tolist(),

@@ -543,7 +543,8 @@ def run_tp(args, tp: int, endpoint: str, shape: Shape, ctx, gpus: list[int] | No
     """One TP size; with ``gpus``, rank r on GPU gpus[r] and each rank's own baselines measured too."""
     n, nb = args.blocks, args.num_blocks
     perm = list(range(nb))
-    random.Random(7).shuffle(perm)
+    if args.ids == "random":  # else ascending ids, a fresh engine's free list (2D DMAs apply)
+        random.Random(7).shuffle(perm)
     src, dst, untouched = perm[:n], perm[n : 2 * n], perm[2 * n : 2 * n + 100]
     run = uuid.uuid4().hex[:8]
     namespace = f"tp-harness/{args.kv_alloc}/tp{tp}/{run}"
@@ -859,6 +860,7 @@ def parse_args(argv=None):
     p.add_argument("--head-size", type=int, default=128)
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--kv-alloc", choices=["layer", "group"], default="layer")
+    p.add_argument("--ids", choices=["random", "sorted"], default="random", help="the workers' block ids")
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--endpoint", help="use this node (else one is started)")
@@ -928,7 +930,7 @@ def main(argv=None) -> int:
     say(
         f"KV: {shape.layers} layers x {shape.kv_heads} KV heads x head {shape.head}, {shape.block_size}-token blocks,"
         f" bf16, one allocation per {args.kv_alloc}; {args.blocks} blocks ({args.tokens} tokens) ="
-        f" {nbytes / 2**30:.3f} GiB per save or load, all ranks together"
+        f" {nbytes / 2**30:.3f} GiB per save or load, all ranks together; block ids {args.ids}"
     )
     node = None
     endpoint, metrics_url = args.endpoint, args.metrics_url

@@ -20,11 +20,27 @@ import java.lang.foreign.MemorySegment;
 final class CopyLane implements AutoCloseable {
     private volatile boolean broken;
     private volatile int largestGrid;
+    /** 2D DMAs this lane has submitted; written by its agent thread only. */
+    private volatile long rowDmas;
+
     static final long DESC_BYTES = 24;
     /** cuMemcpyBatchAsync calls take at most this many copies. */
     static final int MAX_BATCH = 4096;
     /** A batched copy gives each further stream at least this many bytes: smaller shares gain less than they cost. */
     static final long MIN_STREAM_SHARE = 1 << 20;
+
+    private static final long M2D_SRC_TYPE = m2d("srcMemoryType");
+    private static final long M2D_SRC = m2d("srcDevice");
+    private static final long M2D_SRC_PITCH = m2d("srcPitch");
+    private static final long M2D_DST_TYPE = m2d("dstMemoryType");
+    private static final long M2D_DST = m2d("dstDevice");
+    private static final long M2D_DST_PITCH = m2d("dstPitch");
+    private static final long M2D_WIDTH = m2d("WidthInBytes");
+    private static final long M2D_HEIGHT = m2d("Height");
+
+    private static long m2d(String field) {
+        return CudaDriver.CUDA_MEMCPY2D.byteOffset(java.lang.foreign.MemoryLayout.PathElement.groupElement(field));
+    }
 
     private final CudaDevice device;
     private final CopyKernels kernels;
@@ -51,6 +67,11 @@ final class CopyLane implements AutoCloseable {
     private final MemorySegment batchAttrs;
     private final MemorySegment batchAttrIdx;
     private final MemorySegment batchFailIdx;
+    /** One CUDA_MEMCPY2D, filled per 2D DMA (the driver reads it during the call). */
+    private final MemorySegment copy2d;
+    /** The fewest rows of a 2D DMA; 0 where the settings or the driver rule 2D copies out. */
+    private final int dmaRowsMin;
+
     private PinnedHostMemory descHost;
     private DeviceBuffer descDevice;
     private long descCapacity;
@@ -96,6 +117,10 @@ final class CopyLane implements AutoCloseable {
         batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
         batchAttrIdx = arena.allocate(JAVA_LONG);
         batchFailIdx = arena.allocate(JAVA_LONG);
+        copy2d = arena.allocate(CudaDriver.CUDA_MEMCPY2D);
+        copy2d.set(JAVA_INT, M2D_SRC_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
+        copy2d.set(JAVA_INT, M2D_DST_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
+        dmaRowsMin = Cu.hasMemcpy2D() ? settings.dmaRowsMin() : 0;
         ensureDescriptors(64 * 1024);
     }
 
@@ -113,6 +138,11 @@ final class CopyLane implements AutoCloseable {
     /** The streams a batched copy is split over (1 without cuMemcpyBatchAsync). */
     int batchStreamCount() {
         return batchStreams.length;
+    }
+
+    /** 2D DMAs this lane has submitted. */
+    long rowDmas() {
+        return rowDmas;
     }
 
     /** The largest grid (CTAs) this lane has launched a kernel with; 0 before the first launch (for tests). */
@@ -264,7 +294,9 @@ final class CopyLane implements AutoCloseable {
     }
 
     private void runMemcpy(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
-        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice);
+        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice, dmaRowsMin > 0);
+        plan.coalesceRows(dmaRowsMin, !srcDevice, !dstDevice);
+        submitRows();
         long[] dma = plan.dma;
         for (int d = 0; d < plan.dmaCount; d++) {
             long dst = dma[d * 3];
@@ -284,7 +316,9 @@ final class CopyLane implements AutoCloseable {
      * engines may work at once; the DMA stream waits for the others before the copy finishes.
      */
     private void runBatch(long[] srcBase, boolean srcDevice, long[] dstBase, boolean dstDevice, CopyBatch batch) {
-        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice);
+        plan.planDma(batch, srcBase, !srcDevice, dstBase, !dstDevice, dmaRowsMin > 0);
+        plan.coalesceRows(dmaRowsMin, !srcDevice, !dstDevice);
+        submitRows();
         MemorySegment a = batchAttrs;
         a.set(JAVA_INT, 0, CudaDriver.CU_MEMCPY_SRC_ACCESS_ORDER_STREAM);
         a.set(JAVA_INT, 4, srcDevice ? CudaDriver.CU_MEM_LOCATION_TYPE_DEVICE : CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
@@ -331,6 +365,36 @@ final class CopyLane implements AutoCloseable {
             waitEvent(dmaStream, batchJoined[k]);
         }
         finish(dmaStream);
+    }
+
+    /**
+     * The plan's 2D DMAs, one cuMemcpy2DAsync each on the DMA stream (addresses as unified virtual addresses: the
+     * driver tells device memory from pinned host memory).
+     */
+    private void submitRows() {
+        long[] r = plan.rows;
+        MemorySegment c = copy2d;
+        for (int k = 0; k < plan.rowOpCount; k++) {
+            int at = k * CopyPlan.ROW_OP;
+            c.set(JAVA_LONG, M2D_DST, r[at]);
+            c.set(JAVA_LONG, M2D_DST_PITCH, r[at + 1]);
+            c.set(JAVA_LONG, M2D_SRC, r[at + 2]);
+            c.set(JAVA_LONG, M2D_SRC_PITCH, r[at + 3]);
+            c.set(JAVA_LONG, M2D_WIDTH, r[at + 4]);
+            c.set(JAVA_LONG, M2D_HEIGHT, r[at + 5]);
+            int rc = Cu.memcpy2DAsync(c, dmaStream);
+            if (rc != CUDA_SUCCESS) {
+                throw new CudaException(
+                        "cuMemcpy2DAsync_v2",
+                        rc,
+                        "2D DMA " + k + " of " + plan.rowOpCount + ": dst=0x" + Long.toHexString(r[at]) + " pitch "
+                                + r[at + 1] + ", src=0x" + Long.toHexString(r[at + 2]) + " pitch " + r[at + 3]
+                                + ", width " + r[at + 4] + ", rows " + r[at + 5]);
+            }
+        }
+        if (plan.rowOpCount > 0) {
+            rowDmas = rowDmas + plan.rowOpCount; // one writer: this lane's agent
+        }
     }
 
     /** Submits the first {@code n} entries of the batch arrays on {@code stream}; the driver reads them in the call. */

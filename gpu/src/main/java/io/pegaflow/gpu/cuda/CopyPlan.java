@@ -29,8 +29,18 @@ final class CopyPlan {
     long[] dma = new long[3 * 256];
 
     int dmaCount;
-    /** {@link #planDma}: the bytes of all DMA ranges. */
+    /** {@link #planDma}: the bytes of all DMA ranges ({@link #coalesceRows}: of those left as 1D ranges). */
     long dmaBytes;
+    /** {@link #coalesceRows}: 2D DMAs, {@link #ROW_OP} longs each: dst, dst pitch, src, src pitch, width, rows. */
+    long[] rows = new long[ROW_OP * 64];
+
+    int rowOpCount;
+    /** {@link #coalesceRows}: the bytes of all 2D DMAs. */
+    long rowBytes;
+
+    static final int ROW_OP = 6;
+    /** The largest pitch a 2D copy is given (the driver's limit, CU_DEVICE_ATTRIBUTE_MAX_PITCH, is 2^31 - 1). */
+    static final long MAX_PITCH = (1L << 31) - 1;
     /** Chunk c owns descriptors [chunkDesc[c], chunkDesc[c+1]) and DMAs [chunkDma[c], chunkDma[c+1]). */
     int[] chunkDesc = new int[64];
 
@@ -41,6 +51,8 @@ final class CopyPlan {
         descCount = 0;
         dmaCount = 0;
         dmaBytes = 0;
+        rowOpCount = 0;
+        rowBytes = 0;
         chunkCount = 0;
     }
 
@@ -54,8 +66,19 @@ final class CopyPlan {
      * @param dstHost the destinations are pinned host memory
      */
     void planDma(CopyBatch batch, long[] srcBases, boolean srcHost, long[] dstBases, boolean dstHost) {
+        planDma(batch, srcBases, srcHost, dstBases, dstHost, false);
+    }
+
+    /**
+     * As above; with {@code byParts} the runs are taken grouped by (source part, destination part), each group in
+     * batch order ({@link #partOrder}), so that a layer's blocks (one part: its worker allocation) follow each other
+     * for {@link #coalesceRows} while the engine adds them block by block.
+     */
+    void planDma(CopyBatch batch, long[] srcBases, boolean srcHost, long[] dstBases, boolean dstHost, boolean byParts) {
         clear();
-        for (int i = 0; i < batch.runCount(); i++) {
+        int[] order = byParts ? partOrder(batch) : null;
+        for (int k = 0; k < batch.runCount(); k++) {
+            int i = order == null ? k : order[k];
             long src = srcBases[batch.srcPart(i)] + batch.srcOffset(i);
             long dst = dstBases[batch.dstPart(i)] + batch.dstOffset(i);
             long len = batch.length(i);
@@ -84,6 +107,173 @@ final class CopyPlan {
                 len -= take;
             }
         }
+    }
+
+    /**
+     * Rewrites {@link #planDma}'s ranges: every stretch of at least {@code minRows} consecutive ranges of one length
+     * whose addresses advance by one fixed pitch on each side (a layer's consecutive blocks: adjacent on the GPU, one
+     * pool block apart in the pool) becomes one 2D DMA in {@link #rows}; the other ranges stay in {@link #dma}, in
+     * their order. A 2D DMA's host side stays inside one pinned registration (as a range does), its pitches are at
+     * least its width (rows never overlap) and at most {@link #MAX_PITCH}. {@code minRows == 0} changes nothing.
+     *
+     * @param srcHost the sources are pinned host memory
+     * @param dstHost the destinations are pinned host memory
+     */
+    void coalesceRows(int minRows, boolean srcHost, boolean dstHost) {
+        rowOpCount = 0;
+        rowBytes = 0;
+        if (minRows < 2 || dmaCount < minRows) {
+            return;
+        }
+        int kept = 0;
+        long keptBytes = 0;
+        int i = 0;
+        while (i < dmaCount) {
+            int end = rowsFrom(i, srcHost, dstHost);
+            if (end - i >= minRows) {
+                int a = i * 3;
+                int b = (i + 1) * 3;
+                long width = dma[a + 2];
+                addRowOp(dma[a], dma[b] - dma[a], dma[a + 1], dma[b + 1] - dma[a + 1], width, end - i);
+                rowBytes += width * (end - i);
+                i = end;
+            } else {
+                // keep range i alone: a stretch may still start at i + 1
+                System.arraycopy(dma, i * 3, dma, kept * 3, 3);
+                keptBytes += dma[kept * 3 + 2];
+                kept++;
+                i++;
+            }
+        }
+        dmaCount = kept;
+        dmaBytes = keptBytes;
+    }
+
+    /** The end (exclusive) of the stretch of ranges from {@code i} that one 2D DMA can carry; i + 1 if none. */
+    private int rowsFrom(int i, boolean srcHost, boolean dstHost) {
+        if (i + 1 >= dmaCount) {
+            return i + 1;
+        }
+        int a = i * 3;
+        long dst0 = dma[a];
+        long src0 = dma[a + 1];
+        long width = dma[a + 2];
+        long dstPitch = dma[a + 3] - dst0;
+        long srcPitch = dma[a + 4] - src0;
+        if (dma[a + 5] != width
+                || dstPitch < width
+                || srcPitch < width
+                || dstPitch > MAX_PITCH
+                || srcPitch > MAX_PITCH) {
+            return i + 1;
+        }
+        long srcChunk = src0 & -BOUNDARY;
+        long dstChunk = dst0 & -BOUNDARY;
+        int j = i + 1;
+        while (j < dmaCount) {
+            int at = j * 3;
+            long dst = dma[at];
+            long src = dma[at + 1];
+            if (dma[at + 2] != width
+                    || dst - dma[at - 3] != dstPitch
+                    || src - dma[at - 2] != srcPitch
+                    || (srcHost && ((src + width - 1) & -BOUNDARY) != srcChunk)
+                    || (dstHost && ((dst + width - 1) & -BOUNDARY) != dstChunk)) {
+                break;
+            }
+            j++;
+        }
+        return j;
+    }
+
+    /**
+     * How many DMA operations (1D ranges plus 2D DMAs of at least {@code minRows} rows) a batch needs, its runs
+     * grouped by parts as {@code planDma(..., true)} takes them, from its offsets alone (parts are separate address spaces; registration boundaries are not known here and may add a
+     * few): what AUTO weighs before a lane plans the copy. Allocates nothing.
+     */
+    int dmaOperations(CopyBatch batch, int minRows) {
+        int n = batch.runCount();
+        if (minRows < 2) {
+            return n;
+        }
+        int[] o = partOrder(batch);
+        int ops = 0;
+        int i = 0;
+        while (i < n) {
+            int end = i + 1;
+            if (i + 1 < n && sameShape(batch, o[i], o[i + 1])) {
+                long width = batch.length(o[i]);
+                long srcPitch = batch.srcOffset(o[i + 1]) - batch.srcOffset(o[i]);
+                long dstPitch = batch.dstOffset(o[i + 1]) - batch.dstOffset(o[i]);
+                if (srcPitch >= width && dstPitch >= width && srcPitch <= MAX_PITCH && dstPitch <= MAX_PITCH) {
+                    end = i + 2;
+                    while (end < n
+                            && sameShape(batch, o[end - 1], o[end])
+                            && batch.srcOffset(o[end]) - batch.srcOffset(o[end - 1]) == srcPitch
+                            && batch.dstOffset(o[end]) - batch.dstOffset(o[end - 1]) == dstPitch) {
+                        end++;
+                    }
+                }
+            }
+            if (end - i >= minRows) {
+                i = end;
+            } else {
+                i++;
+            }
+            ops++;
+        }
+        return ops;
+    }
+
+    private static boolean sameShape(CopyBatch batch, int a, int b) {
+        return batch.length(a) == batch.length(b)
+                && batch.srcPart(a) == batch.srcPart(b)
+                && batch.dstPart(a) == batch.dstPart(b);
+    }
+
+    private int[] order = new int[1024];
+    private int[] partCounts = new int[64];
+
+    /**
+     * The batch's run indices grouped by (source part, destination part), each group in batch order: a stable
+     * counting sort into a reused array (valid until the next call).
+     */
+    int[] partOrder(CopyBatch batch) {
+        int n = batch.runCount();
+        int dstParts = batch.maxDstPart() + 1;
+        int keys = (batch.maxSrcPart() + 1) * dstParts;
+        if (order.length < n) {
+            order = new int[Math.max(n, order.length * 2)];
+        }
+        if (partCounts.length < keys + 1) {
+            partCounts = new int[Math.max(keys + 1, partCounts.length * 2)];
+        }
+        int[] counts = partCounts;
+        Arrays.fill(counts, 0, keys + 1, 0);
+        for (int i = 0; i < n; i++) {
+            counts[batch.srcPart(i) * dstParts + batch.dstPart(i) + 1]++;
+        }
+        for (int k = 1; k <= keys; k++) {
+            counts[k] += counts[k - 1];
+        }
+        for (int i = 0; i < n; i++) {
+            order[counts[batch.srcPart(i) * dstParts + batch.dstPart(i)]++] = i;
+        }
+        return order;
+    }
+
+    private void addRowOp(long dst, long dstPitch, long src, long srcPitch, long width, long height) {
+        if ((rowOpCount + 1) * ROW_OP > rows.length) {
+            rows = Arrays.copyOf(rows, rows.length * 2);
+        }
+        int at = rowOpCount * ROW_OP;
+        rows[at] = dst;
+        rows[at + 1] = dstPitch;
+        rows[at + 2] = src;
+        rows[at + 3] = srcPitch;
+        rows[at + 4] = width;
+        rows[at + 5] = height;
+        rowOpCount++;
     }
 
     /**

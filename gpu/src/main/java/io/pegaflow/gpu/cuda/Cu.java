@@ -437,6 +437,19 @@ final class Cu {
         }
     }
 
+    static boolean hasMemcpy2D() {
+        return CudaDriver.cuMemcpy2DAsync_v2 != null;
+    }
+
+    /** cuMemcpy2DAsync_v2 with a filled {@link CudaDriver#CUDA_MEMCPY2D}; the driver reads it during the call. */
+    static int memcpy2DAsync(MemorySegment copy2d, MemorySegment stream) {
+        try {
+            return (int) CudaDriver.cuMemcpy2DAsync_v2.invokeExact(copy2d, stream);
+        } catch (Throwable t) {
+            throw bug("cuMemcpy2DAsync_v2", t);
+        }
+    }
+
     static boolean hasMemcpyBatch() {
         return CudaDriver.cuMemcpyBatchAsync_v2 != null || CudaDriver.cuMemcpyBatchAsync12 != null;
     }

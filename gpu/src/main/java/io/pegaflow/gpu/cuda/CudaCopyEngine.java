@@ -46,6 +46,8 @@ public final class CudaCopyEngine implements CopyEngine {
         long[] dstBases;
         boolean dstDevice;
         CopyBatch batch;
+        /** AUTO's scratch for counting a batch's DMA operations on the calling thread (2D rows included). */
+        final CopyPlan sizer = new CopyPlan();
     }
 
     /** An agent's side of one lane: the device's context current on its thread, copies run on its streams. */
@@ -168,6 +170,11 @@ public final class CudaCopyEngine implements CopyEngine {
         return lanes.stream().mapToInt(CopyLane::largestGridLaunched).max().orElse(0);
     }
 
+    /** 2D DMAs submitted so far, over all lanes (which DMA path ran; for tests and metrics). */
+    public long rowDmas() {
+        return lanes.stream().mapToLong(CopyLane::rowDmas).sum();
+    }
+
     /** Every lane's DMA and kernel stream priority, in lane order; the caller has the device's context current. */
     int[] streamPriorities() {
         return lanes.stream()
@@ -194,6 +201,9 @@ public final class CudaCopyEngine implements CopyEngine {
                         ? ", batched DMA split over " + settings.batchStreams() + " stream"
                                 + (settings.batchStreams() == 1 ? "" : "s") + " (batch-streams)"
                         : "")
+                + (Cu.hasMemcpy2D() && settings.dmaRowsMin() > 0
+                        ? ", 2D DMAs for >= " + settings.dmaRowsMin() + " runs at fixed pitches (dma-rows-min)"
+                        : ", no 2D DMAs")
                 + (settings.stages()
                         ? ", staging " + settings.stagingChunks() + " x " + (settings.stagingChunkBytes() >> 20)
                                 + " MiB per lane (a copy's chunks ramp up from "
@@ -206,7 +216,7 @@ public final class CudaCopyEngine implements CopyEngine {
     private String label(CudaCopyMode mode) {
         CudaCopyMode e = effective(mode);
         if (e == CudaCopyMode.AUTO) {
-            return "auto (batched DMA where runs average >= "
+            return "auto (batched DMA where DMA operations average >= "
                     + (Cu.hasMemcpyBatch() && settings.autoBatchMinBytes() > 0
                             ? (settings.autoBatchMinBytes() >> 10) + " KiB"
                             : "- (off: " + (Cu.hasMemcpyBatch() ? "auto-batch-min-bytes=0" : "no cuMemcpyBatchAsync")
@@ -291,7 +301,9 @@ public final class CudaCopyEngine implements CopyEngine {
                             batch,
                             direction == LOAD,
                             settings.autoStagedMinBytes(),
-                            Cu.hasMemcpyBatch() ? settings.autoBatchMinBytes() : 0);
+                            Cu.hasMemcpyBatch() ? settings.autoBatchMinBytes() : 0,
+                            Cu.hasMemcpy2D() ? settings.dmaRowsMin() : 0,
+                            r.sizer);
         }
         r.mode = effective(mode);
         chosen[direction * MODES.length + r.mode.ordinal()].increment();
@@ -336,7 +348,25 @@ public final class CudaCopyEngine implements CopyEngine {
      * at least that (no SMs used, so a model on the GPU is barely slowed), else the staged/kernel rule above.
      */
     public static CudaCopyMode autoMode(CopyBatch batch, boolean hostIsSource, long minBytes, long minBatchBytes) {
-        if (minBatchBytes > 0 && batch.runCount() > 0 && batch.totalBytes() / batch.runCount() >= minBatchBytes) {
+        return autoMode(batch, hostIsSource, minBytes, minBatchBytes, 0);
+    }
+
+    /**
+     * AUTO's choice, counting a 2D DMA (at least {@code dmaRowsMin} runs of one length at fixed pitches, see {@link
+     * CudaCopySettings#dmaRowsMin()}) as one operation: BATCH when the batch's DMA operations average at least {@code
+     * minBatchBytes}, else the staged/kernel rule. A layer's consecutive blocks of 16 KiB (TP 4) then go as 2D DMAs
+     * rather than through the SMs.
+     */
+    public static CudaCopyMode autoMode(
+            CopyBatch batch, boolean hostIsSource, long minBytes, long minBatchBytes, int dmaRowsMin) {
+        return autoMode(batch, hostIsSource, minBytes, minBatchBytes, dmaRowsMin, new CopyPlan());
+    }
+
+    private static CudaCopyMode autoMode(
+            CopyBatch batch, boolean hostIsSource, long minBytes, long minBatchBytes, int dmaRowsMin, CopyPlan sizer) {
+        if (minBatchBytes > 0
+                && batch.runCount() > 0
+                && batch.totalBytes() / sizer.dmaOperations(batch, dmaRowsMin) >= minBatchBytes) {
             return CudaCopyMode.BATCH;
         }
         int ranges = batch.contiguousRanges(hostIsSource);

@@ -28,6 +28,11 @@ import java.util.Map;
  * @param batchStreams BATCH: a copy's DMAs are split by bytes into this many {@code cuMemcpyBatchAsync} submissions,
  *     each on its own stream (so the driver may spread them over several copy engines), joined with events before
  *     the copy completes; 1 submits everything on one stream
+ * @param dmaRowsMin BATCH and MEMCPY: at least this many DMA runs of one length whose addresses advance by a fixed
+ *     pitch on each side (a layer's consecutive blocks: adjacent on the GPU, one pool block apart in the pool) go to
+ *     the copy engine as one 2D copy ({@code cuMemcpy2DAsync}), which walks its rows in hardware; the engine pays ~3
+ *     us per 2D copy but nearly nothing per row, against ~0.1-0.9 us per batched run (bench/gpu/dma_shapes.py on the
+ *     H200); 0 turns 2D copies off
  */
 public record CudaCopySettings(
         CudaCopyMode gatherMode,
@@ -42,7 +47,8 @@ public record CudaCopySettings(
         long stagingFirstChunkBytes,
         boolean lowPriorityStreams,
         long autoBatchMinBytes,
-        int batchStreams) {
+        int batchStreams,
+        int dmaRowsMin) {
 
     public static final String PREFIX = "pegaflow.cuda.";
 
@@ -78,6 +84,9 @@ public record CudaCopySettings(
             throw new IllegalArgumentException(
                     "batch-streams: " + batchStreams + " is out of range 1.." + MAX_BATCH_STREAMS);
         }
+        if (dmaRowsMin != 0 && (dmaRowsMin < 2 || dmaRowsMin > 1 << 20)) {
+            throw new IllegalArgumentException("dma-rows-min: " + dmaRowsMin + " must be 0 (off) or in 2..1048576");
+        }
         if (autoStagedMinBytes < 0) {
             throw new IllegalArgumentException("auto-staged-min-bytes: " + autoStagedMinBytes + " must be >= 0");
         }
@@ -102,7 +111,8 @@ public record CudaCopySettings(
                 4L << 20,
                 true,
                 DEFAULT_AUTO_BATCH_MIN_BYTES,
-                DEFAULT_BATCH_STREAMS);
+                DEFAULT_BATCH_STREAMS,
+                DEFAULT_DMA_ROWS_MIN);
     }
 
     /** True when a copy of either direction may be staged: the lanes then need a staging ring. */
@@ -122,6 +132,12 @@ public record CudaCopySettings(
      */
     public static final int DEFAULT_BATCH_STREAMS = 1;
 
+    /**
+     * The default fewest rows of a 2D DMA: 32. On the H200 a 2D copy costs the copy engine ~3 us, a batched 64 KiB run
+     * ~0.1 us beyond its bytes, so below ~30 rows of 64 KiB the batched runs are as fast (smaller rows gain sooner).
+     */
+    public static final int DEFAULT_DMA_ROWS_MIN = 32;
+
     /** The most streams one batched copy may be split over. */
     public static final int MAX_BATCH_STREAMS = 8;
 
@@ -129,88 +145,95 @@ public record CudaCopySettings(
     public static final long DEFAULT_AUTO_STAGED_MIN_BYTES = 128 * 1024;
 
     public CudaCopySettings withModes(CudaCopyMode gather, CudaCopyMode scatter) {
-        return new CudaCopySettings(
-                gather,
-                scatter,
-                lanes,
-                gridCtas,
-                threadsPerCta,
-                pieceBytes,
-                stagingChunkBytes,
-                stagingChunks,
-                autoStagedMinBytes,
-                stagingFirstChunkBytes,
-                lowPriorityStreams,
-                autoBatchMinBytes,
-                batchStreams);
+        Fields f = new Fields(this);
+        f.gatherMode = gather;
+        f.scatterMode = scatter;
+        return f.build();
     }
 
     public CudaCopySettings withStaging(long chunkBytes, int chunks) {
-        return new CudaCopySettings(
-                gatherMode,
-                scatterMode,
-                lanes,
-                gridCtas,
-                threadsPerCta,
-                pieceBytes,
-                chunkBytes,
-                chunks,
-                autoStagedMinBytes,
-                stagingFirstChunkBytes,
-                lowPriorityStreams,
-                autoBatchMinBytes,
-                batchStreams);
+        Fields f = new Fields(this);
+        f.stagingChunkBytes = chunkBytes;
+        f.stagingChunks = chunks;
+        return f.build();
     }
 
     public CudaCopySettings withGrid(int ctas, int threads) {
-        return new CudaCopySettings(
-                gatherMode,
-                scatterMode,
-                lanes,
-                ctas,
-                threads,
-                pieceBytes,
-                stagingChunkBytes,
-                stagingChunks,
-                autoStagedMinBytes,
-                stagingFirstChunkBytes,
-                lowPriorityStreams,
-                autoBatchMinBytes,
-                batchStreams);
+        Fields f = new Fields(this);
+        f.gridCtas = ctas;
+        f.threadsPerCta = threads;
+        return f.build();
     }
 
     public CudaCopySettings withBatchStreams(int streams) {
-        return new CudaCopySettings(
-                gatherMode,
-                scatterMode,
-                lanes,
-                gridCtas,
-                threadsPerCta,
-                pieceBytes,
-                stagingChunkBytes,
-                stagingChunks,
-                autoStagedMinBytes,
-                stagingFirstChunkBytes,
-                lowPriorityStreams,
-                autoBatchMinBytes,
-                streams);
+        Fields f = new Fields(this);
+        f.batchStreams = streams;
+        return f.build();
     }
 
     public CudaCopySettings withLowPriorityStreams(boolean low) {
-        return new CudaCopySettings(
-                gatherMode,
-                scatterMode,
-                lanes,
-                gridCtas,
-                threadsPerCta,
-                pieceBytes,
-                stagingChunkBytes,
-                stagingChunks,
-                autoStagedMinBytes,
-                stagingFirstChunkBytes,
-                low,
-                autoBatchMinBytes,
-                batchStreams);
+        Fields f = new Fields(this);
+        f.lowPriorityStreams = low;
+        return f.build();
+    }
+
+    public CudaCopySettings withDmaRowsMin(int rows) {
+        Fields f = new Fields(this);
+        f.dmaRowsMin = rows;
+        return f.build();
+    }
+
+    /** A settings' fields, changed one at a time by the {@code with*} methods and checked again by {@link #build}. */
+    private static final class Fields {
+        CudaCopyMode gatherMode;
+        CudaCopyMode scatterMode;
+        int lanes;
+        int gridCtas;
+        int threadsPerCta;
+        long pieceBytes;
+        long stagingChunkBytes;
+        int stagingChunks;
+        long autoStagedMinBytes;
+        long stagingFirstChunkBytes;
+        boolean lowPriorityStreams;
+        long autoBatchMinBytes;
+        int batchStreams;
+        int dmaRowsMin;
+
+        Fields(CudaCopySettings s) {
+            gatherMode = s.gatherMode;
+            scatterMode = s.scatterMode;
+            lanes = s.lanes;
+            gridCtas = s.gridCtas;
+            threadsPerCta = s.threadsPerCta;
+            pieceBytes = s.pieceBytes;
+            stagingChunkBytes = s.stagingChunkBytes;
+            stagingChunks = s.stagingChunks;
+            autoStagedMinBytes = s.autoStagedMinBytes;
+            stagingFirstChunkBytes = s.stagingFirstChunkBytes;
+            lowPriorityStreams = s.lowPriorityStreams;
+            autoBatchMinBytes = s.autoBatchMinBytes;
+            batchStreams = s.batchStreams;
+            dmaRowsMin = s.dmaRowsMin;
+        }
+
+        CudaCopySettings build() {
+            return new CudaCopySettings(
+                    gatherMode,
+                    scatterMode,
+                    lanes,
+                    gridCtas,
+                    threadsPerCta,
+                    pieceBytes,
+                    stagingChunkBytes,
+                    stagingChunks,
+                    autoStagedMinBytes,
+                    stagingFirstChunkBytes,
+                    lowPriorityStreams,
+                    autoBatchMinBytes,
+                    batchStreams,
+                    dmaRowsMin);
+        }
     }
 
     /**
@@ -218,7 +241,7 @@ public record CudaCopySettings(
      * -Dpegaflow.cuda.scatter-mode=kernel}): {@code mode} (both directions), {@code gather-mode}, {@code scatter-mode},
      * {@code lanes}, {@code grid-ctas}, {@code threads-per-cta}, {@code piece-bytes}, {@code staging-chunk-bytes},
      * {@code staging-chunks}, {@code auto-staged-min-bytes}, {@code auto-batch-min-bytes}, {@code staging-first-chunk-bytes}, {@code
-     * batch-streams}, {@code stream-priority} ({@code low} or {@code default}).
+     * batch-streams}, {@code dma-rows-min}, {@code stream-priority} ({@code low} or {@code default}).
      *
      * @throws IllegalArgumentException naming the key for a bad value
      */
@@ -240,7 +263,8 @@ public record CudaCopySettings(
                 number(properties, "staging-first-chunk-bytes", d.stagingFirstChunkBytes),
                 lowPriority(properties, d.lowPriorityStreams),
                 number(properties, "auto-batch-min-bytes", d.autoBatchMinBytes),
-                (int) number(properties, "batch-streams", d.batchStreams));
+                (int) number(properties, "batch-streams", d.batchStreams),
+                (int) number(properties, "dma-rows-min", d.dmaRowsMin));
     }
 
     private static boolean lowPriority(Map<?, ?> p, boolean fallback) {

@@ -80,6 +80,34 @@ public final class CudaDriver {
                     JAVA_INT.withName("flags"))
             .withName("CUmemcpyAttributes");
 
+    /** {@code CUmemorytype}: a unified virtual address (device memory or pinned host memory, told apart by the driver). */
+    public static final int CU_MEMORYTYPE_UNIFIED = 4;
+
+    /**
+     * {@code CUDA_MEMCPY2D} (128 bytes): the source and destination as {@code xInBytes, y, memoryType, host, device,
+     * array, pitch}, then the width in bytes and the number of rows.
+     */
+    public static final StructLayout CUDA_MEMCPY2D = MemoryLayout.structLayout(
+                    JAVA_LONG.withName("srcXInBytes"),
+                    JAVA_LONG.withName("srcY"),
+                    JAVA_INT.withName("srcMemoryType"),
+                    MemoryLayout.paddingLayout(4),
+                    JAVA_LONG.withName("srcHost"),
+                    JAVA_LONG.withName("srcDevice"),
+                    JAVA_LONG.withName("srcArray"),
+                    JAVA_LONG.withName("srcPitch"),
+                    JAVA_LONG.withName("dstXInBytes"),
+                    JAVA_LONG.withName("dstY"),
+                    JAVA_INT.withName("dstMemoryType"),
+                    MemoryLayout.paddingLayout(4),
+                    JAVA_LONG.withName("dstHost"),
+                    JAVA_LONG.withName("dstDevice"),
+                    JAVA_LONG.withName("dstArray"),
+                    JAVA_LONG.withName("dstPitch"),
+                    JAVA_LONG.withName("WidthInBytes"),
+                    JAVA_LONG.withName("Height"))
+            .withName("CUDA_MEMCPY2D");
+
     private static final String[] REQUIRED_SYMBOLS = {
         "cuInit",
         "cuDriverGetVersion",
@@ -220,6 +248,9 @@ public final class CudaDriver {
             ADDRESS,
             ADDRESS,
             ADDRESS);
+
+    /** {@code cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D*, stream)}; null where the driver lacks it. */
+    public static final MethodHandle cuMemcpy2DAsync_v2 = bindOptional("cuMemcpy2DAsync_v2", ADDRESS, ADDRESS);
 
     /**
      * {@code cuMemcpyBatchAsync_v2(dsts, srcs, sizes, count, attrs, attrsIdxs, numAttrs, stream)} (CUDA 13), or null

@@ -39,6 +39,16 @@ class CudaLayoutTest {
           printf("CUmemcpyAttributes.srcLocHint %zu\\n", offsetof(CUmemcpyAttributes, srcLocHint));
           printf("CUmemcpyAttributes.dstLocHint %zu\\n", offsetof(CUmemcpyAttributes, dstLocHint));
           printf("CUmemcpyAttributes.flags %zu\\n", offsetof(CUmemcpyAttributes, flags));
+          printf("CUDA_MEMCPY2D.size %zu\\n", sizeof(CUDA_MEMCPY2D));
+          printf("CUDA_MEMCPY2D.srcMemoryType %zu\\n", offsetof(CUDA_MEMCPY2D, srcMemoryType));
+          printf("CUDA_MEMCPY2D.srcDevice %zu\\n", offsetof(CUDA_MEMCPY2D, srcDevice));
+          printf("CUDA_MEMCPY2D.srcPitch %zu\\n", offsetof(CUDA_MEMCPY2D, srcPitch));
+          printf("CUDA_MEMCPY2D.dstMemoryType %zu\\n", offsetof(CUDA_MEMCPY2D, dstMemoryType));
+          printf("CUDA_MEMCPY2D.dstDevice %zu\\n", offsetof(CUDA_MEMCPY2D, dstDevice));
+          printf("CUDA_MEMCPY2D.dstPitch %zu\\n", offsetof(CUDA_MEMCPY2D, dstPitch));
+          printf("CUDA_MEMCPY2D.WidthInBytes %zu\\n", offsetof(CUDA_MEMCPY2D, WidthInBytes));
+          printf("CUDA_MEMCPY2D.Height %zu\\n", offsetof(CUDA_MEMCPY2D, Height));
+          printf("CU_MEMORYTYPE_UNIFIED %d\\n", (int) CU_MEMORYTYPE_UNIFIED);
           printf("CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS %d\\n", (int) CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
           printf("CU_MEMHOSTREGISTER_DEVICEMAP %d\\n", (int) CU_MEMHOSTREGISTER_DEVICEMAP);
           printf("CU_MEM_LOCATION_TYPE_HOST %d\\n", (int) CU_MEM_LOCATION_TYPE_HOST);
@@ -74,6 +84,22 @@ class CudaLayoutTest {
                     CudaDriver.CU_MEMCPY_ATTRIBUTES.byteOffset(PathElement.groupElement(field)),
                     field);
         }
+        assertEquals(c.get("CUDA_MEMCPY2D.size"), CudaDriver.CUDA_MEMCPY2D.byteSize());
+        for (String field : List.of(
+                "srcMemoryType",
+                "srcDevice",
+                "srcPitch",
+                "dstMemoryType",
+                "dstDevice",
+                "dstPitch",
+                "WidthInBytes",
+                "Height")) {
+            assertEquals(
+                    c.get("CUDA_MEMCPY2D." + field),
+                    CudaDriver.CUDA_MEMCPY2D.byteOffset(PathElement.groupElement(field)),
+                    field);
+        }
+        assertEquals(c.get("CU_MEMORYTYPE_UNIFIED"), (long) CudaDriver.CU_MEMORYTYPE_UNIFIED);
         assertEquals(c.get("CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS"), (long) CudaDriver.CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS);
         assertEquals(c.get("CU_MEMHOSTREGISTER_DEVICEMAP"), (long) CudaDriver.CU_MEMHOSTREGISTER_DEVICEMAP);
         assertEquals(c.get("CU_MEM_LOCATION_TYPE_HOST"), (long) CudaDriver.CU_MEM_LOCATION_TYPE_HOST);
