@@ -133,10 +133,15 @@ public record CudaCopySettings(
     public static final int DEFAULT_BATCH_STREAMS = 1;
 
     /**
-     * The default fewest rows of a 2D DMA: 32. On the H200 a 2D copy costs the copy engine ~3 us, a batched 64 KiB run
-     * ~0.1 us beyond its bytes, so below ~30 rows of 64 KiB the batched runs are as fast (smaller rows gain sooner).
+     * The default fewest rows of a 2D DMA: 0, off. The shapes were measured raw on the H200 (bench/gpu/dma_shapes.py:
+     * 625 rows of 64 KiB per layer 98-99% of a contiguous copy, against 91% batched; a 2D copy costs ~3 us, a batched
+     * 64 KiB run ~0.1 us beyond its bytes, so ~32 rows is the break-even, {@link #SUGGESTED_DMA_ROWS_MIN}), but this
+     * engine's 2D path has not yet run on a GPU (Dma2dCudaTest): it stays opt-in until it has.
      */
-    public static final int DEFAULT_DMA_ROWS_MIN = 32;
+    public static final int DEFAULT_DMA_ROWS_MIN = 0;
+
+    /** The value to turn 2D DMAs on with ({@code -Dpegaflow.cuda.dma-rows-min=32}), from the measurement above. */
+    public static final int SUGGESTED_DMA_ROWS_MIN = 32;
 
     /** The most streams one batched copy may be split over. */
     public static final int MAX_BATCH_STREAMS = 8;

@@ -287,7 +287,7 @@ class CopyPlanRowsTest {
         }
         CopyBatch scattered = layerMajorSave(32, shuffled, run, 2 << 20, sequence(0, blocks));
         long min = CudaCopySettings.DEFAULT_AUTO_BATCH_MIN_BYTES;
-        int rowsMin = CudaCopySettings.DEFAULT_DMA_ROWS_MIN;
+        int rowsMin = CudaCopySettings.SUGGESTED_DMA_ROWS_MIN;
         assertEquals(CudaCopyMode.BATCH, CudaCopyEngine.autoMode(rows, false, 128 * KIB, min, rowsMin));
         assertEquals(CudaCopyMode.KERNEL, CudaCopyEngine.autoMode(rows, false, 128 * KIB, min, 0), "2D off");
         assertEquals(CudaCopyMode.KERNEL, CudaCopyEngine.autoMode(scattered, false, 128 * KIB, min, rowsMin));

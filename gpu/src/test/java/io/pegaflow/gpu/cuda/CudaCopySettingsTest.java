@@ -108,7 +108,7 @@ class CudaCopySettingsTest {
     }
 
     @Test
-    void shouldSplitBatchedCopiesOverTwoStreamsByDefaultAndTakeTheBatchStreamsProperty() {
+    void shouldSubmitBatchedCopiesOnOneStreamByDefaultAndTakeTheBatchStreamsProperty() {
         assertEquals(1, CudaCopySettings.defaults().batchStreams());
         assertEquals(
                 4,
@@ -122,5 +122,21 @@ class CudaCopySettingsTest {
         assertThrows(
                 IllegalArgumentException.class,
                 () -> CudaCopySettings.defaults().withBatchStreams(9));
+    }
+
+    @Test
+    void shouldKeep2dDmasOffByDefaultAndTakeTheDmaRowsMinProperty() {
+        assertEquals(0, CudaCopySettings.defaults().dmaRowsMin());
+        assertEquals(
+                32,
+                CudaCopySettings.from(Map.of("pegaflow.cuda.dma-rows-min", "32"))
+                        .dmaRowsMin());
+        assertEquals(8, CudaCopySettings.defaults().withDmaRowsMin(8).dmaRowsMin());
+        CudaCopySettings changed = CudaCopySettings.defaults().withGrid(8, 128).withDmaRowsMin(16);
+        assertEquals(8, changed.gridCtas(), "a with* keeps the other fields");
+        assertEquals(128, changed.threadsPerCta());
+        IllegalArgumentException e = assertThrows(
+                IllegalArgumentException.class, () -> CudaCopySettings.from(Map.of("pegaflow.cuda.dma-rows-min", "1")));
+        assertEquals("dma-rows-min: 1 must be 0 (off) or in 2..1048576", e.getMessage());
     }
 }
