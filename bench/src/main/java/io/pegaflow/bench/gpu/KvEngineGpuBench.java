@@ -63,6 +63,7 @@ public final class KvEngineGpuBench {
         final CudaCopyEngine cuda;
         final Map<String, DeviceBuffer> buffers = new HashMap<>();
         volatile long lastCopyNs;
+        volatile long lastGpuNs;
 
         TimedEngine(CudaCopyEngine cuda) {
             this.cuda = cuda;
@@ -76,8 +77,10 @@ public final class KvEngineGpuBench {
         @Override
         public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
             long start = System.nanoTime();
+            long gpuBefore = cuda.gpuNanos();
             cuda.copy(srcs, dsts, batch);
             lastCopyNs = System.nanoTime() - start;
+            lastGpuNs = cuda.gpuNanos() - gpuBefore;
         }
 
         @Override
@@ -235,14 +238,18 @@ public final class KvEngineGpuBench {
                     median(reps, () -> cuda.copy(contiguous.memory(), poolSlice, one, CudaCopyMode.MEMCPY));
             double contiguousLoad =
                     median(reps, () -> cuda.copy(poolSlice, contiguous.memory(), one, CudaCopyMode.MEMCPY));
+            double contiguousSaveGpu =
+                    medianGpu(reps, cuda, () -> cuda.copy(contiguous.memory(), poolSlice, one, CudaCopyMode.MEMCPY));
+            double contiguousLoadGpu =
+                    medianGpu(reps, cuda, () -> cuda.copy(poolSlice, contiguous.memory(), one, CudaCopyMode.MEMCPY));
 
             Path flagPath = Files.createTempFile(Path.of("/dev/shm"), "pegaflow-bench-flag", "");
             Files.write(flagPath, new byte[64]);
             try (Arena arena = Arena.ofShared();
                     FileChannel ch = FileChannel.open(flagPath, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
                 MemorySegment flag = ch.map(FileChannel.MapMode.READ_WRITE, 0, 64, arena);
-                double[][] save = new double[3][reps];
-                double[][] load = new double[3][reps];
+                double[][] save = new double[4][reps];
+                double[][] load = new double[4][reps];
                 for (int r = -5; r < reps; r++) {
                     byte[][] fresh = hashes("rep" + r, SAVE);
                     long start = System.nanoTime();
@@ -254,6 +261,7 @@ public final class KvEngineGpuBench {
                         save[0][r] = total / 1e9;
                         save[1][r] = listenerNs[0] / 1e9;
                         save[2][r] = engine.lastCopyNs / 1e9;
+                        save[3][r] = engine.lastGpuNs / 1e9;
                     }
                 }
                 for (int r = -5; r < reps; r++) {
@@ -268,6 +276,7 @@ public final class KvEngineGpuBench {
                         load[0][r] = total / 1e9;
                         load[1][r] = flag.get(ValueLayout.JAVA_LONG, 24) / 1e9;
                         load[2][r] = engine.lastCopyNs / 1e9;
+                        load[3][r] = engine.lastGpuNs / 1e9;
                     }
                 }
                 System.out.printf(
@@ -293,6 +302,21 @@ public final class KvEngineGpuBench {
                         med(load[1]),
                         contiguousLoad);
                 row("copy engine call alone", med(save[2]), contiguousSave, med(load[2]), contiguousLoad);
+                if (med(save[3]) > 0) {
+                    // the GPU's share of the call: the rest is hand-off, planning, submission and wake-up
+                    row(
+                            "contiguous, GPU time (CUDA events)",
+                            contiguousSaveGpu,
+                            contiguousSave,
+                            contiguousLoadGpu,
+                            contiguousLoad);
+                    row(
+                            "copy engine GPU time (CUDA events, first operation to last), against contiguous GPU time",
+                            med(save[3]),
+                            contiguousSaveGpu,
+                            med(load[3]),
+                            contiguousLoadGpu);
+                }
             } finally {
                 Files.deleteIfExists(flagPath);
             }
@@ -315,6 +339,17 @@ public final class KvEngineGpuBench {
             long start = System.nanoTime();
             r.run();
             t[i] = (System.nanoTime() - start) / 1e9;
+        }
+        return med(t);
+    }
+
+    /** The median GPU time (the engine's CUDA-event total, before and after) of {@code reps} calls. */
+    private static double medianGpu(int reps, CudaCopyEngine cuda, Runnable r) {
+        double[] t = new double[reps];
+        for (int i = 0; i < reps; i++) {
+            long before = cuda.gpuNanos();
+            r.run();
+            t[i] = (cuda.gpuNanos() - before) / 1e9;
         }
         return med(t);
     }

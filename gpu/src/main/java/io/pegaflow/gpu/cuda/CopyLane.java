@@ -22,6 +22,14 @@ final class CopyLane implements AutoCloseable {
     private volatile int largestGrid;
     /** 2D DMAs this lane has submitted; written by its agent thread only. */
     private volatile long rowDmas;
+    /** GPU time of this lane's copies (first operation's start to last operation's end, CUDA events), summed. */
+    private volatile long gpuNanos;
+    /** Timing events around each copy's GPU work (null where the driver cannot time events). */
+    private final MemorySegment gpuStart;
+
+    private final MemorySegment gpuEnd;
+    private final MemorySegment elapsedMillis;
+    private boolean startRecorded;
 
     static final long DESC_BYTES = 24;
     /** cuMemcpyBatchAsync calls take at most this many copies. */
@@ -93,6 +101,8 @@ final class CopyLane implements AutoCloseable {
             batchJoined[k] = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING);
         }
         done = Cu.eventCreate(CudaDriver.CU_EVENT_DISABLE_TIMING | CudaDriver.CU_EVENT_BLOCKING_SYNC);
+        gpuStart = Cu.hasEventTiming() ? Cu.eventCreate(CudaDriver.CU_EVENT_DEFAULT) : null;
+        gpuEnd = Cu.hasEventTiming() ? Cu.eventCreate(CudaDriver.CU_EVENT_DEFAULT) : null;
         int ring = settings.stagingChunks();
         dmaDone = new MemorySegment[ring];
         kernelDone = new MemorySegment[ring];
@@ -117,6 +127,7 @@ final class CopyLane implements AutoCloseable {
         batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
         batchAttrIdx = arena.allocate(JAVA_LONG);
         batchFailIdx = arena.allocate(JAVA_LONG);
+        elapsedMillis = arena.allocate(java.lang.foreign.ValueLayout.JAVA_FLOAT);
         copy2d = arena.allocate(CudaDriver.CUDA_MEMCPY2D);
         copy2d.set(JAVA_INT, M2D_SRC_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
         copy2d.set(JAVA_INT, M2D_DST_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
@@ -145,6 +156,15 @@ final class CopyLane implements AutoCloseable {
         return rowDmas;
     }
 
+    /**
+     * GPU time of this lane's copies so far, from CUDA events recorded before a copy's first operation and after its
+     * last: set against the copy's wall time it tells the GPU's share from the host's (hand-off, planning,
+     * submission, wake-up). 0 where the driver cannot time events.
+     */
+    long gpuNanos() {
+        return gpuNanos;
+    }
+
     /** The largest grid (CTAs) this lane has launched a kernel with; 0 before the first launch (for tests). */
     int largestGridLaunched() {
         return largestGrid;
@@ -165,6 +185,11 @@ final class CopyLane implements AutoCloseable {
             mode = CudaCopyMode.KERNEL;
         }
         try {
+            // the stream that carries each mode's first operation
+            startTiming(
+                    mode == CudaCopyMode.KERNEL || (mode == CudaCopyMode.STAGED && !hostToDevice)
+                            ? kernelStream
+                            : dmaStream);
             switch (mode) {
                 case KERNEL -> runKernel(srcBase, dstBase, hostToDevice, deviceToHost, batch);
                 case STAGED -> {
@@ -496,10 +521,27 @@ final class CopyLane implements AutoCloseable {
 
     /** Records the completion event after everything on {@code last} and blocks until it has happened. */
     private void finish(MemorySegment last) {
+        boolean timed = startRecorded && gpuEnd != null;
+        if (timed) {
+            record(gpuEnd, last);
+        }
         record(done, last);
         int rc = Cu.eventSynchronize(done);
         if (rc != CUDA_SUCCESS) {
             throw new CudaException("cuEventSynchronize", rc, "the copy failed on the GPU");
+        }
+        startRecorded = false;
+        if (timed && Cu.eventElapsedTime(elapsedMillis, gpuStart, gpuEnd) == CUDA_SUCCESS) {
+            float ms = elapsedMillis.get(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0);
+            gpuNanos = gpuNanos + (long) (ms * 1e6); // one writer: this lane's agent
+        }
+    }
+
+    private void startTiming(MemorySegment first) {
+        startRecorded = false;
+        if (gpuStart != null) {
+            record(gpuStart, first);
+            startRecorded = true;
         }
     }
 
@@ -520,6 +562,10 @@ final class CopyLane implements AutoCloseable {
             Cu.eventDestroy(batchJoined[k]);
         }
         Cu.eventDestroy(done);
+        if (gpuStart != null) {
+            Cu.eventDestroy(gpuStart);
+            Cu.eventDestroy(gpuEnd);
+        }
         for (int i = 0; i < dmaDone.length; i++) {
             Cu.eventDestroy(dmaDone[i]);
             Cu.eventDestroy(kernelDone[i]);

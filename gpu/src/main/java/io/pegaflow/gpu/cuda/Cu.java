@@ -403,6 +403,19 @@ final class Cu {
         }
     }
 
+    static boolean hasEventTiming() {
+        return CudaDriver.cuEventElapsedTime != null;
+    }
+
+    /** cuEventElapsedTime into {@code millis} (one float); both events made without CU_EVENT_DISABLE_TIMING. */
+    static int eventElapsedTime(MemorySegment millis, MemorySegment start, MemorySegment end) {
+        try {
+            return (int) CudaDriver.cuEventElapsedTime.invokeExact(millis, start, end);
+        } catch (Throwable t) {
+            throw bug("cuEventElapsedTime", t);
+        }
+    }
+
     static int eventQuery(MemorySegment event) {
         try {
             return (int) CudaDriver.cuEventQuery.invokeExact(event);

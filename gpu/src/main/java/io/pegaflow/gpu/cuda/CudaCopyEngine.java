@@ -170,6 +170,11 @@ public final class CudaCopyEngine implements CopyEngine {
         return lanes.stream().mapToInt(CopyLane::largestGridLaunched).max().orElse(0);
     }
 
+    /** GPU time of all copies so far, over all lanes, from CUDA events (see {@link CopyLane#gpuNanos()}); 0 if untimed. */
+    public long gpuNanos() {
+        return lanes.stream().mapToLong(CopyLane::gpuNanos).sum();
+    }
+
     /** 2D DMAs submitted so far, over all lanes (which DMA path ran; for tests and metrics). */
     public long rowDmas() {
         return lanes.stream().mapToLong(CopyLane::rowDmas).sum();

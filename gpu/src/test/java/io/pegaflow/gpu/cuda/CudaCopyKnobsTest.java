@@ -4,6 +4,7 @@ import static io.pegaflow.gpu.cuda.CudaCopyEngineContractTest.device;
 import static io.pegaflow.gpu.cuda.CudaCopyEngineContractTest.requireGpu;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import io.pegaflow.gpu.CopyBatch;
 import java.lang.foreign.Arena;
@@ -119,6 +120,19 @@ class CudaCopyKnobsTest {
             assertEquals(-1L, source.mismatch(result), "the round trip is byte-exact");
         } finally {
             engine.close();
+        }
+    }
+
+    @Test
+    void shouldTimeEachCopysGpuWorkWithCudaEventsInEveryMode() {
+        requireGpu();
+        for (String mode : new String[] {"batch", "memcpy", "kernel", "staged"}) {
+            long start = System.nanoTime();
+            CudaCopyEngine engine = copyWith(Map.of("pegaflow.cuda.mode", mode));
+            long wall = System.nanoTime() - start;
+            long gpu = engine.gpuNanos();
+            assertTrue(gpu > 0, mode + ": GPU time recorded");
+            assertTrue(gpu < wall, mode + ": GPU time " + gpu + " ns within the wall time " + wall + " ns");
         }
     }
 }

@@ -249,6 +249,14 @@ public final class CudaDriver {
             ADDRESS,
             ADDRESS);
 
+    /**
+     * {@code cuEventElapsedTime(float* ms, start, end)} as {@code cuEventElapsedTime_v2} where the driver has it (CUDA
+     * 12.8+), else the original; null where neither exists.
+     */
+    public static final MethodHandle cuEventElapsedTime = firstOf(
+            bindOptional("cuEventElapsedTime_v2", ADDRESS, ADDRESS, ADDRESS),
+            () -> bindOptional("cuEventElapsedTime", ADDRESS, ADDRESS, ADDRESS));
+
     /** {@code cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D*, stream)}; null where the driver lacks it. */
     public static final MethodHandle cuMemcpy2DAsync_v2 = bindOptional("cuMemcpy2DAsync_v2", ADDRESS, ADDRESS);
 
@@ -289,6 +297,10 @@ public final class CudaDriver {
             return null;
         }
         return bindOptional(name, args);
+    }
+
+    private static MethodHandle firstOf(MethodHandle handle, java.util.function.Supplier<MethodHandle> otherwise) {
+        return handle != null ? handle : otherwise.get();
     }
 
     private static MethodHandle bindOptional(String name, MemoryLayout... args) {
