@@ -17,6 +17,8 @@ Shapes timed, both directions, each against one contiguous copy of the same byte
   2d-group     layer-major single allocation (vLLM 0.29 group, layers strided): one 2D copy per block, rows = layers
   1d-batch     one cuMemcpyBatchAsync entry per 64 KiB run, 4096 per call, layer by layer (GPU side in sequence)
   1d-batch-rnd the same with random GPU block ids (a random permutation, as vLLM's free list gives after churn)
+  1d-rnd-2s    1d-batch-rnd split over 2 (and 4: 1d-rnd-4s) streams, joined by events: do more copy engines hide
+               the per-run cost?
   1d-batch-bm  the same entries block by block (each block's 32 layers, pool side in sequence: the node's order)
   2db-runs16   2d-runs16 as cuMemcpy3DBatchAsync ops (one call), and 2db-layer, 2db-group likewise
   1d-each      one cuMemcpyAsync per 64 KiB run (what a naive path does; for scale)
@@ -291,6 +293,35 @@ def main() -> int:
                 if rc != 0:
                     raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
 
+        sides = [torch.cuda.Stream(device=dev) for _ in range(3)]
+
+        def split_rnd(streams: int):
+            def go():
+                share = (n + streams - 1) // streams
+                for k in range(streams):
+                    s_k = stream if k == 0 else sides[k - 1]
+                    if k > 0:
+                        s_k.wait_stream(stream)
+                    h = ctypes.c_void_p(s_k.cuda_stream)
+                    for at in range(k * share, min(n, (k + 1) * share), per):
+                        cnt = min(per, min(n, (k + 1) * share) - at)
+                        rc = batch(
+                            ctypes.addressof(dsts_rnd) + at * u64,
+                            ctypes.addressof(srcs_rnd) + at * u64,
+                            ctypes.addressof(sizes) + at * u64,
+                            cnt,
+                            ctypes.byref(attrs),
+                            idx,
+                            1,
+                            h,
+                        )
+                        if rc != 0:
+                            raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
+                for k in range(1, streams):
+                    stream.wait_stream(sides[k - 1])
+
+            return go
+
         bm = [(lay, blk) for blk in range(a.blocks) for lay in range(a.layers)]
         dsts_bm, srcs_bm = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
         for i, (layer, b) in enumerate(bm):
@@ -359,7 +390,16 @@ def main() -> int:
 
         return [
             ("contiguous", contiguous),
-            *([("1d-batch-bm", one_d_batch_bm), ("1d-batch-rnd", one_d_batch_rnd)] if batch is not None else []),
+            *(
+                [
+                    ("1d-batch-bm", one_d_batch_bm),
+                    ("1d-batch-rnd", one_d_batch_rnd),
+                    ("1d-rnd-2s", split_rnd(2)),
+                    ("1d-rnd-4s", split_rnd(4)),
+                ]
+                if batch is not None
+                else []
+            ),
             *threed,
             *([("1d-batch", one_d_batch)] if batch is not None else []),
             ("2d-layer", two_d(a.blocks)),
