@@ -67,6 +67,9 @@ public final class CommandChannels implements AutoCloseable {
         this.layout = new ChannelLayout(settings.slots(), settings.maxBlocks(), settings.maxLayers());
         this.fileStem = "pegaflow-chan-" + ProcessHandle.current().pid() + "-"
                 + HexFormat.of().toHexDigits(new SecureRandom().nextInt());
+        if (settings.enabled()) {
+            StaleChannelFiles.sweep(settings.dir(), ProcessHandle.current().pid());
+        }
     }
 
     /**
