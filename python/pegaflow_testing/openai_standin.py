@@ -39,6 +39,15 @@ VOCAB = 32000
 MODEL = "fake/llama-tiny"
 
 
+class _QuietOnHangUp(ThreadingHTTPServer):
+    """A client that hangs up (the proxy closing its kept-alive connections at exit) is not an error to print."""
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class BadRequest(ValueError):
     pass
 
@@ -214,7 +223,7 @@ class StandinServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = _QuietOnHangUp(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
 
