@@ -2,12 +2,14 @@ package io.pegaflow.gpu.cuda;
 
 import static io.pegaflow.gpu.cuda.ffi.CuResult.CUDA_SUCCESS;
 import static java.lang.foreign.ValueLayout.ADDRESS;
+import static JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 import io.pegaflow.gpu.CopyBatch;
 import io.pegaflow.gpu.cuda.ffi.CudaDriver;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 
 /**
@@ -47,7 +49,7 @@ final class CopyLane implements AutoCloseable {
     private static final long M2D_HEIGHT = m2d("Height");
 
     private static long m2d(String field) {
-        return CudaDriver.CUDA_MEMCPY2D.byteOffset(java.lang.foreign.MemoryLayout.PathElement.groupElement(field));
+        return CudaDriver.CUDA_MEMCPY2D.byteOffset(MemoryLayout.PathElement.groupElement(field));
     }
 
     private final CudaDevice device;
@@ -127,7 +129,7 @@ final class CopyLane implements AutoCloseable {
         batchAttrs = arena.allocate(CudaDriver.CU_MEMCPY_ATTRIBUTES);
         batchAttrIdx = arena.allocate(JAVA_LONG);
         batchFailIdx = arena.allocate(JAVA_LONG);
-        elapsedMillis = arena.allocate(java.lang.foreign.ValueLayout.JAVA_FLOAT);
+        elapsedMillis = arena.allocate(JAVA_FLOAT);
         copy2d = arena.allocate(CudaDriver.CUDA_MEMCPY2D);
         copy2d.set(JAVA_INT, M2D_SRC_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
         copy2d.set(JAVA_INT, M2D_DST_TYPE, CudaDriver.CU_MEMORYTYPE_UNIFIED);
@@ -532,7 +534,7 @@ final class CopyLane implements AutoCloseable {
         }
         startRecorded = false;
         if (timed && Cu.eventElapsedTime(elapsedMillis, gpuStart, gpuEnd) == CUDA_SUCCESS) {
-            float ms = elapsedMillis.get(java.lang.foreign.ValueLayout.JAVA_FLOAT, 0);
+            float ms = elapsedMillis.get(JAVA_FLOAT, 0);
             gpuNanos = gpuNanos + (long) (ms * 1e6); // one writer: this lane's agent
         }
     }
