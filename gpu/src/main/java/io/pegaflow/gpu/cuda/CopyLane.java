@@ -2,7 +2,7 @@ package io.pegaflow.gpu.cuda;
 
 import static io.pegaflow.gpu.cuda.ffi.CuResult.CUDA_SUCCESS;
 import static java.lang.foreign.ValueLayout.ADDRESS;
-import static JAVA_FLOAT;
+import static java.lang.foreign.ValueLayout.JAVA_FLOAT;
 import static java.lang.foreign.ValueLayout.JAVA_INT;
 import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
