@@ -139,8 +139,14 @@ final class CopyPlan {
                 i = end;
             } else {
                 // keep range i alone: a stretch may still start at i + 1
-                System.arraycopy(dma, i * 3, dma, kept * 3, 3);
-                keptBytes += dma[kept * 3 + 2];
+                int from = i * 3;
+                int to = kept * 3;
+                if (to != from) {
+                    dma[to] = dma[from];
+                    dma[to + 1] = dma[from + 1];
+                    dma[to + 2] = dma[from + 2];
+                }
+                keptBytes += dma[to + 2];
                 kept++;
                 i++;
             }
@@ -192,6 +198,11 @@ final class CopyPlan {
      * few): what AUTO weighs before a lane plans the copy. Allocates nothing.
      */
     int dmaOperations(CopyBatch batch, int minRows) {
+        return dmaOperations(batch, minRows, Integer.MAX_VALUE);
+    }
+
+    /** As above, but stops counting (returning a number above {@code limit}) once more than {@code limit} are found. */
+    int dmaOperations(CopyBatch batch, int minRows, int limit) {
         int n = batch.runCount();
         if (minRows < 2) {
             return n;
@@ -220,7 +231,9 @@ final class CopyPlan {
             } else {
                 i++;
             }
-            ops++;
+            if (++ops > limit) {
+                return ops;
+            }
         }
         return ops;
     }

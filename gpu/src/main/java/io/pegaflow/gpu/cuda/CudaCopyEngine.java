@@ -369,13 +369,21 @@ public final class CudaCopyEngine implements CopyEngine {
 
     private static CudaCopyMode autoMode(
             CopyBatch batch, boolean hostIsSource, long minBytes, long minBatchBytes, int dmaRowsMin, CopyPlan sizer) {
+        // the runs' average first: where it is large enough already, counting 2D DMAs would change nothing
         if (minBatchBytes > 0
                 && batch.runCount() > 0
-                && batch.totalBytes() / sizer.dmaOperations(batch, dmaRowsMin) >= minBatchBytes) {
+                && (batch.totalBytes() / batch.runCount() >= minBatchBytes
+                        || batch.totalBytes() / sizer.dmaOperations(batch, dmaRowsMin, maxOps(batch, minBatchBytes))
+                                >= minBatchBytes)) {
             return CudaCopyMode.BATCH;
         }
         int ranges = batch.contiguousRanges(hostIsSource);
         return ranges == 0 || batch.totalBytes() / ranges >= minBytes ? CudaCopyMode.STAGED : CudaCopyMode.KERNEL;
+    }
+
+    /** The most DMA operations a batch may need and still average {@code minBatchBytes} each. */
+    private static int maxOps(CopyBatch batch, long minBatchBytes) {
+        return (int) Math.min(Integer.MAX_VALUE - 1, batch.totalBytes() / minBatchBytes);
     }
 
     private static final CudaCopyMode[] MODES = CudaCopyMode.values();
