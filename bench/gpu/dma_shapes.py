@@ -243,107 +243,69 @@ def main() -> int:
                         memcpy(gpu, host, run)
 
         n = a.layers * a.blocks
-        dsts, srcs, sizes = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)(), (ctypes.c_size_t * n)()
-        for i, (layer, b) in enumerate((lay, blk) for lay in range(a.layers) for blk in range(a.blocks)):
-            gpu = lay_at[layer] + b * run
-            host = pool_at + b * pool_block + layer * run
-            dsts[i], srcs[i], sizes[i] = (host, gpu, run) if save else (gpu, host, run)
+        sizes = (ctypes.c_size_t * n)(*([run] * n))
         attrs = MemcpyAttributes(1, 1 if save else 2, 0, 2 if save else 1, 0, 0)
         idx = (ctypes.c_size_t * 1)(0)
-        per = 4096
+        per = 4096  # entries per cuMemcpyBatchAsync call, as the node's lanes submit them
         u64 = ctypes.sizeof(ctypes.c_uint64)
+        sides = [torch.cuda.Stream(device=dev) for _ in range(3)]
 
-        def one_d_batch():
-            for at in range(0, n, per):
-                k = min(per, n - at)
+        def entries(order, gpu_block):
+            """Batch arrays for (layer, block) pairs in ``order``; GPU block ids through ``gpu_block``."""
+            dsts, srcs = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
+            for i, (layer, b) in enumerate(order):
+                gpu = lay_at[layer] + gpu_block[b] * run
+                host = pool_at + b * pool_block + layer * run
+                dsts[i], srcs[i] = (host, gpu) if save else (gpu, host)
+            return dsts, srcs
+
+        def batched(arrays, streams: int = 1):
+            """One cuMemcpyBatchAsync entry per run, ``per`` a call; split in equal shares over ``streams``."""
+            dsts, srcs = arrays
+
+            def submit(at: int, count: int, handle) -> None:
                 rc = batch(
                     ctypes.addressof(dsts) + at * u64,
                     ctypes.addressof(srcs) + at * u64,
                     ctypes.addressof(sizes) + at * u64,
-                    k,
+                    count,
                     ctypes.byref(attrs),
                     idx,
                     1,
-                    sh,
+                    handle,
                 )
                 if rc != 0:
                     raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
 
-        rnd = list(range(cache_blocks))
-        random.Random(1).shuffle(rnd)
-        dsts_rnd, srcs_rnd = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
-        for i, (layer, b) in enumerate((lay, blk) for lay in range(a.layers) for blk in range(a.blocks)):
-            gpu = lay_at[layer] + rnd[b] * run
-            host = pool_at + b * pool_block + layer * run
-            dsts_rnd[i], srcs_rnd[i] = (host, gpu) if save else (gpu, host)
-
-        def one_d_batch_rnd():
-            for at in range(0, n, per):
-                k = min(per, n - at)
-                rc = batch(
-                    ctypes.addressof(dsts_rnd) + at * u64,
-                    ctypes.addressof(srcs_rnd) + at * u64,
-                    ctypes.addressof(sizes) + at * u64,
-                    k,
-                    ctypes.byref(attrs),
-                    idx,
-                    1,
-                    sh,
-                )
-                if rc != 0:
-                    raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
-
-        sides = [torch.cuda.Stream(device=dev) for _ in range(3)]
-
-        def split_rnd(streams: int):
             def go():
                 share = (n + streams - 1) // streams
                 for k in range(streams):
-                    s_k = stream if k == 0 else sides[k - 1]
+                    on = stream if k == 0 else sides[k - 1]
                     if k > 0:
-                        s_k.wait_stream(stream)
-                    h = ctypes.c_void_p(s_k.cuda_stream)
-                    for at in range(k * share, min(n, (k + 1) * share), per):
-                        cnt = min(per, min(n, (k + 1) * share) - at)
-                        rc = batch(
-                            ctypes.addressof(dsts_rnd) + at * u64,
-                            ctypes.addressof(srcs_rnd) + at * u64,
-                            ctypes.addressof(sizes) + at * u64,
-                            cnt,
-                            ctypes.byref(attrs),
-                            idx,
-                            1,
-                            h,
-                        )
-                        if rc != 0:
-                            raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
+                        on.wait_stream(stream)
+                    end = min(n, (k + 1) * share)
+                    for at in range(k * share, end, per):
+                        submit(at, min(per, end - at), ctypes.c_void_p(on.cuda_stream))
                 for k in range(1, streams):
                     stream.wait_stream(sides[k - 1])
 
             return go
 
-        bm = [(lay, blk) for blk in range(a.blocks) for lay in range(a.layers)]
-        dsts_bm, srcs_bm = (ctypes.c_uint64 * n)(), (ctypes.c_uint64 * n)()
-        for i, (layer, b) in enumerate(bm):
-            gpu = lay_at[layer] + b * run
-            host = pool_at + b * pool_block + layer * run
-            dsts_bm[i], srcs_bm[i] = (host, gpu) if save else (gpu, host)
-
-        def one_d_batch_bm():
-            for at in range(0, n, per):
-                k = min(per, n - at)
-                rc = batch(
-                    ctypes.addressof(dsts_bm) + at * u64,
-                    ctypes.addressof(srcs_bm) + at * u64,
-                    ctypes.addressof(sizes) + at * u64,
-                    k,
-                    ctypes.byref(attrs),
-                    idx,
-                    1,
-                    sh,
-                )
-                if rc != 0:
-                    raise RuntimeError(f"cuMemcpyBatchAsync_v2 rc={rc}")
+        in_order = list(range(cache_blocks))
+        shuffled = list(range(cache_blocks))
+        random.Random(1).shuffle(shuffled)
+        layer_major = [(lay, blk) for lay in range(a.layers) for blk in range(a.blocks)]
+        block_major = [(lay, blk) for blk in range(a.blocks) for lay in range(a.layers)]
+        batched_shapes = []
+        if batch is not None:
+            rnd = entries(layer_major, shuffled)
+            batched_shapes = [
+                ("1d-batch-bm", batched(entries(block_major, in_order))),
+                ("1d-batch-rnd", batched(rnd)),
+                ("1d-rnd-2s", batched(rnd, 2)),
+                ("1d-rnd-4s", batched(rnd, 4)),
+            ]
+            one_d_batch = batched(entries(layer_major, in_order))
 
         def ops3d(pieces):
             """pieces: (gpu, gpu pitch, host, host pitch, width, rows) -> one cuMemcpy3DBatchAsync call."""
@@ -390,16 +352,7 @@ def main() -> int:
 
         return [
             ("contiguous", contiguous),
-            *(
-                [
-                    ("1d-batch-bm", one_d_batch_bm),
-                    ("1d-batch-rnd", one_d_batch_rnd),
-                    ("1d-rnd-2s", split_rnd(2)),
-                    ("1d-rnd-4s", split_rnd(4)),
-                ]
-                if batch is not None
-                else []
-            ),
+            *batched_shapes,
             *threed,
             *([("1d-batch", one_d_batch)] if batch is not None else []),
             ("2d-layer", two_d(a.blocks)),
