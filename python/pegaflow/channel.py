@@ -30,10 +30,13 @@ import contextlib
 import logging
 import mmap
 import os
+import queue
 import struct
 import threading
 import time
+import weakref
 from array import array
+from collections import deque
 from collections.abc import Callable
 
 import grpc
@@ -117,6 +120,10 @@ class CommandChannel:
         self._lock = threading.Lock()
         self._free = list(range(self.slot_count - 1, -1, -1))
         self._abandoned: set[int] = set()  # timed out while the node still had them: free once DONE
+        # Slots of calls dropped without result() or cancel(), from their finalizers: a finalizer may run on any
+        # thread at any allocation, even one holding self._lock, so it only appends here (deque.append needs no
+        # lock) and the slot becomes abandoned the next time a slot is taken or the channel unmaps.
+        self._dropped: deque[int] = deque()
         self._seq = [0] * self.slot_count
         self._in_flight = 0
         self._closing = False
@@ -199,6 +206,7 @@ class CommandChannel:
         return ChannelCall(self, slot, seq, op, timeout_s)
 
     def _take_slot(self) -> int | None:
+        self._adopt_dropped()
         if not self._free and self._abandoned:
             for slot in list(self._abandoned):
                 if self._state(slot) == DONE:
@@ -207,6 +215,11 @@ class CommandChannel:
                     self._set_state(slot, FREE)
                     self._free.append(slot)
         return self._free.pop() if self._free else None
+
+    def _adopt_dropped(self) -> None:
+        """Under self._lock: the slots of dropped calls join the abandoned ones (freed once the node is DONE)."""
+        while self._dropped:
+            self._abandoned.add(self._dropped.popleft())
 
     # ---- replies (ChannelCall) ----
 
@@ -322,6 +335,7 @@ class CommandChannel:
             self._maybe_unmap()
 
     def _maybe_unmap(self) -> None:
+        self._adopt_dropped()
         if self._closing and self._in_flight - len(self._abandoned) <= 0 and self._mmap is not None:
             self._mmap.close()
             self._mmap = None
@@ -343,6 +357,8 @@ class ChannelCall:
         self._outcome = None  # (response, error) once read
         self._fallback: Callable[[], object] | None = None  # set by EngineClient: the same call over gRPC
         self._cancelled = False  # set by cancel(): the waiter gives the slot up (abandoned) and ends CANCELLED
+        # Dropped without result() or cancel(): its slot comes back once the node has answered (see _dropped).
+        self._on_drop = weakref.finalize(self, channel._dropped.append, slot)
 
     def done(self) -> bool:
         if self._outcome is not None:  # never waits for result()'s lock, which a waiter holds for the whole wait
@@ -362,6 +378,7 @@ class ChannelCall:
                         grpc.StatusCode.DEADLINE_EXCEEDED, f"no reply within {timeout_s} s (still running)", self.method
                     )
                 self._outcome = outcome
+                self._on_drop.detach()  # the slot is back (or abandoned) already
             response, error = self._outcome
         if error is not None:
             raise error
@@ -400,14 +417,15 @@ class ChannelCall:
             return None, e
 
     def add_done_callback(self, fn: Callable[[ChannelCall], None]) -> None:
-        """Calls ``fn(self)`` once the reply (or failure) is in, on a helper thread."""
+        """Calls ``fn(self)`` once the reply (or failure) is in, on one of a few reused helper threads (at most
+        ``_CALLBACK_THREADS`` wait at once; later callbacks queue behind them)."""
 
         def run():
             with contextlib.suppress(EngineError):
                 self.result()
             fn(self)
 
-        threading.Thread(target=run, name="pegaflow-channel-callback", daemon=True).start()
+        _callback_pool().submit(run)
 
     def cancel(self) -> bool:
         """Stops waiting for the reply: the call ends CANCELLED at once (a waiter wakes within a wait slice) and its
@@ -421,9 +439,57 @@ class ChannelCall:
                     self._channel._release(self.slot, abandoned=True)
                     cancelled = EngineError(grpc.StatusCode.CANCELLED, "cancelled by the client", self.method)
                     self._outcome = (None, cancelled)
+                    self._on_drop.detach()
             finally:
                 self._lock.release()
         return True
+
+
+_CALLBACK_THREADS = 8
+
+
+class _CallbackThreads:
+    """At most ``limit`` daemon threads that run callbacks, started as needed and reused; a callback that finds every
+    thread busy queues. Daemon threads: a callback still waiting for a node never holds up the process's exit."""
+
+    def __init__(self, limit: int):
+        self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._limit = limit
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._queue.put(fn)
+            if self._idle == 0 and self._threads < self._limit:
+                self._threads += 1
+                threading.Thread(target=self._work, name="pegaflow-channel-callback", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            fn = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            try:
+                fn()
+            except Exception:  # noqa: BLE001 - a callback's failure is its own; the thread serves the next one
+                _log.exception("a command-channel call's done callback failed")
+
+
+_callbacks: tuple[int, _CallbackThreads] | None = None
+_callbacks_lock = threading.Lock()
+
+
+def _callback_pool() -> _CallbackThreads:
+    """The process's callback threads (made again in a forked child, whose copy has no threads)."""
+    global _callbacks
+    with _callbacks_lock:
+        if _callbacks is None or _callbacks[0] != os.getpid():
+            _callbacks = (os.getpid(), _CallbackThreads(_CALLBACK_THREADS))
+        return _callbacks[1]
 
 
 def _status_code(number: int) -> grpc.StatusCode:

@@ -8,6 +8,7 @@ client, a session closed with calls in flight.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import stat
@@ -15,6 +16,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -326,6 +328,48 @@ def test_a_cancelled_call_nobody_waits_for_ends_cancelled_and_its_slot_comes_bac
             assert w.client.last_path == "shm"
     finally:
         w.close()
+
+
+def test_calls_dropped_without_a_result_give_their_slots_back_once_the_node_answered(node):
+    w = Worker(node.endpoint, blocks=48, head_size=16384)
+    try:
+        hashes = random_hashes(24)
+        w.client.save(w.ctx, list(zip(range(24), hashes)))
+        slots = w.channel.slot_count
+        calls = [w.client.load_async(w.ctx, list(zip(range(24, 48), hashes))) for _ in range(slots)]
+        assert all(c.path == "shm" for c in calls), "every slot taken"
+        taken = [c.slot for c in calls]
+        del calls  # nobody asks for the results: the finalizers hand the slots over
+        gc.collect()
+        wait_until(lambda: all(w.channel._state(s) == channel.DONE for s in taken), 20, "the node answered all")
+        for _ in range(slots):
+            reply = w.client.load(w.ctx, list(zip(range(24, 48), hashes)), reply_when_done=True)
+            assert reply.done_state == 1
+            assert w.client.last_path == "shm", "a dropped call's slot came back (no fallback to gRPC)"
+    finally:
+        w.close()
+
+
+def test_done_callbacks_run_on_a_few_reused_threads(node, worker):
+    hashes = random_hashes(8)
+    worker.client.save(worker.ctx, list(zip(range(8), hashes)))
+    seen: list[str] = []
+    lock = threading.Lock()
+    rounds, per_round = 3, worker.channel.slot_count
+
+    def callback(call):
+        with lock:
+            seen.append(threading.current_thread().name)
+
+    for r in range(rounds):  # a round fills every slot; the next starts once all its callbacks ran
+        for _ in range(per_round):
+            pending = worker.client.save_async(worker.ctx, list(zip(range(8), hashes)))
+            assert isinstance(pending, channel.ChannelCall), "over the channel"
+            pending.add_done_callback(callback)
+        wait_until(lambda r=r: len(seen) == (r + 1) * per_round, 20, f"round {r}'s callbacks")
+    assert set(seen) == {"pegaflow-channel-callback"}
+    threads = [t for t in threading.enumerate() if t.name == "pegaflow-channel-callback"]
+    assert 1 <= len(threads) <= channel._CALLBACK_THREADS, f"{len(threads)} threads for {len(seen)} callbacks"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
