@@ -123,7 +123,9 @@ public final class DirectoryNode {
         ActorRef<LookupRelay.RelayReply> repliesRef = null;
         if (settings.lookupRelay()) {
             spawner.spawn(
-                    LookupRelay.create(ranges, local), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
+                    LookupRelay.create(ranges, local, self, counters),
+                    "pegaflow-directory-lookup-relay",
+                    LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
             spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
             // A system actor, whatever the spawner: the client needs its ref now, and it only completes futures.
