@@ -16,7 +16,8 @@ import org.apache.pekko.actor.typed.ActorRef;
  * coordinator. Groups the hashes by range, asks all ranges concerned at once, and assembles holders per hash, the
  * prefix available in the cluster, and whether the answer is complete.
  *
- * <p>How it asks: a range whose host it has learnt (from earlier replies) is asked through that host's {@link
+ * <p>How it asks: a range running on this node is read from its table in the caller's thread ({@link
+ * RangeState#readLookup}, as the relays do on their hosts), unless it is not complete or was being written. A range whose host it has learnt (from earlier replies) is asked through that host's {@link
  * LookupRelay}, all of that host's ranges in one message, the reply coming back to this node's one {@link
  * RelayReplies} actor under a request id; any other range directly, through its sharding {@link
  * org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef} (the ask pattern). A wrong guess costs an extra hop, never
@@ -37,10 +38,14 @@ public final class DirectoryClient {
     private final RelayReplies replies;
     private final ActorRef<LookupRelay.RelayReply> repliesRef;
     private final AtomicIntegerArray hostOf;
+    private final LocalRanges local;
+    private final DirectoryCounters counters;
 
     /**
      * @param relays each node's relay, or null to ask every range directly
      * @param replies where relay replies are awaited, and {@code repliesRef} its actor (null when {@code relays} is)
+     * @param local the ranges running on this node, read in the caller's thread (null: ask them as any other)
+     * @param counters counts the lookups answered from {@code local} (null when {@code local} is)
      */
     DirectoryClient(
             DirectoryNodes nodes,
@@ -48,7 +53,11 @@ public final class DirectoryClient {
             int maxPerMessage,
             RelayTable relays,
             RelayReplies replies,
-            ActorRef<LookupRelay.RelayReply> repliesRef) {
+            ActorRef<LookupRelay.RelayReply> repliesRef,
+            LocalRanges local,
+            DirectoryCounters counters) {
+        this.local = local;
+        this.counters = counters;
         this.nodes = nodes;
         this.ranges = ranges;
         this.maxPerMessage = maxPerMessage;
@@ -125,6 +134,9 @@ public final class DirectoryClient {
             return CompletableFuture.completedFuture(new LocateResult(new long[0], 0, true, nodes.ids()));
         }
         Plan plan = plan(fingerprints);
+        if (plan.units.isEmpty()) {
+            return CompletableFuture.completedFuture(assemble(plan, List.of()));
+        }
         List<CompletableFuture<Answer>> answers = new ArrayList<>(plan.units.size());
         for (Unit unit : plan.units) {
             answers.add(unit.relay == null ? askDirect(plan, unit, timeout) : askRelay(plan, unit, timeout));
@@ -138,11 +150,16 @@ public final class DirectoryClient {
         return replies == null ? 0 : replies.waiting();
     }
 
-    /** Which fingerprints go to which range, and which ranges go together to one relay. */
+    /**
+     * Which fingerprints go to which range, and which ranges go together to one relay; the ranges running on this node
+     * already answered ({@code localMasks}, in {@code order}'s positions, for the positions {@code answeredHere}).
+     */
     private static final class Plan {
         final long[] fingerprints;
         final int[] order; // positions of the request, grouped by range
         final List<Unit> units = new ArrayList<>();
+        long[] localMasks;
+        boolean[] answeredHere;
 
         Plan(long[] fingerprints, int[] order) {
             this.fingerprints = fingerprints;
@@ -186,6 +203,7 @@ public final class DirectoryClient {
             order[fill[rangeOf[i]]++] = i;
         }
         Plan plan = new Plan(fingerprints, order);
+        boolean[] done = readLocal(plan, count, start);
         // Per host: the ranges to relay, flushed into a unit when a message would exceed maxPerMessage.
         int nodeCount = nodes.size();
         List<List<Integer>> byHost = new ArrayList<>(nodeCount);
@@ -194,7 +212,7 @@ public final class DirectoryClient {
             byHost.add(new ArrayList<>());
         }
         for (int r = 0; r < rangeCount; r++) {
-            if (count[r] == 0) {
+            if (count[r] == 0 || (done != null && done[r])) {
                 continue;
             }
             int host = hostOf.get(r);
@@ -220,6 +238,51 @@ public final class DirectoryClient {
             }
         }
         return plan;
+    }
+
+    /**
+     * Reads the ranges running on this node from their tables in the caller's thread ({@link RangeState#readLookup}),
+     * as the relay does on each host: no message for this node's share. Returns the ranges answered (complete), or
+     * null when none was; the others are asked by message.
+     */
+    private boolean[] readLocal(Plan plan, int[] count, int[] start) {
+        if (local == null) {
+            return null;
+        }
+        boolean[] done = null;
+        long[] sorted = null;
+        long now = System.nanoTime();
+        int rangeCount = count.length;
+        for (int r = 0; r < rangeCount; r++) {
+            LocalRanges.Entry here = count[r] == 0 ? null : local.get(r);
+            if (here == null) {
+                continue;
+            }
+            if (sorted == null) {
+                sorted = new long[plan.order.length];
+                for (int p = 0; p < sorted.length; p++) {
+                    sorted[p] = plan.fingerprints[plan.order[p]];
+                }
+                plan.localMasks = new long[sorted.length];
+                done = new boolean[rangeCount];
+            }
+            if (here.view().readLookup(sorted, start[r], start[r + 1], plan.localMasks, start[r], now)
+                    == RangeState.READ_COMPLETE) {
+                done[r] = true;
+                counters.lookedUp(count[r]);
+            }
+        }
+        if (done == null) {
+            return null;
+        }
+        boolean[] atPosition = new boolean[sorted.length];
+        for (int r = 0; r < rangeCount; r++) {
+            if (done[r]) {
+                Arrays.fill(atPosition, start[r], start[r + 1], true);
+            }
+        }
+        plan.answeredHere = atPosition;
+        return done;
     }
 
     private static Unit relayUnit(ActorRef<LookupRelay.Command> relay, List<Integer> rangeList, int[] start) {
@@ -283,6 +346,13 @@ public final class DirectoryClient {
         int n = plan.fingerprints.length;
         long[] masks = new long[n];
         boolean complete = true;
+        if (plan.answeredHere != null) {
+            for (int p = 0; p < n; p++) {
+                if (plan.answeredHere[p]) {
+                    masks[plan.order[p]] = plan.localMasks[p];
+                }
+            }
+        }
         for (int u = 0; u < answers.size(); u++) {
             Unit unit = plan.units.get(u);
             Answer answer = answers.get(u).join();

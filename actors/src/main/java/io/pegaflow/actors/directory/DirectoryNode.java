@@ -132,8 +132,15 @@ public final class DirectoryNode {
             replies = new RelayReplies();
             repliesRef = system.systemActorOf(replies.behavior(), "pegaflow-directory-relay-replies", Props.empty());
         }
-        DirectoryClient client =
-                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, replies, repliesRef);
+        DirectoryClient client = new DirectoryClient(
+                nodes,
+                ranges,
+                settings.maxFingerprintsPerMessage(),
+                relays,
+                replies,
+                repliesRef,
+                settings.lookupRelay() ? local : null,
+                counters);
         return new DirectoryNode(nodes, self, settings, publisher, client, counters);
     }
 
