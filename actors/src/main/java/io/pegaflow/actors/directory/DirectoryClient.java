@@ -150,20 +150,18 @@ public final class DirectoryClient {
         return replies == null ? 0 : replies.waiting();
     }
 
-    /**
-     * Which fingerprints go to which range, and which ranges go together to one relay; the ranges running on this node
-     * already answered ({@code localMasks}, in {@code order}'s positions, for the positions {@code answeredHere}).
-     */
+    /** Which fingerprints go to which range, and which ranges go together to one relay. */
     private static final class Plan {
         final long[] fingerprints;
         final int[] order; // positions of the request, grouped by range
         final List<Unit> units = new ArrayList<>();
-        long[] localMasks;
-        boolean[] answeredHere;
+        /** The result, by request position: the local ranges' masks are read into it at once, the rest on reply. */
+        final long[] masks;
 
         Plan(long[] fingerprints, int[] order) {
             this.fingerprints = fingerprints;
             this.order = order;
+            this.masks = new long[fingerprints.length];
         }
     }
 
@@ -242,46 +240,27 @@ public final class DirectoryClient {
 
     /**
      * Reads the ranges running on this node from their tables in the caller's thread ({@link RangeState#readLookup}),
-     * as the relay does on each host: no message for this node's share. Returns the ranges answered (complete), or
-     * null when none was; the others are asked by message.
+     * as the relay does on each host, straight into the result's masks: no message for this node's share. Returns the
+     * ranges answered (complete), or null when none was; the others are asked by message.
      */
     private boolean[] readLocal(Plan plan, int[] count, int[] start) {
         if (local == null) {
             return null;
         }
         boolean[] done = null;
-        long[] sorted = null;
         long now = System.nanoTime();
-        int rangeCount = count.length;
-        for (int r = 0; r < rangeCount; r++) {
+        for (int r = 0; r < count.length; r++) {
             LocalRanges.Entry here = count[r] == 0 ? null : local.get(r);
-            if (here == null) {
-                continue;
-            }
-            if (sorted == null) {
-                sorted = new long[plan.order.length];
-                for (int p = 0; p < sorted.length; p++) {
-                    sorted[p] = plan.fingerprints[plan.order[p]];
+            if (here != null
+                    && here.view().readLookup(plan.fingerprints, plan.order, start[r], start[r + 1], plan.masks, now)
+                            == RangeState.READ_COMPLETE) {
+                if (done == null) {
+                    done = new boolean[count.length];
                 }
-                plan.localMasks = new long[sorted.length];
-                done = new boolean[rangeCount];
-            }
-            if (here.view().readLookup(sorted, start[r], start[r + 1], plan.localMasks, start[r], now)
-                    == RangeState.READ_COMPLETE) {
                 done[r] = true;
                 counters.lookedUp(count[r]);
             }
         }
-        if (done == null) {
-            return null;
-        }
-        boolean[] atPosition = new boolean[sorted.length];
-        for (int r = 0; r < rangeCount; r++) {
-            if (done[r]) {
-                Arrays.fill(atPosition, start[r], start[r + 1], true);
-            }
-        }
-        plan.answeredHere = atPosition;
         return done;
     }
 
@@ -344,15 +323,8 @@ public final class DirectoryClient {
 
     private LocateResult assemble(Plan plan, List<CompletableFuture<Answer>> answers) {
         int n = plan.fingerprints.length;
-        long[] masks = new long[n];
+        long[] masks = plan.masks;
         boolean complete = true;
-        if (plan.answeredHere != null) {
-            for (int p = 0; p < n; p++) {
-                if (plan.answeredHere[p]) {
-                    masks[plan.order[p]] = plan.localMasks[p];
-                }
-            }
-        }
         for (int u = 0; u < answers.size(); u++) {
             Unit unit = plan.units.get(u);
             Answer answer = answers.get(u).join();

@@ -209,7 +209,7 @@ public final class LookupRelay {
                 }
                 LocalRanges.Entry here = local.get(range);
                 if (here != null
-                        && here.view().readLookup(fps, offset[i], offset[i + 1], p.masks, offset[i], now)
+                        && here.view().readLookup(fps, null, offset[i], offset[i + 1], p.masks, now)
                                 == RangeState.READ_COMPLETE) {
                     // Read from the range's table in this handler: no message, no wake-up of the entity.
                     p.answeredHere(i, selfNode);

@@ -311,32 +311,37 @@ public final class RangeState {
     private static final int READ_ATTEMPTS = 3;
 
     /**
-     * Holder masks of {@code fingerprints[from, to)} into {@code masks[at, at + to - from)}, from <b>any thread</b>
-     * while the owner keeps changing the state: an optimistic read of the table (and of what {@link #complete} reads)
-     * validated against {@link #writes}, retried a few times, never blocking. A result other than {@link
-     * #READ_FAILED} is exactly what a {@link BlockRange.Command.Lookup} handled at one instant between the read's
-     * start and end would answer: no mask torn, no entry the table held missed. The reads of a changing table can see
-     * anything (a half-moved entry, an array being filled by a resize), so the probe is bounded and takes its length
-     * from the array it reads; the validation throws all of that away.
+     * Holder masks of the fingerprints at positions {@code [from, to)} into the same positions of {@code masks}, from
+     * <b>any thread</b> while the owner keeps changing the state: an optimistic read of the table (and of what {@link
+     * #complete} reads) validated against {@link #writes}, retried a few times, never blocking. Position {@code p} is
+     * index {@code p} of both arrays, or {@code order[p]} when {@code order} is given (a caller whose fingerprints of
+     * one range are spread over its request). A result other than {@link #READ_FAILED} is exactly what a {@link
+     * BlockRange.Command.Lookup} handled at one instant between the read's start and end would answer: no mask torn,
+     * no entry the table held missed. The reads of a changing table can see anything (a half-moved entry, an array
+     * being filled by a resize), so the probe is bounded and takes its length from the array it reads; the validation
+     * throws all of that away.
      *
-     * @return {@link #READ_COMPLETE}, {@link #READ_INCOMPLETE} or {@link #READ_FAILED}
+     * @return {@link #READ_COMPLETE}, {@link #READ_INCOMPLETE} or {@link #READ_FAILED} (the masks read zeroed)
      */
-    int readLookup(long[] fingerprints, int from, int to, long[] masks, int at, long nowNanos) {
+    int readLookup(long[] fingerprints, int[] order, int from, int to, long[] masks, long nowNanos) {
         for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
             long stamp = writes.tryOptimisticRead();
             if (stamp == 0) {
                 break; // the owner is writing now: the caller asks the entity instead of spinning
             }
-            for (int i = from, k = at; i < to; i++, k++) {
+            for (int p = from; p < to; p++) {
+                int i = order == null ? p : order[p];
                 long fp = fingerprints[i];
-                masks[k] = fp == 0 ? 0 : holders.getRacy(fp);
+                masks[i] = fp == 0 ? 0 : holders.getRacy(fp);
             }
             boolean complete = complete(nowNanos);
             if (writes.validate(stamp)) {
                 return complete ? READ_COMPLETE : READ_INCOMPLETE;
             }
         }
-        java.util.Arrays.fill(masks, at, at + (to - from), 0);
+        for (int p = from; p < to; p++) {
+            masks[order == null ? p : order[p]] = 0;
+        }
         return READ_FAILED;
     }
 

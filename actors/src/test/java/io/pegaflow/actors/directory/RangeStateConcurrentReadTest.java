@@ -52,9 +52,16 @@ class RangeStateConcurrentReadTest {
         state.onPublish(publish(A, stable, new long[0]), 1);
         state.onPublish(new BlockRange.Command.Publish(B, UID_B, 1, stable, new long[0]), 1);
 
-        long[] asked = new long[STABLE + GROUP];
-        System.arraycopy(stable, 0, asked, 0, STABLE);
-        System.arraycopy(group, 0, asked, STABLE, GROUP);
+        // Positions 1..STABLE+GROUP, visited through an order that reverses them; the first and last stay unread.
+        long[] asked = new long[STABLE + GROUP + 2];
+        System.arraycopy(stable, 0, asked, 1, STABLE);
+        System.arraycopy(group, 0, asked, 1 + STABLE, GROUP);
+        asked[0] = stable[0];
+        asked[asked.length - 1] = stable[0];
+        int[] order = new int[asked.length];
+        for (int p = 1; p < asked.length - 1; p++) {
+            order[p] = asked.length - 1 - p;
+        }
         long both = DirectoryNodes.bit(A) | DirectoryNodes.bit(B);
 
         AtomicBoolean writing = new AtomicBoolean(true);
@@ -67,19 +74,19 @@ class RangeStateConcurrentReadTest {
         List<Thread> readers = new ArrayList<>();
         for (int r = 0; r < READERS; r++) {
             readers.add(Thread.ofPlatform().name("reader-" + r).start(() -> {
-                long[] masks = new long[asked.length + 2];
+                long[] masks = new long[asked.length];
                 ready.countDown();
                 while (writing.get()) {
-                    // Read into the middle of the array: the offsets are honoured, the edges stay untouched.
+                    // Only the positions asked are written.
                     masks[0] = 7;
                     masks[masks.length - 1] = 7;
-                    int result = state.readLookup(asked, 0, asked.length, masks, 1, 1);
+                    int result = state.readLookup(asked, order, 1, asked.length - 1, masks, 1);
                     if (masks[0] != 7 || masks[masks.length - 1] != 7) {
-                        wrong.compareAndSet(null, "wrote outside masks[1, " + (asked.length + 1) + ")");
+                        wrong.compareAndSet(null, "wrote outside the positions asked");
                     }
                     if (result == RangeState.READ_FAILED) {
                         failed.incrementAndGet();
-                        for (int i = 1; i <= asked.length; i++) {
+                        for (int i = 1; i < asked.length - 1; i++) {
                             if (masks[i] != 0) {
                                 wrong.compareAndSet(null, "a failed read left mask " + masks[i] + " at " + (i - 1));
                             }
@@ -140,15 +147,15 @@ class RangeStateConcurrentReadTest {
         state.onPublish(publish(A, stable, new long[0]), 1);
         state.memberPresent(B, UID_B, true, 1);
         long[] masks = new long[STABLE];
-        assertEquals(RangeState.READ_INCOMPLETE, state.readLookup(stable, 0, STABLE, masks, 0, 2));
+        assertEquals(RangeState.READ_INCOMPLETE, state.readLookup(stable, null, 0, STABLE, masks, 2));
         long[] expected = new long[STABLE];
         Arrays.fill(expected, DirectoryNodes.bit(A));
         assertArrayEquals(expected, masks, "an incomplete read still shows what the table holds");
         long id = ++requestId;
         state.requested(B, id, 2);
         state.onHoldings(new BlockRange.Command.Holdings(B, UID_B, id, 0, 0, true, new long[0]), 3);
-        assertEquals(RangeState.READ_COMPLETE, state.readLookup(stable, 0, STABLE, masks, 0, 4));
-        assertEquals(RangeState.READ_COMPLETE, state.readLookup(stable, 0, 0, masks, 0, 4), "an empty segment");
+        assertEquals(RangeState.READ_COMPLETE, state.readLookup(stable, null, 0, STABLE, masks, 4));
+        assertEquals(RangeState.READ_COMPLETE, state.readLookup(stable, null, 0, 0, masks, 4), "an empty segment");
     }
 
     private BlockRange.Command.Publish publish(int node, long[] added, long[] removed) {

@@ -43,8 +43,8 @@ import java.util.concurrent.TimeUnit;
  * plain} (default) times the calls with {@link PlainLocateClient} (grpc-java, a lean client as a router would use);
  * {@code pekko} with the pekko-grpc generated client (heavier: its CPU shows in the client's share). The system
  * property {@code locate.bench.nodeFlags} adds JVM flags to the node processes (space-separated, e.g. a JFR
- * recording); the timed window's wall-clock bounds are printed ({@code timed window (epoch ms)}) to cut such a
- * recording to it.
+ * recording), {@code locate.bench.jfrDumpDir} dumps such a recording of each node before the nodes are killed; the
+ * timed window's wall-clock bounds are printed ({@code timed window (epoch ms)}) to cut a recording to it.
  */
 public final class LocateGrpcBench {
     private static final int HASHES = 1000;
@@ -198,6 +198,7 @@ public final class LocateGrpcBench {
             System.out.printf(
                     "CPU per call by process (children in start order): %s; net of idle CPU: %.2f ms per call%n",
                     each, net);
+            dumpRecordings(System.getProperty("locate.bench.jfrDumpDir", ""));
             double wallMs = (System.nanoTime() - wall0) / 1e6 / calls;
             Arrays.sort(ns);
             System.out.printf(
@@ -224,6 +225,33 @@ public final class LocateGrpcBench {
             }
             nodes.forEach(NodeProcess::close);
             Files.deleteIfExists(shm);
+        }
+    }
+
+    /**
+     * With {@code -Dlocate.bench.jfrDumpDir=DIR} (and a recording started through {@code locate.bench.nodeFlags}),
+     * dumps each node's flight recording to {@code DIR/node-<k>.jfr} before the nodes are killed.
+     */
+    private static void dumpRecordings(String dir) throws Exception {
+        if (dir.isEmpty()) {
+            return;
+        }
+        String jcmd = Path.of(System.getProperty("java.home"), "bin", "jcmd").toString();
+        List<ProcessHandle> children = ProcessHandle.current()
+                .children()
+                .sorted(java.util.Comparator.comparingLong(ProcessHandle::pid))
+                .toList();
+        for (int k = 0; k < children.size(); k++) {
+            Path file = Path.of(dir, "node-" + (k + 1) + ".jfr");
+            Process p = new ProcessBuilder(
+                            jcmd, Long.toString(children.get(k).pid()), "JFR.dump", "filename=" + file.toAbsolutePath())
+                    .redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                    .start();
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+            }
+            System.out.println("recording of node " + (k + 1) + ": " + file);
         }
     }
 
