@@ -3,10 +3,10 @@ package io.pegaflow.fabric.grpc;
 import io.grpc.KnownLength;
 import io.grpc.MethodDescriptor;
 import java.io.ByteArrayInputStream;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.util.Arrays;
 
 /**
  * The request side of every node method: the message's bytes as they came, parsed later by {@link NodeCalls} (so a
@@ -33,13 +33,17 @@ final class RequestBytes implements MethodDescriptor.Marshaller<byte[]> {
             // chunks and copies them into the result, about twice the message in garbage per call).
             byte[] bytes = new byte[stream.available()];
             int read = stream.readNBytes(bytes, 0, bytes.length);
-            byte[] rest = stream.readAllBytes();
-            if (read == bytes.length && rest.length == 0) {
+            int next = read == bytes.length ? stream.read() : -2; // not readAllBytes: it allocates 16 KiB to see EOF
+            if (next == -1) {
                 return bytes;
             }
-            byte[] all = Arrays.copyOf(bytes, read + rest.length);
-            System.arraycopy(rest, 0, all, read, rest.length);
-            return all;
+            ByteArrayOutputStream all = new ByteArrayOutputStream(read + 8192);
+            all.write(bytes, 0, read);
+            if (next >= 0) {
+                all.write(next);
+            }
+            stream.transferTo(all);
+            return all.toByteArray();
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
