@@ -8,8 +8,8 @@ import java.util.concurrent.locks.StampedLock;
  * What one {@link BlockRange} knows: holders per fingerprint of its slice, and per node which incarnation it trusts
  * and how far that node's publishes have been applied. Single-threaded logic (the entity owns it), so the ordering
  * rules can be tested without a cluster; the one exception is {@link #readLookup}, which any thread may call (the
- * node's {@link LookupRelay} answers a host's share of a locate from the tables of its ranges in one handler). Public for the memory benchmark ({@code bench/}); nothing else
- * outside this package should need it.
+ * node's {@link LookupRelay} answers a host's share of a locate from the tables of its ranges in one handler).
+ * Public for the memory benchmark ({@code bench/}); nothing else outside this package should need it.
  *
  * <h2>The rules</h2>
  *
