@@ -7,7 +7,9 @@
 #          runtime jars and the bench jar, which holds io.pegaflow.bench.fabric.LocateGrpcBench).
 #   env:   CALLS=3000 WARMUP=1500 timed and warm-up calls per run; FORMS="packed legacy" the request forms to run
 #          (packed: packed_hashes + packed reply, this release's clients; legacy: one bytes per hash and the per-hash
-#          blocks reply, the previous release's clients); OUT=dir for the results (the device tool sets it).
+#          blocks reply, the previous release's clients); CLIENT=plain (grpc-java, lean: the default) or pekko (the
+#          pekko-grpc client); NODEFLAGS="..." extra JVM flags for the three node processes (e.g. -XX:+UseZGC);
+#          OUT=dir for the results (the device tool sets it).
 # Expected time: ~50 s per form (cluster start ~15 s, 5 s idle CPU sample, 4,500 calls), < 2 min for both.
 # Prints per form p50/p90/p99/max and the CPU each process spent per call (client, n1, n2, n3 = the answering node).
 set -u
@@ -17,13 +19,16 @@ OUT=${OUT:-/tmp/pegaflow-locate-out}
 CALLS=${CALLS:-3000}
 WARMUP=${WARMUP:-1500}
 FORMS=${FORMS:-packed legacy}
+CLIENT=${CLIENT:-plain}
+NODE_PROPS=()
+[ -n "${NODEFLAGS:-}" ] && NODE_PROPS=("-Dlocate.bench.nodeFlags=$NODEFLAGS")
 mkdir -p "$OUT"
 SUMMARY="$OUT/locate-summary.txt"
 : >"$SUMMARY"
 status=0
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
-note "date $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), calls $CALLS, warm-up $WARMUP"
+note "date $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), calls $CALLS, warm-up $WARMUP, client $CLIENT, node flags ${NODEFLAGS:-none}"
 note "cpus $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 note "java $("$J" -version 2>&1 | head -1)"
 found=$(python3 -c 'import glob, sys, zipfile
@@ -35,9 +40,9 @@ if [ "$found" = MISSING ] || [ ! -x "$J" ]; then
   exit 2
 fi
 for form in $FORMS; do
-  echo "=== LocateGrpcBench $CALLS $WARMUP $form"
+  echo "=== LocateGrpcBench $CALLS $WARMUP $form $CLIENT"
   t0=$SECONDS
-  timeout --kill-after=10 150 "$J" $F -cp "$CP" io.pegaflow.bench.fabric.LocateGrpcBench "$CALLS" "$WARMUP" "$form" \
+  timeout --kill-after=10 150 "$J" $F "${NODE_PROPS[@]}" -cp "$CP" io.pegaflow.bench.fabric.LocateGrpcBench "$CALLS" "$WARMUP" "$form" "$CLIENT" \
     2>&1 | grep -v '^WARNING' | tee "$OUT/locate-$form.txt"
   rc=${PIPESTATUS[0]}
   note "form $form: rc=$rc ($((SECONDS - t0)) s)$([ "$rc" = 124 ] && echo ' TIMED OUT')"

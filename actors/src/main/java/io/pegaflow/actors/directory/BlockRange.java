@@ -208,7 +208,7 @@ public final class BlockRange extends AbstractBehavior<BlockRange.Command> {
                         context.messageAdapter(Receptionist.Listing.class, ProvidersChanged::new)));
         context.getLog().debug("directory range {} starting on node {}", range, nodes.idOf(selfNode));
         counters.rangeStarted();
-        local.started(range, context.getSelf());
+        local.started(range, context.getSelf(), state);
         afterChange();
     }
 

@@ -16,8 +16,10 @@ import org.apache.pekko.actor.typed.ActorRef;
  * coordinator. Groups the hashes by range, asks all ranges concerned at once, and assembles holders per hash, the
  * prefix available in the cluster, and whether the answer is complete.
  *
- * <p>How it asks: a range whose host it has learnt (from earlier replies) is asked through that host's {@link
- * LookupRelay}, all of that host's ranges in one message, the reply coming back to this node's one {@link
+ * <p>How it asks: a range running on this node is read from its table in the caller's thread ({@link
+ * RangeState#readLookup}, as the relays do on their hosts), unless it is not complete or was being written. A range
+ * whose host it has learnt (from earlier replies) is asked through that host's {@link LookupRelay}, all of that
+ * host's ranges in one message, the reply coming back to this node's one {@link
  * RelayReplies} actor under a request id; any other range directly, through its sharding {@link
  * org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef} (the ask pattern). A wrong guess costs an extra hop, never
  * a wrong answer; a relay that does not answer makes its ranges unknown again, so the next call asks them directly.
@@ -37,10 +39,14 @@ public final class DirectoryClient {
     private final RelayReplies replies;
     private final ActorRef<LookupRelay.RelayReply> repliesRef;
     private final AtomicIntegerArray hostOf;
+    private final LocalRanges local;
+    private final DirectoryCounters counters;
 
     /**
      * @param relays each node's relay, or null to ask every range directly
      * @param replies where relay replies are awaited, and {@code repliesRef} its actor (null when {@code relays} is)
+     * @param local the ranges running on this node, read in the caller's thread (null: ask them as any other)
+     * @param counters counts the lookups answered from {@code local} (null when {@code local} is)
      */
     DirectoryClient(
             DirectoryNodes nodes,
@@ -48,7 +54,11 @@ public final class DirectoryClient {
             int maxPerMessage,
             RelayTable relays,
             RelayReplies replies,
-            ActorRef<LookupRelay.RelayReply> repliesRef) {
+            ActorRef<LookupRelay.RelayReply> repliesRef,
+            LocalRanges local,
+            DirectoryCounters counters) {
+        this.local = local;
+        this.counters = counters;
         this.nodes = nodes;
         this.ranges = ranges;
         this.maxPerMessage = maxPerMessage;
@@ -125,6 +135,9 @@ public final class DirectoryClient {
             return CompletableFuture.completedFuture(new LocateResult(new long[0], 0, true, nodes.ids()));
         }
         Plan plan = plan(fingerprints);
+        if (plan.units.isEmpty()) {
+            return CompletableFuture.completedFuture(assemble(plan, List.of()));
+        }
         List<CompletableFuture<Answer>> answers = new ArrayList<>(plan.units.size());
         for (Unit unit : plan.units) {
             answers.add(unit.relay == null ? askDirect(plan, unit, timeout) : askRelay(plan, unit, timeout));
@@ -143,10 +156,13 @@ public final class DirectoryClient {
         final long[] fingerprints;
         final int[] order; // positions of the request, grouped by range
         final List<Unit> units = new ArrayList<>();
+        /** The result, by request position: the local ranges' masks are read into it at once, the rest on reply. */
+        final long[] masks;
 
         Plan(long[] fingerprints, int[] order) {
             this.fingerprints = fingerprints;
             this.order = order;
+            this.masks = new long[fingerprints.length];
         }
     }
 
@@ -186,6 +202,7 @@ public final class DirectoryClient {
             order[fill[rangeOf[i]]++] = i;
         }
         Plan plan = new Plan(fingerprints, order);
+        boolean[] done = readLocal(plan, count, start);
         // Per host: the ranges to relay, flushed into a unit when a message would exceed maxPerMessage.
         int nodeCount = nodes.size();
         List<List<Integer>> byHost = new ArrayList<>(nodeCount);
@@ -194,7 +211,7 @@ public final class DirectoryClient {
             byHost.add(new ArrayList<>());
         }
         for (int r = 0; r < rangeCount; r++) {
-            if (count[r] == 0) {
+            if (count[r] == 0 || (done != null && done[r])) {
                 continue;
             }
             int host = hostOf.get(r);
@@ -220,6 +237,32 @@ public final class DirectoryClient {
             }
         }
         return plan;
+    }
+
+    /**
+     * Reads the ranges running on this node from their tables in the caller's thread ({@link RangeState#readLookup}),
+     * as the relay does on each host, straight into the result's masks: no message for this node's share. Returns the
+     * ranges answered (complete), or null when none was; the others are asked by message.
+     */
+    private boolean[] readLocal(Plan plan, int[] count, int[] start) {
+        if (local == null) {
+            return null;
+        }
+        boolean[] done = null;
+        long now = System.nanoTime();
+        for (int r = 0; r < count.length; r++) {
+            LocalRanges.Entry here = count[r] == 0 ? null : local.get(r);
+            if (here != null
+                    && here.view().readLookup(plan.fingerprints, plan.order, start[r], start[r + 1], plan.masks, now)
+                            == RangeState.READ_COMPLETE) {
+                if (done == null) {
+                    done = new boolean[count.length];
+                }
+                done[r] = true;
+                counters.lookedUp(count[r]);
+            }
+        }
+        return done;
     }
 
     private static Unit relayUnit(ActorRef<LookupRelay.Command> relay, List<Integer> rangeList, int[] start) {
@@ -281,7 +324,7 @@ public final class DirectoryClient {
 
     private LocateResult assemble(Plan plan, List<CompletableFuture<Answer>> answers) {
         int n = plan.fingerprints.length;
-        long[] masks = new long[n];
+        long[] masks = plan.masks;
         boolean complete = true;
         for (int u = 0; u < answers.size(); u++) {
             Unit unit = plan.units.get(u);

@@ -123,15 +123,24 @@ public final class DirectoryNode {
         ActorRef<LookupRelay.RelayReply> repliesRef = null;
         if (settings.lookupRelay()) {
             spawner.spawn(
-                    LookupRelay.create(ranges, local), "pegaflow-directory-lookup-relay", LookupRelay.Command.class);
+                    LookupRelay.create(ranges, local, self, counters),
+                    "pegaflow-directory-lookup-relay",
+                    LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());
             spawner.spawn(RelayTable.tracker(relays, nodes, self), "pegaflow-directory-relays", Object.class);
             // A system actor, whatever the spawner: the client needs its ref now, and it only completes futures.
             replies = new RelayReplies();
             repliesRef = system.systemActorOf(replies.behavior(), "pegaflow-directory-relay-replies", Props.empty());
         }
-        DirectoryClient client =
-                new DirectoryClient(nodes, ranges, settings.maxFingerprintsPerMessage(), relays, replies, repliesRef);
+        DirectoryClient client = new DirectoryClient(
+                nodes,
+                ranges,
+                settings.maxFingerprintsPerMessage(),
+                relays,
+                replies,
+                repliesRef,
+                settings.lookupRelay() ? local : null,
+                counters);
         return new DirectoryNode(nodes, self, settings, publisher, client, counters);
     }
 

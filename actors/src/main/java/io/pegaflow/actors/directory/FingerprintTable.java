@@ -14,7 +14,8 @@ package io.pegaflow.actors.directory;
  * 0.54 and between growths it stays in [0.54, 0.75]: 21–30 bytes per entry. Shrinks to load 0.5 when deletions bring
  * it under {@value #MIN_LOAD}.
  *
- * <p>Not thread-safe: one owner (an actor, or code holding a lock).
+ * <p>Not thread-safe: one owner (an actor, or code holding a lock); {@link #getRacy} alone may race it, for a reader
+ * that validates its read.
  */
 public final class FingerprintTable {
     static final double MAX_LOAD = 0.75;
@@ -72,6 +73,31 @@ public final class FingerprintTable {
                 return 0;
             }
         }
+    }
+
+    /**
+     * The value of {@code key} as a thread racing the owner's writes sees it: never throws and always returns (the
+     * capacity is taken from the array read, the probe stops after one lap), but the value means something only if
+     * the caller then validates that no write overlapped the read (as {@link RangeState#readLookup} does).
+     */
+    long getRacy(long key) {
+        long[] s = slots;
+        int cap = s.length >>> 1;
+        if (key == 0 || cap == 0) {
+            return 0;
+        }
+        int i = home(key, cap);
+        for (int probes = 0; probes < cap; probes++) {
+            long k = s[2 * i];
+            if (k == key) {
+                return s[2 * i + 1];
+            }
+            if (k == 0) {
+                return 0;
+            }
+            i = i + 1 == cap ? 0 : i + 1;
+        }
+        return 0;
     }
 
     /** Sets {@code key} to {@code value}; 0 removes it. Returns the previous value (0 when absent). */
@@ -252,6 +278,10 @@ public final class FingerprintTable {
     }
 
     private int home(long key) {
+        return home(key, capacity);
+    }
+
+    private static int home(long key, int capacity) {
         return (int) Math.unsignedMultiplyHigh(key * SPREAD, capacity);
     }
 

@@ -6,7 +6,9 @@ package io.pegaflow.actors.directory;
  * "humongous" object rounded up to whole regions (a 2.8 MB table in 2 MB regions takes 4 MB), and a range of a node
  * holding tens of millions of entries would otherwise cross that line; it also makes growth copy 1/16 of the range at
  * a time, and spreads the parts over different points of their growth, so the memory per entry averages out instead
- * of every range jumping at once. Not thread-safe (one owner, the range entity).
+ * of every range jumping at once. Not thread-safe (one owner, the range entity), except {@link #getRacy}, which any
+ * thread may call if it validates what it read (a {@link java.util.concurrent.locks.StampedLock} in {@link
+ * RangeState}).
  */
 final class HolderTable {
     static final int PARTS = 16;
@@ -25,6 +27,11 @@ final class HolderTable {
 
     long get(long fp) {
         return part(fp).get(fp);
+    }
+
+    /** {@link FingerprintTable#getRacy}: for a reader racing the owner, whose result it validates itself. */
+    long getRacy(long fp) {
+        return part(fp).getRacy(fp);
     }
 
     long or(long fp, long bits) {

@@ -4,30 +4,38 @@ import java.util.concurrent.atomic.AtomicReferenceArray;
 import org.apache.pekko.actor.typed.ActorRef;
 
 /**
- * The {@link BlockRange} entities running on this node, by range: each entity enters itself when it starts and leaves
- * when it stops. The {@link LookupRelay} tells a range found here directly instead of through the sharding region
- * (which costs two more mailbox hops per range and was the largest cost of a relayed lookup once serialization was
- * cheap). A ref read just before its entity stops leads to a lost lookup, which the relay's timeout turns into an
- * incomplete answer, as for any range that does not answer. Thread-safe.
+ * The {@link BlockRange} entities running on this node, by range: each entity enters itself (its ref and its {@link
+ * RangeState}, the read view) when it starts and leaves when it stops. The {@link LookupRelay} reads a range found
+ * here through {@link RangeState#readLookup} in its own handler, and when that read is not a complete answer tells
+ * the entity directly instead of through the sharding region (two more mailbox hops per range). An entry read just
+ * before its entity stops leads to a read of a table nobody changes any more (it was current when the entity
+ * stopped: a handoff holds the range's messages until the new host runs) or to a lost lookup, which the relay's
+ * timeout turns into an incomplete answer, as for any range that does not answer. Thread-safe.
  */
 final class LocalRanges {
-    private final AtomicReferenceArray<ActorRef<BlockRange.Command>> refs;
+    /** A running entity and its state (the state is safe to read only through {@link RangeState#readLookup}). */
+    record Entry(ActorRef<BlockRange.Command> ref, RangeState view) {}
+
+    private final AtomicReferenceArray<Entry> entries;
 
     LocalRanges(int rangeCount) {
-        refs = new AtomicReferenceArray<>(rangeCount);
+        entries = new AtomicReferenceArray<>(rangeCount);
     }
 
     /** The entity of {@code range} running on this node, or null. */
-    ActorRef<BlockRange.Command> get(int range) {
-        return refs.get(range);
+    Entry get(int range) {
+        return entries.get(range);
     }
 
-    void started(int range, ActorRef<BlockRange.Command> self) {
-        refs.set(range, self);
+    void started(int range, ActorRef<BlockRange.Command> self, RangeState view) {
+        entries.set(range, new Entry(self, view));
     }
 
-    /** Leaves the entry only if it is still {@code self} (a newer incarnation may have entered already). */
+    /** Leaves the entry only if it is still {@code self}'s (a newer incarnation may have entered already). */
     void stopped(int range, ActorRef<BlockRange.Command> self) {
-        refs.compareAndSet(range, self, null);
+        Entry e = entries.get(range);
+        if (e != null && e.ref().equals(self)) {
+            entries.compareAndSet(range, e, null);
+        }
     }
 }

@@ -2,12 +2,14 @@ package io.pegaflow.actors.directory;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.StampedLock;
 
 /**
  * What one {@link BlockRange} knows: holders per fingerprint of its slice, and per node which incarnation it trusts
- * and how far that node's publishes have been applied. Plain single-threaded logic (the entity owns it), so the
- * ordering rules can be tested without a cluster. Public for the memory benchmark ({@code bench/}); nothing else
- * outside this package should need it.
+ * and how far that node's publishes have been applied. Single-threaded logic (the entity owns it), so the ordering
+ * rules can be tested without a cluster; the one exception is {@link #readLookup}, which any thread may call (the
+ * node's {@link LookupRelay} answers a host's share of a locate from the tables of its ranges in one handler).
+ * Public for the memory benchmark ({@code bench/}); nothing else outside this package should need it.
  *
  * <h2>The rules</h2>
  *
@@ -54,6 +56,12 @@ public final class RangeState {
     private final int logLimit;
 
     private final HolderTable holders = new HolderTable();
+    /**
+     * Taken (exclusively, by the owner, never contended by readers) around every change that a lookup can see: the
+     * table and what {@link #complete} reads. {@link #readLookup} only reads optimistically and validates.
+     */
+    private final StampedLock writes = new StampedLock();
+
     private final long[] incarnation;
     private final Phase[] phase;
     private final boolean[] up;
@@ -108,7 +116,9 @@ public final class RangeState {
 
     /** The range has read the cluster's membership (until then nothing it answers is complete). */
     public void membershipKnown() {
+        long stamp = writes.writeLock();
         membershipKnown = true;
+        writes.unlockWrite(stamp);
     }
 
     /**
@@ -116,6 +126,15 @@ public final class RangeState {
      * replaces the old one's holdings and is asked for its own.
      */
     public void memberPresent(int node, long uid, boolean isUp, long nowNanos) {
+        long stamp = writes.writeLock();
+        try {
+            memberPresentLocked(node, uid, isUp, nowNanos);
+        } finally {
+            writes.unlockWrite(stamp);
+        }
+    }
+
+    private void memberPresentLocked(int node, long uid, boolean isUp, long nowNanos) {
         if (!validNode(node) || uid == 0) {
             return;
         }
@@ -135,6 +154,15 @@ public final class RangeState {
 
     /** Member {@code uid} of node {@code node} is leaving or gone: its holdings are purged. */
     public void memberGone(int node, long uid) {
+        long stamp = writes.writeLock();
+        try {
+            memberGoneLocked(node, uid);
+        } finally {
+            writes.unlockWrite(stamp);
+        }
+    }
+
+    private void memberGoneLocked(int node, long uid) {
         if (!validNode(node) || incarnation[node] != uid || uid == 0) {
             return;
         }
@@ -149,6 +177,15 @@ public final class RangeState {
 
     /** Applies a publish by the rules above. */
     public void onPublish(BlockRange.Command.Publish p, long nowNanos) {
+        long stamp = writes.writeLock();
+        try {
+            onPublishLocked(p, nowNanos);
+        } finally {
+            writes.unlockWrite(stamp);
+        }
+    }
+
+    private void onPublishLocked(BlockRange.Command.Publish p, long nowNanos) {
         int node = p.node();
         if (!validNode(node) || incarnation[node] != p.incarnation() || phase[node] == Phase.ABSENT) {
             ignoredMessages++;
@@ -176,6 +213,15 @@ public final class RangeState {
 
     /** Applies one chunk of a node's holdings answer by the rules above. */
     public void onHoldings(BlockRange.Command.Holdings h, long nowNanos) {
+        long stamp = writes.writeLock();
+        try {
+            onHoldingsLocked(h, nowNanos);
+        } finally {
+            writes.unlockWrite(stamp);
+        }
+    }
+
+    private void onHoldingsLocked(BlockRange.Command.Holdings h, long nowNanos) {
         int node = h.node();
         if (!validNode(node)
                 || incarnation[node] != h.incarnation()
@@ -253,6 +299,50 @@ public final class RangeState {
             long fp = fingerprints[i];
             masks[i] = fp == 0 ? 0 : holders.get(fp);
         }
+    }
+
+    /** {@link #readLookup}: the masks are a consistent read and the range is complete. */
+    static final int READ_COMPLETE = 1;
+    /** {@link #readLookup}: the masks are a consistent read; the range is not complete (rebuilding). */
+    static final int READ_INCOMPLETE = 0;
+    /** {@link #readLookup}: no consistent read (the owner was changing the table); the masks were zeroed. */
+    static final int READ_FAILED = -1;
+
+    private static final int READ_ATTEMPTS = 3;
+
+    /**
+     * Holder masks of the fingerprints at positions {@code [from, to)} into the same positions of {@code masks}, from
+     * <b>any thread</b> while the owner keeps changing the state: an optimistic read of the table (and of what {@link
+     * #complete} reads) validated against {@link #writes}, retried a few times, never blocking. Position {@code p} is
+     * index {@code p} of both arrays, or {@code order[p]} when {@code order} is given (a caller whose fingerprints of
+     * one range are spread over its request). A result other than {@link #READ_FAILED} is exactly what a {@link
+     * BlockRange.Command.Lookup} handled at one instant between the read's start and end would answer: no mask torn,
+     * no entry the table held missed. The reads of a changing table can see anything (a half-moved entry, an array
+     * being filled by a resize), so the probe is bounded and takes its length from the array it reads; the validation
+     * throws all of that away.
+     *
+     * @return {@link #READ_COMPLETE}, {@link #READ_INCOMPLETE} or {@link #READ_FAILED} (the masks read zeroed)
+     */
+    int readLookup(long[] fingerprints, int[] order, int from, int to, long[] masks, long nowNanos) {
+        for (int attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+            long stamp = writes.tryOptimisticRead();
+            if (stamp == 0) {
+                break; // the owner is writing now: the caller asks the entity instead of spinning
+            }
+            for (int p = from; p < to; p++) {
+                int i = order == null ? p : order[p];
+                long fp = fingerprints[i];
+                masks[i] = fp == 0 ? 0 : holders.getRacy(fp);
+            }
+            boolean complete = complete(nowNanos);
+            if (writes.validate(stamp)) {
+                return complete ? READ_COMPLETE : READ_INCOMPLETE;
+            }
+        }
+        for (int p = from; p < to; p++) {
+            masks[order == null ? p : order[p]] = 0;
+        }
+        return READ_FAILED;
     }
 
     /** Whether a lookup answered now reflects every Up node's holdings (rule 4). */

@@ -11,8 +11,10 @@
  *
  * <p>Threading: actors (BlockRange, HoldingsProvider, PublishFlusher, RangeKeeper) own their state and never block;
  * LocalHoldings scans run on {@code pegaflow.directory.holdings-dispatcher}. FingerprintTable and RangeState are not
- * thread-safe (one owner each). DirectoryPublisher and DirectoryClient are thread-safe and never block the caller
- * beyond a short internal lock (publisher). LocalRanges (atomic array) and DirectorySerializer (stateless, Pekko calls it
+ * thread-safe (one owner each), except {@code RangeState.readLookup} (and the table's {@code getRacy} under it): the
+ * LookupRelay reads a local range's table from its own thread optimistically, validated against a StampedLock the
+ * owning entity takes around each change (readers never take it, so the entity never waits). DirectoryPublisher
+ * and DirectoryClient are thread-safe and never block the caller beyond a short internal lock (publisher). LocalRanges (atomic array) and DirectorySerializer (stateless, Pekko calls it
  * from Artery's threads) are thread-safe. LookupRelay's lookups in flight are the relay actor's own state.
  * Fingerprints, DirectoryNodes, DirectorySettings and LocateResult are immutable.
  */

@@ -37,10 +37,14 @@ import java.util.concurrent.TimeUnit;
  * call at a time. Prints p50/p90/p99/max in ms and the CPU each process spent per call.
  *
  * <p>Run: {@code java -cp bench/target/classes:$(cat bench/target/classpath.txt)
- * io.pegaflow.bench.fabric.LocateGrpcBench [calls=2000] [warmup=400] [packed|legacy]}: {@code packed} (default) sends
- * the hashes as {@code packed_hashes} and asks for the packed reply ({@link LocateWire}); {@code legacy} sends one
- * {@code bytes} per hash and reads {@code blocks}, as clients of the previous release do. The system property
- * {@code locate.bench.nodeFlags} adds JVM flags to the node processes (space-separated, e.g. a JFR recording).
+ * io.pegaflow.bench.fabric.LocateGrpcBench [calls=2000] [warmup=400] [packed|legacy] [plain|pekko]}: {@code packed}
+ * (default) sends the hashes as {@code packed_hashes} and asks for the packed reply ({@link LocateWire}); {@code
+ * legacy} sends one {@code bytes} per hash and reads {@code blocks}, as clients of the previous release do. {@code
+ * plain} (default) times the calls with {@link PlainLocateClient} (grpc-java, a lean client as a router would use);
+ * {@code pekko} with the pekko-grpc generated client (heavier: its CPU shows in the client's share). The system
+ * property {@code locate.bench.nodeFlags} adds JVM flags to the node processes (space-separated, e.g. a JFR
+ * recording), {@code locate.bench.jfrDumpDir} dumps such a recording of each node before the nodes are killed; the
+ * timed window's wall-clock bounds are printed ({@code timed window (epoch ms)}) to cut a recording to it.
  */
 public final class LocateGrpcBench {
     private static final int HASHES = 1000;
@@ -53,6 +57,10 @@ public final class LocateGrpcBench {
         String form = args.length > 2 ? args[2] : "packed";
         if (!form.equals("packed") && !form.equals("legacy")) {
             throw new IllegalArgumentException("request form: packed or legacy, got " + form);
+        }
+        String clientKind = args.length > 3 ? args[3] : "plain";
+        if (!clientKind.equals("plain") && !clientKind.equals("pekko")) {
+            throw new IllegalArgumentException("client: plain or pekko, got " + clientKind);
         }
         List<String> nodeFlags = new ArrayList<>(List.of("-Xmx512m"));
         String extra = System.getProperty("locate.bench.nodeFlags", "").strip();
@@ -73,6 +81,7 @@ public final class LocateGrpcBench {
         // A bench killed by its timeout (SIGTERM) takes its node processes with it.
         Runtime.getRuntime().addShutdownHook(new Thread(() -> nodes.forEach(NodeProcess::close)));
         Path shm = Path.of("/dev/shm", "pegaflow-locate-bench-" + UUID.randomUUID());
+        PlainLocateClient plain = null;
         try (FabricClients clients = new FabricClients()) {
             for (int i = 1; i <= 3; i++) {
                 nodes.add(NodeProcess.start(
@@ -125,6 +134,12 @@ public final class LocateGrpcBench {
             } while ((reply.getPrefixLength() < HASHES || !reply.getComplete()) && System.nanoTime() < deadline);
             System.out.printf(
                     "ready: prefix %d of %d, complete %b%n", reply.getPrefixLength(), HASHES, reply.getComplete());
+            plain = clientKind.equals("plain") ? new PlainLocateClient("127.0.0.1", ports[7]) : null;
+            System.out.println("client: "
+                    + (plain != null
+                            ? "plain grpc-java (PlainLocateClient)"
+                            : "pekko-grpc generated client (FabricClient)"));
+            long epoch0 = 0;
             long[] ns = new long[calls];
             int partial = 0;
             long cpu0 = 0;
@@ -143,9 +158,12 @@ public final class LocateGrpcBench {
                     cpu0 = cpuNanosOfAll();
                     wall0 = System.nanoTime();
                     load0 = ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage();
+                    epoch0 = System.currentTimeMillis();
                 }
                 long t = System.nanoTime();
-                reply = n3.locate(request).toCompletableFuture().get(10, TimeUnit.SECONDS);
+                reply = plain != null
+                        ? plain.locate(request, call)
+                        : n3.locate(request).toCompletableFuture().get(10, TimeUnit.SECONDS);
                 long took = System.nanoTime() - t;
                 if (i >= 0) {
                     ns[i] = took;
@@ -157,6 +175,15 @@ public final class LocateGrpcBench {
                 }
             }
             double cpuMs = (cpuNanosOfAll() - cpu0) / 1e6 / calls;
+            System.out.printf(
+                    "timed window (epoch ms): %d %d; node pids in start order: %s%n",
+                    epoch0,
+                    System.currentTimeMillis(),
+                    ProcessHandle.current()
+                            .children()
+                            .map(ProcessHandle::pid)
+                            .sorted()
+                            .toList());
             long[] cpuEach = cpuNanosEach();
             double wallNs = System.nanoTime() - wall0;
             StringBuilder each = new StringBuilder();
@@ -171,14 +198,16 @@ public final class LocateGrpcBench {
             System.out.printf(
                     "CPU per call by process (children in start order): %s; net of idle CPU: %.2f ms per call%n",
                     each, net);
+            dumpRecordings(System.getProperty("locate.bench.jfrDumpDir", ""));
             double wallMs = (System.nanoTime() - wall0) / 1e6 / calls;
             Arrays.sort(ns);
             System.out.printf(
-                    "Locate of %d hashes (%s request) over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
+                    "Locate of %d hashes (%s request, %s client) over gRPC from n3, %d calls: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms,"
                             + " partial answers %d; CPU (3 nodes + client) %.2f ms per call over %.2f ms wall;"
                             + " load average %.2f before, %.2f after, %d cores%n",
                     HASHES,
                     form,
+                    clientKind,
                     calls,
                     pct(ns, 50),
                     pct(ns, 90),
@@ -191,8 +220,38 @@ public final class LocateGrpcBench {
                     ManagementFactory.getOperatingSystemMXBean().getSystemLoadAverage(),
                     Runtime.getRuntime().availableProcessors());
         } finally {
+            if (plain != null) {
+                plain.close();
+            }
             nodes.forEach(NodeProcess::close);
             Files.deleteIfExists(shm);
+        }
+    }
+
+    /**
+     * With {@code -Dlocate.bench.jfrDumpDir=DIR} (and a recording started through {@code locate.bench.nodeFlags}),
+     * dumps each node's flight recording to {@code DIR/node-<k>.jfr} before the nodes are killed.
+     */
+    private static void dumpRecordings(String dir) throws Exception {
+        if (dir.isEmpty()) {
+            return;
+        }
+        String jcmd = Path.of(System.getProperty("java.home"), "bin", "jcmd").toString();
+        List<ProcessHandle> children = ProcessHandle.current()
+                .children()
+                .sorted(java.util.Comparator.comparingLong(ProcessHandle::pid))
+                .toList();
+        for (int k = 0; k < children.size(); k++) {
+            Path file = Path.of(dir, "node-" + (k + 1) + ".jfr");
+            Process p = new ProcessBuilder(
+                            jcmd, Long.toString(children.get(k).pid()), "JFR.dump", "filename=" + file.toAbsolutePath())
+                    .redirectErrorStream(true)
+                    .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                    .start();
+            if (!p.waitFor(60, TimeUnit.SECONDS)) {
+                p.destroyForcibly();
+            }
+            System.out.println("recording of node " + (k + 1) + ": " + file);
         }
     }
 

@@ -129,7 +129,7 @@ public final class NodeServices {
                         .addMethod(NodeCalls.unary(
                                 s,
                                 "Locate",
-                                LocateRequest.parser(),
+                                new AliasingParser<>(LocateRequest.parser()), // packed hashes read in place
                                 LocateResponse.getDefaultInstance(),
                                 (in, call) -> fabric.locate(in)))
                         .addMethod(NodeCalls.serverStreaming(
