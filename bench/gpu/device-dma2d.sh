@@ -10,27 +10,36 @@
 # gain; then make SUGGESTED_DMA_ROWS_MIN the default.
 #
 # Run from the repository root on the GPU machine, after bench/gpu/pack-device-bundle.sh here (the device tool carries
-# .device/):   bash bench/gpu/device-dma2d.sh        (about 7 minutes; reports in $OUT or /tmp/device-dma2d)
+# .device/):   bash bench/gpu/device-dma2d.sh        (about 8 minutes; reports in $OUT or /tmp/device-dma2d)
+# STEPS="tests shapes engine e2e tp" (the default: all) picks steps, e.g. two calls of under 10 minutes each.
 set -u
 cd "$(dirname "$0")/../.."
 source bench/gpu/device-env.sh # J, F, CP, PYTHONPATH, multicast off
 B=${OUT:-/tmp/device-dma2d}
 mkdir -p "$B"
 ON=-Dpegaflow.cuda.dma-rows-min=32
-echo "######## gpu tests $(date +%T), $(nproc) cpus"
-timeout 200 $J $F -cp "$CP" io.pegaflow.gpu.GpuTestRunner --require-gpu >"$B/gputests.log" 2>&1
-echo "gputests rc=$?"
-grep -E "tests (successful|failed|skipped)|Failures|MethodSource" "$B/gputests.log" | head -16
-echo "######## dma_shapes $(date +%T)"
-timeout 90 python3 bench/gpu/dma_shapes.py --reps 5 >"$B/shapes.log" 2>&1
-tail -16 "$B/shapes.log"
-echo "######## KvEngineGpuBench $(date +%T)"
-for c in "sorted off" "sorted on" "random on"; do
-  set -- $c
-  flag=""; [ "$2" = on ] && flag=$ON
-  echo "== ids $1, 2D $2"
-  timeout 90 $J $F $flag -cp "$CP" io.pegaflow.bench.gpu.KvEngineGpuBench --reps 10 --ids "$1" 2>&1 | grep -E "^\|" | tail -4
-done
+STEPS=${STEPS:-tests shapes engine e2e tp}
+step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if step tests; then
+  echo "######## gpu tests $(date +%T), $(nproc) cpus"
+  timeout 200 $J $F -cp "$CP" io.pegaflow.gpu.GpuTestRunner --require-gpu >"$B/gputests.log" 2>&1
+  echo "gputests rc=$?"
+  grep -E "tests (successful|failed|skipped)|Failures|MethodSource|Dma2d|CudaLayout" "$B/gputests.log" | head -20
+fi
+if step shapes; then
+  echo "######## dma_shapes $(date +%T)"
+  timeout 90 python3 bench/gpu/dma_shapes.py --reps 5 >"$B/shapes.log" 2>&1
+  tail -18 "$B/shapes.log"
+fi
+if step engine; then
+  echo "######## KvEngineGpuBench $(date +%T)"
+  for c in "sorted off" "sorted on" "random on"; do
+    set -- $c
+    flag=""; [ "$2" = on ] && flag=$ON
+    echo "== ids $1, 2D $2"
+    timeout 90 $J $F $flag -cp "$CP" io.pegaflow.bench.gpu.KvEngineGpuBench --reps 10 --ids "$1" 2>&1 | grep -E "^\|" | tail -6
+  done
+fi
 e2e() {
   name=$1; shift
   echo "######## e2e $name $(date +%T)"
@@ -40,9 +49,11 @@ e2e() {
   grep -E "^RATIOS|^RESULT|^PHASES|node-side|as the client|^check" "$B/e2e-$name.log" | head -12
   grep -m1 -o "2D DMAs[^,]*\|no 2D DMAs" "$B/node-e2e-$name.log"
 }
-e2e sorted-off --ids sorted
-e2e sorted-on --ids sorted "--jvm-opt=$ON"
-e2e random-on --ids random "--jvm-opt=$ON"
+if step e2e; then
+  e2e sorted-off --ids sorted
+  e2e sorted-on --ids sorted "--jvm-opt=$ON"
+  e2e random-on --ids random "--jvm-opt=$ON"
+fi
 tp() {
   name=$1; shift
   echo "######## tp $name $(date +%T)"
@@ -51,6 +62,8 @@ tp() {
   echo "rc=$?"
   grep -E '^\| [0-9]|RESULT|copy modes' "$B/tp-$name.log" | head -12
 }
-tp sorted-off --ids sorted
-tp sorted-on --ids sorted "--jvm-opt=$ON"
+if step tp; then
+  tp sorted-off --ids sorted
+  tp sorted-on --ids sorted "--jvm-opt=$ON"
+fi
 echo "######## end $(date +%T)"
