@@ -6,8 +6,8 @@
 #   3. KvEngineGpuBench (the engine in one process): 2D off vs -Dpegaflow.cuda.dma-rows-min=32, sorted and random ids;
 #   4. kv_ipc_e2e.py over the command channel, client-visible: sorted ids with 2D off and on, random ids with 2D on;
 #   5. tp_harness.py TP 1/2/4/8, sorted ids, 2D off and on.
-# 2D DMAs are off by default (CudaCopySettings.DEFAULT_DMA_ROWS_MIN = 0) until step 1 passes on a GPU and 3-5 show a
-# gain; then make SUGGESTED_DMA_ROWS_MIN the default.
+# 2D DMAs are on by default (CudaCopySettings.DEFAULT_DMA_ROWS_MIN = 32, since this script's run of 2026-12-01 19:44);
+# "off" passes -Dpegaflow.cuda.dma-rows-min=0.
 #
 # Run from the repository root on the GPU machine, after bench/gpu/pack-device-bundle.sh here (the device tool carries
 # .device/):   bash bench/gpu/device-dma2d.sh        (about 8 minutes; reports in $OUT or /tmp/device-dma2d)
@@ -18,6 +18,7 @@ source bench/gpu/device-env.sh # J, F, CP, PYTHONPATH, multicast off
 B=${OUT:-/tmp/device-dma2d}
 mkdir -p "$B"
 ON=-Dpegaflow.cuda.dma-rows-min=32
+OFF=-Dpegaflow.cuda.dma-rows-min=0
 STEPS=${STEPS:-tests shapes engine e2e tp}
 step() { case " $STEPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if step tests; then
@@ -35,7 +36,7 @@ if step engine; then
   echo "######## KvEngineGpuBench $(date +%T)"
   for c in "sorted off" "sorted on" "random on"; do
     set -- $c
-    flag=""; [ "$2" = on ] && flag=$ON
+    flag=$OFF; [ "$2" = on ] && flag=$ON
     echo "== ids $1, 2D $2"
     timeout 90 $J $F $flag -cp "$CP" io.pegaflow.bench.gpu.KvEngineGpuBench --reps 10 --ids "$1" 2>&1 | grep -E "^\|" | tail -6
   done
@@ -50,7 +51,7 @@ e2e() {
   grep -m1 -o "2D DMAs[^,]*\|no 2D DMAs" "$B/node-e2e-$name.log"
 }
 if step e2e; then
-  e2e sorted-off --ids sorted
+  e2e sorted-off --ids sorted "--jvm-opt=$OFF"
   e2e sorted-on --ids sorted "--jvm-opt=$ON"
   e2e random-on --ids random "--jvm-opt=$ON"
 fi
@@ -63,7 +64,7 @@ tp() {
   grep -E '^\| [0-9]|RESULT|copy modes' "$B/tp-$name.log" | head -12
 }
 if step tp; then
-  tp sorted-off --ids sorted
+  tp sorted-off --ids sorted "--jvm-opt=$OFF"
   tp sorted-on --ids sorted "--jvm-opt=$ON"
 fi
 echo "######## end $(date +%T)"

@@ -64,6 +64,7 @@ public final class KvEngineGpuBench {
         final Map<String, DeviceBuffer> buffers = new HashMap<>();
         volatile long lastCopyNs;
         volatile long lastGpuNs;
+        volatile long lastRowDmas;
 
         TimedEngine(CudaCopyEngine cuda) {
             this.cuda = cuda;
@@ -78,9 +79,11 @@ public final class KvEngineGpuBench {
         public void copy(MemorySegment[] srcs, MemorySegment[] dsts, CopyBatch batch) {
             long start = System.nanoTime();
             long gpuBefore = cuda.gpuNanos();
+            long rowsBefore = cuda.rowDmas();
             cuda.copy(srcs, dsts, batch);
             lastCopyNs = System.nanoTime() - start;
             lastGpuNs = cuda.gpuNanos() - gpuBefore;
+            lastRowDmas = cuda.rowDmas() - rowsBefore;
         }
 
         @Override
@@ -264,6 +267,7 @@ public final class KvEngineGpuBench {
                         save[3][r] = engine.lastGpuNs / 1e9;
                     }
                 }
+                long[] saveRows = {engine.lastRowDmas};
                 for (int r = -5; r < reps; r++) {
                     flag.fill((byte) 0);
                     long start = System.nanoTime();
@@ -302,6 +306,8 @@ public final class KvEngineGpuBench {
                         med(load[1]),
                         contiguousLoad);
                 row("copy engine call alone", med(save[2]), contiguousSave, med(load[2]), contiguousLoad);
+                System.out.printf(
+                        "2D DMAs per copy (last save / last load): %d / %d%n", saveRows[0], engine.lastRowDmas);
                 if (med(save[3]) > 0) {
                     // the GPU's share of the call: the rest is hand-off, planning, submission and wake-up
                     row(

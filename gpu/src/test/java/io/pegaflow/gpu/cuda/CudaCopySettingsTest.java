@@ -125,8 +125,12 @@ class CudaCopySettingsTest {
     }
 
     @Test
-    void shouldKeep2dDmasOffByDefaultAndTakeTheDmaRowsMinProperty() {
-        assertEquals(0, CudaCopySettings.defaults().dmaRowsMin());
+    void shouldMake2dDmasOf32RowsByDefaultAndTakeTheDmaRowsMinProperty() {
+        assertEquals(32, CudaCopySettings.defaults().dmaRowsMin());
+        assertEquals(
+                0,
+                CudaCopySettings.from(Map.of("pegaflow.cuda.dma-rows-min", "0")).dmaRowsMin(),
+                "off");
         assertEquals(
                 32,
                 CudaCopySettings.from(Map.of("pegaflow.cuda.dma-rows-min", "32"))
