@@ -239,7 +239,14 @@ def build_packed(w: Worker) -> bytes:
 class JavaNode:
     """A node started as a plain JVM (``--java``): no launcher, no prometheus-client needed."""
 
-    def __init__(self, java: str, classpath: str, log_path: Path):
+    def __init__(
+        self,
+        java: str,
+        classpath: str,
+        log_path: Path,
+        pool_size: str = "64mb",
+        jvm_opts: list[str] | None = None,
+    ):
         grpc_port, cluster_port, metrics_port = free_port(), free_port(), free_port()
         self.endpoint = f"127.0.0.1:{grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -247,6 +254,7 @@ class JavaNode:
             java,
             "--enable-native-access=ALL-UNNAMED",
             "--sun-misc-unsafe-memory-access=allow",
+            *(jvm_opts or []),
             "-cp",
             classpath,
         ]
@@ -262,7 +270,7 @@ class JavaNode:
             "--metrics-port",
             str(metrics_port),
             "--pool-size",
-            "64mb",
+            pool_size,
             "--log-level",
             "warn",
         ]

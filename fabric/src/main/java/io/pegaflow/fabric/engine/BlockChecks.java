@@ -20,7 +20,10 @@ final class BlockChecks {
                 throw EngineException.invalid("blocks[" + i + "].block_id: " + Integer.toUnsignedString(blockIds[i])
                         + " is out of range 0.." + (numBlocks - 1));
             }
-            checkHash("blocks[" + i + "].hash", hashes.length(i));
+            int length = hashes.length(i);
+            if (!isHashLength(length)) { // the field's name is built only for the refusal: nothing per block
+                checkHash("blocks[" + i + "].hash", length);
+            }
         }
         checkRepeatedIds(blockIds, hashes);
     }
@@ -56,8 +59,12 @@ final class BlockChecks {
         }
     }
 
+    private static boolean isHashLength(int length) {
+        return length > 0 && length <= MAX_HASH_BYTES;
+    }
+
     static void checkHash(String field, int length) {
-        if (length == 0 || length > MAX_HASH_BYTES) {
+        if (!isHashLength(length)) {
             throw EngineException.invalid(field + ": " + length + " bytes; a hash has 1.." + MAX_HASH_BYTES + " bytes");
         }
     }
@@ -112,7 +119,10 @@ final class BlockChecks {
         Limits.checkLength("namespace", q.namespace(), Limits.NAMESPACE_BYTES);
         Limits.checkCount("hashes", q.hashes().size(), Limits.BLOCKS_PER_REQUEST);
         for (int i = 0; i < q.hashes().size(); i++) {
-            checkHash("hashes[" + i + "]", q.hashes().length(i));
+            int length = q.hashes().length(i);
+            if (!isHashLength(length)) {
+                checkHash("hashes[" + i + "]", length);
+            }
         }
         if (q.leaseTtlMs() < 0 || q.leaseTtlMs() > 600_000) {
             throw EngineException.invalid("lease_ttl_ms: " + q.leaseTtlMs() + " is out of range 0..600000");
