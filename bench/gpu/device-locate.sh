@@ -8,7 +8,8 @@
 #   env:   CALLS=3000 WARMUP=1500 timed and warm-up calls per run; FORMS="packed legacy" the request forms to run
 #          (packed: packed_hashes + packed reply, this release's clients; legacy: one bytes per hash and the per-hash
 #          blocks reply, the previous release's clients); CLIENT=plain (grpc-java, lean: the default) or pekko (the
-#          pekko-grpc client); NODEFLAGS="..." extra JVM flags for the three node processes (e.g. -XX:+UseZGC);
+#          pekko-grpc client); NODEFLAGS="..." extra JVM flags for the three node processes (they run ZGC unless these
+#          pick a collector, e.g. -XX:+UseG1GC); CLIENTFLAGS="..." JVM flags for the measuring client (e.g. -XX:+UseZGC);
 #          OUT=dir for the results (the device tool sets it).
 # Expected time: ~50 s per form (cluster start ~15 s, 5 s idle CPU sample, 4,500 calls), < 2 min for both.
 # Prints per form p50/p90/p99/max and the CPU each process spent per call (client, n1, n2, n3 = the answering node).
@@ -28,7 +29,7 @@ SUMMARY="$OUT/locate-summary.txt"
 status=0
 note() { echo "$*" | tee -a "$SUMMARY"; }
 
-note "date $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), calls $CALLS, warm-up $WARMUP, client $CLIENT, node flags ${NODEFLAGS:-none}"
+note "date $(date -u +%FT%TZ), git $(git rev-parse --short HEAD 2>/dev/null || echo '?'), calls $CALLS, warm-up $WARMUP, client $CLIENT, node flags ${NODEFLAGS:-none}, client flags ${CLIENTFLAGS:-none}"
 note "cpus $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 note "java $("$J" -version 2>&1 | head -1)"
 found=$(python3 -c 'import glob, sys, zipfile
@@ -42,7 +43,7 @@ fi
 for form in $FORMS; do
   echo "=== LocateGrpcBench $CALLS $WARMUP $form $CLIENT"
   t0=$SECONDS
-  timeout --kill-after=10 150 "$J" $F "${NODE_PROPS[@]}" -cp "$CP" io.pegaflow.bench.fabric.LocateGrpcBench "$CALLS" "$WARMUP" "$form" "$CLIENT" \
+  timeout --kill-after=10 150 "$J" $F ${CLIENTFLAGS:-} "${NODE_PROPS[@]}" -cp "$CP" io.pegaflow.bench.fabric.LocateGrpcBench "$CALLS" "$WARMUP" "$form" "$CLIENT" \
     2>&1 | grep -v '^WARNING' | tee "$OUT/locate-$form.txt"
   rc=${PIPESTATUS[0]}
   note "form $form: rc=$rc ($((SECONDS - t0)) s)$([ "$rc" = 124 ] && echo ' TIMED OUT')"
