@@ -171,6 +171,17 @@ public final class LocateGrpcBench {
                             || reply.getPrefixLength() != HASHES
                             || LocateWire.holders(reply, HASHES - 1).isEmpty()) {
                         partial++;
+                        // which way it fell short, and when: to match against the nodes' logs and recordings
+                        System.out.printf(
+                                "partial answer: call %d at epoch ms %d, %.2f ms, complete %s, prefix %d of %d,"
+                                        + " last hash held by %s%n",
+                                i,
+                                System.currentTimeMillis(),
+                                took / 1e6,
+                                reply.getComplete(),
+                                reply.getPrefixLength(),
+                                HASHES,
+                                LocateWire.holders(reply, HASHES - 1));
                     }
                 }
             }
