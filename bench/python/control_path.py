@@ -61,33 +61,29 @@ def stats_us(samples_ns: list[int]) -> dict[str, float]:
     }
 
 
+def tiny_host_cache(blocks: int) -> SharedKVCache:
+    """A host stand-in KV cache of 32 layers with 32-byte blocks (2 x blocks + 8): the copies are tiny, so a call's
+    control path is what is timed."""
+    return SharedKVCache(num_layers=LAYERS, num_blocks=2 * blocks + 8, block_size=1, num_kv_heads=1, head_size=8)
+
+
+def register_host_cache(client: EngineClient, instance: str, namespace: str, cache: SharedKVCache) -> str:
+    """Registers ``cache`` (every layer, TP 1) under ``namespace``; returns the context id."""
+    reg = client.register_context(instance, namespace, 0, 1, 0, LAYERS, HOST_DEVICE, cache.layer_registrations())
+    return reg.context_id
+
+
 class Worker:
     """One registered host KV cache on one node, with the calls this benchmark times."""
 
     def __init__(self, endpoint: str, blocks: int, tag: str):
-        self.cache = SharedKVCache(
-            num_layers=LAYERS,
-            num_blocks=2 * blocks + 8,
-            block_size=1,
-            num_kv_heads=1,
-            head_size=8,
-        )
+        self.cache = tiny_host_cache(blocks)
         # Every row of the older tables runs over gRPC (command_channel=False); the shm rows use self.shm, whose
         # session opened the node's command channel.
         self.client = EngineClient(endpoint, timeout_s=30, command_channel=False)
         self.shm = EngineClient(endpoint, timeout_s=30, command_channel=True)
         self.stub = engine_pb2_grpc.EngineStub(self.client._channel)
-        reg = self.client.register_context(
-            f"bench-{tag}",
-            NAMESPACE,
-            0,
-            1,
-            0,
-            LAYERS,
-            HOST_DEVICE,
-            self.cache.layer_registrations(),
-        )
-        self.ctx = reg.context_id
+        self.ctx = register_host_cache(self.client, f"bench-{tag}", NAMESPACE, self.cache)
         self.session = self.shm.open_session(self.ctx)
         self.has_channel = channel_module.lookup(endpoint, self.ctx) is not None
         self.flags = LoadFlagFile(slots=2)

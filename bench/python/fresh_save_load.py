@@ -44,12 +44,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from control_path import JavaNode, stats_us  # noqa: E402 - after sys.path
+from control_path import JavaNode, register_host_cache, stats_us, tiny_host_cache  # noqa: E402 - after sys.path
 
 from pegaflow import channel as channel_module  # noqa: E402 - after sys.path
 from pegaflow.client import EngineClient  # noqa: E402 - after sys.path
 from pegaflow.flag import LoadFlagFile, LoadState  # noqa: E402 - after sys.path
-from pegaflow.shm import HOST_DEVICE, SharedKVCache  # noqa: E402 - after sys.path
 
 LAYERS = 32
 NAMESPACE = "fresh-save-load/bench"
@@ -62,25 +61,9 @@ class Worker:
 
     def __init__(self, endpoint: str, blocks: int):
         self.blocks = blocks
-        self.cache = SharedKVCache(
-            num_layers=LAYERS,
-            num_blocks=2 * blocks + 8,
-            block_size=1,
-            num_kv_heads=1,
-            head_size=8,
-        )
+        self.cache = tiny_host_cache(blocks)
         self.client = EngineClient(endpoint, timeout_s=30, command_channel=True)
-        reg = self.client.register_context(
-            "fresh-bench",
-            NAMESPACE,
-            0,
-            1,
-            0,
-            LAYERS,
-            HOST_DEVICE,
-            self.cache.layer_registrations(),
-        )
-        self.ctx = reg.context_id
+        self.ctx = register_host_cache(self.client, "fresh-bench", NAMESPACE, self.cache)
         self.session = self.client.open_session(self.ctx)
         if channel_module.lookup(endpoint, self.ctx) is None:
             raise RuntimeError("the node opened no command channel for this context")
