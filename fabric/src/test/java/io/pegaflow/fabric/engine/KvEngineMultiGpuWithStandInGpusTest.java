@@ -52,6 +52,33 @@ class KvEngineMultiGpuWithStandInGpusTest {
             this.uuid = uuid;
         }
 
+        /** A device allocation of {@code bytes} on this GPU, filled with random bytes, opened by IPC handle {@code id}. */
+        MemorySegment allocate(Arena arena, int id, byte[] handleOut, Random random, long bytes) {
+            handleOut[0] = (byte) id;
+            handleOut[63] = 9;
+            MemorySegment memory = arena.allocate(bytes, 256);
+            byte[] content = new byte[(int) memory.byteSize()];
+            random.nextBytes(content);
+            MemorySegment.copy(content, 0, memory, ValueLayout.JAVA_BYTE, 0, content.length);
+            allocations.put(HexFormat.of().formatHex(handleOut), memory);
+            return memory;
+        }
+
+        /** {@code layers} layers of {@code blocks} blocks of {@code slot} bytes, one after another in one allocation. */
+        static List<LayerSpec> layers(byte[] handle, long bytes, int layers, int blocks, int slot) {
+            List<LayerSpec> specs = new java.util.ArrayList<>();
+            for (int l = 0; l < layers; l++) {
+                specs.add(new LayerSpec(
+                        "model.layers." + l + ".self_attn.attn",
+                        l,
+                        new RegionSpec.CudaIpc(handle, bytes, (long) l * blocks * slot),
+                        blocks,
+                        slot,
+                        List.of(new LayerSpec.Segment(0, slot))));
+            }
+            return specs;
+        }
+
         @Override
         public String name() {
             return "cuda";
@@ -119,30 +146,13 @@ class KvEngineMultiGpuWithStandInGpusTest {
         return engine;
     }
 
-    /** An allocation of {@code LAYERS} layers on {@code gpu}, filled with random bytes. */
     private MemorySegment allocation(StandInGpu gpu, int id, byte[] handleOut, Random random) {
-        handleOut[0] = (byte) id;
-        handleOut[63] = 9;
-        MemorySegment memory = arena.allocate((long) LAYERS * BLOCKS * SLOT, 256);
-        byte[] bytes = new byte[(int) memory.byteSize()];
-        random.nextBytes(bytes);
-        MemorySegment.copy(bytes, 0, memory, ValueLayout.JAVA_BYTE, 0, bytes.length);
-        gpu.allocations.put(HexFormat.of().formatHex(handleOut), memory);
-        return memory;
+        return gpu.allocate(arena, id, handleOut, random, (long) LAYERS * BLOCKS * SLOT);
     }
 
     private static ContextRegistration rank(int rank, String device, byte[] handle, long bytes) {
-        List<LayerSpec> layers = new java.util.ArrayList<>();
-        for (int l = 0; l < LAYERS; l++) {
-            layers.add(new LayerSpec(
-                    "model.layers." + l + ".self_attn.attn",
-                    l,
-                    new RegionSpec.CudaIpc(handle, bytes, (long) l * BLOCKS * SLOT),
-                    BLOCKS,
-                    SLOT,
-                    List.of(new LayerSpec.Segment(0, SLOT))));
-        }
-        return new ContextRegistration("i1", "ns/tp2", rank, 2, 0, LAYERS, device, layers);
+        return new ContextRegistration(
+                "i1", "ns/tp2", rank, 2, 0, LAYERS, device, StandInGpu.layers(handle, bytes, LAYERS, BLOCKS, SLOT));
     }
 
     @Test

@@ -19,7 +19,6 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -100,29 +99,13 @@ class KvEngineNumaPoolsWithStandInGpusTest {
     }
 
     private MemorySegment allocation(StandInGpu gpu, int id, byte[] handleOut, Random random) {
-        handleOut[0] = (byte) id;
-        handleOut[63] = 9;
-        MemorySegment memory = arena.allocate((long) LAYERS * BLOCKS * SLOT, 256);
-        byte[] bytes = new byte[(int) memory.byteSize()];
-        random.nextBytes(bytes);
-        MemorySegment.copy(bytes, 0, memory, ValueLayout.JAVA_BYTE, 0, bytes.length);
-        gpu.allocations.put(HexFormat.of().formatHex(handleOut), memory);
-        return memory;
+        return gpu.allocate(arena, id, handleOut, random, (long) LAYERS * BLOCKS * SLOT);
     }
 
     /** A TP-1 instance on {@code device}; two such instances share the namespace (the same model). */
     private static ContextRegistration tp1(String instance, String device, byte[] handle, long bytes) {
-        List<LayerSpec> layers = new java.util.ArrayList<>();
-        for (int l = 0; l < LAYERS; l++) {
-            layers.add(new LayerSpec(
-                    "model.layers." + l + ".self_attn.attn",
-                    l,
-                    new RegionSpec.CudaIpc(handle, bytes, (long) l * BLOCKS * SLOT),
-                    BLOCKS,
-                    SLOT,
-                    List.of(new LayerSpec.Segment(0, SLOT))));
-        }
-        return new ContextRegistration(instance, NS, 0, 1, 0, LAYERS, device, layers);
+        return new ContextRegistration(
+                instance, NS, 0, 1, 0, LAYERS, device, StandInGpu.layers(handle, bytes, LAYERS, BLOCKS, SLOT));
     }
 
     private static byte[][] names(String prefix, int n) {
