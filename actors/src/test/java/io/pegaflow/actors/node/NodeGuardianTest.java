@@ -260,6 +260,11 @@ class NodeGuardianTest {
         ActorTestKit node = ActorTestKit.create("guardian-refuse-test", oneNodeConfig());
         try {
             ActorRef<Command> guardian = node.spawn(NodeGuardian.create(TOPOLOGY), NodeGuardian.NAME);
+            // spawn() returns before the guardian runs: one answered message proves it has registered its shutdown
+            // task (else the shutdown below can pass its phase first, and the system ends before it answers)
+            TestProbe<ClusterView> started = node.createTestProbe();
+            guardian.tell(new Command.GetClusterView(started.getRef()));
+            started.receiveMessage(WAIT);
             TestProbe<StatusReply<ActorRef<String>>> reply = node.createTestProbe();
             CoordinatedShutdown.get(node.system())
                     .addTask(CoordinatedShutdown.PhaseClusterLeave(), "spawn-too-late", () -> {
