@@ -160,8 +160,18 @@ def test_closing_the_session_removes_the_file_and_calls_then_use_grpc(node):
     w.session.close()
     wait_until(lambda: not path.exists(), 5, "the channel file removed once the session ended")
     assert channel.lookup(node.endpoint, w.ctx) is None
-    with expect_error(grpc.StatusCode.NOT_FOUND):
-        w.client.save(w.ctx, [(0, b"x" * 32)])
+
+    # The file goes when the node's channel loop sees the client's close flag; the context goes when the node hears
+    # of the cancelled stream. The two are independent, so the save is NOT_FOUND only once the cancel has arrived.
+    def save_is_refused():
+        try:
+            w.client.save(w.ctx, [(0, b"x" * 32)])
+        except EngineError as e:
+            assert e.code == grpc.StatusCode.NOT_FOUND, e
+            return True
+        return False
+
+    wait_until(save_is_refused, 5, "saves refused (NOT_FOUND) once the node has heard of the cancelled session")
     assert w.client.last_path == "grpc"
     w.client.close()
     w.cache.close()
