@@ -7,7 +7,7 @@ import org.apache.pekko.actor.typed.ActorSystem;
 import org.apache.pekko.actor.typed.Behavior;
 import org.apache.pekko.actor.typed.DispatcherSelector;
 import org.apache.pekko.actor.typed.Props;
-import org.apache.pekko.cluster.sharding.ShardCoordinator;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
 import org.apache.pekko.cluster.sharding.typed.ClusterShardingSettings;
 import org.apache.pekko.cluster.sharding.typed.javadsl.ClusterSharding;
 import org.apache.pekko.cluster.sharding.typed.javadsl.Entity;
@@ -15,8 +15,8 @@ import org.apache.pekko.cluster.typed.Cluster;
 
 /**
  * The directory's part of one node, wired in one call: starts {@link BlockRange} sharding (every node hosts ranges;
- * no passivation, so a range keeps its state until its shard moves; least-shard allocation with the configured
- * rebalance limits), and spawns as system actors this node's {@link
+ * no passivation, so a range keeps its state until its shard moves; each range on its home node while that node is
+ * Up, {@link HomeRangeAllocation}, with the configured rebalance limits), and spawns as system actors this node's {@link
  * HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
  * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, the tracker of the other nodes' relays, and (always
  * as a system actor) the {@link RelayReplies} collector of this node's relayed lookups. The node feeds {@link #publisher()} from its store's events and
@@ -91,8 +91,11 @@ public final class DirectoryNode {
                         BlockRange.TYPE_KEY,
                         ctx -> BlockRange.create(ctx.getEntityId(), nodes, self, settings, counters, local))
                 .withMessageExtractor(new RangeMessageExtractor())
-                .withAllocationStrategy(ShardCoordinator.ShardAllocationStrategy$.MODULE$.leastShardAllocationStrategy(
-                        settings.rebalanceAbsoluteLimit(), settings.rebalanceRelativeLimit()))
+                .withAllocationStrategy(HomeRangeAllocation.forCluster(
+                        org.apache.pekko.cluster.Cluster.get(Adapter.toClassic(system)),
+                        nodes,
+                        settings.rebalanceAbsoluteLimit(),
+                        settings.rebalanceRelativeLimit()))
                 .withSettings(ClusterShardingSettings.create(system).withNoPassivationStrategy()));
         RangeRefs ranges = new RangeRefs(sharding, nodes.rangeCount());
 

@@ -162,6 +162,27 @@ class DirectoryClusterTest {
     }
 
     @Test
+    @Order(0)
+    @Timeout(60)
+    void shouldRunEveryRangeOnItsHomeNodeOnceAllNodesAreUp() throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(45);
+        List<Integer> away;
+        do {
+            int[] hosts = hosts();
+            away = new ArrayList<>();
+            for (int r = 0; r < RANGES; r++) {
+                if (hosts[r] != HomeRangeAllocation.homeOf(r, 3)) {
+                    away.add(r);
+                }
+            }
+            if (!away.isEmpty()) {
+                Thread.sleep(200);
+            }
+        } while (!away.isEmpty() && System.nanoTime() < deadline);
+        assertEquals(List.of(), away, "ranges not on their home node (range r's home: node r mod 3)");
+    }
+
+    @Test
     @Order(1)
     @Timeout(60)
     void shouldLocateFromNodeCABlockPublishedOnNodeA() throws Exception {

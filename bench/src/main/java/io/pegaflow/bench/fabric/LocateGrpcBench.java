@@ -134,6 +134,9 @@ public final class LocateGrpcBench {
             } while ((reply.getPrefixLength() < HASHES || !reply.getComplete()) && System.nanoTime() < deadline);
             System.out.printf(
                     "ready: prefix %d of %d, complete %b%n", reply.getPrefixLength(), HASHES, reply.getComplete());
+            // Ranges first start on the first node Up and move when the others join: a range that moves rebuilds on
+            // its new host and answers "incomplete" meanwhile. Time the steady state, not the rebalance.
+            awaitSettled(new int[] {ports[2], ports[5], ports[8]});
             plain = clientKind.equals("plain") ? new PlainLocateClient("127.0.0.1", ports[7]) : null;
             System.out.println("client: "
                     + (plain != null
@@ -323,6 +326,69 @@ public final class LocateGrpcBench {
             Thread.sleep(300);
         }
         throw new IllegalStateException("the cluster did not form within 120 s");
+    }
+
+    /**
+     * Waits (at most 60 s) until the shard rebalance is over: every node hosts ranges, the counts differ by at most
+     * one (the least-shard strategy's balance), and neither they nor any node's rebuild count changed for 3 s. Read
+     * from the nodes' Prometheus endpoints ({@code pegaflow_directory_hosted_ranges}, {@code
+     * pegaflow_directory_rebuilds_total}, updated every second).
+     */
+    private static void awaitSettled(int[] metricsPorts) throws Exception {
+        java.net.http.HttpClient http = java.net.http.HttpClient.newHttpClient();
+        long start = System.nanoTime();
+        long deadline = start + Duration.ofSeconds(60).toNanos();
+        String last = "";
+        long stableSince = System.nanoTime();
+        while (true) {
+            StringBuilder state = new StringBuilder();
+            long min = Long.MAX_VALUE;
+            long max = 0;
+            for (int port : metricsPorts) {
+                String body = http.send(
+                                java.net.http.HttpRequest.newBuilder(
+                                                java.net.URI.create("http://127.0.0.1:" + port + "/metrics"))
+                                        .timeout(Duration.ofSeconds(5))
+                                        .build(),
+                                java.net.http.HttpResponse.BodyHandlers.ofString())
+                        .body();
+                long hosted = metric(body, "pegaflow_directory_hosted_ranges");
+                min = Math.min(min, hosted);
+                max = Math.max(max, hosted);
+                state.append(hosted)
+                        .append('/')
+                        .append(metric(body, "pegaflow_directory_rebuilds_total"))
+                        .append(' ');
+            }
+            String now = state.toString().strip();
+            if (!now.equals(last)) {
+                last = now;
+                stableSince = System.nanoTime();
+            }
+            boolean balanced = min > 0 && max - min <= 1;
+            if (balanced
+                    && System.nanoTime() - stableSince >= Duration.ofSeconds(3).toNanos()) {
+                System.out.printf(
+                        "settled after %.1f s: hosted ranges/rebuilds per node %s%n",
+                        (System.nanoTime() - start) / 1e9, now);
+                return;
+            }
+            if (System.nanoTime() > deadline) {
+                System.out.printf("NOT settled within 60 s (timing anyway): hosted ranges/rebuilds per node %s%n", now);
+                return;
+            }
+            Thread.sleep(250);
+        }
+    }
+
+    /** The value of an unlabelled Prometheus sample {@code name} in {@code body} (-1 when absent). */
+    private static long metric(String body, String name) {
+        for (String line : body.split("\n")) {
+            if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+                return (long) Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return -1;
     }
 
     private static int[] freePorts(int count) throws Exception {

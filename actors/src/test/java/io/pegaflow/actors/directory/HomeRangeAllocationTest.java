@@ -1,0 +1,176 @@
+package io.pegaflow.actors.directory;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+import org.apache.pekko.actor.ActorRef;
+import org.apache.pekko.actor.testkit.typed.javadsl.ActorTestKit;
+import org.apache.pekko.actor.typed.javadsl.Adapter;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import scala.collection.immutable.IndexedSeq;
+import scala.concurrent.Await;
+import scala.concurrent.Future;
+import scala.concurrent.duration.FiniteDuration;
+import scala.jdk.javaapi.CollectionConverters;
+
+/**
+ * The allocation rules on their own, as the shard coordinator calls them: three "regions" (real actor refs of a local
+ * system) standing for the three nodes' shard regions, and a table of which node is Up.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+class HomeRangeAllocationTest {
+    private static final int RANGES = 256;
+
+    private ActorTestKit kit;
+    private ActorRef[] region;
+    private final boolean[] up = new boolean[3];
+    private HomeRangeAllocation strategy;
+
+    @BeforeAll
+    void start() {
+        kit = ActorTestKit.create("home-allocation");
+        region = new ActorRef[3];
+        Map<ActorRef, Integer> nodeOf = new HashMap<>();
+        for (int i = 0; i < 3; i++) {
+            region[i] = Adapter.toClassic(kit.createTestProbe("region-" + i).ref());
+            nodeOf.put(region[i], i);
+        }
+        strategy = new HomeRangeAllocation(3, r -> up[nodeOf.get(r)] ? nodeOf.get(r) : -1, 1024, 1.0);
+    }
+
+    @AfterAll
+    void stop() {
+        kit.shutdownTestKit();
+    }
+
+    @Test
+    void shouldPlaceARangeOnItsHomeWhileThatNodeIsUpAndOnTheLeastLoadedRegionOtherwise() throws Exception {
+        up[0] = true;
+        up[1] = true;
+        up[2] = false; // its region is registered but the node is not Up (joining, leaving)
+        Map<ActorRef, List<String>> now = new LinkedHashMap<>();
+        now.put(region[0], List.of("0", "3", "6"));
+        now.put(region[1], List.of("1"));
+        now.put(region[2], List.of());
+        assertEquals(region[1], allocate(region[0], "4", now), "home of range 4 is node 1");
+        assertEquals(region[0], allocate(region[2], "9", now), "home of range 9 is node 0");
+        // Range 5's home (node 2) is not Up: the region with the fewest ranges among the others that qualify.
+        assertEquals(region[2], allocate(region[0], "5", now), "least loaded, node 2's region counts as any region");
+        now.put(region[2], List.of("2", "5", "8", "11"));
+        assertEquals(region[1], allocate(region[0], "5", now));
+        assertEquals(region[1], allocate(region[0], "not-a-range", now), "a foreign shard id: least loaded");
+    }
+
+    @Test
+    void shouldMoveEveryRangeHomeOnceWhenNodesJoinOneAtATime() throws Exception {
+        up[0] = true;
+        up[1] = false;
+        up[2] = false;
+        Map<ActorRef, List<String>> now = new LinkedHashMap<>();
+        now.put(region[0], new ArrayList<>());
+        for (int r = 0; r < RANGES; r++) {
+            place(now, Integer.toString(r), allocate(region[0], Integer.toString(r), now));
+        }
+        assertEquals(RANGES, now.get(region[0]).size(), "one node up: it hosts everything");
+        assertEquals(Set.of(), rebalance(now, Set.of()), "nothing to move while the others are down");
+
+        int moved = 0;
+        for (int joining = 1; joining < 3; joining++) {
+            up[joining] = true;
+            now.put(region[joining], new ArrayList<>());
+            Set<String> moves = rebalance(now, Set.of());
+            for (String shard : moves) {
+                assertEquals(joining, Integer.parseInt(shard) % 3, "only the joining node's own ranges move");
+            }
+            assertEquals(Set.of(), rebalance(now, Set.of(moves.iterator().next())), "no round while one runs");
+            for (String shard : moves) {
+                remove(now, shard);
+                place(now, shard, allocate(region[0], shard, now));
+            }
+            moved += moves.size();
+            assertEquals(Set.of(), rebalance(now, Set.of()), "balanced after one round");
+        }
+        assertEquals(RANGES - (RANGES + 2) / 3, moved, "each range not homed on node 0 moved exactly once");
+        for (int node = 0; node < 3; node++) {
+            for (String shard : now.get(region[node])) {
+                assertEquals(node, Integer.parseInt(shard) % 3, "range " + shard + " on node " + node);
+            }
+        }
+    }
+
+    @Test
+    void shouldMoveNoMoreRangesInOneRoundThanTheLimitsAllow() throws Exception {
+        up[0] = true;
+        up[1] = true;
+        up[2] = true;
+        Map<ActorRef, List<String>> now = new LinkedHashMap<>();
+        List<String> all = new ArrayList<>();
+        for (int r = 0; r < 90; r++) {
+            all.add(Integer.toString(r));
+        }
+        now.put(region[0], all);
+        now.put(region[1], List.of());
+        now.put(region[2], List.of());
+        HomeRangeAllocation absolute = new HomeRangeAllocation(3, r -> nodeOf(r), 7, 1.0);
+        assertEquals(7, await(absolute.rebalance(scala(now), Set.of())).size());
+        HomeRangeAllocation relative = new HomeRangeAllocation(3, r -> nodeOf(r), 1024, 0.1);
+        assertEquals(9, await(relative.rebalance(scala(now), Set.of())).size(), "10% of 90");
+        Set<String> homeless = new TreeSet<>(await(strategy.rebalance(scala(now), Set.of())));
+        assertEquals(60, homeless.size(), "without limits: every range whose home is node 1 or 2");
+        assertTrue(homeless.stream().allMatch(s -> Integer.parseInt(s) % 3 != 0));
+    }
+
+    private int nodeOf(ActorRef ref) {
+        for (int i = 0; i < region.length; i++) {
+            if (region[i].equals(ref)) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private ActorRef allocate(ActorRef requester, String shard, Map<ActorRef, List<String>> now) throws Exception {
+        return await(strategy.allocateShard(requester, shard, scala(now)));
+    }
+
+    private Set<String> rebalance(Map<ActorRef, List<String>> now, Set<String> inProgress) throws Exception {
+        return await(strategy.rebalance(scala(now), inProgress));
+    }
+
+    private static void place(Map<ActorRef, List<String>> now, String shard, ActorRef where) {
+        List<String> shards = new ArrayList<>(now.get(where));
+        shards.add(shard);
+        now.put(where, shards);
+    }
+
+    private static void remove(Map<ActorRef, List<String>> now, String shard) {
+        for (Map.Entry<ActorRef, List<String>> e : now.entrySet()) {
+            List<String> shards = new ArrayList<>(e.getValue());
+            if (shards.remove(shard)) {
+                e.setValue(shards);
+            }
+        }
+    }
+
+    private static Map<ActorRef, IndexedSeq<String>> scala(Map<ActorRef, List<String>> now) {
+        Map<ActorRef, IndexedSeq<String>> out = new LinkedHashMap<>();
+        now.forEach((ref, shards) ->
+                out.put(ref, CollectionConverters.asScala(shards).toIndexedSeq()));
+        return out;
+    }
+
+    private static <T> T await(Future<T> future) throws Exception {
+        return Await.result(future, FiniteDuration.apply(5, TimeUnit.SECONDS));
+    }
+}
