@@ -66,8 +66,10 @@ public final class DirectoryClient {
         this.replies = replies;
         this.repliesRef = repliesRef;
         this.hostOf = new AtomicIntegerArray(ranges.rangeCount());
+        // Where a range runs once the cluster is settled (HomeRangeAllocation); replies correct a wrong guess, and a
+        // relay that does not host the range asks it through sharding, so the guess costs at most a hop.
         for (int r = 0; r < ranges.rangeCount(); r++) {
-            hostOf.set(r, -1);
+            hostOf.set(r, HomeRangeAllocation.homeOf(r, nodes.size()));
         }
     }
 
