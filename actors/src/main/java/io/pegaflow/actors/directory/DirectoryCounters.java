@@ -16,6 +16,7 @@ public final class DirectoryCounters {
     private final LongAdder lookedUpFingerprints = new LongAdder();
     private final LongAdder ignoredMessages = new LongAdder();
     private final LongAdder resyncs = new LongAdder();
+    private final LongAdder askedAgain = new LongAdder();
 
     /** Ranges running on this node now. */
     public long hostedRanges() {
@@ -56,6 +57,11 @@ public final class DirectoryCounters {
         return resyncs.sum();
     }
 
+    /** Range lookups this node's relay sent again because the range had not answered (a move drops messages). */
+    public long lookupsAskedAgain() {
+        return askedAgain.sum();
+    }
+
     void rangeStarted() {
         hostedRanges.increment();
     }
@@ -85,5 +91,9 @@ public final class DirectoryCounters {
 
     void resynced(long delta) {
         resyncs.add(delta);
+    }
+
+    void askedAgain() {
+        askedAgain.increment();
     }
 }

@@ -126,7 +126,7 @@ public final class DirectoryNode {
         ActorRef<LookupRelay.RelayReply> repliesRef = null;
         if (settings.lookupRelay()) {
             spawner.spawn(
-                    LookupRelay.create(ranges, local, self, counters),
+                    LookupRelay.create(ranges, local, self, counters, settings.lookupAskAgainAfter()),
                     "pegaflow-directory-lookup-relay",
                     LookupRelay.Command.class);
             relays = new RelayTable(nodes.size());

@@ -17,6 +17,7 @@ import java.util.List;
  * @param holdingsParallelism LocalHoldings scans in flight per node
  * @param wakeDelays delays after a membership change at which each node touches every range
  * @param lookupRelay whether locates go through each host's {@link LookupRelay}
+ * @param lookupAskAgainAfter how often a relay asks again the ranges of a lookup that have not answered
  * @param rebalanceAbsoluteLimit ranges one rebalance round may move
  * @param rebalanceRelativeLimit share of all ranges one rebalance round may move
  */
@@ -31,6 +32,7 @@ public record DirectorySettings(
         int holdingsParallelism,
         List<Duration> wakeDelays,
         boolean lookupRelay,
+        Duration lookupAskAgainAfter,
         int rebalanceAbsoluteLimit,
         double rebalanceRelativeLimit) {
 
@@ -50,6 +52,7 @@ public record DirectorySettings(
         for (Duration d : wakeDelays) {
             positive("wake-delays", d);
         }
+        positive("lookup-ask-again-after", lookupAskAgainAfter);
         positive("rebalance-absolute-limit", rebalanceAbsoluteLimit);
         if (!(rebalanceRelativeLimit > 0 && rebalanceRelativeLimit <= 1)) {
             throw new IllegalArgumentException(
@@ -71,6 +74,7 @@ public record DirectorySettings(
                 c.getInt("holdings-parallelism"),
                 c.getDurationList("wake-delays"),
                 c.getBoolean("lookup-relay"),
+                c.getDuration("lookup-ask-again-after"),
                 c.getInt("rebalance-absolute-limit"),
                 c.getDouble("rebalance-relative-limit"));
     }

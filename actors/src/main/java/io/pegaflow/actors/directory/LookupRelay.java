@@ -80,12 +80,19 @@ public final class LookupRelay {
     /** A relayed lookup's time is up: reply with the ranges that answered. */
     private record Expired(long base) implements Command, NoSerializationVerificationNeeded {}
 
+    /** Ask again the ranges of a relayed lookup that have not answered yet. */
+    private record AskAgain(long base) implements Command, NoSerializationVerificationNeeded {}
+
+    /** The key of a lookup's {@link AskAgain} timer (its {@link Expired} timer's key is its base). */
+    private record AskAgainKey(long base) {}
+
     /**
      * One relayed lookup waiting for its ranges. Segment {@code i} (range {@code ranges[i]}) was asked with request id
      * {@code base + i}, so a range's reply finds its lookup and its place without a temporary actor per ask.
      */
     private static final class Pending {
         final long base;
+        final Command.RelayLookup lookup;
         final long requestId;
         final ActorRef<RelayReply> replyTo;
         final int[] offset;
@@ -95,11 +102,12 @@ public final class LookupRelay {
         final boolean[] answered;
         int remaining;
 
-        Pending(long base, long requestId, ActorRef<RelayReply> replyTo, int[] offset) {
+        Pending(long base, Command.RelayLookup lookup, int[] offset) {
             int n = offset.length - 1;
             this.base = base;
-            this.requestId = requestId;
-            this.replyTo = replyTo;
+            this.lookup = lookup;
+            this.requestId = lookup.requestId();
+            this.replyTo = lookup.replyTo();
             this.offset = offset;
             this.masks = new long[offset[n]];
             this.complete = new boolean[n];
@@ -141,12 +149,15 @@ public final class LookupRelay {
     /**
      * @param selfNode this node's index (the host named for the ranges read here)
      * @param counters counts the lookups answered from a range's table here, as the range counts those it answers
+     * @param askAgainAfter how often the ranges asked by message that have not answered are asked again: Pekko drops
+     *     the messages its region buffered for a range whose hand-off starts, and the lookup would wait for its timeout
      */
-    static Behavior<Command> create(RangeRefs ranges, LocalRanges local, int selfNode, DirectoryCounters counters) {
+    static Behavior<Command> create(
+            RangeRefs ranges, LocalRanges local, int selfNode, DirectoryCounters counters, Duration askAgainAfter) {
         return Behaviors.setup(context -> {
             context.getSystem().receptionist().tell(Receptionist.register(SERVICE_KEY, context.getSelf()));
             return Behaviors.withTimers(
-                    timers -> new State(context, timers, ranges, local, selfNode, counters).behavior());
+                    timers -> new State(context, timers, ranges, local, selfNode, counters, askAgainAfter).behavior());
         });
     }
 
@@ -158,6 +169,7 @@ public final class LookupRelay {
         private final LocalRanges local;
         private final int selfNode;
         private final DirectoryCounters counters;
+        private final Duration askAgainAfter;
         private final ActorRef<BlockRange.LookupReply> answers;
         private final TreeMap<Long, Pending> pending = new TreeMap<>();
         private long nextId = 1;
@@ -168,8 +180,10 @@ public final class LookupRelay {
                 RangeRefs ranges,
                 LocalRanges local,
                 int selfNode,
-                DirectoryCounters counters) {
+                DirectoryCounters counters,
+                Duration askAgainAfter) {
             this.context = context;
+            this.askAgainAfter = askAgainAfter;
             this.local = local;
             this.selfNode = selfNode;
             this.counters = counters;
@@ -183,6 +197,7 @@ public final class LookupRelay {
                     .onMessage(Command.RelayLookup.class, this::onRelayLookup)
                     .onMessage(RangeAnswered.class, this::onAnswered)
                     .onMessage(Expired.class, this::onExpired)
+                    .onMessage(AskAgain.class, this::onAskAgain)
                     .build();
         }
 
@@ -197,7 +212,7 @@ public final class LookupRelay {
             }
             long base = nextId;
             nextId += Math.max(1, n);
-            Pending p = new Pending(base, lookup.requestId(), lookup.replyTo(), offset);
+            Pending p = new Pending(base, lookup, offset);
             long[] fps = lookup.fingerprints();
             long now = System.nanoTime();
             for (int i = 0; i < n; i++) {
@@ -230,7 +245,28 @@ public final class LookupRelay {
                 return Behaviors.same();
             }
             pending.put(base, p);
-            timers.startSingleTimer(base, new Expired(base), Duration.ofMillis(Math.max(1, lookup.timeoutMs())));
+            Duration timeout = Duration.ofMillis(Math.max(1, lookup.timeoutMs()));
+            timers.startSingleTimer(base, new Expired(base), timeout);
+            if (askAgainAfter.compareTo(timeout) < 0) {
+                timers.startTimerWithFixedDelay(new AskAgainKey(base), new AskAgain(base), askAgainAfter);
+            }
+            return Behaviors.same();
+        }
+
+        /** The unanswered ranges of a lookup, asked again through sharding (a duplicate answer is ignored). */
+        private Behavior<Command> onAskAgain(AskAgain again) {
+            Pending p = pending.get(again.base());
+            if (p == null) {
+                timers.cancel(new AskAgainKey(again.base()));
+                return Behaviors.same();
+            }
+            for (int i = 0; i < p.answered.length; i++) {
+                if (!p.answered[i]) {
+                    long[] batch = Arrays.copyOfRange(p.lookup.fingerprints(), p.offset[i], p.offset[i + 1]);
+                    ranges.get(p.lookup.ranges()[i]).tell(new BlockRange.Command.Lookup(batch, p.base + i, answers));
+                    counters.askedAgain();
+                }
+            }
             return Behaviors.same();
         }
 
@@ -249,6 +285,7 @@ public final class LookupRelay {
             if (p.remaining == 0) {
                 pending.remove(p.base);
                 timers.cancel(p.base);
+                timers.cancel(new AskAgainKey(p.base));
                 p.replyTo.tell(p.reply());
             }
             return Behaviors.same();
@@ -256,6 +293,7 @@ public final class LookupRelay {
 
         private Behavior<Command> onExpired(Expired expired) {
             Pending p = pending.remove(expired.base());
+            timers.cancel(new AskAgainKey(expired.base()));
             if (p != null) {
                 context.getLog()
                         .debug("relayed lookup: {} of {} ranges did not answer in time", p.remaining, p.hosts.length);

@@ -15,6 +15,11 @@ final class RangeRefs {
         }
     }
 
+    /** Given refs (tests: {@code TestEntityRef}s standing for the ranges). */
+    RangeRefs(EntityRef<BlockRange.Command>[] refs) {
+        this.refs = refs.clone();
+    }
+
     EntityRef<BlockRange.Command> get(int range) {
         return refs[range];
     }

@@ -38,6 +38,7 @@ class DirectoryPublisherTest {
                 2,
                 List.of(Duration.ofMillis(500)),
                 true,
+                Duration.ofMillis(100),
                 1024,
                 1.0);
     }

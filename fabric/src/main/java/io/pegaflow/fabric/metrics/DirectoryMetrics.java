@@ -18,6 +18,7 @@ public final class DirectoryMetrics {
     private long lastRebuilds;
     private long lastLookups;
     private long lastResyncs;
+    private long lastAskedAgain;
 
     public DirectoryMetrics(String nodeId, DirectoryCounters counters) {
         this.nodeTag = TagSet.of("node", nodeId);
@@ -53,6 +54,13 @@ public final class DirectoryMetrics {
                 .withTags(nodeTag)
                 .increment(Math.max(0, resyncs - lastResyncs));
         lastResyncs = resyncs;
+        long askedAgain = counters.lookupsAskedAgain();
+        Kamon.counter(
+                        "pegaflow.directory.lookups.asked.again",
+                        "Range lookups this node's relay sent again after no answer (ranges moving)")
+                .withTags(nodeTag)
+                .increment(Math.max(0, askedAgain - lastAskedAgain));
+        lastAskedAgain = askedAgain;
     }
 
     /** Records one whole locate answered through this node's gRPC. */
