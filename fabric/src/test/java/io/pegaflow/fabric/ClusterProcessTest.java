@@ -114,7 +114,9 @@ class ClusterProcessTest {
             }
             assertTrue(status.getUnreachableList().isEmpty());
         }
-        assertTrue(processes.get("n1").logTail(400).contains("SBR started"), "Split Brain Resolver must be on");
+        assertTrue(
+                processes.get("n1").logTail(Integer.MAX_VALUE).contains("SBR started"),
+                "Split Brain Resolver must be on");
     }
 
     @Test
@@ -222,10 +224,13 @@ class ClusterProcessTest {
                 List.of("n1", "n2"),
                 status.getMembersList().stream().map(Member::getNodeId).sorted().toList());
         assertTrue(
-                processes.get("n3").logTail(200).contains("node n3 stopped"),
+                processes.get("n3").logTail(Integer.MAX_VALUE).contains("node n3 stopped"),
                 processes.get("n3").logTail(30));
         assertTrue(
-                processes.get("n3").logTail(400).contains("shutdown requested (test, asked by 127.0.0.1:"),
+                processes
+                        .get("n3")
+                        .logTail(Integer.MAX_VALUE)
+                        .contains("shutdown requested (test, asked by 127.0.0.1:"),
                 processes.get("n3").logTail(60));
     }
 
@@ -240,7 +245,9 @@ class ClusterProcessTest {
                 "n1", s -> s.getMembersCount() == 1 && s.getUnreachableCount() == 0, Duration.ofSeconds(30));
         assertEquals("n1", status.getMembers(0).getNodeId());
         assertTrue(
-                n2.logTail(200).contains("Exiting completed") || n2.logTail(200).contains("Leaving"), n2.logTail(40));
+                n2.logTail(Integer.MAX_VALUE).contains("Exiting completed")
+                        || n2.logTail(Integer.MAX_VALUE).contains("Leaving"),
+                n2.logTail(40));
     }
 
     @Test
