@@ -17,7 +17,7 @@ import java.util.List;
  * @param holdingsParallelism LocalHoldings scans in flight per node
  * @param wakeDelays delays after a membership change at which each node touches every range
  * @param lookupRelay whether locates go through each host's {@link LookupRelay}
- * @param lookupAskAgainAfter how often a relay asks again the ranges of a lookup that have not answered
+ * @param lookupAskAgainAfter when a relay first asks again the ranges of a lookup that have not answered (then doubling)
  * @param rebalanceAbsoluteLimit ranges one rebalance round may move
  * @param rebalanceRelativeLimit share of all ranges one rebalance round may move
  */

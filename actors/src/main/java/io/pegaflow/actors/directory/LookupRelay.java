@@ -101,6 +101,8 @@ public final class LookupRelay {
         final int[] hosts;
         final boolean[] answered;
         int remaining;
+        /** The wait before the next ask-again: doubles each time, so a silent range costs a few messages. */
+        Duration askAgainIn;
 
         Pending(long base, Command.RelayLookup lookup, int[] offset) {
             int n = offset.length - 1;
@@ -149,8 +151,9 @@ public final class LookupRelay {
     /**
      * @param selfNode this node's index (the host named for the ranges read here)
      * @param counters counts the lookups answered from a range's table here, as the range counts those it answers
-     * @param askAgainAfter how often the ranges asked by message that have not answered are asked again: Pekko drops
-     *     the messages its region buffered for a range whose hand-off starts, and the lookup would wait for its timeout
+     * @param askAgainAfter when the ranges asked by message that have not answered are first asked again (then after
+     *     twice that, and so on): Pekko drops the messages its region buffered for a range whose hand-off starts, and
+     *     the lookup would wait for its whole timeout
      */
     static Behavior<Command> create(
             RangeRefs ranges, LocalRanges local, int selfNode, DirectoryCounters counters, Duration askAgainAfter) {
@@ -248,16 +251,19 @@ public final class LookupRelay {
             Duration timeout = Duration.ofMillis(Math.max(1, lookup.timeoutMs()));
             timers.startSingleTimer(base, new Expired(base), timeout);
             if (askAgainAfter.compareTo(timeout) < 0) {
-                timers.startTimerWithFixedDelay(new AskAgainKey(base), new AskAgain(base), askAgainAfter);
+                p.askAgainIn = askAgainAfter;
+                timers.startSingleTimer(new AskAgainKey(base), new AskAgain(base), askAgainAfter);
             }
             return Behaviors.same();
         }
 
-        /** The unanswered ranges of a lookup, asked again through sharding (a duplicate answer is ignored). */
+        /**
+         * The unanswered ranges of a lookup, asked again through sharding (a duplicate answer is ignored), then again
+         * after twice the wait, until the lookup expires: 100, 200, 400, 800 ms for the default 1.6 s.
+         */
         private Behavior<Command> onAskAgain(AskAgain again) {
             Pending p = pending.get(again.base());
             if (p == null) {
-                timers.cancel(new AskAgainKey(again.base()));
                 return Behaviors.same();
             }
             for (int i = 0; i < p.answered.length; i++) {
@@ -267,6 +273,8 @@ public final class LookupRelay {
                     counters.askedAgain();
                 }
             }
+            p.askAgainIn = p.askAgainIn.multipliedBy(2);
+            timers.startSingleTimer(new AskAgainKey(p.base), new AskAgain(p.base), p.askAgainIn);
             return Behaviors.same();
         }
 

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -34,19 +35,43 @@ class HomeRangeAllocationTest {
 
     private ActorTestKit kit;
     private ActorRef[] region;
+    /** Per node: its member is Up and reachable. */
     private final boolean[] up = new boolean[3];
+    /** The membership is stable (nobody unreachable or joining). */
+    private boolean stable;
+    /** Regions whose node is the one given (an old incarnation's region still registered). */
+    private final Map<ActorRef, Integer> nodeOf = new HashMap<>();
+
     private HomeRangeAllocation strategy;
+
+    /** The test's cluster: {@link #up}, {@link #stable}, {@link #nodeOf}. */
+    private final HomeRangeAllocation.Membership membership = new HomeRangeAllocation.Membership() {
+        @Override
+        public int healthyNodeOf(ActorRef r) {
+            return healthy(r) ? nodeOf.get(r) : -1;
+        }
+
+        @Override
+        public boolean healthy(ActorRef r) {
+            Integer node = nodeOf.get(r);
+            return node != null && up[node];
+        }
+
+        @Override
+        public boolean stable() {
+            return stable;
+        }
+    };
 
     @BeforeAll
     void start() {
         kit = ActorTestKit.create("home-allocation");
         region = new ActorRef[3];
-        Map<ActorRef, Integer> nodeOf = new HashMap<>();
         for (int i = 0; i < 3; i++) {
             region[i] = Adapter.toClassic(kit.createTestProbe("region-" + i).ref());
             nodeOf.put(region[i], i);
         }
-        strategy = new HomeRangeAllocation(3, r -> up[nodeOf.get(r)] ? nodeOf.get(r) : -1, 1024, 1.0);
+        strategy = new HomeRangeAllocation(3, membership, 1024, 1.0);
     }
 
     @AfterAll
@@ -58,22 +83,56 @@ class HomeRangeAllocationTest {
     void shouldPlaceARangeOnItsHomeWhileThatNodeIsUpAndOnTheLeastLoadedRegionOtherwise() throws Exception {
         up[0] = true;
         up[1] = true;
-        up[2] = false; // its region is registered but the node is not Up (joining, leaving)
+        up[2] = false; // its region is registered but the node is not Up, or unreachable
         Map<ActorRef, List<String>> now = new LinkedHashMap<>();
         now.put(region[0], List.of("0", "3", "6"));
         now.put(region[1], List.of("1"));
         now.put(region[2], List.of());
         assertEquals(region[1], allocate(region[0], "4", now), "home of range 4 is node 1");
         assertEquals(region[0], allocate(region[2], "9", now), "home of range 9 is node 0");
-        // Range 5's home (node 2) is not Up: the region with the fewest ranges among the others that qualify.
-        assertEquals(region[2], allocate(region[0], "5", now), "least loaded, node 2's region counts as any region");
-        now.put(region[2], List.of("2", "5", "8", "11"));
-        assertEquals(region[1], allocate(region[0], "5", now));
+        // Range 5's home (node 2) is not healthy: the healthy region with the fewest ranges, though node 2 has fewer.
+        assertEquals(region[1], allocate(region[0], "5", now), "least loaded healthy region");
         assertEquals(region[1], allocate(region[0], "not-a-range", now), "a foreign shard id: least loaded");
+        up[0] = false;
+        up[1] = false;
+        assertEquals(region[2], allocate(region[0], "5", now), "none healthy: least loaded of all");
+    }
+
+    @Test
+    void shouldMoveNothingWhileTheMembershipIsUnstableOrTwoRegionsClaimOneNode() throws Exception {
+        Arrays.fill(up, true);
+        Map<ActorRef, List<String>> now = new LinkedHashMap<>();
+        now.put(region[0], List.of("0", "1", "2"));
+        now.put(region[1], List.of());
+        now.put(region[2], List.of());
+        stable = false;
+        assertEquals(Set.of(), rebalance(now, Set.of()), "a member unreachable or joining: no round");
+        stable = true;
+        assertEquals(Set.of("1", "2"), rebalance(now, Set.of()));
+
+        // A crashed node 1 restarted on its address: Up again while its old region is still registered.
+        ActorRef oldRegion =
+                Adapter.toClassic(kit.createTestProbe("region-1-old").ref());
+        nodeOf.put(oldRegion, 1);
+        try {
+            now.put(oldRegion, List.of("4", "7"));
+            assertEquals(Set.of(), rebalance(now, Set.of()), "two regions on node 1: no home is trusted");
+            assertEquals(region[1], allocate(region[0], "10", now), "home untrusted: least loaded (node 1's new one)");
+        } finally {
+            nodeOf.remove(oldRegion);
+            now.remove(oldRegion);
+        }
+
+        // A region whose node is down keeps its ranges until it is gone: no hand-off is asked of it.
+        up[2] = false;
+        now.put(region[2], List.of("1", "3"));
+        now.put(region[0], List.of("0"));
+        assertEquals(Set.of(), rebalance(now, Set.of()), "range 1 and 3 on an unhealthy region stay where they are");
     }
 
     @Test
     void shouldMoveEveryRangeHomeOnceWhenNodesJoinOneAtATime() throws Exception {
+        stable = true;
         up[0] = true;
         up[1] = false;
         up[2] = false;
@@ -111,6 +170,7 @@ class HomeRangeAllocationTest {
 
     @Test
     void shouldMoveNoMoreRangesInOneRoundThanTheLimitsAllow() throws Exception {
+        stable = true;
         up[0] = true;
         up[1] = true;
         up[2] = true;
@@ -122,22 +182,13 @@ class HomeRangeAllocationTest {
         now.put(region[0], all);
         now.put(region[1], List.of());
         now.put(region[2], List.of());
-        HomeRangeAllocation absolute = new HomeRangeAllocation(3, r -> nodeOf(r), 7, 1.0);
+        HomeRangeAllocation absolute = new HomeRangeAllocation(3, membership, 7, 1.0);
         assertEquals(7, await(absolute.rebalance(scala(now), Set.of())).size());
-        HomeRangeAllocation relative = new HomeRangeAllocation(3, r -> nodeOf(r), 1024, 0.1);
+        HomeRangeAllocation relative = new HomeRangeAllocation(3, membership, 1024, 0.1);
         assertEquals(9, await(relative.rebalance(scala(now), Set.of())).size(), "10% of 90");
         Set<String> homeless = new TreeSet<>(await(strategy.rebalance(scala(now), Set.of())));
         assertEquals(60, homeless.size(), "without limits: every range whose home is node 1 or 2");
         assertTrue(homeless.stream().allMatch(s -> Integer.parseInt(s) % 3 != 0));
-    }
-
-    private int nodeOf(ActorRef ref) {
-        for (int i = 0; i < region.length; i++) {
-            if (region[i].equals(ref)) {
-                return i;
-            }
-        }
-        return -1;
     }
 
     private ActorRef allocate(ActorRef requester, String shard, Map<ActorRef, List<String>> now) throws Exception {

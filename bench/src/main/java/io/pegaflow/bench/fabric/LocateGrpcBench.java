@@ -330,7 +330,7 @@ public final class LocateGrpcBench {
 
     /**
      * Waits (at most 60 s) until the shard rebalance is over: every node hosts ranges, the counts differ by at most
-     * one (the least-shard strategy's balance), and neither they nor any node's rebuild count changed for 3 s. Read
+     * one (every range on its home node: 86/85/85 for 256 ranges), and neither they nor any node's rebuild count changed for 3 s. Read
      * from the nodes' Prometheus endpoints ({@code pegaflow_directory_hosted_ranges}, {@code
      * pegaflow_directory_rebuilds_total}, updated every second).
      */
