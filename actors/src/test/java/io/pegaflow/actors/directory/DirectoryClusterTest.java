@@ -406,6 +406,43 @@ class DirectoryClusterTest {
         }
     }
 
+    @Test
+    @Order(6)
+    @Timeout(120)
+    void shouldMoveARestartedNodesRangesBackHome() throws Exception {
+        // b was killed (Order 4) and c has left (Order 5): a hosts every range. b comes back on its address.
+        b = start("b", "");
+        awaitUp(a, 2, Duration.ofSeconds(60));
+        long up = System.nanoTime();
+        long deadline = up + TimeUnit.SECONDS.toNanos(60);
+        List<Integer> notHome;
+        int[] hosts;
+        do {
+            hosts = hosts();
+            notHome = new ArrayList<>();
+            for (int r = 0; r < RANGES; r++) {
+                int home = HomeRangeAllocation.homeOf(r, 3);
+                // c's ranges have no home up: they stay on a or b
+                if ((home == 2 && hosts[r] != 0 && hosts[r] != 1) || (home != 2 && hosts[r] != home)) {
+                    notHome.add(r);
+                }
+            }
+            if (!notHome.isEmpty()) {
+                Thread.sleep(200);
+            }
+        } while (!notHome.isEmpty() && System.nanoTime() < deadline);
+        assertEquals(List.of(), notHome, "ranges not back on their home (or on a live node, for c's)");
+        byte[][] hashes = hashes(30);
+        b.save(hashes);
+        LocateResult result = awaitLocate(a, hashes, r -> r.complete() && r.prefixLength() == 30);
+        for (int i = 0; i < hashes.length; i++) {
+            assertEquals(List.of("b"), result.holders(i), "hash " + i);
+        }
+        System.out.printf(
+                "[directory] b restarted: its %d ranges home %d ms after it was up%n",
+                rangesHostedBy(b.index()).size(), (System.nanoTime() - up) / 1_000_000);
+    }
+
     // ---- helpers ----
 
     private Node start(String id, String overrides) {
