@@ -19,8 +19,8 @@ import org.apache.pekko.actor.typed.ActorRef;
  * <p>How it asks: a range running on this node is read from its table in the caller's thread ({@link
  * RangeState#readLookup}, as the relays do on their hosts), unless it is not complete or was being written. A range
  * whose host it believes it knows (its home node, {@link HomeRangeAllocation}, until a reply names another) is asked
- * through that host's {@link LookupRelay}, all of that host's ranges in one message, the reply coming back to this node's one {@link
- * RelayReplies} actor under a request id; any other range directly, through its sharding {@link
+ * through that host's {@link LookupRelay}, all of that host's ranges in one message, the reply coming back to this
+ * node's one {@link RelayReplies} actor under a request id; any other range directly, through its sharding {@link
  * org.apache.pekko.cluster.sharding.typed.javadsl.EntityRef} (the ask pattern). A wrong guess costs an extra hop, never
  * a wrong answer; a relay that does not answer makes its ranges unknown again, so the next call asks them directly.
  *

@@ -16,8 +16,8 @@ import org.apache.pekko.cluster.typed.Cluster;
 /**
  * The directory's part of one node, wired in one call: starts {@link BlockRange} sharding (every node hosts ranges;
  * no passivation, so a range keeps its state until its shard moves; each range on its home node while that node is
- * Up, {@link HomeRangeAllocation}, with the configured rebalance limits), and spawns as system actors this node's {@link
- * HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
+ * Up, {@link HomeRangeAllocation}, with the configured rebalance limits), and spawns as system actors this node's
+ * {@link HoldingsProvider} and {@link LookupRelay} (both registered with the Receptionist), the {@link PublishFlusher} that
  * drains the {@link DirectoryPublisher}, the {@link RangeKeeper}, the tracker of the other nodes' relays, and (always
  * as a system actor) the {@link RelayReplies} collector of this node's relayed lookups. The node feeds {@link #publisher()} from its store's events and
  * answers lookups through {@link #client()}.

@@ -17,7 +17,8 @@ import java.util.List;
  * @param holdingsParallelism LocalHoldings scans in flight per node
  * @param wakeDelays delays after a membership change at which each node touches every range
  * @param lookupRelay whether locates go through each host's {@link LookupRelay}
- * @param lookupAskAgainAfter when a relay first asks again the ranges of a lookup that have not answered (then doubling)
+ * @param lookupAskAgainAfter when a relay first asks again the ranges of a lookup that have not answered (the wait
+ *     doubles after each)
  * @param rebalanceAbsoluteLimit ranges one rebalance round may move
  * @param rebalanceRelativeLimit share of all ranges one rebalance round may move
  */

@@ -29,7 +29,9 @@ import org.apache.pekko.actor.typed.receptionist.ServiceKey;
  * extra hop, and its reply names its real host, which the client learns. It tells each range a {@link
  * BlockRange.Command.Lookup} whose request id names the relayed lookup and the segment, the ranges answer through one
  * message adapter, and one timer per relayed lookup bounds the wait: no temporary actor or timeout per range (the
- * ask pattern's cost dominated a relayed lookup). State: the lookups in flight, owned by the relay.
+ * ask pattern's cost dominated a relayed lookup). A second timer, only for a lookup with ranges asked by message,
+ * asks the silent ones again with a doubling wait (a range's hand-off drops what its old region had buffered). State:
+ * the lookups in flight, owned by the relay.
  */
 public final class LookupRelay {
     public static final ServiceKey<Command> SERVICE_KEY =

@@ -330,8 +330,8 @@ public final class LocateGrpcBench {
 
     /**
      * Waits (at most 60 s) until the shard rebalance is over: every node hosts ranges, the counts differ by at most
-     * one (every range on its home node: 86/85/85 for 256 ranges), and neither they nor any node's rebuild count changed for 3 s. Read
-     * from the nodes' Prometheus endpoints ({@code pegaflow_directory_hosted_ranges}, {@code
+     * one (every range on its home node: 86/85/85 for 256 ranges), and neither they nor any node's rebuild count
+     * changed for 3 s. Read from the nodes' Prometheus endpoints ({@code pegaflow_directory_hosted_ranges}, {@code
      * pegaflow_directory_rebuilds_total}, updated every second).
      */
     private static void awaitSettled(int[] metricsPorts) throws Exception {
@@ -381,7 +381,7 @@ public final class LocateGrpcBench {
         }
     }
 
-    /** The value of an unlabelled Prometheus sample {@code name} in {@code body} (-1 when absent). */
+    /** The value of the first sample of {@code name} in {@code body}, whatever its labels (-1 when absent). */
     private static long metric(String body, String name) {
         for (String line : body.split("\n")) {
             if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
