@@ -387,18 +387,27 @@ class RdmaTransportFailureTest {
         runTransfers(a, small, counting, completed, 100); // warm-up
         runTransfers(a, large, counting, completed, 100);
 
-        long t0 = threads.getThreadAllocatedBytes(poller.threadId());
-        runTransfers(a, small, counting, completed, 200);
-        long t1 = threads.getThreadAllocatedBytes(poller.threadId());
-        runTransfers(a, large, counting, completed, 200);
-        long t2 = threads.getThreadAllocatedBytes(poller.threadId());
-
-        long perSmall = t1 - t0;
-        long perLarge = t2 - t1;
+        // Three rounds, judged by the least growth: an allocation per block shows in every round, while a one-off on
+        // the poller (a structure growing once, code not yet compiled on the emulated VM) shows in one. CI's
+        // Soft-RoCE VM once saw 64,920 bytes in a single round and 0 in the round before.
         long extraBlocks = 200L * (large.size() - small.size());
-        String seen = "200 transfers of 16 blocks: " + perSmall + " bytes, of 64 blocks: " + perLarge + " bytes";
+        long leastGrowth = Long.MAX_VALUE;
+        StringBuilder seen = new StringBuilder();
+        for (int round = 0; round < 3; round++) {
+            long t0 = threads.getThreadAllocatedBytes(poller.threadId());
+            runTransfers(a, small, counting, completed, 200);
+            long t1 = threads.getThreadAllocatedBytes(poller.threadId());
+            runTransfers(a, large, counting, completed, 200);
+            long t2 = threads.getThreadAllocatedBytes(poller.threadId());
+            long perSmall = t1 - t0;
+            long perLarge = t2 - t1;
+            leastGrowth = Math.min(leastGrowth, perLarge - perSmall);
+            seen.append(String.format(
+                    "round %d: 200 transfers of 16 blocks: %d bytes, of 64 blocks: %d bytes; ",
+                    round, perSmall, perLarge));
+        }
         System.out.println("poller allocation: " + seen);
-        assertTrue(perLarge - perSmall < extraBlocks, "allocation grows with the block count: " + seen);
+        assertTrue(leastGrowth < extraBlocks, "allocation grows with the block count in every round: " + seen);
     }
 
     private static void runTransfers(
