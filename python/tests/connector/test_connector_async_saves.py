@@ -255,7 +255,9 @@ def test_shutdown_waits_for_saves_in_flight(own_node, rigs):
 
 def test_shutdown_ends_saves_that_outlive_the_save_deadline_without_leaking(own_node, rigs):
     shape = _shape()
-    rig = rigs(own_node.endpoint, shape, max_blocks_per_save=4, save_timeout_ms=800)
+    # The deadline must leave room for both steps' Saves to be in flight at once: at 800 ms the first two had once
+    # ended at their deadline (a loaded CI box) before the last two were sent.
+    rig = rigs(own_node.endpoint, shape, max_blocks_per_save=4, save_timeout_ms=2500)
     with Paused(own_node):
         rig.step(saves=[_transfer("r1", range(8))])
         rig.step(saves=[_transfer("r2", range(8, 16))])
