@@ -20,7 +20,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_support import file_bytes, first_difference, random_hashes, read_block, refs, unique, write_block
+from e2e_support import (
+    file_bytes,
+    first_difference,
+    random_hashes,
+    read_block,
+    refs,
+    unique,
+    wait_until,
+    write_block,
+)
 from kv_worker import WorkerProcess
 
 from pegaflow.client import FabricClient
@@ -131,16 +140,15 @@ def test_worker_on_n2_loads_byte_exact_the_blocks_a_worker_on_n1_saved(cluster):
         assert holder_metrics.value("pegaflow_leases_served_total", 0.0, node="n1", outcome="granted") >= 1
         locate_metrics = cluster["n3"].fresh_metrics()
         assert locate_metrics.value("pegaflow_directory_lookup_duration_seconds_count", 0.0, node="n3") >= 1
+
         # Entries are counted where the ranges run: a range that moves (the cluster's shard rebalance after the
         # nodes joined) counts its entries again only once its rebuild is done, so wait for the count as for holders.
-        deadline = time.monotonic() + 30
-        while True:
-            entries = sum(
+        def entries():
+            return sum(
                 cluster[n].fresh_metrics().value("pegaflow_directory_entries", 0.0, node=n) for n in ("n1", "n2", "n3")
             )
-            if entries >= BLOCKS or time.monotonic() > deadline:
-                break
-        assert entries >= BLOCKS, entries
+
+        wait_until(lambda: entries() >= BLOCKS, 30, f"directory entries counted for all {BLOCKS} blocks")
 
 
 def test_demo_shows_a_cross_node_hit_from_n1_to_n2(cluster):
