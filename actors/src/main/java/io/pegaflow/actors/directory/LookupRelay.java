@@ -95,8 +95,6 @@ public final class LookupRelay {
     private static final class Pending {
         final long base;
         final Command.RelayLookup lookup;
-        final long requestId;
-        final ActorRef<RelayReply> replyTo;
         final int[] offset;
         final long[] masks;
         final boolean[] complete;
@@ -110,8 +108,6 @@ public final class LookupRelay {
             int n = offset.length - 1;
             this.base = base;
             this.lookup = lookup;
-            this.requestId = lookup.requestId();
-            this.replyTo = lookup.replyTo();
             this.offset = offset;
             this.masks = new long[offset[n]];
             this.complete = new boolean[n];
@@ -144,7 +140,7 @@ public final class LookupRelay {
         }
 
         RelayReply reply() {
-            return new RelayReply(requestId, masks, complete, hosts);
+            return new RelayReply(lookup.requestId(), masks, complete, hosts);
         }
     }
 
@@ -296,7 +292,7 @@ public final class LookupRelay {
                 pending.remove(p.base);
                 timers.cancel(p.base);
                 timers.cancel(new AskAgainKey(p.base));
-                p.replyTo.tell(p.reply());
+                p.lookup.replyTo().tell(p.reply());
             }
             return Behaviors.same();
         }
@@ -307,7 +303,7 @@ public final class LookupRelay {
             if (p != null) {
                 context.getLog()
                         .debug("relayed lookup: {} of {} ranges did not answer in time", p.remaining, p.hosts.length);
-                p.replyTo.tell(p.reply());
+                p.lookup.replyTo().tell(p.reply());
             }
             return Behaviors.same();
         }

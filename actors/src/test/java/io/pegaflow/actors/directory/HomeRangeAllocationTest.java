@@ -4,7 +4,6 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -81,9 +80,7 @@ class HomeRangeAllocationTest {
 
     @Test
     void shouldPlaceARangeOnItsHomeWhileThatNodeIsUpAndOnTheLeastLoadedRegionOtherwise() throws Exception {
-        up[0] = true;
-        up[1] = true;
-        up[2] = false; // its region is registered but the node is not Up, or unreachable
+        cluster(true, true, true, false); // node 2's region is registered but the node is not Up, or unreachable
         Map<ActorRef, List<String>> now = new LinkedHashMap<>();
         now.put(region[0], List.of("0", "3", "6"));
         now.put(region[1], List.of("1"));
@@ -100,12 +97,11 @@ class HomeRangeAllocationTest {
 
     @Test
     void shouldMoveNothingWhileTheMembershipIsUnstableOrTwoRegionsClaimOneNode() throws Exception {
-        Arrays.fill(up, true);
+        cluster(false, true, true, true);
         Map<ActorRef, List<String>> now = new LinkedHashMap<>();
         now.put(region[0], List.of("0", "1", "2"));
         now.put(region[1], List.of());
         now.put(region[2], List.of());
-        stable = false;
         assertEquals(Set.of(), rebalance(now, Set.of()), "a member unreachable or joining: no round");
         stable = true;
         assertEquals(Set.of("1", "2"), rebalance(now, Set.of()));
@@ -132,10 +128,7 @@ class HomeRangeAllocationTest {
 
     @Test
     void shouldMoveEveryRangeHomeOnceWhenNodesJoinOneAtATime() throws Exception {
-        stable = true;
-        up[0] = true;
-        up[1] = false;
-        up[2] = false;
+        cluster(true, true, false, false);
         Map<ActorRef, List<String>> now = new LinkedHashMap<>();
         now.put(region[0], new ArrayList<>());
         for (int r = 0; r < RANGES; r++) {
@@ -170,10 +163,7 @@ class HomeRangeAllocationTest {
 
     @Test
     void shouldMoveNoMoreRangesInOneRoundThanTheLimitsAllow() throws Exception {
-        stable = true;
-        up[0] = true;
-        up[1] = true;
-        up[2] = true;
+        cluster(true, true, true, true);
         Map<ActorRef, List<String>> now = new LinkedHashMap<>();
         List<String> all = new ArrayList<>();
         for (int r = 0; r < 90; r++) {
@@ -189,6 +179,12 @@ class HomeRangeAllocationTest {
         Set<String> homeless = new TreeSet<>(await(strategy.rebalance(scala(now), Set.of())));
         assertEquals(60, homeless.size(), "without limits: every range whose home is node 1 or 2");
         assertTrue(homeless.stream().allMatch(s -> Integer.parseInt(s) % 3 != 0));
+    }
+
+    /** Sets the test's cluster: whether the membership is stable, and per node whether it is Up and reachable. */
+    private void cluster(boolean isStable, boolean... nodeUp) {
+        stable = isStable;
+        System.arraycopy(nodeUp, 0, up, 0, up.length);
     }
 
     private ActorRef allocate(ActorRef requester, String shard, Map<ActorRef, List<String>> now) throws Exception {
